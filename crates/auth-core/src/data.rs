@@ -1,0 +1,294 @@
+//! [`AuthData`]: the answer to "who is this?".
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::AuthError;
+
+/// Which kind of backend produced an [`AuthData`].
+///
+/// It is also the namespace of [`AuthData::key`], so identities from two
+/// sources never share a rate-limiting key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Source {
+    /// The client address ([`IpBackend`](crate::ip::IpBackend)).
+    Ip,
+    /// A session cookie ([`SessionBackend`](crate::session::SessionBackend)).
+    Session,
+    /// An anonymous session cookie, possibly issued for this very request
+    /// ([`AnonSessionBackend`](crate::session::AnonSessionBackend)).
+    Anonymous,
+    /// A verified JWT bearer token.
+    Jwt,
+    /// A bearer token answered by an OAuth2 introspection endpoint (RFC 7662).
+    Introspection,
+    /// A backend written outside this crate; the string is its key namespace.
+    Custom(&'static str),
+}
+
+impl Source {
+    /// The key namespace: `ip`, `session`, `anon`, `jwt`, `introspect`, or the
+    /// custom name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Ip => "ip",
+            Source::Session => "session",
+            Source::Anonymous => "anon",
+            Source::Jwt => "jwt",
+            Source::Introspection => "introspect",
+            Source::Custom(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who a request is: an identifier, the attributes that came with it, and the
+/// backend that vouched for it.
+///
+/// ```
+/// use auth_core::{AuthData, Source};
+/// use serde_json::json;
+///
+/// let data = json!({"scope": "read write", "iss": "https://id.example"});
+/// let auth = AuthData::new(Source::Jwt, "alice", data.as_object().unwrap().clone());
+/// assert_eq!(auth.identifier(), "alice");
+/// assert_eq!(auth.get("scope").and_then(|v| v.as_str()), Some("read write"));
+/// assert!(auth.has_scope("write"));
+/// assert_eq!(auth.key(), "jwt:https://id.example|alice");
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct AuthData {
+    identifier: String,
+    data: Map<String, Value>,
+    source: Source,
+    key: Option<String>,
+}
+
+impl AuthData {
+    /// An identity with attributes. The rate-limiting key is derived from the
+    /// source and identifier (see [`key`](Self::key)).
+    pub fn new(source: Source, identifier: impl Into<String>, data: Map<String, Value>) -> Self {
+        AuthData {
+            identifier: identifier.into(),
+            data,
+            source,
+            key: None,
+        }
+    }
+
+    /// An identity with no attributes.
+    pub fn bare(source: Source, identifier: impl Into<String>) -> Self {
+        Self::new(source, identifier, Map::new())
+    }
+
+    /// Replaces the part of the rate-limiting key after `source:`; used when
+    /// several identifiers should share one key (an IPv6 /64, for example).
+    pub fn with_key_part(mut self, part: impl fmt::Display) -> Self {
+        self.key = Some(format!("{}:{part}", self.source));
+        self
+    }
+
+    /// The identifier: a client address, a session id, a token's subject.
+    pub fn identifier(&self) -> &str {
+        &self.identifier
+    }
+
+    /// The attributes: claims of a token, an introspection answer, or empty.
+    pub fn data(&self) -> &Map<String, Value> {
+        &self.data
+    }
+
+    /// Takes the attributes out.
+    pub fn into_parts(self) -> (String, Map<String, Value>) {
+        (self.identifier, self.data)
+    }
+
+    /// Which backend produced this identity.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// One attribute.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.data.get(name)
+    }
+
+    /// The attributes as a typed value (for example your own claims struct).
+    ///
+    /// # Errors
+    /// The attributes do not have the shape of `T`.
+    pub fn claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&self.data)
+    }
+
+    /// The granted scopes: the space-separated `scope` attribute (RFC 6749,
+    /// RFC 9068), or the `scp` array some providers send.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        let spaced = self
+            .data
+            .get("scope")
+            .and_then(Value::as_str)
+            .into_iter()
+            .flat_map(|s| s.split(' ').filter(|s| !s.is_empty()));
+        let listed = self
+            .data
+            .get("scp")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        spaced.chain(listed)
+    }
+
+    /// Whether `scope` was granted.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes().any(|s| s == scope)
+    }
+
+    /// Succeeds when every scope in `required` was granted; otherwise the
+    /// 403 `insufficient_scope` error naming all of them.
+    ///
+    /// # Errors
+    /// [`AuthError::InsufficientScope`] when a scope is missing.
+    pub fn require_scopes(&self, required: &[&str]) -> Result<(), AuthError> {
+        if required.iter().all(|s| self.has_scope(s)) {
+            Ok(())
+        } else {
+            Err(AuthError::InsufficientScope {
+                required: required.join(" "),
+            })
+        }
+    }
+
+    /// The rate-limiting key: `<source>:<identifier>`, except for JWTs, whose
+    /// key is `jwt:<iss>|<sub>` (with `%` and `|` in the issuer
+    /// percent-encoded), because a subject is only unique within its issuer.
+    pub fn key(&self) -> String {
+        if let Some(key) = &self.key {
+            return key.clone();
+        }
+        match (self.source, self.data.get("iss").and_then(Value::as_str)) {
+            (Source::Jwt, Some(iss)) => {
+                let mut key = String::with_capacity(5 + iss.len() + self.identifier.len());
+                key.push_str("jwt:");
+                for c in iss.chars() {
+                    match c {
+                        '%' => key.push_str("%25"),
+                        '|' => key.push_str("%7C"),
+                        c => key.push(c),
+                    }
+                }
+                key.push('|');
+                key.push_str(&self.identifier);
+                key
+            }
+            (source, _) => format!("{source}:{}", self.identifier),
+        }
+    }
+}
+
+/// Shows the source and identifier and only the *names* of the attributes:
+/// attribute values can hold tokens (an introspection answer carries the
+/// `access_token`).
+impl fmt::Debug for AuthData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthData")
+            .field("source", &self.source)
+            .field("identifier", &self.identifier)
+            .field("data", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    fn jwt(data: Value) -> AuthData {
+        let Value::Object(map) = data else {
+            unreachable!("test data is an object")
+        };
+        AuthData::new(Source::Jwt, "alice", map)
+    }
+
+    #[test]
+    fn keys_are_namespaced_by_source() {
+        assert_eq!(AuthData::bare(Source::Ip, "1.2.3.4").key(), "ip:1.2.3.4");
+        assert_eq!(AuthData::bare(Source::Session, "x").key(), "session:x");
+        assert_eq!(AuthData::bare(Source::Anonymous, "x").key(), "anon:x");
+        assert_eq!(
+            AuthData::bare(Source::Custom("apikey"), "k").key(),
+            "apikey:k"
+        );
+        assert_ne!(
+            AuthData::bare(Source::Session, "x").key(),
+            AuthData::bare(Source::Anonymous, "x").key()
+        );
+    }
+
+    #[test]
+    fn jwt_key_includes_issuer_and_cannot_be_confused() {
+        assert_eq!(
+            jwt(json!({"iss": "https://a"})).key(),
+            "jwt:https://a|alice"
+        );
+        assert_eq!(jwt(json!({})).key(), "jwt:alice");
+        // iss "a|b" + sub "c" must not collide with iss "a" + sub "b|c".
+        let one = AuthData::new(
+            Source::Jwt,
+            "c",
+            json!({"iss": "a|b"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let two = AuthData::new(
+            Source::Jwt,
+            "b|c",
+            json!({"iss": "a"}).as_object().cloned().unwrap_or_default(),
+        );
+        assert_eq!(one.key(), "jwt:a%7Cb|c");
+        assert_ne!(one.key(), two.key());
+    }
+
+    #[test]
+    fn key_part_override() {
+        let auth = AuthData::bare(Source::Ip, "2001:db8::1").with_key_part("2001:db8::/64");
+        assert_eq!(auth.identifier(), "2001:db8::1");
+        assert_eq!(auth.key(), "ip:2001:db8::/64");
+    }
+
+    #[test]
+    fn typed_claims_and_scopes() {
+        #[derive(Deserialize)]
+        struct Claims {
+            name: String,
+        }
+        let auth = jwt(json!({"name": "Alice", "scope": "read  admin", "scp": ["x"]}));
+        let claims: Claims = auth.claims().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(claims.name, "Alice");
+        assert_eq!(auth.scopes().collect::<Vec<_>>(), ["read", "admin", "x"]);
+        assert!(auth.require_scopes(&["admin", "x"]).is_ok());
+        let err = auth.require_scopes(&["admin", "delete"]).unwrap_err();
+        assert_eq!(err.status(), 403);
+        assert!(auth.claims::<Vec<u8>>().is_err());
+    }
+
+    #[test]
+    fn debug_hides_attribute_values() {
+        let auth = jwt(json!({"access_token": "secret-token-value"}));
+        let debug = format!("{auth:?}");
+        assert!(debug.contains("access_token"));
+        assert!(!debug.contains("secret-token-value"));
+    }
+}

@@ -1,0 +1,55 @@
+//! # auth-core
+//!
+//! A sans-IO answer to one question for every HTTP request: **who is this?**
+//! The answer is an [`AuthData`] (an identifier, attributes, the backend that
+//! vouched for it and a rate-limiting key) or an [`AuthError`] saying why not,
+//! with the HTTP status and RFC 6750 challenge to answer with.
+//!
+//! The core reads request parts through [`RequestView`](request::RequestView)
+//! (implemented for `http` requests here and for actix-web in `auth-actix`)
+//! and does no IO: a backend that needs the network returns the HTTP request
+//! to send and a continuation ([`Outcome::Send`]); a driver moves the bytes.
+//!
+//! | backend | identifier | module |
+//! |---|---|---|
+//! | [`IpBackend`] | client address, trusted-proxy aware | [`ip`] |
+//! | [`SessionBackend`] | a session cookie's value | [`session`] |
+//! | [`AnonSessionBackend`] | an anonymous session cookie, issued when absent | [`session`] |
+//! | [`Chain`] | the first backend that finds credentials | [`backend`] |
+//!
+//! ```
+//! use auth_core::{AnonSessionBackend, Backend, Chain, IpBackend, SessionBackend};
+//! use std::time::SystemTime;
+//!
+//! // Logged-in users by session, everybody else by an anonymous session.
+//! let who_is_it = Chain::new()
+//!     .or(SessionBackend::new("session")?)
+//!     .or(AnonSessionBackend::new("anon")?);
+//!
+//! let req = http::Request::builder().header("cookie", "session=u-42").body(())?;
+//! let who = who_is_it.authenticate(&req, SystemTime::now()).into_done().unwrap()?;
+//! assert_eq!(who.auth.key(), "session:u-42");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod backend;
+pub mod data;
+pub mod error;
+pub mod ip;
+pub mod request;
+pub mod session;
+pub mod transport;
+
+pub use backend::{Authenticated, Backend, Chain, Outcome, RequireScopes, Resume, Step};
+pub use data::{AuthData, Source};
+pub use error::{AuthError, Challenge, ConfigError, Credential};
+pub use ip::{ForwardedHeader, IpBackend};
+pub use session::{AnonSessionBackend, AnonSessionBuilder, SessionBackend};
+
+/// Re-exported so callers can name `SameSite` without depending on `cookie`.
+pub use cookie::SameSite;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

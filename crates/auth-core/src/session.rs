@@ -1,0 +1,636 @@
+//! Cookie identities: [`SessionBackend`] reads a session cookie;
+//! [`AnonSessionBackend`] also issues one when the client has none.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cookie::{Cookie, CookieJar, Key, SameSite};
+
+use crate::backend::{Authenticated, Backend, Outcome, missing};
+use crate::data::{AuthData, Source};
+use crate::error::{AuthError, ConfigError, Credential};
+use crate::request::{
+    DEFAULT_MAX_COOKIE_HEADER_LEN, RequestView, cookie_value, is_cookie_name, is_cookie_value,
+};
+
+/// Default longest session cookie value accepted.
+pub const DEFAULT_MAX_SESSION_LEN: usize = 4096;
+
+/// Default `Max-Age` of issued anonymous session cookies: 14 days.
+pub const DEFAULT_ANON_MAX_AGE: Duration = Duration::from_secs(1_209_600);
+
+/// Shortest accepted signing secret.
+pub const MIN_SIGNING_KEY_LEN: usize = 32;
+
+fn checked_name(name: String) -> Result<String, ConfigError> {
+    if is_cookie_name(&name) {
+        Ok(name)
+    } else {
+        Err(ConfigError::InvalidCookieName(name))
+    }
+}
+
+/// Identifies a request by the value of a named session cookie (set by your
+/// login flow). It does not look the session up: the value is the identity.
+///
+/// - Identifier: the cookie value; key `session:<value>`.
+/// - Missing or empty cookie: [`AuthError::MissingCredentials`], so a chain
+///   moves on.
+/// - A value longer than the cap or with characters outside RFC 6265
+///   `cookie-octet`: [`AuthError::InvalidCredentials`] (401).
+/// - `Cookie` headers over the size cap: [`AuthError::InvalidRequest`] (400).
+///
+/// ```
+/// use auth_core::{Backend, SessionBackend};
+/// use std::time::SystemTime;
+///
+/// let backend = SessionBackend::new("session").unwrap();
+/// let req = http::Request::builder().header("cookie", "session=s3cr3t").body(()).unwrap();
+/// let who = backend.authenticate(&req, SystemTime::now()).into_done().unwrap().unwrap();
+/// assert_eq!(who.auth.identifier(), "s3cr3t");
+/// assert!(SessionBackend::new("bad;name").is_err());
+/// ```
+#[derive(Clone, Debug)]
+pub struct SessionBackend {
+    name: String,
+    max_value_len: usize,
+    max_header_len: usize,
+}
+
+impl SessionBackend {
+    /// Reads the cookie `name`.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidCookieName`] unless `name` is an RFC 6265 token.
+    pub fn new(name: impl Into<String>) -> Result<Self, ConfigError> {
+        Ok(SessionBackend {
+            name: checked_name(name.into())?,
+            max_value_len: DEFAULT_MAX_SESSION_LEN,
+            max_header_len: DEFAULT_MAX_COOKIE_HEADER_LEN,
+        })
+    }
+
+    /// Longest accepted cookie value (default 4096 bytes).
+    pub fn max_value_len(mut self, len: usize) -> Self {
+        self.max_value_len = len;
+        self
+    }
+
+    /// Cap on the request's `Cookie` headers together (default 16 KiB).
+    pub fn max_header_len(mut self, len: usize) -> Self {
+        self.max_header_len = len;
+        self
+    }
+}
+
+impl Backend for SessionBackend {
+    fn authenticate(&self, req: &dyn RequestView, _now: SystemTime) -> Outcome {
+        let value = match cookie_value(req, &self.name, self.max_header_len) {
+            Ok(Some(value)) if !value.is_empty() => value,
+            Ok(_) => return missing(Credential::Cookie),
+            Err(e) => return Outcome::err(e),
+        };
+        if value.len() > self.max_value_len || !is_cookie_value(value) {
+            return Outcome::err(AuthError::invalid_credentials(
+                Credential::Cookie,
+                "malformed session cookie",
+            ));
+        }
+        Outcome::ok(AuthData::bare(Source::Session, value))
+    }
+}
+
+/// Makes new anonymous session ids.
+pub type IdFactory = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The default session id: a random (CSPRNG) UUID v4 as 32 lowercase hex
+/// digits.
+pub fn uuid_session_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Identifies everybody: by an anonymous session cookie when the client has
+/// one, and by a freshly issued one when it has not.
+///
+/// - Identifier: the session id; key `anon:<id>`.
+/// - No cookie, an empty or malformed one, or (when signing) one whose
+///   signature does not verify: a new id is issued. It identifies the current
+///   request, and [`Authenticated::set_cookie`] carries the `Set-Cookie` value
+///   for the response: `Path=/; HttpOnly; SameSite=Lax; Max-Age=1209600;
+///   Secure` by default, built with the `cookie` crate.
+/// - Ids come from a CSPRNG (UUID v4, 32 hex digits) unless you supply a
+///   factory.
+/// - With a [signing key](AnonSessionBuilder::signing_key) the cookie carries
+///   an HMAC-SHA256 of the id (the `cookie` crate's signed cookies), so a
+///   client cannot pick its own identity: a tampered value is replaced.
+///   Without one, a client can send any well-formed id it likes: fine for
+///   telling browsers apart, not for anything a client would want to forge.
+/// - Never fails for a well-formed request; `Cookie` headers over the size
+///   cap give [`AuthError::InvalidRequest`] (400).
+///
+/// ```
+/// use auth_core::{AnonSessionBackend, Backend};
+/// use std::time::SystemTime;
+///
+/// let anon = AnonSessionBackend::new("anon").unwrap();
+/// let first = anon.authenticate(&http::Request::new(()), SystemTime::now());
+/// let first = first.into_done().unwrap().unwrap();
+/// let set_cookie = first.set_cookie.clone().unwrap();
+/// assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
+///
+/// // The browser sends it back: same identity, nothing issued.
+/// let pair = set_cookie.split(';').next().unwrap();
+/// let again = http::Request::builder().header("cookie", pair).body(()).unwrap();
+/// let again = anon.authenticate(&again, SystemTime::now()).into_done().unwrap().unwrap();
+/// assert_eq!(again.auth.identifier(), first.auth.identifier());
+/// assert_eq!(again.set_cookie, None);
+/// ```
+#[derive(Clone)]
+pub struct AnonSessionBackend {
+    name: String,
+    cookie_template: Cookie<'static>,
+    id_factory: IdFactory,
+    key: Option<Key>,
+    max_value_len: usize,
+    max_header_len: usize,
+}
+
+impl AnonSessionBackend {
+    /// The defaults, with cookie `name`.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidCookieName`] unless `name` is an RFC 6265 token.
+    pub fn new(name: impl Into<String>) -> Result<Self, ConfigError> {
+        Self::builder(name).build()
+    }
+
+    /// A builder for cookie attributes, the id factory and signing.
+    pub fn builder(name: impl Into<String>) -> AnonSessionBuilder {
+        AnonSessionBuilder {
+            name: name.into(),
+            max_age: DEFAULT_ANON_MAX_AGE,
+            secure: true,
+            same_site: Some(SameSite::Lax),
+            path: "/".into(),
+            domain: None,
+            id_factory: Arc::new(uuid_session_id),
+            signing_secret: None,
+            max_header_len: DEFAULT_MAX_COOKIE_HEADER_LEN,
+        }
+    }
+
+    /// The session id in a cookie value, if the value is acceptable.
+    fn existing_id(&self, value: &str) -> Option<String> {
+        if value.is_empty() || value.len() > self.max_value_len || !is_cookie_value(value) {
+            return None;
+        }
+        match &self.key {
+            None => Some(value.to_owned()),
+            Some(key) => {
+                let cookie = Cookie::new(self.name.clone(), value.to_owned());
+                let verified = CookieJar::new().signed(key).verify(cookie)?;
+                let id = verified.value();
+                (!id.is_empty() && is_cookie_value(id)).then(|| id.to_owned())
+            }
+        }
+    }
+
+    /// A new identity and the `Set-Cookie` value that carries it.
+    fn issue(&self) -> Result<Authenticated, AuthError> {
+        let id = (self.id_factory)();
+        if id.is_empty() || id.len() > self.max_value_len || !is_cookie_value(&id) {
+            return Err(AuthError::Misconfigured {
+                reason: "the session id factory made an id that is not a cookie value",
+            });
+        }
+        let mut cookie = self.cookie_template.clone();
+        match &self.key {
+            None => cookie.set_value(id.clone()),
+            Some(key) => {
+                let mut jar = CookieJar::new();
+                jar.signed_mut(key)
+                    .add(Cookie::new(self.name.clone(), id.clone()));
+                let signed = jar
+                    .get(&self.name)
+                    .map(|c| c.value().to_owned())
+                    .unwrap_or_default();
+                cookie.set_value(signed);
+            }
+        }
+        Ok(Authenticated::new(AuthData::bare(Source::Anonymous, id))
+            .with_set_cookie(cookie.to_string()))
+    }
+}
+
+impl Backend for AnonSessionBackend {
+    fn authenticate(&self, req: &dyn RequestView, _now: SystemTime) -> Outcome {
+        let existing = match cookie_value(req, &self.name, self.max_header_len) {
+            Ok(value) => value.and_then(|v| self.existing_id(v)),
+            Err(e) => return Outcome::err(e),
+        };
+        match existing {
+            Some(id) => Outcome::ok(AuthData::bare(Source::Anonymous, id)),
+            None => Outcome::Done(self.issue()),
+        }
+    }
+}
+
+impl fmt::Debug for AnonSessionBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnonSessionBackend")
+            .field("cookie", &self.cookie_template.to_string())
+            .field("signed", &self.key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`AnonSessionBackend`]; see [`AnonSessionBackend::builder`].
+#[must_use]
+pub struct AnonSessionBuilder {
+    name: String,
+    max_age: Duration,
+    secure: bool,
+    same_site: Option<SameSite>,
+    path: String,
+    domain: Option<String>,
+    id_factory: IdFactory,
+    signing_secret: Option<Vec<u8>>,
+    max_header_len: usize,
+}
+
+impl AnonSessionBuilder {
+    /// `Max-Age` of issued cookies (default 14 days).
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Whether issued cookies are `Secure` (default `true`). Turn off only
+    /// for plain-HTTP development: browsers drop `Secure` cookies from
+    /// `http://` origins other than localhost.
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// The `SameSite` attribute: `Some(Lax)` (default), `Some(Strict)`,
+    /// `Some(None)` (requires `Secure`), or `None` to leave it unset.
+    pub fn same_site(mut self, same_site: Option<SameSite>) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// The `Path` attribute (default `/`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// A `Domain` attribute (default: none, a host-only cookie).
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// Where new session ids come from (default [`uuid_session_id`]). Ids
+    /// must be RFC 6265 cookie values and unguessable.
+    pub fn id_factory(mut self, factory: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.id_factory = Arc::new(factory);
+        self
+    }
+
+    /// Signs issued ids with an HMAC-SHA256 key derived (HKDF) from `secret`,
+    /// which must be at least 32 bytes of high entropy.
+    pub fn signing_key(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.signing_secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
+    /// Cap on the request's `Cookie` headers together (default 16 KiB).
+    pub fn max_header_len(mut self, len: usize) -> Self {
+        self.max_header_len = len;
+        self
+    }
+
+    /// Checks the settings and builds the backend.
+    ///
+    /// # Errors
+    /// An invalid cookie name, path or domain; a signing secret under 32
+    /// bytes; `SameSite=None` without `Secure` (browsers reject it); a
+    /// `Max-Age` beyond what a cookie can say.
+    pub fn build(self) -> Result<AnonSessionBackend, ConfigError> {
+        let name = checked_name(self.name)?;
+        let attribute_ok = |v: &str| v.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b';');
+        if !attribute_ok(&self.path) || !self.path.starts_with('/') {
+            return Err(ConfigError::Invalid {
+                name: "path",
+                reason: "must start with '/' and hold no ';' or control characters",
+            });
+        }
+        if let Some(domain) = &self.domain
+            && (domain.is_empty() || !attribute_ok(domain))
+        {
+            return Err(ConfigError::Invalid {
+                name: "domain",
+                reason: "must be non-empty and hold no ';' or control characters",
+            });
+        }
+        if self.same_site == Some(SameSite::None) && !self.secure {
+            return Err(ConfigError::Invalid {
+                name: "same_site",
+                reason: "SameSite=None requires Secure",
+            });
+        }
+        let max_age = i64::try_from(self.max_age.as_secs()).map_err(|_| ConfigError::Invalid {
+            name: "max_age",
+            reason: "too large",
+        })?;
+        let key = match self.signing_secret {
+            Some(secret) if secret.len() < MIN_SIGNING_KEY_LEN => {
+                return Err(ConfigError::KeyTooShort {
+                    len: secret.len(),
+                    min: MIN_SIGNING_KEY_LEN,
+                });
+            }
+            Some(secret) => Some(Key::derive_from(&secret)),
+            None => None,
+        };
+        let mut template = Cookie::build((name.clone(), ""))
+            .path(self.path)
+            .http_only(true)
+            .secure(self.secure)
+            .max_age(cookie::time::Duration::seconds(max_age));
+        if let Some(same_site) = self.same_site {
+            template = template.same_site(same_site);
+        }
+        if let Some(domain) = self.domain {
+            template = template.domain(domain);
+        }
+        let max_value_len = if key.is_some() {
+            DEFAULT_MAX_SESSION_LEN + 64
+        } else {
+            DEFAULT_MAX_SESSION_LEN
+        };
+        Ok(AnonSessionBackend {
+            name,
+            cookie_template: template.build(),
+            id_factory: self.id_factory,
+            key,
+            max_value_len,
+            max_header_len: self.max_header_len,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn with_cookies(lines: &[&str]) -> http::Request<()> {
+        let mut req = http::Request::new(());
+        for line in lines {
+            if let Ok(v) = http::HeaderValue::from_str(line) {
+                req.headers_mut().append(http::header::COOKIE, v);
+            }
+        }
+        req
+    }
+
+    fn run(backend: &dyn Backend, lines: &[&str]) -> Result<Authenticated, AuthError> {
+        backend
+            .authenticate(&with_cookies(lines), SystemTime::UNIX_EPOCH)
+            .into_done()
+            .unwrap_or_else(|| Err(AuthError::provider_unavailable("unexpected step")))
+    }
+
+    /// The `name=value` pair of a `Set-Cookie` value.
+    fn pair(set_cookie: &str) -> &str {
+        set_cookie.split(';').next().unwrap_or_default()
+    }
+
+    #[test]
+    fn session_cookie() {
+        let b = SessionBackend::new("sid").unwrap_or_else(|e| panic!("{e}"));
+        let who =
+            run(&b, &["a=1; sid=abc=def"]).map(|a| (a.auth.identifier().to_owned(), a.auth.key()));
+        assert_eq!(who, Ok(("abc=def".into(), "session:abc=def".into())));
+        for absent in [&[][..], &["other=1"][..], &["sid="][..], &["sid=\"\""][..]] {
+            assert_eq!(
+                run(&b, absent),
+                Err(AuthError::MissingCredentials(Credential::Cookie))
+            );
+        }
+        let long = format!("sid={}", "a".repeat(DEFAULT_MAX_SESSION_LEN + 1));
+        assert_eq!(run(&b, &[&long]).map_err(|e| e.status().as_u16()), Err(401));
+        assert_eq!(
+            run(&b, &["sid=a\"b"]).map_err(|e| e.status().as_u16()),
+            Err(401)
+        );
+        let huge = format!("sid=1; x={}", "y".repeat(100 * 1024));
+        assert_eq!(run(&b, &[&huge]).map_err(|e| e.status().as_u16()), Err(400));
+    }
+
+    #[test]
+    fn cookie_names_are_validated_at_construction() {
+        for bad in ["", "a;b", "a\r\nSet-Cookie: x", "a b", "a=b", "a\nb"] {
+            assert!(
+                matches!(
+                    SessionBackend::new(bad),
+                    Err(ConfigError::InvalidCookieName(_))
+                ),
+                "{bad:?}"
+            );
+            assert!(AnonSessionBackend::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn anon_issues_with_secure_defaults_and_reuses() {
+        let anon = AnonSessionBackend::new("anon").unwrap_or_else(|e| panic!("{e}"));
+        let first = run(&anon, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let id = first.auth.identifier().to_owned();
+        assert_eq!(id.len(), 32);
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(first.auth.source(), Source::Anonymous);
+        let set_cookie = first.set_cookie.unwrap_or_default();
+        let mut attributes: Vec<&str> = set_cookie.split("; ").skip(1).collect();
+        attributes.sort_unstable();
+        assert_eq!(
+            attributes,
+            [
+                "HttpOnly",
+                "Max-Age=1209600",
+                "Path=/",
+                "SameSite=Lax",
+                "Secure"
+            ]
+        );
+        assert_eq!(pair(&set_cookie), format!("anon={id}"));
+
+        let again = run(&anon, &[pair(&set_cookie)]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.auth.identifier(), id);
+        assert_eq!(again.set_cookie, None);
+
+        let other = run(&anon, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(
+            other.auth.identifier(),
+            id,
+            "each new client gets its own id"
+        );
+    }
+
+    #[test]
+    fn anon_replaces_malformed_values() {
+        let anon = AnonSessionBackend::new("anon").unwrap_or_else(|e| panic!("{e}"));
+        for bad in ["anon=", "anon=a\"b", "anon=a\\b"] {
+            let who = run(&anon, &[bad]).unwrap_or_else(|e| panic!("{e}"));
+            assert!(who.set_cookie.is_some(), "{bad}");
+        }
+        let long = format!("anon={}", "a".repeat(DEFAULT_MAX_SESSION_LEN + 1));
+        assert!(run(&anon, &[&long]).is_ok_and(|w| w.set_cookie.is_some()));
+    }
+
+    #[test]
+    fn anon_attributes_are_configurable() {
+        let anon = AnonSessionBackend::builder("__Host-anon")
+            .max_age(Duration::from_secs(60))
+            .same_site(Some(SameSite::Strict))
+            .secure(true)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let set_cookie = run(&anon, &[])
+            .ok()
+            .and_then(|w| w.set_cookie)
+            .unwrap_or_default();
+        assert!(set_cookie.contains("SameSite=Strict") && set_cookie.contains("Max-Age=60"));
+        let unset = AnonSessionBackend::builder("a")
+            .same_site(None)
+            .secure(false)
+            .domain("example.com")
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let set_cookie = run(&unset, &[])
+            .ok()
+            .and_then(|w| w.set_cookie)
+            .unwrap_or_default();
+        assert!(!set_cookie.contains("SameSite") && !set_cookie.contains("Secure"));
+        assert!(set_cookie.contains("Domain=example.com"));
+
+        let none_insecure = AnonSessionBackend::builder("a")
+            .same_site(Some(SameSite::None))
+            .secure(false);
+        assert!(none_insecure.build().is_err());
+        assert!(
+            AnonSessionBackend::builder("a")
+                .path("nope")
+                .build()
+                .is_err()
+        );
+        assert!(
+            AnonSessionBackend::builder("a")
+                .path("/a;b")
+                .build()
+                .is_err()
+        );
+        assert!(
+            AnonSessionBackend::builder("a")
+                .domain("a\r\nb")
+                .build()
+                .is_err()
+        );
+        assert!(
+            AnonSessionBackend::builder("a")
+                .max_age(Duration::from_secs(u64::MAX))
+                .build()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn custom_id_factory_and_a_broken_one() {
+        let n = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&n);
+        let anon = AnonSessionBackend::builder("a")
+            .id_factory(move || format!("id{}", counter.fetch_add(1, Ordering::SeqCst)))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            run(&anon, &[]).map(|w| w.auth.identifier().to_owned()),
+            Ok("id0".into())
+        );
+        let broken = AnonSessionBackend::builder("a")
+            .id_factory(|| "bad value; Secure".into())
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(run(&broken, &[]).map_err(|e| e.status().as_u16()), Err(500));
+    }
+
+    #[test]
+    fn signed_ids_reject_tampering() {
+        let secret = [7u8; 32];
+        let anon = AnonSessionBackend::builder("anon")
+            .signing_key(secret)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let first = run(&anon, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let id = first.auth.identifier().to_owned();
+        let set_cookie = first.set_cookie.unwrap_or_default();
+        let sent = pair(&set_cookie).to_owned();
+        assert_ne!(sent, format!("anon={id}"), "the value carries a signature");
+        assert!(sent.ends_with(&id));
+
+        let again = run(&anon, &[&sent]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (again.auth.identifier(), again.set_cookie),
+            (id.as_str(), None)
+        );
+
+        // Flip one byte anywhere in the value: rejected, a new id issued.
+        let value_start = "anon=".len();
+        for at in [value_start, value_start + 20, sent.len() - 1] {
+            let mut bytes = sent.clone().into_bytes();
+            bytes[at] = if bytes[at] == b'a' { b'b' } else { b'a' };
+            let tampered = String::from_utf8(bytes).unwrap_or_default();
+            let who = run(&anon, &[&tampered]).unwrap_or_else(|e| panic!("{e}"));
+            assert_ne!(who.auth.identifier(), id, "flipped byte at {at}");
+            assert!(who.set_cookie.is_some());
+        }
+        // A self-chosen plain id is not accepted either.
+        let chosen = run(&anon, &["anon=0123456789abcdef0123456789abcdef"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(chosen.auth.identifier(), "0123456789abcdef0123456789abcdef");
+        // Another key does not verify it.
+        let other = AnonSessionBackend::builder("anon")
+            .signing_key([8u8; 32])
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(
+            run(&other, &[&sent]).map(|w| w.auth.identifier().to_owned()),
+            Ok(id)
+        );
+    }
+
+    #[test]
+    fn short_signing_key_is_a_config_error() {
+        let err = AnonSessionBackend::builder("a")
+            .signing_key([1u8; 16])
+            .build()
+            .err();
+        assert_eq!(err, Some(ConfigError::KeyTooShort { len: 16, min: 32 }));
+    }
+
+    #[test]
+    fn debug_shows_no_key() {
+        let anon = AnonSessionBackend::builder("a")
+            .signing_key(*b"0123456789abcdef0123456789abcdef")
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let debug = format!("{anon:?}");
+        assert!(debug.contains("signed: true") && !debug.contains("0123456789"));
+    }
+}

@@ -1,0 +1,136 @@
+//! Moving the bytes of a network step: the [`Transport`] trait, the blocking
+//! driver [`authenticate_blocking`], and the default [`UreqTransport`]
+//! (feature `ureq`).
+
+use std::time::SystemTime;
+
+use crate::backend::{Authenticated, Backend, Outcome};
+use crate::error::AuthError;
+use crate::request::RequestView;
+
+#[cfg(feature = "ureq")]
+mod ureq;
+#[cfg(feature = "ureq")]
+pub use self::ureq::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_LEN, DEFAULT_TIMEOUT, UreqTransport,
+    UreqTransportBuilder,
+};
+
+/// Why a network step got no response. Backends turn it into
+/// [`AuthError::ProviderUnavailable`] (503).
+///
+/// Texts name the failure, never a URL's query, a header or a body.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// No connection could be made (refused, unreachable, DNS).
+    #[error("could not connect")]
+    Connect,
+    /// A connect, read or overall timeout ran out.
+    #[error("timed out")]
+    Timeout,
+    /// The response body is over the size cap.
+    #[error("response exceeds {limit} bytes")]
+    TooLarge {
+        /// The cap.
+        limit: u64,
+    },
+    /// Anything else (TLS, protocol, IO), described.
+    #[error("transport failed: {0}")]
+    Other(String),
+}
+
+/// Sends one HTTP request and returns the whole response, whatever its
+/// status: non-2xx answers reach the backend, which decides what they mean.
+///
+/// Closures implement it, which is handy in tests:
+///
+/// ```
+/// use auth_core::transport::{Transport, TransportError};
+///
+/// let down = |_req: http::Request<Vec<u8>>| -> Result<http::Response<Vec<u8>>, TransportError> {
+///     Err(TransportError::Connect)
+/// };
+/// assert!(down.send(http::Request::new(Vec::new())).is_err());
+/// ```
+pub trait Transport: Send + Sync {
+    /// Sends `request`.
+    ///
+    /// # Errors
+    /// No response could be had; see [`TransportError`].
+    fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, TransportError>;
+}
+
+impl<F> Transport for F
+where
+    F: Fn(http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TransportError> + Send + Sync,
+{
+    fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, TransportError> {
+        self(request)
+    }
+}
+
+/// Most network steps one authentication may take before the driver gives up
+/// (a backend that keeps asking is a bug, not a reason to loop forever).
+pub const MAX_STEPS: usize = 8;
+
+/// Authenticates `req` with `backend`, sending any network steps with
+/// `transport` on the calling thread. For blocking callers: your own server,
+/// a worker pool, a CLI. (The framework adapters drive steps without blocking
+/// their executors.)
+///
+/// ```
+/// use auth_core::{IpBackend, request::PeerAddr, transport::authenticate_blocking};
+///
+/// # let transport = |_: http::Request<Vec<u8>>| -> Result<http::Response<Vec<u8>>, auth_core::transport::TransportError> { unreachable!() };
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(PeerAddr("192.0.2.1:9".parse().unwrap()));
+/// let who = authenticate_blocking(&IpBackend::new(), &req, &transport).unwrap();
+/// assert_eq!(who.auth.identifier(), "192.0.2.1");
+/// ```
+///
+/// # Errors
+/// The backend's [`AuthError`].
+pub fn authenticate_blocking(
+    backend: &dyn Backend,
+    req: &dyn RequestView,
+    transport: &dyn Transport,
+) -> Result<Authenticated, AuthError> {
+    drive_blocking(backend.authenticate(req, SystemTime::now()), req, transport)
+}
+
+/// Drives an [`Outcome`] to its answer with `transport` (see
+/// [`authenticate_blocking`]).
+///
+/// # Errors
+/// The backend's [`AuthError`]; [`AuthError::ProviderUnavailable`] after
+/// [`MAX_STEPS`] steps.
+pub fn drive_blocking(
+    mut outcome: Outcome,
+    req: &dyn RequestView,
+    transport: &dyn Transport,
+) -> Result<Authenticated, AuthError> {
+    for _ in 0..MAX_STEPS {
+        match outcome {
+            Outcome::Done(result) => return result,
+            Outcome::Send(step) => {
+                let (request, resume) = step.into_parts();
+                let response = transport.send(request);
+                if let Err(e) = &response {
+                    tracing::debug!(error = %e, "authentication network step failed");
+                }
+                outcome = resume.resume(response, req, SystemTime::now());
+            }
+        }
+    }
+    match outcome {
+        Outcome::Done(result) => result,
+        Outcome::Send(_) => Err(AuthError::provider_unavailable("too many network steps")),
+    }
+}

@@ -1,0 +1,55 @@
+//! The demo server: `cargo run -p auth-examples --bin demo`.
+//!
+//! Environment: `DEMO_ADDR` (default `127.0.0.1:3000`),
+//! `DEMO_TRUSTED_PROXIES` (comma-separated CIDRs), `DEMO_SESSION_KEY` (signs
+//! anonymous session ids; at least 32 bytes).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread;
+
+use auth_examples::{Demo, DemoConfig, local_addr, serve};
+
+const WORKERS: usize = 4;
+
+fn main() -> ExitCode {
+    let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let demo = match Demo::new(&DemoConfig::from_env()) {
+        Ok(demo) => Arc::new(demo),
+        Err(e) => {
+            eprintln!("demo: bad configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match tiny_http::Server::http(&addr) {
+        Ok(server) => Arc::new(server),
+        Err(e) => {
+            eprintln!("demo: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = local_addr(&server).map_or(addr, |a| a.to_string());
+    println!("auth demo listening on http://{bound}");
+    println!(
+        "  curl -i http://{bound}/whoami                          # issues an anonymous session"
+    );
+    println!("  curl -i -b 'anon=<id from Set-Cookie>' http://{bound}/whoami");
+    println!("  curl -i -b 'session=user-42' http://{bound}/private");
+    println!("  curl -i http://{bound}/private                         # 401");
+    println!("  curl -i http://{bound}/ip");
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (demo, server) = (Arc::clone(&demo), Arc::clone(&server));
+            thread::spawn(move || serve(&demo, &server))
+        })
+        .collect();
+    for worker in workers {
+        if worker.join().is_err() {
+            eprintln!("demo: a worker thread panicked");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,202 @@
+//! Runnable examples of the auth workspace.
+//!
+//! [`Demo`] is the app behind `cargo run -p auth-examples --bin demo`: the
+//! core driven directly from a small synchronous server (`tiny_http`), no
+//! web framework. It shows the direct-call use: build backends once, hand
+//! each request to [`authenticate_blocking`], write the answer (and any
+//! `Set-Cookie`) yourself.
+
+use std::net::SocketAddr;
+
+use auth_core::request::PeerAddr;
+use auth_core::transport::{UreqTransport, authenticate_blocking};
+use auth_core::{
+    AnonSessionBackend, AuthError, Authenticated, Backend, Chain, ConfigError, IpBackend,
+    SessionBackend,
+};
+use serde_json::json;
+
+/// Demo settings (from the environment in the binary).
+#[derive(Clone, Debug, Default)]
+pub struct DemoConfig {
+    /// CIDRs of trusted proxies for `/ip` (`DEMO_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<String>,
+    /// When set, anonymous session ids are signed (`DEMO_SESSION_KEY`).
+    pub session_key: Option<String>,
+}
+
+impl DemoConfig {
+    /// Reads `DEMO_TRUSTED_PROXIES` (comma-separated) and `DEMO_SESSION_KEY`.
+    pub fn from_env() -> Self {
+        let trusted_proxies = std::env::var("DEMO_TRUSTED_PROXIES")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let session_key = std::env::var("DEMO_SESSION_KEY")
+            .ok()
+            .filter(|k| !k.is_empty());
+        DemoConfig {
+            trusted_proxies,
+            session_key,
+        }
+    }
+}
+
+/// The demo's routes and their backends.
+///
+/// | route | identity |
+/// |---|---|
+/// | `GET /whoami` | session cookie `session`, else an anonymous session (issued when absent) |
+/// | `GET /private` | session cookie `session` required |
+/// | `GET /ip` | the client address (trusted proxies honoured) |
+pub struct Demo {
+    whoami: Chain,
+    private: SessionBackend,
+    ip: IpBackend,
+    transport: UreqTransport,
+}
+
+impl Demo {
+    /// Builds the backends.
+    ///
+    /// # Errors
+    /// An invalid trusted proxy or a session key under 32 bytes.
+    pub fn new(config: &DemoConfig) -> Result<Self, ConfigError> {
+        let mut anon = AnonSessionBackend::builder("anon");
+        if let Some(key) = &config.session_key {
+            anon = anon.signing_key(key.as_bytes());
+        }
+        Ok(Demo {
+            whoami: Chain::new()
+                .or(SessionBackend::new("session")?)
+                .or(anon.build()?),
+            private: SessionBackend::new("session")?,
+            ip: IpBackend::new().trust_proxies(&config.trusted_proxies)?,
+            transport: UreqTransport::new(),
+        })
+    }
+
+    /// Answers one request.
+    pub fn handle<B>(&self, req: &http::Request<B>) -> http::Response<String> {
+        let backend: &dyn Backend = match (req.method(), req.uri().path()) {
+            (&http::Method::GET, "/whoami") => &self.whoami,
+            (&http::Method::GET, "/private") => &self.private,
+            (&http::Method::GET, "/ip") => &self.ip,
+            _ => return json_response(404, &json!({"error": "not_found"})),
+        };
+        match authenticate_blocking(backend, req, &self.transport) {
+            Ok(who) => identity_response(who),
+            Err(error) => error_response(&error),
+        }
+    }
+}
+
+fn json_response(status: u16, body: &serde_json::Value) -> http::Response<String> {
+    let mut response = http::Response::new(body.to_string());
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `{"identifier", "source", "key", "data"}` and any issued cookie.
+fn identity_response(who: Authenticated) -> http::Response<String> {
+    let body = json!({
+        "identifier": who.auth.identifier(),
+        "source": who.auth.source().as_str(),
+        "key": who.auth.key(),
+        "data": who.auth.data(),
+    });
+    let mut response = json_response(200, &body);
+    if let Some(cookie) = who
+        .set_cookie
+        .and_then(|c| http::HeaderValue::try_from(c).ok())
+    {
+        response
+            .headers_mut()
+            .append(http::header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The error's status, challenge and a short JSON body.
+fn error_response(error: &AuthError) -> http::Response<String> {
+    let code =
+        error
+            .challenge()
+            .and_then(|c| c.error_code())
+            .unwrap_or(match error.status().as_u16() {
+                401 => "unauthorized",
+                503 => "temporarily_unavailable",
+                _ => "error",
+            });
+    let mut response = json_response(
+        error.status().as_u16(),
+        &json!({"error": code, "error_description": error.to_string()}),
+    );
+    if let Some(challenge) = error
+        .www_authenticate()
+        .and_then(|c| http::HeaderValue::try_from(c).ok())
+    {
+        response
+            .headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, challenge);
+    }
+    response
+}
+
+/// Turns a `tiny_http` request into the `http` request view the core reads
+/// (a custom server's one copy of the headers), with the peer address.
+fn to_http(request: &tiny_http::Request) -> http::Request<()> {
+    let mut out = http::Request::new(());
+    *out.method_mut() = request
+        .method()
+        .as_str()
+        .parse()
+        .unwrap_or(http::Method::GET);
+    *out.uri_mut() = request.url().parse().unwrap_or_default();
+    for header in request.headers() {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(header.field.as_str().as_str().as_bytes()),
+            http::HeaderValue::from_bytes(header.value.as_bytes()),
+        ) {
+            out.headers_mut().append(name, value);
+        }
+    }
+    if let Some(peer) = request.remote_addr() {
+        out.extensions_mut().insert(PeerAddr(*peer));
+    }
+    out
+}
+
+/// Serves `demo` on `server` until the server is dropped or unblocked; call
+/// it from as many threads as you want workers.
+pub fn serve(demo: &Demo, server: &tiny_http::Server) {
+    for request in server.incoming_requests() {
+        let response = demo.handle(&to_http(&request));
+        let mut out = tiny_http::Response::from_string(response.body().as_str())
+            .with_status_code(response.status().as_u16());
+        for (name, value) in response.headers() {
+            if let Ok(header) =
+                tiny_http::Header::from_bytes(name.as_str().as_bytes(), value.as_bytes())
+            {
+                out.add_header(header);
+            }
+        }
+        // A client that hung up is not the server's problem.
+        let _ = request.respond(out);
+    }
+}
+
+/// The address a `tiny_http` server listens on.
+pub fn local_addr(server: &tiny_http::Server) -> Option<SocketAddr> {
+    server.server_addr().to_ip()
+}

@@ -1,0 +1,169 @@
+//! The demo app served by a real HTTP server on 127.0.0.1, exercised with a
+//! real HTTP client: anonymous sessions issued and re-used, signed sessions,
+//! session-required routes, client IPs with and without trusted proxies.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::thread;
+
+use auth_examples::{Demo, DemoConfig, local_addr, serve};
+
+struct Running {
+    base: String,
+    agent: ureq::Agent,
+}
+
+fn start(config: DemoConfig) -> Running {
+    let demo = Arc::new(Demo::new(&config).unwrap());
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let base = format!("http://{}", local_addr(&server).unwrap());
+    for _ in 0..2 {
+        let (demo, server) = (Arc::clone(&demo), Arc::clone(&server));
+        thread::spawn(move || serve(&demo, &server));
+    }
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    Running { base, agent }
+}
+
+struct Answer {
+    status: u16,
+    set_cookie: Vec<String>,
+    www_authenticate: Option<String>,
+    body: serde_json::Value,
+}
+
+impl Running {
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = self.agent.get(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = request.call().unwrap();
+        let header_strings = |name: &str| -> Vec<String> {
+            response
+                .headers()
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect()
+        };
+        let set_cookie = header_strings("set-cookie");
+        let www_authenticate = header_strings("www-authenticate").into_iter().next();
+        let status = response.status().as_u16();
+        let body = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        Answer {
+            status,
+            set_cookie,
+            www_authenticate,
+            body,
+        }
+    }
+}
+
+fn pair(set_cookie: &str) -> &str {
+    set_cookie.split(';').next().unwrap()
+}
+
+#[test]
+fn anonymous_session_is_issued_then_reused() {
+    let demo = start(DemoConfig::default());
+    let first = demo.get("/whoami", &[]);
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body["source"], "anon");
+    assert_eq!(first.set_cookie.len(), 1);
+    let cookie = &first.set_cookie[0];
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Lax",
+        "Secure",
+        "Path=/",
+        "Max-Age=1209600",
+    ] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    let id = first.body["identifier"].as_str().unwrap().to_owned();
+    assert_eq!(first.body["key"], format!("anon:{id}"));
+
+    let second = demo.get("/whoami", &[("cookie", pair(cookie))]);
+    assert_eq!(second.body["identifier"], id.as_str());
+    assert!(
+        second.set_cookie.is_empty(),
+        "a returning client gets no new cookie"
+    );
+
+    let stranger = demo.get("/whoami", &[]);
+    assert_ne!(stranger.body["identifier"], id.as_str());
+}
+
+#[test]
+fn session_beats_anonymous_and_is_required_on_private() {
+    let demo = start(DemoConfig::default());
+    let who = demo.get("/whoami", &[("cookie", "anon=x; session=user-42")]);
+    assert_eq!(
+        (who.body["source"].as_str(), who.body["identifier"].as_str()),
+        (Some("session"), Some("user-42"))
+    );
+    assert!(who.set_cookie.is_empty());
+
+    let denied = demo.get("/private", &[]);
+    assert_eq!(denied.status, 401);
+    assert!(denied.set_cookie.is_empty());
+    let allowed = demo.get("/private", &[("cookie", "session=user-42")]);
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.body["key"], "session:user-42");
+    let malformed = demo.get("/private", &[("cookie", "session=a\\b")]);
+    assert_eq!(malformed.status, 401);
+}
+
+#[test]
+fn signed_sessions_reject_a_chosen_id() {
+    let demo = start(DemoConfig {
+        session_key: Some("k".repeat(32)),
+        ..DemoConfig::default()
+    });
+    let first = demo.get("/whoami", &[]);
+    let id = first.body["identifier"].as_str().unwrap().to_owned();
+    let cookie = pair(&first.set_cookie[0]).to_owned();
+    assert_eq!(
+        demo.get("/whoami", &[("cookie", &cookie)]).body["identifier"],
+        id.as_str()
+    );
+    let forged = demo.get("/whoami", &[("cookie", &format!("anon={id}"))]);
+    assert_ne!(forged.body["identifier"], id.as_str());
+    assert_eq!(forged.set_cookie.len(), 1, "a forged id is replaced");
+}
+
+#[test]
+fn client_ip_ignores_forwarding_from_untrusted_peers() {
+    let direct = start(DemoConfig::default());
+    let spoofed = direct.get("/ip", &[("x-forwarded-for", "203.0.113.9")]);
+    assert_eq!(spoofed.body["identifier"], "127.0.0.1");
+
+    let proxied = start(DemoConfig {
+        trusted_proxies: vec!["127.0.0.0/8".into()],
+        ..DemoConfig::default()
+    });
+    let via_proxy = proxied.get(
+        "/ip",
+        &[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 127.0.0.5")],
+    );
+    assert_eq!(via_proxy.body["identifier"], "203.0.113.9");
+    assert_eq!(via_proxy.body["key"], "ip:203.0.113.9");
+}
+
+#[test]
+fn hostile_headers_get_clear_errors() {
+    let demo = start(DemoConfig::default());
+    let huge = format!("anon=1; pad={}", "x".repeat(20 * 1024));
+    let answer = demo.get("/whoami", &[("cookie", &huge)]);
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.www_authenticate, None);
+    assert!(!answer.body.to_string().contains("xxxx"));
+    let unknown = demo.get("/nope", &[]);
+    assert_eq!(unknown.status, 404);
+}
