@@ -1,6 +1,7 @@
 //! [`AuthData`]: the answer to "who is this?".
 
 use std::fmt;
+use std::sync::{Arc, LazyLock};
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -67,7 +68,9 @@ impl fmt::Display for Source {
 #[derive(Clone, PartialEq)]
 pub struct AuthData {
     identifier: String,
-    data: Map<String, Value>,
+    /// Shared so that cached identities clone cheaply; `None` when empty, so
+    /// backends without attributes allocate nothing for them.
+    data: Option<Arc<Map<String, Value>>>,
     source: Source,
     key: Option<String>,
 }
@@ -76,9 +79,18 @@ impl AuthData {
     /// An identity with attributes. The rate-limiting key is derived from the
     /// source and identifier (see [`key`](Self::key)).
     pub fn new(source: Source, identifier: impl Into<String>, data: Map<String, Value>) -> Self {
+        Self::shared(source, identifier, Arc::new(data))
+    }
+
+    /// An identity whose attributes are shared with others (a cache entry).
+    pub fn shared(
+        source: Source,
+        identifier: impl Into<String>,
+        data: Arc<Map<String, Value>>,
+    ) -> Self {
         AuthData {
             identifier: identifier.into(),
-            data,
+            data: (!data.is_empty()).then_some(data),
             source,
             key: None,
         }
@@ -86,7 +98,12 @@ impl AuthData {
 
     /// An identity with no attributes.
     pub fn bare(source: Source, identifier: impl Into<String>) -> Self {
-        Self::new(source, identifier, Map::new())
+        AuthData {
+            identifier: identifier.into(),
+            data: None,
+            source,
+            key: None,
+        }
     }
 
     /// Replaces the part of the rate-limiting key after `source:`; used when
@@ -103,12 +120,14 @@ impl AuthData {
 
     /// The attributes: claims of a token, an introspection answer, or empty.
     pub fn data(&self) -> &Map<String, Value> {
-        &self.data
+        static EMPTY: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
+        self.data.as_deref().unwrap_or(&EMPTY)
     }
 
-    /// Takes the attributes out.
+    /// Takes the identifier and attributes out.
     pub fn into_parts(self) -> (String, Map<String, Value>) {
-        (self.identifier, self.data)
+        let data = self.data.map(Arc::unwrap_or_clone).unwrap_or_default();
+        (self.identifier, data)
     }
 
     /// Which backend produced this identity.
@@ -118,7 +137,7 @@ impl AuthData {
 
     /// One attribute.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.data.get(name)
+        self.data().get(name)
     }
 
     /// The attributes as a typed value (for example your own claims struct).
@@ -126,20 +145,18 @@ impl AuthData {
     /// # Errors
     /// The attributes do not have the shape of `T`.
     pub fn claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(&self.data)
+        T::deserialize(self.data())
     }
 
     /// The granted scopes: the space-separated `scope` attribute (RFC 6749,
     /// RFC 9068), or the `scp` array some providers send.
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         let spaced = self
-            .data
             .get("scope")
             .and_then(Value::as_str)
             .into_iter()
             .flat_map(|s| s.split(' ').filter(|s| !s.is_empty()));
         let listed = self
-            .data
             .get("scp")
             .and_then(Value::as_array)
             .into_iter()
@@ -175,7 +192,7 @@ impl AuthData {
         if let Some(key) = &self.key {
             return key.clone();
         }
-        match (self.source, self.data.get("iss").and_then(Value::as_str)) {
+        match (self.source, self.get("iss").and_then(Value::as_str)) {
             (Source::Jwt, Some(iss)) => {
                 let mut key = String::with_capacity(5 + iss.len() + self.identifier.len());
                 key.push_str("jwt:");
@@ -203,7 +220,7 @@ impl fmt::Debug for AuthData {
         f.debug_struct("AuthData")
             .field("source", &self.source)
             .field("identifier", &self.identifier)
-            .field("data", &self.data.keys().collect::<Vec<_>>())
+            .field("data", &self.data().keys().collect::<Vec<_>>())
             .finish()
     }
 }

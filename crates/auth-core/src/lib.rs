@@ -15,6 +15,7 @@
 //! | [`IpBackend`] | client address, trusted-proxy aware | [`ip`] |
 //! | [`SessionBackend`] | a session cookie's value | [`session`] |
 //! | [`AnonSessionBackend`] | an anonymous session cookie, issued when absent | [`session`] |
+//! | [`JwtBackend`] | the `sub` of a verified bearer JWT | [`jwt`] |
 //! | [`Chain`] | the first backend that finds credentials | [`backend`] |
 //!
 //! ```
@@ -36,6 +37,7 @@ pub mod backend;
 pub mod data;
 pub mod error;
 pub mod ip;
+pub mod jwt;
 pub mod request;
 pub mod session;
 pub mod transport;
@@ -44,6 +46,7 @@ pub use backend::{Authenticated, Backend, Chain, Outcome, RequireScopes, Resume,
 pub use data::{AuthData, Source};
 pub use error::{AuthError, Challenge, ConfigError, Credential};
 pub use ip::{ForwardedHeader, IpBackend};
+pub use jwt::{JwtBackend, JwtValidator, TokenIssuer, TokenValidator};
 pub use session::{AnonSessionBackend, AnonSessionBuilder, SessionBackend};
 
 /// Re-exported so callers can name `SameSite` without depending on `cookie`.

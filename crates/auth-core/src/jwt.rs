@@ -1,0 +1,367 @@
+//! JWT bearer tokens: [`JwtBackend`] over a [`TokenValidator`], the ready
+//! [`JwtValidator`] on `jsonwebtoken`, remote keys (JWKS, OIDC discovery) as
+//! network steps, a verified-token cache, and [`TokenIssuer`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+use crate::backend::{Backend, Outcome, Step};
+use crate::data::{AuthData, Source};
+use crate::error::{AuthError, Credential};
+use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_token};
+use crate::transport::TransportError;
+
+mod issuer;
+mod keys;
+mod validator;
+
+pub use issuer::{DEFAULT_TTL, IssueError, TokenIssuer};
+pub use jsonwebtoken::Algorithm;
+pub use validator::{
+    DEFAULT_LEEWAY, DEFAULT_MAX_KEYS, DEFAULT_REFRESH_INTERVAL, JwtValidator, JwtValidatorBuilder,
+    MIN_HMAC_SECRET_LEN,
+};
+
+/// Default number of verified tokens remembered.
+pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+
+/// What a [`TokenValidator`] says about a token.
+#[non_exhaustive]
+pub enum Checked {
+    /// Valid; the token's claims.
+    Valid(Map<String, Value>),
+    /// Not valid, and why (never the token itself).
+    Invalid(AuthError),
+    /// The validator must fetch keys first (a JWKS refresh, OIDC discovery):
+    /// send the request, give the answer to [`KeyFetch::apply`], and ask
+    /// again.
+    FetchKeys(Box<KeyFetch>),
+}
+
+impl fmt::Debug for Checked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Checked::Valid(claims) => f
+                .debug_tuple("Valid")
+                .field(&claims.keys().collect::<Vec<_>>())
+                .finish(),
+            Checked::Invalid(e) => f.debug_tuple("Invalid").field(e).finish(),
+            Checked::FetchKeys(fetch) => f.debug_tuple("FetchKeys").field(fetch).finish(),
+        }
+    }
+}
+
+type ApplyFn = dyn FnOnce(Result<http::Response<Vec<u8>>, TransportError>, SystemTime) -> Result<(), AuthError>
+    + Send;
+
+/// A key download a validator needs before it can answer.
+pub struct KeyFetch {
+    request: http::Request<Vec<u8>>,
+    apply: Box<ApplyFn>,
+}
+
+impl KeyFetch {
+    /// A fetch of `request` whose answer `apply` installs.
+    pub fn new<F>(request: http::Request<Vec<u8>>, apply: F) -> Self
+    where
+        F: FnOnce(
+                Result<http::Response<Vec<u8>>, TransportError>,
+                SystemTime,
+            ) -> Result<(), AuthError>
+            + Send
+            + 'static,
+    {
+        KeyFetch {
+            request,
+            apply: Box::new(apply),
+        }
+    }
+
+    /// The request to send.
+    pub fn request(&self) -> &http::Request<Vec<u8>> {
+        &self.request
+    }
+
+    /// Installs the answer.
+    ///
+    /// # Errors
+    /// The keys could not be had ([`AuthError::ProviderUnavailable`]).
+    pub fn apply(
+        self,
+        response: Result<http::Response<Vec<u8>>, TransportError>,
+        now: SystemTime,
+    ) -> Result<(), AuthError> {
+        (self.apply)(response, now)
+    }
+}
+
+impl fmt::Debug for KeyFetch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyFetch")
+            .field("uri", &self.request.uri().path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a token and returns its claims. Plug your own in (an opaque-token
+/// store, another JWT library), or use [`JwtValidator`].
+///
+/// ```
+/// use auth_core::jwt::{Checked, JwtBackend, TokenValidator};
+/// use auth_core::{AuthError, Backend, Credential};
+/// use std::time::SystemTime;
+///
+/// /// Accepts one hard-wired test token.
+/// struct Fixed;
+/// impl TokenValidator for Fixed {
+///     fn validate(&self, token: &str, _now: SystemTime) -> Checked {
+///         if token == "letmein" {
+///             let claims = serde_json::json!({"sub": "tester"});
+///             Checked::Valid(claims.as_object().cloned().unwrap())
+///         } else {
+///             Checked::Invalid(AuthError::invalid_credentials(Credential::Bearer, "unknown token"))
+///         }
+///     }
+/// }
+///
+/// let backend = JwtBackend::new(Fixed);
+/// let req = http::Request::builder().header("authorization", "Bearer letmein").body(()).unwrap();
+/// let who = backend.authenticate(&req, SystemTime::now()).into_done().unwrap().unwrap();
+/// assert_eq!(who.auth.identifier(), "tester");
+/// ```
+pub trait TokenValidator: Send + Sync {
+    /// Checks `token` at time `now`.
+    fn validate(&self, token: &str, now: SystemTime) -> Checked;
+
+    /// A number that changes whenever a key that signed earlier tokens is
+    /// withdrawn; cached verifications from before the change are dropped.
+    /// Validators with fixed keys keep the default.
+    fn key_generation(&self) -> u64 {
+        0
+    }
+}
+
+impl<V: TokenValidator + ?Sized> TokenValidator for Arc<V> {
+    fn validate(&self, token: &str, now: SystemTime) -> Checked {
+        (**self).validate(token, now)
+    }
+
+    fn key_generation(&self) -> u64 {
+        (**self).key_generation()
+    }
+}
+
+/// A verified token, remembered.
+#[derive(Clone)]
+struct Verified {
+    auth: AuthData,
+    /// `exp` in seconds since the epoch: never used at or after it.
+    exp: u64,
+    /// `nbf` in seconds since the epoch, if any.
+    nbf: Option<u64>,
+    key_generation: u64,
+}
+
+/// Identifies a request by the `sub` of its `Authorization: Bearer` JWT.
+///
+/// - Identifier: the `sub` claim (a non-empty string); `data`: the other
+///   claims; key `jwt:<iss>|<sub>`.
+/// - No `Authorization` header or another scheme:
+///   [`AuthError::MissingCredentials`] (a chain moves on). A malformed header:
+///   400. A token that does not validate, or has no `sub`: 401
+///   `invalid_token`. Keys that cannot be fetched: 503.
+/// - Verified tokens are cached (on by default, [`DEFAULT_CACHE_CAPACITY`]
+///   entries): a repeat skips the signature check. An entry is never used at
+///   or after the token's `exp`, before its `nbf`, or after the validator
+///   withdrew a key.
+/// - Needs the network only when its validator does (remote keys); the
+///   outcome is then a [`Step`].
+#[derive(Clone)]
+pub struct JwtBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    validator: Box<dyn TokenValidator>,
+    max_token_len: usize,
+    cache: Option<quick_cache::sync::Cache<Box<str>, Verified>>,
+}
+
+impl JwtBackend {
+    /// A backend with the default cache and token size cap.
+    pub fn new(validator: impl TokenValidator + 'static) -> Self {
+        Self::builder(validator).build()
+    }
+
+    /// Cache size and token size cap.
+    pub fn builder(validator: impl TokenValidator + 'static) -> JwtBackendBuilder {
+        JwtBackendBuilder {
+            validator: Box::new(validator),
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+        }
+    }
+
+    fn cached(&self, token: &str, now: u64) -> Option<AuthData> {
+        let cache = self.inner.cache.as_ref()?;
+        let hit = cache.get(token)?;
+        let fresh = now < hit.exp
+            && hit.nbf.is_none_or(|nbf| now >= nbf)
+            && hit.key_generation == self.inner.validator.key_generation();
+        if fresh {
+            Some(hit.auth)
+        } else {
+            cache.remove(token);
+            None
+        }
+    }
+
+    fn check(&self, token: &str, now: SystemTime) -> Outcome {
+        let generation = self.inner.validator.key_generation();
+        match self.inner.validator.validate(token, now) {
+            Checked::Valid(claims) => Outcome::Done(self.identity(token, claims, generation)),
+            Checked::Invalid(error) => Outcome::err(error),
+            Checked::FetchKeys(fetch) => {
+                let this = self.clone();
+                let KeyFetch { request, apply } = *fetch;
+                Outcome::send(Step::new(request, move |response, req, now| {
+                    match apply(response, now) {
+                        // Keys installed: look at the token again.
+                        Ok(()) => this.authenticate(req, now),
+                        Err(error) => Outcome::err(error),
+                    }
+                }))
+            }
+        }
+    }
+
+    fn identity(
+        &self,
+        token: &str,
+        mut claims: Map<String, Value>,
+        generation: u64,
+    ) -> Result<crate::Authenticated, AuthError> {
+        let sub = match claims.remove("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => sub,
+            _ => {
+                return Err(AuthError::invalid_credentials(
+                    Credential::Bearer,
+                    "token has no subject",
+                ));
+            }
+        };
+        let exp = claims.get("exp").and_then(seconds);
+        let nbf = claims.get("nbf").and_then(seconds);
+        let auth = AuthData::new(Source::Jwt, sub, claims);
+        if let (Some(cache), Some(exp)) = (&self.inner.cache, exp) {
+            let verified = Verified {
+                auth: auth.clone(),
+                exp,
+                nbf,
+                key_generation: generation,
+            };
+            cache.insert(token.into(), verified);
+        }
+        Ok(crate::Authenticated::new(auth))
+    }
+}
+
+impl Backend for JwtBackend {
+    fn authenticate(&self, req: &dyn RequestView, now: SystemTime) -> Outcome {
+        let token = match bearer_token(req, self.inner.max_token_len) {
+            Ok(token) => token,
+            Err(e) => return Outcome::err(e),
+        };
+        if let Some(auth) = self.cached(token, unix_seconds(now)) {
+            return Outcome::ok(auth);
+        }
+        self.check(token, now)
+    }
+}
+
+impl fmt::Debug for JwtBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtBackend")
+            .field("max_token_len", &self.inner.max_token_len)
+            .field("cache", &self.inner.cache.as_ref().map(|c| c.capacity()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`JwtBackend`].
+#[must_use]
+pub struct JwtBackendBuilder {
+    validator: Box<dyn TokenValidator>,
+    max_token_len: usize,
+    cache_capacity: usize,
+}
+
+impl JwtBackendBuilder {
+    /// Longest token accepted, checked before any decoding (default 8 KiB).
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// Verified tokens remembered (default 10,000); 0 turns the cache off.
+    pub fn cache_capacity(mut self, entries: usize) -> Self {
+        self.cache_capacity = entries;
+        self
+    }
+
+    /// The backend.
+    pub fn build(self) -> JwtBackend {
+        let cache =
+            (self.cache_capacity > 0).then(|| quick_cache::sync::Cache::new(self.cache_capacity));
+        JwtBackend {
+            inner: Arc::new(Inner {
+                validator: self.validator,
+                max_token_len: self.max_token_len,
+                cache,
+            }),
+        }
+    }
+}
+
+/// Makes sure `jsonwebtoken` has a crypto provider, so it can never panic
+/// at first use. With exactly one of our crypto features on, jsonwebtoken
+/// picks it itself; with both (an `--all-features` build), aws-lc-rs is
+/// installed; with neither, this is a configuration error.
+pub(crate) fn ensure_crypto_provider() -> Result<(), crate::ConfigError> {
+    use jsonwebtoken::crypto::CryptoProvider;
+    if CryptoProvider::try_get_default().is_some() {
+        return Ok(());
+    }
+    #[cfg(feature = "aws_lc_rs")]
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    #[cfg(all(feature = "rust_crypto", not(feature = "aws_lc_rs")))]
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+    // Installed by us or, racing us, by another thread: either way one is
+    // there now, unless no crypto feature is on.
+    CryptoProvider::try_get_default()
+        .map(|_| ())
+        .ok_or(crate::ConfigError::Invalid {
+            name: "crypto",
+            reason: "enable the auth-core feature aws_lc_rs or rust_crypto",
+        })
+}
+
+/// Seconds since the epoch (0 before it).
+pub(crate) fn unix_seconds(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A NumericDate claim as whole seconds: fractions rounded down, dates past
+/// `u64::MAX` saturate (float-to-int `as` saturates); negative, non-finite or
+/// non-numbers are `None`.
+pub(crate) fn seconds(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0)
+            .map(|f| f as u64)
+    })
+}

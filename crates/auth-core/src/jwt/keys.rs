@@ -1,0 +1,312 @@
+//! The verification keys of a [`JwtValidator`](super::JwtValidator): fixed,
+//! or fetched from a JWKS URL (directly or found by OIDC discovery) and
+//! refreshed on an unknown `kid`, at most once per interval and one fetch at
+//! a time.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+use super::KeyFetch;
+use crate::error::AuthError;
+use crate::transport::TransportError;
+
+/// One verification key, with the algorithms it may verify.
+pub(super) struct Key {
+    pub(super) kid: Option<String>,
+    pub(super) key: DecodingKey,
+    /// Only the key's own algorithms, from the configured list. Signature
+    /// and algorithm only: claims are checked by the validator, against the
+    /// injected clock.
+    pub(super) validation: Validation,
+}
+
+impl Key {
+    /// A key allowed to verify `algorithms` (of one family, non-empty).
+    pub(super) fn new(kid: Option<String>, key: DecodingKey, algorithms: Vec<Algorithm>) -> Self {
+        let mut validation = Validation::new(algorithms[0]);
+        validation.algorithms = algorithms;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        Key {
+            kid,
+            key,
+            validation,
+        }
+    }
+
+    pub(super) fn allows(&self, algorithm: Algorithm) -> bool {
+        self.validation.algorithms.contains(&algorithm)
+    }
+}
+
+/// The configured algorithms that fit `key`'s family.
+pub(super) fn algorithms_for(key: &DecodingKey, allowed: &[Algorithm]) -> Vec<Algorithm> {
+    allowed
+        .iter()
+        .copied()
+        .filter(|a| a.family() == key.family())
+        .collect()
+}
+
+/// Where remote keys come from.
+#[derive(Clone, Debug)]
+pub(super) enum RemoteSource {
+    /// A JWKS document at this URL.
+    Jwks(http::Uri),
+    /// OIDC discovery at `<issuer>/.well-known/openid-configuration`; the
+    /// document's `issuer` must equal this one exactly.
+    Discovery(String),
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct RemoteConfig {
+    pub(super) source: RemoteSource,
+    pub(super) allowed: Vec<Algorithm>,
+    pub(super) refresh_interval: Duration,
+    pub(super) fetch_timeout: Duration,
+    pub(super) max_keys: usize,
+}
+
+#[derive(Debug, Default)]
+struct RefreshState {
+    /// From discovery, once known.
+    jwks_uri: Option<http::Uri>,
+    last_attempt: Option<SystemTime>,
+    in_flight_since: Option<SystemTime>,
+}
+
+/// Why no refresh was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NoRefresh {
+    /// Keys are fixed.
+    Fixed,
+    /// Another fetch is under way.
+    InFlight,
+    /// The last attempt was less than the refresh interval ago.
+    TooSoon,
+}
+
+/// The current keys, shared with the fetches that replace them.
+pub(super) struct KeyStore {
+    keys: RwLock<Arc<[Key]>>,
+    generation: AtomicU64,
+    remote: Option<(RemoteConfig, Mutex<RefreshState>)>,
+}
+
+impl KeyStore {
+    pub(super) fn new(keys: Vec<Key>, remote: Option<RemoteConfig>) -> Self {
+        KeyStore {
+            keys: RwLock::new(keys.into()),
+            generation: AtomicU64::new(0),
+            remote: remote.map(|r| (r, Mutex::new(RefreshState::default()))),
+        }
+    }
+
+    pub(super) fn current(&self) -> Arc<[Key]> {
+        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub(super) fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Starts a key fetch if the rules allow one now.
+    pub(super) fn start_refresh(self: &Arc<Self>, now: SystemTime) -> Result<KeyFetch, NoRefresh> {
+        let Some((config, state)) = &self.remote else {
+            return Err(NoRefresh::Fixed);
+        };
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(since) = state.in_flight_since
+            && now < since + config.fetch_timeout
+        {
+            return Err(NoRefresh::InFlight);
+        }
+        if let Some(last) = state.last_attempt
+            && now < last + config.refresh_interval
+        {
+            return Err(NoRefresh::TooSoon);
+        }
+        let (uri, is_discovery) = match (&config.source, &state.jwks_uri) {
+            (RemoteSource::Jwks(uri), _) | (RemoteSource::Discovery(_), Some(uri)) => {
+                (uri.clone(), false)
+            }
+            (RemoteSource::Discovery(issuer), None) => {
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer.trim_end_matches('/')
+                );
+                match url.parse::<http::Uri>() {
+                    Ok(uri) => (uri, true),
+                    Err(_) => return Err(NoRefresh::Fixed),
+                }
+            }
+        };
+        state.in_flight_since = Some(now);
+        state.last_attempt = Some(now);
+        let request = http::Request::get(uri)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Vec::new())
+            .unwrap_or_default();
+        let store = Arc::clone(self);
+        Ok(KeyFetch::new(request, move |response, _now| {
+            let result = if is_discovery {
+                store.apply_discovery(response)
+            } else {
+                store.apply_jwks(response)
+            };
+            if let Some((_, state)) = &store.remote {
+                let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+                state.in_flight_since = None;
+                if is_discovery && result.is_ok() {
+                    // The JWKS itself is due at once.
+                    state.last_attempt = None;
+                }
+            }
+            result
+        }))
+    }
+
+    fn apply_discovery(
+        &self,
+        response: Result<http::Response<Vec<u8>>, TransportError>,
+    ) -> Result<(), AuthError> {
+        let Some((
+            RemoteConfig {
+                source: RemoteSource::Discovery(issuer),
+                ..
+            },
+            state,
+        )) = &self.remote
+        else {
+            return Ok(());
+        };
+        let document = json_document(response, "OIDC discovery")?;
+        if document.get("issuer").and_then(Value::as_str) != Some(issuer.as_str()) {
+            return Err(AuthError::provider_unavailable(
+                "OIDC discovery document names another issuer",
+            ));
+        }
+        let jwks_uri = document
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .and_then(|u| u.parse::<http::Uri>().ok())
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
+            .ok_or_else(|| {
+                AuthError::provider_unavailable("OIDC discovery document has no usable jwks_uri")
+            })?;
+        state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .jwks_uri = Some(jwks_uri);
+        Ok(())
+    }
+
+    fn apply_jwks(
+        &self,
+        response: Result<http::Response<Vec<u8>>, TransportError>,
+    ) -> Result<(), AuthError> {
+        let Some((config, _)) = &self.remote else {
+            return Ok(());
+        };
+        let document = json_document(response, "JWKS")?;
+        let keys = keys_from_jwks(&document, &config.allowed, config.max_keys);
+        if keys.is_empty() {
+            // Stale on error: the keys we had stay in service.
+            return Err(AuthError::provider_unavailable(
+                "JWKS has no usable signing key",
+            ));
+        }
+        self.replace(keys);
+        Ok(())
+    }
+
+    /// Installs a new key set; withdrawing any key bumps the generation so
+    /// that tokens it verified are checked again.
+    fn replace(&self, keys: Vec<Key>) {
+        let new_kids: HashSet<Option<&str>> = keys.iter().map(|k| k.kid.as_deref()).collect();
+        let mut current = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let withdrawn = current
+            .iter()
+            .any(|k| !new_kids.contains(&k.kid.as_deref()));
+        *current = keys.into();
+        if withdrawn {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The JSON object of a successful answer, or why there is none.
+fn json_document(
+    response: Result<http::Response<Vec<u8>>, TransportError>,
+    what: &'static str,
+) -> Result<serde_json::Map<String, Value>, AuthError> {
+    let response = response
+        .map_err(|e| AuthError::provider_unavailable(format!("{what} fetch failed: {e}")))?;
+    if response.status() != http::StatusCode::OK {
+        return Err(AuthError::provider_unavailable(format!(
+            "{what} endpoint answered {}",
+            response.status().as_u16()
+        )));
+    }
+    match serde_json::from_slice(response.body()) {
+        Ok(Value::Object(document)) => Ok(document),
+        _ => Err(AuthError::provider_unavailable(format!(
+            "{what} answer is not a JSON object"
+        ))),
+    }
+}
+
+/// The usable signing keys of a JWKS document, at most `max`. Keys that do
+/// not parse, are for encryption, or fit none of the `allowed` algorithms
+/// are skipped, not fatal.
+pub(super) fn keys_from_jwks(
+    document: &serde_json::Map<String, Value>,
+    allowed: &[Algorithm],
+    max: usize,
+) -> Vec<Key> {
+    let Some(Value::Array(entries)) = document.get("keys") else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|entry| {
+            key_from_jwk(&serde_json::from_value::<Jwk>(entry.clone()).ok()?, allowed)
+        })
+        .take(max)
+        .collect()
+}
+
+/// A verification key from one JWK, if it is a usable signing key.
+pub(super) fn key_from_jwk(jwk: &Jwk, allowed: &[Algorithm]) -> Option<Key> {
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return None;
+    }
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    let algorithms = match &jwk.common.key_algorithm {
+        // A JWK that names its algorithm may verify only that one.
+        Some(named) => {
+            let named: Algorithm = serde_json::to_value(named).ok()?.as_str()?.parse().ok()?;
+            if !allowed.contains(&named) || named.family() != key.family() {
+                return None;
+            }
+            vec![named]
+        }
+        None => algorithms_for(&key, allowed),
+    };
+    if algorithms.is_empty() {
+        return None;
+    }
+    Some(Key::new(jwk.common.key_id.clone(), key, algorithms))
+}

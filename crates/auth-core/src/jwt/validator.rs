@@ -1,0 +1,510 @@
+//! [`JwtValidator`]: signatures by `jsonwebtoken`, claims against the
+//! injected clock.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Header};
+use serde_json::{Map, Value};
+
+use super::keys::{
+    Key, KeyStore, NoRefresh, RemoteConfig, RemoteSource, algorithms_for, key_from_jwk,
+};
+use super::{Checked, TokenValidator, seconds, unix_seconds};
+use crate::error::{AuthError, ConfigError, Credential};
+use crate::request::DEFAULT_MAX_TOKEN_LEN;
+
+/// Default clock skew allowed on `exp` and `nbf`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// Default shortest time between two remote key refreshes.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// Default most keys kept from a remote key set.
+pub const DEFAULT_MAX_KEYS: usize = 32;
+/// Shortest HMAC secret accepted (RFC 7518 §3.2: at least the hash size).
+pub const MIN_HMAC_SECRET_LEN: usize = 32;
+
+/// Validates JWTs with `jsonwebtoken`.
+///
+/// - **Algorithms are pinned by configuration** and matched to each key's
+///   family (a key can only verify algorithms of its own kind: no HS/RS
+///   confusion, no `none`); the token's `alg` only selects among them.
+/// - Keys: an HMAC secret, PEM or DER public keys, JWKs, a JWKS document, or
+///   remote keys ([`jwks_url`](JwtValidatorBuilder::jwks_url),
+///   [`oidc_issuer`](JwtValidatorBuilder::oidc_issuer)) chosen by `kid`.
+/// - Checks: signature; `exp` required; `nbf`; leeway; `iss` (one of);
+///   `aud` (one of); required claims; `typ` absent, `JWT` or `at+jwt`;
+///   tokens with a `crit` header are rejected; `jku`, `jwk`, `x5u` are
+///   ignored (keys come from configuration only); size capped before any
+///   decoding.
+///
+/// ```
+/// use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
+/// use auth_core::Backend;
+/// use std::time::SystemTime;
+///
+/// let secret = b"a 32-byte or longer shared secret!";
+/// let validator = JwtValidator::builder([Algorithm::HS256])
+///     .hmac_secret(secret)
+///     .issuer("https://id.example")
+///     .build()?;
+/// let backend = JwtBackend::new(validator);
+///
+/// let issuer = TokenIssuer::hs256(secret)?.issuer("https://id.example");
+/// let token = issuer.issue(serde_json::json!({"sub": "alice", "scope": "read"}), SystemTime::now())?;
+/// let req = http::Request::builder()
+///     .header("authorization", format!("Bearer {token}"))
+///     .body(())?;
+/// let who = backend.authenticate(&req, SystemTime::now()).into_done().unwrap()?;
+/// assert_eq!(who.auth.key(), "jwt:https://id.example|alice");
+/// assert!(who.auth.has_scope("read"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct JwtValidator {
+    store: Arc<KeyStore>,
+    checks: ClaimChecks,
+    max_token_len: usize,
+}
+
+struct ClaimChecks {
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    leeway: u64,
+    required: Vec<String>,
+}
+
+fn invalid(reason: &'static str) -> AuthError {
+    AuthError::invalid_credentials(Credential::Bearer, reason)
+}
+
+impl JwtValidator {
+    /// A builder allowing exactly `algorithms`.
+    pub fn builder(algorithms: impl IntoIterator<Item = Algorithm>) -> JwtValidatorBuilder {
+        JwtValidatorBuilder {
+            algorithms: algorithms.into_iter().collect(),
+            keys: Vec::new(),
+            jwks: Vec::new(),
+            error: None,
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            leeway: DEFAULT_LEEWAY,
+            required: Vec::new(),
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            remote: None,
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            fetch_timeout: Duration::from_secs(30),
+            max_keys: DEFAULT_MAX_KEYS,
+        }
+    }
+
+    /// Starts a key fetch, or says why the token cannot be checked now.
+    fn keys_needed(&self, now: SystemTime, have_keys: bool) -> Checked {
+        match self.store.start_refresh(now) {
+            Ok(fetch) => Checked::FetchKeys(Box::new(fetch)),
+            Err(NoRefresh::InFlight) => Checked::Invalid(AuthError::provider_unavailable(
+                "signing keys are being fetched",
+            )),
+            Err(NoRefresh::TooSoon) if !have_keys => Checked::Invalid(
+                AuthError::provider_unavailable("signing keys are unavailable"),
+            ),
+            Err(NoRefresh::TooSoon | NoRefresh::Fixed) => {
+                Checked::Invalid(invalid("unknown signing key"))
+            }
+        }
+    }
+
+    fn verify(
+        &self,
+        token: &str,
+        key: &Key,
+        now: SystemTime,
+    ) -> Result<Map<String, Value>, AuthError> {
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &key.validation)
+            .map_err(map_error)?;
+        check_header(&data.header)?;
+        self.checks.check(&data.claims, unix_seconds(now))?;
+        Ok(data.claims)
+    }
+}
+
+impl TokenValidator for JwtValidator {
+    fn validate(&self, token: &str, now: SystemTime) -> Checked {
+        if token.len() > self.max_token_len {
+            return Checked::Invalid(invalid("token exceeds the size limit"));
+        }
+        let keys = self.store.current();
+        // One fixed key: no need to read the header first.
+        if let [key] = &*keys
+            && !self.store.is_remote()
+        {
+            return self
+                .verify(token, key, now)
+                .map_or_else(Checked::Invalid, Checked::Valid);
+        }
+        let header = match jsonwebtoken::decode_header(token) {
+            Ok(header) => header,
+            Err(_) => return Checked::Invalid(invalid("malformed token")),
+        };
+        let mut candidates = keys
+            .iter()
+            .filter(|k| match &header.kid {
+                Some(kid) => k.kid.as_deref() == Some(kid.as_str()),
+                None => k.allows(header.alg),
+            })
+            .peekable();
+        if candidates.peek().is_none() {
+            return self.keys_needed(now, !keys.is_empty());
+        }
+        let mut first_error = None;
+        for key in candidates {
+            match self.verify(token, key, now) {
+                Ok(claims) => return Checked::Valid(claims),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Checked::Invalid(first_error.unwrap_or_else(|| invalid("invalid token")))
+    }
+
+    fn key_generation(&self) -> u64 {
+        self.store.generation()
+    }
+}
+
+fn map_error(error: jsonwebtoken::errors::Error) -> AuthError {
+    invalid(match error.kind() {
+        ErrorKind::InvalidSignature => "invalid signature",
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm => "algorithm not allowed for this key",
+        ErrorKind::InvalidToken
+        | ErrorKind::Base64(_)
+        | ErrorKind::Json(_)
+        | ErrorKind::Utf8(_) => "malformed token",
+        _ => "invalid token",
+    })
+}
+
+/// `typ` absent, `JWT` or `at+jwt` (RFC 9068); no `crit` (RFC 7515 §4.1.11:
+/// we understand no extensions, so any critical one is a reason to reject).
+fn check_header(header: &Header) -> Result<(), AuthError> {
+    if header.crit.is_some() {
+        return Err(invalid("critical header parameters are not supported"));
+    }
+    match header.typ.as_deref() {
+        None => Ok(()),
+        Some(typ)
+            if ["JWT", "at+jwt", "application/at+jwt"]
+                .iter()
+                .any(|t| typ.eq_ignore_ascii_case(t)) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(invalid("unsupported token type")),
+    }
+}
+
+impl ClaimChecks {
+    fn check(&self, claims: &Map<String, Value>, now: u64) -> Result<(), AuthError> {
+        let exp = claims
+            .get("exp")
+            .and_then(seconds)
+            .ok_or_else(|| invalid("token has no valid exp claim"))?;
+        if now >= exp.saturating_add(self.leeway) {
+            return Err(invalid("token expired"));
+        }
+        if let Some(nbf) = claims.get("nbf") {
+            let nbf = seconds(nbf).ok_or_else(|| invalid("token has an invalid nbf claim"))?;
+            if nbf > now.saturating_add(self.leeway) {
+                return Err(invalid("token not yet valid"));
+            }
+        }
+        if !self.issuers.is_empty() {
+            let iss = claims.get("iss").and_then(Value::as_str);
+            if !iss.is_some_and(|iss| self.issuers.iter().any(|i| i == iss)) {
+                return Err(invalid("token has the wrong issuer"));
+            }
+        }
+        if !self.audiences.is_empty() {
+            let ours = |aud: &str| self.audiences.iter().any(|a| a == aud);
+            let matched = match claims.get("aud") {
+                Some(Value::String(aud)) => ours(aud),
+                Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(ours),
+                _ => false,
+            };
+            if !matched {
+                return Err(invalid("token has the wrong audience"));
+            }
+        }
+        if let Some(missing) = self
+            .required
+            .iter()
+            .find(|c| !claims.contains_key(c.as_str()))
+        {
+            return Err(AuthError::invalid_credentials(
+                Credential::Bearer,
+                format!("token lacks the required claim {missing}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`JwtValidator`]; see [`JwtValidator::builder`]. Key methods
+/// never fail on the spot: the first bad key is reported by
+/// [`build`](Self::build).
+#[must_use]
+pub struct JwtValidatorBuilder {
+    algorithms: Vec<Algorithm>,
+    keys: Vec<(Option<String>, DecodingKey)>,
+    jwks: Vec<Jwk>,
+    error: Option<ConfigError>,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    leeway: Duration,
+    required: Vec<String>,
+    max_token_len: usize,
+    remote: Option<RemoteSource>,
+    refresh_interval: Duration,
+    fetch_timeout: Duration,
+    max_keys: usize,
+}
+
+impl JwtValidatorBuilder {
+    fn fail(mut self, name: &'static str, reason: &'static str) -> Self {
+        self.error
+            .get_or_insert(ConfigError::Invalid { name, reason });
+        self
+    }
+
+    fn key(
+        mut self,
+        kid: Option<&str>,
+        key: Result<DecodingKey, jsonwebtoken::errors::Error>,
+        what: &'static str,
+    ) -> Self {
+        match key {
+            Ok(key) => {
+                self.keys.push((kid.map(str::to_owned), key));
+                self
+            }
+            Err(_) => self.fail(what, "cannot be parsed"),
+        }
+    }
+
+    /// An HMAC secret (for HS256/384/512), at least 32 bytes.
+    pub fn hmac_secret(self, secret: impl AsRef<[u8]>) -> Self {
+        let secret = secret.as_ref();
+        if secret.len() < MIN_HMAC_SECRET_LEN {
+            let len = secret.len();
+            let mut this = self;
+            this.error.get_or_insert(ConfigError::KeyTooShort {
+                len,
+                min: MIN_HMAC_SECRET_LEN,
+            });
+            return this;
+        }
+        self.key(None, DecodingKey::from_secret(secret), "hmac_secret")
+    }
+
+    /// An RSA public key in PEM (RS* and PS*).
+    pub fn rsa_pem(self, pem: impl AsRef<[u8]>) -> Self {
+        self.key(None, DecodingKey::from_rsa_pem(pem.as_ref()), "rsa_pem")
+    }
+
+    /// An EC public key in PEM (ES256, ES384).
+    pub fn ec_pem(self, pem: impl AsRef<[u8]>) -> Self {
+        self.key(None, DecodingKey::from_ec_pem(pem.as_ref()), "ec_pem")
+    }
+
+    /// An Ed25519 public key in PEM (EdDSA).
+    pub fn ed_pem(self, pem: impl AsRef<[u8]>) -> Self {
+        self.key(None, DecodingKey::from_ed_pem(pem.as_ref()), "ed_pem")
+    }
+
+    /// An RSA public key in DER (PKCS#1).
+    pub fn rsa_der(self, der: impl AsRef<[u8]>) -> Self {
+        self.key(None, Ok(DecodingKey::from_rsa_der(der.as_ref())), "rsa_der")
+    }
+
+    /// An EC public key as DER-encoded point bytes.
+    pub fn ec_der(self, der: impl AsRef<[u8]>) -> Self {
+        self.key(None, Ok(DecodingKey::from_ec_der(der.as_ref())), "ec_der")
+    }
+
+    /// An Ed25519 public key as raw bytes.
+    pub fn ed_der(self, der: impl AsRef<[u8]>) -> Self {
+        self.key(None, Ok(DecodingKey::from_ed_der(der.as_ref())), "ed_der")
+    }
+
+    /// Any `jsonwebtoken` key, with an optional `kid` to match.
+    pub fn decoding_key(self, kid: Option<&str>, key: DecodingKey) -> Self {
+        self.key(kid, Ok(key), "decoding_key")
+    }
+
+    /// A JWK (its `kid` and `alg` are honoured).
+    pub fn jwk(mut self, jwk: Jwk) -> Self {
+        self.jwks.push(jwk);
+        self
+    }
+
+    /// Every key of a JWKS document.
+    pub fn jwk_set(mut self, set: JwkSet) -> Self {
+        self.jwks.extend(set.keys);
+        self
+    }
+
+    /// Every key of a JWKS document given as JSON text.
+    pub fn jwks_json(self, json: &str) -> Self {
+        match serde_json::from_str::<JwkSet>(json) {
+            Ok(set) => self.jwk_set(set),
+            Err(_) => self.fail("jwks_json", "is not a JWKS document"),
+        }
+    }
+
+    /// Fetches keys from a JWKS URL (as network steps) and refreshes them on
+    /// an unknown `kid`.
+    pub fn jwks_url(mut self, url: &str) -> Self {
+        match url.parse::<http::Uri>() {
+            Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) => {
+                self.remote = Some(RemoteSource::Jwks(uri));
+                self
+            }
+            _ => self.fail("jwks_url", "must be an http(s) URL"),
+        }
+    }
+
+    /// Finds the JWKS by OIDC discovery at
+    /// `<issuer>/.well-known/openid-configuration`, and accepts only tokens
+    /// whose `iss` is `issuer`; the discovered document must name the same
+    /// issuer exactly.
+    pub fn oidc_issuer(mut self, issuer: &str) -> Self {
+        let discovery = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        match discovery.parse::<http::Uri>() {
+            Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) => {
+                self.remote = Some(RemoteSource::Discovery(issuer.to_owned()));
+                self.issuer(issuer)
+            }
+            _ => self.fail("oidc_issuer", "must be an http(s) URL"),
+        }
+    }
+
+    /// Accepts tokens from this issuer (`iss`); repeat for several. Without
+    /// any, `iss` is not checked.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Accepts tokens for this audience (`aud`, a string or an array
+    /// containing it); repeat for several. Without any, `aud` is not checked.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Clock skew allowed on `exp` and `nbf` (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// A claim that must be present.
+    pub fn require_claim(mut self, claim: impl Into<String>) -> Self {
+        self.required.push(claim.into());
+        self
+    }
+
+    /// Longest token accepted (default 8 KiB).
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// Shortest time between two remote key refreshes (default 60 s): a
+    /// stream of unknown `kid`s cannot make us hammer the provider.
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = interval;
+        self
+    }
+
+    /// How long a started key fetch blocks others before it is presumed
+    /// lost (default 30 s; set it above the transport's timeout).
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    /// Most keys kept from a remote key set (default 32).
+    pub fn max_keys(mut self, max: usize) -> Self {
+        self.max_keys = max;
+        self
+    }
+
+    /// Checks the configuration and builds the validator.
+    ///
+    /// # Errors
+    /// No algorithms; no keys and no remote source; a key that does not
+    /// parse or fits none of the algorithms; an HMAC secret under 32 bytes;
+    /// no crypto backend compiled in.
+    pub fn build(self) -> Result<JwtValidator, ConfigError> {
+        super::ensure_crypto_provider()?;
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "algorithms",
+                reason: "at least one algorithm must be allowed",
+            });
+        }
+        let mut keys = Vec::new();
+        for (kid, key) in self.keys {
+            let algorithms = algorithms_for(&key, &self.algorithms);
+            if algorithms.is_empty() {
+                return Err(ConfigError::Invalid {
+                    name: "key",
+                    reason: "no allowed algorithm fits this key",
+                });
+            }
+            keys.push(Key::new(kid, key, algorithms));
+        }
+        for jwk in &self.jwks {
+            keys.push(
+                key_from_jwk(jwk, &self.algorithms).ok_or(ConfigError::Invalid {
+                    name: "jwk",
+                    reason: "not a usable signing key for the allowed algorithms",
+                })?,
+            );
+        }
+        if keys.is_empty() && self.remote.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "keys",
+                reason: "no key and no remote key source",
+            });
+        }
+        let remote = self.remote.map(|source| RemoteConfig {
+            source,
+            allowed: self.algorithms.clone(),
+            refresh_interval: self.refresh_interval,
+            fetch_timeout: self.fetch_timeout,
+            max_keys: self.max_keys,
+        });
+        Ok(JwtValidator {
+            store: Arc::new(KeyStore::new(keys, remote)),
+            checks: ClaimChecks {
+                issuers: self.issuers,
+                audiences: self.audiences,
+                leeway: self.leeway.as_secs(),
+                required: self.required,
+            },
+            max_token_len: self.max_token_len,
+        })
+    }
+}
