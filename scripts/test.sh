@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): installs what the tests need, then
 # runs every test of the workspace, unit to end-to-end. Fails on any failure.
+#
+# Needs: a Rust toolchain; a C compiler (ring, aws-lc); Node.js 20+ and npm
+# for the real OpenID provider (oidc-provider) of the end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,14 +11,23 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "scripts/test.sh: cargo not found; install Rust with rustup (https://rustup.rs)" >&2
     exit 1
 fi
-# Crates with C parts (ring for rustls) need a C compiler.
-if ! command -v cc >/dev/null 2>&1; then
+
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if ((${#missing[@]})); then
     if command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && apt-get install -y -qq build-essential
+        echo "scripts/test.sh: installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     else
-        echo "scripts/test.sh: a C compiler (cc) is required" >&2
+        echo "scripts/test.sh: please install: ${missing[*]}" >&2
         exit 1
     fi
 fi
+
+# The OpenID provider, pinned by tests/oidc/package-lock.json.
+npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 
 cargo test --workspace --locked

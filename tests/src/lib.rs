@@ -1,2 +1,172 @@
 //! End-to-end tests of the auth workspace against real servers on
-//! 127.0.0.1; the tests are in `tests/tests/`.
+//! 127.0.0.1; the tests are in `tests/tests/`. This library holds the
+//! fixtures they share.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// A real OpenID provider (`oidc-provider` on Node.js, see
+/// `tests/oidc/provider.mjs`) on 127.0.0.1 with a random port, stopped when
+/// dropped.
+///
+/// Clients: `auth-tests` / `auth-tests-secret` (`client_secret_basic`) and
+/// `auth-tests-post` / `auth-tests-post-secret` (`client_secret_post`), both
+/// with the `client_credentials` grant. Resources: `urn:opaque` (opaque
+/// tokens, introspectable) and `urn:jwt` (RS256 `at+jwt`).
+pub struct OidcProvider {
+    child: Child,
+    issuer: String,
+}
+
+/// The provider's confidential client (`client_secret_basic`).
+pub const CLIENT_ID: &str = "auth-tests";
+/// Its secret.
+pub const CLIENT_SECRET: &str = "auth-tests-secret";
+/// The client that authenticates with `client_secret_post`.
+pub const POST_CLIENT_ID: &str = "auth-tests-post";
+/// Its secret.
+pub const POST_CLIENT_SECRET: &str = "auth-tests-post-secret";
+
+/// Why the provider could not be started.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl OidcProvider {
+    /// Starts the provider and waits (up to 20 s) until it serves.
+    ///
+    /// # Errors
+    /// Node.js or the npm packages are missing (`scripts/test.sh` installs
+    /// them), or the provider did not come up.
+    pub fn start() -> Result<Self, StartError> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc");
+        if !dir.join("node_modules/oidc-provider").is_dir() {
+            return Err(StartError(format!(
+                "oidc-provider is not installed: run `npm ci` in {} (bash scripts/test.sh does it)",
+                dir.display()
+            )));
+        }
+        let mut child = Command::new("node")
+            .arg("provider.mjs")
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                StartError(format!(
+                    "cannot run node (scripts/test.sh installs it): {e}"
+                ))
+            })?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| StartError("no stdout".into()))?;
+        let mut stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| StartError("no stderr".into()))?;
+        let (issuer_tx, issuer_rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(issuer) = line.strip_prefix("ISSUER=") {
+                    let _ = issuer_tx.send(issuer.to_owned());
+                }
+            }
+        });
+        let (err_tx, err_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            let _ = err_tx.send(text);
+        });
+        match issuer_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(issuer) => Ok(OidcProvider { child, issuer }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stderr = err_rx
+                    .recv_timeout(Duration::from_secs(1))
+                    .unwrap_or_default();
+                Err(StartError(format!("oidc-provider did not start: {stderr}")))
+            }
+        }
+    }
+
+    /// The issuer URL (`http://127.0.0.1:<port>`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The RFC 7662 introspection endpoint.
+    pub fn introspection_url(&self) -> String {
+        format!("{}/token/introspection", self.issuer)
+    }
+
+    /// An access token from the `client_credentials` grant for `resource`
+    /// (`urn:opaque` or `urn:jwt`) and `scope`.
+    ///
+    /// # Errors
+    /// The provider refused or could not be reached.
+    pub fn client_credentials(&self, resource: &str, scope: &str) -> Result<String, StartError> {
+        let form = format!("grant_type=client_credentials&resource={resource}&scope={scope}");
+        let text = self.post("/token", &form, CLIENT_ID, CLIENT_SECRET)?;
+        let answer: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| StartError(e.to_string()))?;
+        answer["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| StartError(format!("no access_token in {text}")))
+    }
+
+    /// Revokes `token` (RFC 7009).
+    ///
+    /// # Errors
+    /// The provider refused or could not be reached.
+    pub fn revoke(&self, token: &str) -> Result<(), StartError> {
+        self.post(
+            "/token/revocation",
+            &format!("token={token}"),
+            CLIENT_ID,
+            CLIENT_SECRET,
+        )
+        .map(drop)
+    }
+
+    fn post(&self, path: &str, form: &str, id: &str, secret: &str) -> Result<String, StartError> {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        let mut response = ureq::post(format!("{}{path}", self.issuer))
+            .header("authorization", format!("Basic {basic}"))
+            .content_type("application/x-www-form-urlencoded")
+            .send(form)
+            .map_err(|e| StartError(format!("{path}: {e}")))?;
+        response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| StartError(format!("{path}: {e}")))
+    }
+
+    /// Stops the provider now (to test an identity provider that is down).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

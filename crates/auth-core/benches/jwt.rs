@@ -34,28 +34,48 @@ fn cases() -> Vec<Case> {
             alg: Algorithm::HS256,
             signing: EncodingKey::from_secret(secret).unwrap(),
             decoding: DecodingKey::from_secret(secret).unwrap(),
-            validator: JwtValidator::builder([Algorithm::HS256]).hmac_secret(secret).issuer("https://id.example").audience("api").build().unwrap(),
+            validator: JwtValidator::builder([Algorithm::HS256])
+                .hmac_secret(secret)
+                .issuer("https://id.example")
+                .audience("api")
+                .build()
+                .unwrap(),
         },
         Case {
             name: "RS256",
             alg: Algorithm::RS256,
             signing: EncodingKey::from_rsa_pem(&key("rsa.key")).unwrap(),
             decoding: DecodingKey::from_rsa_pem(&key("rsa.pub")).unwrap(),
-            validator: JwtValidator::builder([Algorithm::RS256]).rsa_pem(key("rsa.pub")).issuer("https://id.example").audience("api").build().unwrap(),
+            validator: JwtValidator::builder([Algorithm::RS256])
+                .rsa_pem(key("rsa.pub"))
+                .issuer("https://id.example")
+                .audience("api")
+                .build()
+                .unwrap(),
         },
         Case {
             name: "ES256",
             alg: Algorithm::ES256,
             signing: EncodingKey::from_ec_pem(&key("ec256.pk8")).unwrap(),
             decoding: DecodingKey::from_ec_pem(&key("ec256.pub")).unwrap(),
-            validator: JwtValidator::builder([Algorithm::ES256]).ec_pem(key("ec256.pub")).issuer("https://id.example").audience("api").build().unwrap(),
+            validator: JwtValidator::builder([Algorithm::ES256])
+                .ec_pem(key("ec256.pub"))
+                .issuer("https://id.example")
+                .audience("api")
+                .build()
+                .unwrap(),
         },
         Case {
             name: "EdDSA",
             alg: Algorithm::EdDSA,
             signing: EncodingKey::from_ed_pem(&key("ed.key")).unwrap(),
             decoding: DecodingKey::from_ed_pem(&key("ed.pub")).unwrap(),
-            validator: JwtValidator::builder([Algorithm::EdDSA]).ed_pem(key("ed.pub")).issuer("https://id.example").audience("api").build().unwrap(),
+            validator: JwtValidator::builder([Algorithm::EdDSA])
+                .ed_pem(key("ed.pub"))
+                .issuer("https://id.example")
+                .audience("api")
+                .build()
+                .unwrap(),
         },
     ]
 }
@@ -84,26 +104,62 @@ fn jwt(c: &mut Criterion) {
         validation.set_issuer(&["https://id.example"]);
         validation.set_audience(&["api"]);
         group.bench_function("raw_jsonwebtoken", |b| {
-            b.iter(|| black_box(jsonwebtoken::decode::<Map<String, Value>>(black_box(&token), &case.decoding, &validation).unwrap()))
+            b.iter(|| {
+                black_box(
+                    jsonwebtoken::decode::<Map<String, Value>>(
+                        black_box(&token),
+                        &case.decoding,
+                        &validation,
+                    )
+                    .unwrap(),
+                )
+            })
         });
         // Ours, no cache: header read, verify, claim checks, AuthData.
-        let uncached = JwtBackend::builder(case.validator).cache_capacity(0).build();
+        let uncached = JwtBackend::builder(case.validator)
+            .cache_capacity(0)
+            .build();
         group.bench_function("ours_uncached", |b| {
-            b.iter(|| black_box(uncached.authenticate(black_box(&req), now).into_done().unwrap().unwrap()))
+            b.iter(|| {
+                black_box(
+                    uncached
+                        .authenticate(black_box(&req), now)
+                        .into_done()
+                        .unwrap()
+                        .unwrap(),
+                )
+            })
         });
         group.finish();
     }
 
     let secret = b"0123456789abcdef0123456789abcdef";
-    let cached = JwtBackend::new(JwtValidator::builder([Algorithm::HS256]).hmac_secret(secret).build().unwrap());
-    let token = TokenIssuer::hs256(secret).unwrap().ttl(Duration::from_secs(86_400)).issue(claims, now).unwrap();
+    let cached = JwtBackend::new(
+        JwtValidator::builder([Algorithm::HS256])
+            .hmac_secret(secret)
+            .build()
+            .unwrap(),
+    );
+    let token = TokenIssuer::hs256(secret)
+        .unwrap()
+        .ttl(Duration::from_secs(86_400))
+        .issue(claims, now)
+        .unwrap();
     let req = http::Request::builder()
         .header("authorization", format!("Bearer {token}"))
         .body(())
         .unwrap();
     assert!(cached.authenticate(&req, now).into_done().unwrap().is_ok());
     c.bench_function("jwt/cache_hit", |b| {
-        b.iter(|| black_box(cached.authenticate(black_box(&req), now).into_done().unwrap().unwrap()))
+        b.iter(|| {
+            black_box(
+                cached
+                    .authenticate(black_box(&req), now)
+                    .into_done()
+                    .unwrap()
+                    .unwrap(),
+            )
+        })
     });
 }
 
