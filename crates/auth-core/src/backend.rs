@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use crate::data::AuthData;
 use crate::error::{AuthError, Credential};
+use crate::flight::Waiter;
 use crate::request::RequestView;
 use crate::transport::TransportError;
 
@@ -92,8 +93,9 @@ impl Authenticated {
 pub enum Outcome {
     /// The answer.
     Done(Result<Authenticated, AuthError>),
-    /// Send [`Step::request`], then [`Resume::resume`] with the response.
-    /// (Boxed: local answers, the hot path, stay small to move.)
+    /// Do the step's [`Action`] (send a request, or wait for another
+    /// request's provider call), then resume it. (Boxed: local answers, the
+    /// hot path, stay small to move.)
     Send(Box<Step>),
 }
 
@@ -152,17 +154,35 @@ impl fmt::Debug for Outcome {
     }
 }
 
-type ResumeFn = dyn FnOnce(Result<http::Response<Vec<u8>>, TransportError>, &dyn RequestView, SystemTime) -> Outcome
-    + Send;
+/// What a driver feeds back into a [`Resume`].
+enum Reply {
+    Response(Result<http::Response<Vec<u8>>, TransportError>),
+    Woken,
+}
 
-/// One HTTP round trip a backend needs: the request to send and the
-/// continuation that turns the answer into the next [`Outcome`].
+type ResumeFn = dyn FnOnce(Reply, &dyn RequestView, SystemTime) -> Outcome + Send;
+
+/// What a [`Step`] asks of its driver.
+#[non_exhaustive]
+#[allow(clippy::large_enum_variant, reason = "only ever inside a boxed Step")]
+pub enum Action {
+    /// Send this request, then [`Resume::resume`] with the answer.
+    Send(http::Request<Vec<u8>>),
+    /// Another request is already asking the provider the same question:
+    /// wait for it ([`Waiter::wait_blocking`] or [`Waiter::wait`]), then
+    /// [`Resume::woken`].
+    Wait(Waiter),
+}
+
+/// One thing a backend needs before it can answer: an HTTP round trip, or
+/// the answer of a round trip another request is making; and the
+/// continuation that turns it into the next [`Outcome`].
 ///
 /// The continuation owns everything it needs (`'static + Send`), so a driver
 /// may send the request on another thread and resume wherever the original
 /// request is.
 pub struct Step {
-    request: http::Request<Vec<u8>>,
+    action: Action,
     resume: Resume,
 }
 
@@ -170,15 +190,22 @@ pub struct Step {
 pub struct Resume(Box<ResumeFn>);
 
 impl Resume {
-    /// Feeds the response (or the transport's failure) back in. `req` is the
-    /// request being authenticated, the same one the step came from.
+    /// Feeds the response (or the transport's failure) of an
+    /// [`Action::Send`] back in. `req` is the request being authenticated,
+    /// the same one the step came from.
     pub fn resume(
         self,
         response: Result<http::Response<Vec<u8>>, TransportError>,
         req: &dyn RequestView,
         now: SystemTime,
     ) -> Outcome {
-        (self.0)(response, req, now)
+        (self.0)(Reply::Response(response), req, now)
+    }
+
+    /// Continues after an [`Action::Wait`] (whether the wait ended or timed
+    /// out: the continuation checks).
+    pub fn woken(self, req: &dyn RequestView, now: SystemTime) -> Outcome {
+        (self.0)(Reply::Woken, req, now)
     }
 }
 
@@ -201,20 +228,45 @@ impl Step {
             + 'static,
     {
         Step {
-            request,
-            resume: Resume(Box::new(resume)),
+            action: Action::Send(request),
+            resume: Resume(Box::new(move |reply, req, now| {
+                let response = match reply {
+                    Reply::Response(response) => response,
+                    Reply::Woken => Err(TransportError::Other("resumed without a response".into())),
+                };
+                resume(response, req, now)
+            })),
         }
     }
 
-    /// The request to send.
-    pub fn request(&self) -> &http::Request<Vec<u8>> {
-        &self.request
+    /// A step that waits for `waiter` and continues with `resume`.
+    pub fn wait<F>(waiter: Waiter, resume: F) -> Self
+    where
+        F: FnOnce(&dyn RequestView, SystemTime) -> Outcome + Send + 'static,
+    {
+        Step {
+            action: Action::Wait(waiter),
+            resume: Resume(Box::new(move |_reply, req, now| resume(req, now))),
+        }
     }
 
-    /// Splits the step, to send the request somewhere else.
-    pub fn into_parts(self: Box<Self>) -> (http::Request<Vec<u8>>, Resume) {
-        let Step { request, resume } = *self;
-        (request, resume)
+    /// What the driver must do.
+    pub fn action(&self) -> &Action {
+        &self.action
+    }
+
+    /// The request to send, for an [`Action::Send`] step.
+    pub fn request(&self) -> Option<&http::Request<Vec<u8>>> {
+        match &self.action {
+            Action::Send(request) => Some(request),
+            Action::Wait(_) => None,
+        }
+    }
+
+    /// Splits the step, to act on it somewhere else.
+    pub fn into_parts(self: Box<Self>) -> (Action, Resume) {
+        let Step { action, resume } = *self;
+        (action, resume)
     }
 
     /// Runs `f` on the outcome the continuation produces.
@@ -222,20 +274,28 @@ impl Step {
     where
         F: FnOnce(Outcome, &dyn RequestView, SystemTime) -> Outcome + Send + 'static,
     {
-        let Step { request, resume } = *self;
-        Step::new(request, move |response, req, now| {
-            f(resume.resume(response, req, now), req, now)
-        })
+        let Step { action, resume } = *self;
+        Step {
+            action,
+            resume: Resume(Box::new(move |reply, req, now| {
+                f((resume.0)(reply, req, now), req, now)
+            })),
+        }
     }
 }
 
-/// Shows the method and URI only: headers and body carry client secrets.
+/// Shows the method and URI path only: headers and body carry client
+/// secrets.
 impl fmt::Debug for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Step")
-            .field("method", self.request.method())
-            .field("uri", &self.request.uri().path())
-            .finish_non_exhaustive()
+        match &self.action {
+            Action::Send(request) => f
+                .debug_struct("Step::Send")
+                .field("method", request.method())
+                .field("uri", &request.uri().path())
+                .finish_non_exhaustive(),
+            Action::Wait(waiter) => f.debug_tuple("Step::Wait").field(waiter).finish(),
+        }
     }
 }
 

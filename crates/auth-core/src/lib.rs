@@ -16,6 +16,7 @@
 //! | [`SessionBackend`] | a session cookie's value | [`session`] |
 //! | [`AnonSessionBackend`] | an anonymous session cookie, issued when absent | [`session`] |
 //! | [`JwtBackend`] | the `sub` of a verified bearer JWT | [`jwt`] |
+//! | [`IntrospectionBackend`], [`KeycloakBackend`] | the `sub` (or another claim) of an RFC 7662 answer | [`introspect`] |
 //! | [`Chain`] | the first backend that finds credentials | [`backend`] |
 //!
 //! ```
@@ -36,15 +37,19 @@
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod flight;
+pub mod introspect;
 pub mod ip;
 pub mod jwt;
 pub mod request;
 pub mod session;
 pub mod transport;
 
-pub use backend::{Authenticated, Backend, Chain, Outcome, RequireScopes, Resume, Step};
+pub use backend::{Action, Authenticated, Backend, Chain, Outcome, RequireScopes, Resume, Step};
 pub use data::{AuthData, Source};
 pub use error::{AuthError, Challenge, ConfigError, Credential};
+pub use introspect::IntrospectionBackend;
+pub use introspect::keycloak::KeycloakBackend;
 pub use ip::{ForwardedHeader, IpBackend};
 pub use jwt::{JwtBackend, JwtValidator, TokenIssuer, TokenValidator};
 pub use session::{AnonSessionBackend, AnonSessionBuilder, SessionBackend};

@@ -4,7 +4,9 @@
 
 use std::time::SystemTime;
 
-use crate::backend::{Authenticated, Backend, Outcome};
+use std::time::Duration;
+
+use crate::backend::{Action, Authenticated, Backend, Outcome};
 use crate::error::AuthError;
 use crate::request::RequestView;
 
@@ -80,6 +82,10 @@ where
 /// (a backend that keeps asking is a bug, not a reason to loop forever).
 pub const MAX_STEPS: usize = 8;
 
+/// Longest the blocking driver waits for another request's provider call
+/// (that call has its own transport timeout; this is a backstop).
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+
 /// Authenticates `req` with `backend`, sending any network steps with
 /// `transport` on the calling thread. For blocking callers: your own server,
 /// a worker pool, a CLI. (The framework adapters drive steps without blocking
@@ -120,12 +126,20 @@ pub fn drive_blocking(
         match outcome {
             Outcome::Done(result) => return result,
             Outcome::Send(step) => {
-                let (request, resume) = step.into_parts();
-                let response = transport.send(request);
-                if let Err(e) = &response {
-                    tracing::debug!(error = %e, "authentication network step failed");
-                }
-                outcome = resume.resume(response, req, SystemTime::now());
+                let (action, resume) = step.into_parts();
+                outcome = match action {
+                    Action::Send(request) => {
+                        let response = transport.send(request);
+                        if let Err(e) = &response {
+                            tracing::debug!(error = %e, "authentication network step failed");
+                        }
+                        resume.resume(response, req, SystemTime::now())
+                    }
+                    Action::Wait(waiter) => {
+                        waiter.wait_blocking(MAX_WAIT);
+                        resume.woken(req, SystemTime::now())
+                    }
+                };
             }
         }
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_core::jwt::{Algorithm, Checked, JwtBackend, JwtValidator, TokenIssuer, TokenValidator};
 use auth_core::transport::{Transport, UreqTransport, authenticate_blocking};
-use auth_core::{AuthError, Authenticated, Backend, Outcome};
+use auth_core::{Action, AuthError, Authenticated, Backend, Outcome};
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::Jwk;
 use serde_json::{Value, json};
@@ -151,7 +151,10 @@ fn drive_at(
         match outcome {
             Outcome::Done(result) => return result,
             Outcome::Send(step) => {
-                let (request, resume) = step.into_parts();
+                let (action, resume) = step.into_parts();
+                let Action::Send(request) = action else {
+                    panic!("remote keys only send requests")
+                };
                 outcome = resume.resume(transport.send(request), &req, at(now));
             }
         }

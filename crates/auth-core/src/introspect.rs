@@ -1,0 +1,517 @@
+//! OAuth2 token introspection (RFC 7662): [`IntrospectionBackend`], and its
+//! Keycloak preset in [`keycloak`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::backend::{Backend, Outcome, Step};
+use crate::data::{AuthData, Source};
+use crate::error::{AuthError, ConfigError, Credential};
+use crate::flight::{Flights, Join, Leader};
+use crate::jwt::{seconds, unix_seconds};
+use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_token};
+use crate::transport::TransportError;
+
+pub mod keycloak;
+
+/// Default number of introspection answers remembered.
+pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+/// Default longest time an active answer is reused (never past the token's
+/// `exp`).
+pub const DEFAULT_MAX_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Default time an inactive answer is reused.
+pub const DEFAULT_INACTIVE_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// How we authenticate to the introspection endpoint (RFC 6749 §2.3.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// HTTP Basic with the form-encoded client id and secret (the default).
+    #[default]
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+}
+
+/// A provider answer, as cached.
+#[derive(Clone)]
+enum Answer {
+    /// Active: the identity, usable until `until` (seconds since the epoch).
+    Active { auth: AuthData, until: u64 },
+    /// Not active (expired, revoked, unknown), remembered until `until`.
+    Inactive { until: u64 },
+}
+
+type TokenHash = [u8; 32];
+
+/// Identifies a request by asking an OAuth2 introspection endpoint (RFC
+/// 7662) about its bearer token.
+///
+/// - The question is a network step: a form POST of
+///   `token=…&token_type_hint=access_token`, authenticated with our client
+///   id and secret (Basic by default, or in the body).
+/// - Identifier: the answer's `sub` (or another claim, for example
+///   `client_id` for client-credentials tokens, which have no `sub`); `data`:
+///   the whole answer plus `access_token`. Key: `introspect:<identifier>`.
+/// - `active` must be `true`; optional checks of `aud`, `iss`,
+///   `client_id`/`azp` and `token_type`.
+/// - Errors: no bearer token → no credentials (a chain moves on); inactive
+///   or failing a check → 401 `invalid_token`; the provider rejecting our
+///   client (401/403), a 5xx, a timeout, a refused connection, a non-JSON or
+///   oversized answer → 503.
+/// - Answers are cached by a SHA-256 of the token: active ones until the
+///   earlier of the token's `exp` and a maximum (5 min), inactive ones for a
+///   short time (10 s). Concurrent requests with the same uncached token
+///   make **one** call: the first sends, the others get an
+///   [`Action::Wait`](crate::Action::Wait) step.
+/// - The token and the client secret never appear in `Debug` or error text.
+///
+/// ```
+/// use auth_core::introspect::{ClientAuth, IntrospectionBackend};
+///
+/// let backend = IntrospectionBackend::builder("https://id.example/oauth2/introspect", "api", "s3cret")
+///     .client_auth(ClientAuth::ClientSecretPost)
+///     .identifier_claim("client_id")
+///     .audience("api")
+///     .build()?;
+/// assert!(!format!("{backend:?}").contains("s3cret"));
+/// # Ok::<(), auth_core::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct IntrospectionBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: http::Uri,
+    client_id: String,
+    client_secret: String,
+    basic: Option<http::HeaderValue>,
+    identifier_claim: String,
+    audiences: Vec<String>,
+    issuer: Option<String>,
+    clients: Vec<String>,
+    token_type: Option<String>,
+    max_token_len: usize,
+    cache: Option<quick_cache::sync::Cache<TokenHash, Answer>>,
+    max_ttl: u64,
+    inactive_ttl: u64,
+    flights: Arc<Flights<TokenHash, Result<Answer, AuthError>>>,
+}
+
+fn invalid(reason: impl Into<std::borrow::Cow<'static, str>>) -> AuthError {
+    AuthError::invalid_credentials(Credential::Bearer, reason)
+}
+
+fn abandoned() -> Result<Answer, AuthError> {
+    Err(AuthError::provider_unavailable(
+        "the introspection call was abandoned",
+    ))
+}
+
+impl IntrospectionBackend {
+    /// A builder for the endpoint URL and our client's credentials.
+    pub fn builder(
+        endpoint: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> IntrospectionBuilder {
+        IntrospectionBuilder {
+            endpoint: endpoint.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            client_auth: ClientAuth::default(),
+            identifier_claim: "sub".into(),
+            audiences: Vec::new(),
+            issuer: None,
+            clients: Vec::new(),
+            token_type: None,
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            max_ttl: DEFAULT_MAX_CACHE_TTL,
+            inactive_ttl: DEFAULT_INACTIVE_CACHE_TTL,
+        }
+    }
+
+    /// The introspection request for `token` (also useful to see exactly
+    /// what is sent).
+    pub fn request_for(&self, token: &str) -> http::Request<Vec<u8>> {
+        let inner = &self.inner;
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("token", token)
+            .append_pair("token_type_hint", "access_token");
+        if inner.basic.is_none() {
+            form.append_pair("client_id", &inner.client_id)
+                .append_pair("client_secret", &inner.client_secret);
+        }
+        let mut request = http::Request::post(inner.endpoint.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .body(form.finish().into_bytes())
+            .unwrap_or_default();
+        if let Some(basic) = &inner.basic {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, basic.clone());
+        }
+        request
+    }
+
+    /// Interprets the endpoint's answer about `token` at time `now`.
+    fn parse(
+        &self,
+        response: Result<http::Response<Vec<u8>>, TransportError>,
+        token: &str,
+        now: u64,
+    ) -> Result<Answer, AuthError> {
+        let inner = &self.inner;
+        let response = response
+            .map_err(|e| AuthError::provider_unavailable(format!("introspection failed: {e}")))?;
+        let status = response.status();
+        if status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN {
+            return Err(AuthError::provider_unavailable(
+                "the identity provider rejected our client credentials",
+            ));
+        }
+        if status != http::StatusCode::OK {
+            return Err(AuthError::provider_unavailable(format!(
+                "introspection endpoint answered {}",
+                status.as_u16()
+            )));
+        }
+        let Ok(Value::Object(mut answer)) = serde_json::from_slice::<Value>(response.body()) else {
+            return Err(AuthError::provider_unavailable(
+                "introspection answer is not a JSON object",
+            ));
+        };
+        if answer.get("active") != Some(&Value::Bool(true)) {
+            return Ok(Answer::Inactive {
+                until: now.saturating_add(inner.inactive_ttl),
+            });
+        }
+        self.check(&answer)?;
+        let exp = answer.get("exp").and_then(seconds);
+        if exp.is_some_and(|exp| exp <= now) {
+            return Ok(Answer::Inactive {
+                until: now.saturating_add(inner.inactive_ttl),
+            });
+        }
+        let identifier = match answer.get(&inner.identifier_claim) {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            _ => {
+                return Err(invalid(format!(
+                    "introspection answer has no {}",
+                    inner.identifier_claim
+                )));
+            }
+        };
+        answer.insert("access_token".into(), Value::String(token.to_owned()));
+        let until = exp
+            .map_or(u64::MAX, |e| e)
+            .min(now.saturating_add(inner.max_ttl));
+        Ok(Answer::Active {
+            auth: AuthData::new(Source::Introspection, identifier, answer),
+            until,
+        })
+    }
+
+    /// The optional checks on an active answer.
+    fn check(&self, answer: &Map<String, Value>) -> Result<(), AuthError> {
+        let inner = &self.inner;
+        let text = |name: &str| answer.get(name).and_then(Value::as_str);
+        if let Some(expected) = &inner.token_type
+            && !text("token_type").is_some_and(|t| t.eq_ignore_ascii_case(expected))
+        {
+            return Err(invalid("token has an unexpected token_type"));
+        }
+        if let Some(issuer) = &inner.issuer
+            && text("iss") != Some(issuer.as_str())
+        {
+            return Err(invalid("token has the wrong issuer"));
+        }
+        if !inner.audiences.is_empty() {
+            let ours = |aud: &str| inner.audiences.iter().any(|a| a == aud);
+            let matched = match answer.get("aud") {
+                Some(Value::String(aud)) => ours(aud),
+                Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(ours),
+                _ => false,
+            };
+            if !matched {
+                return Err(invalid("token has the wrong audience"));
+            }
+        }
+        if !inner.clients.is_empty() {
+            let client = text("client_id").or_else(|| text("azp"));
+            if !client.is_some_and(|c| inner.clients.iter().any(|ok| ok == c)) {
+                return Err(invalid("token was issued to another client"));
+            }
+        }
+        Ok(())
+    }
+
+    fn cached(&self, hash: &TokenHash, now: u64) -> Option<Result<AuthData, AuthError>> {
+        let cache = self.inner.cache.as_ref()?;
+        match cache.get(hash)? {
+            Answer::Active { auth, until } if now < until => Some(Ok(auth)),
+            Answer::Inactive { until } if now < until => Some(Err(invalid("token is not active"))),
+            _ => {
+                cache.remove(hash);
+                None
+            }
+        }
+    }
+
+    fn remember(&self, hash: TokenHash, answer: &Result<Answer, AuthError>) {
+        if let (Some(cache), Ok(answer)) = (&self.inner.cache, answer) {
+            cache.insert(hash, answer.clone());
+        }
+    }
+
+    /// Sends the question; this request leads the flight for `hash`.
+    fn ask(
+        &self,
+        token: &str,
+        hash: TokenHash,
+        leader: Leader<TokenHash, Result<Answer, AuthError>>,
+    ) -> Outcome {
+        let this = self.clone();
+        let token = token.to_owned();
+        Outcome::send(Step::new(
+            self.request_for(&token),
+            move |response, _req, now| {
+                let answer = this.parse(response, &token, unix_seconds(now));
+                this.remember(hash, &answer);
+                leader.finish(answer.clone());
+                outcome(answer)
+            },
+        ))
+    }
+}
+
+fn outcome(answer: Result<Answer, AuthError>) -> Outcome {
+    match answer {
+        Ok(Answer::Active { auth, .. }) => Outcome::ok(auth),
+        Ok(Answer::Inactive { .. }) => Outcome::err(invalid("token is not active")),
+        Err(error) => Outcome::err(error),
+    }
+}
+
+impl Backend for IntrospectionBackend {
+    fn authenticate(&self, req: &dyn RequestView, now: SystemTime) -> Outcome {
+        let token = match bearer_token(req, self.inner.max_token_len) {
+            Ok(token) => token,
+            Err(e) => return Outcome::err(e),
+        };
+        let hash: TokenHash = Sha256::digest(token.as_bytes()).into();
+        let secs = unix_seconds(now);
+        if let Some(hit) = self.cached(&hash, secs) {
+            return hit.map_or_else(Outcome::err, Outcome::ok);
+        }
+        match self.inner.flights.join(&hash, abandoned) {
+            Join::Leader(leader) => {
+                // The previous leader may have finished between our cache
+                // look-up and the join.
+                if let Some(hit) = self.cached(&hash, secs) {
+                    let answer = hit.clone().map(|auth| Answer::Active { auth, until: secs });
+                    leader.finish(answer);
+                    return hit.map_or_else(Outcome::err, Outcome::ok);
+                }
+                self.ask(token, hash, leader)
+            }
+            Join::Follower(flight) => Outcome::send(Step::wait(
+                flight.waiter(),
+                move |_req, _now| match flight.answer() {
+                    Some(answer) => outcome(answer.clone()),
+                    None => Outcome::err(AuthError::provider_unavailable(
+                        "timed out waiting for the identity provider",
+                    )),
+                },
+            )),
+        }
+    }
+}
+
+impl fmt::Debug for IntrospectionBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntrospectionBackend")
+            .field("endpoint", &self.inner.endpoint)
+            .field("client_id", &self.inner.client_id)
+            .field("identifier_claim", &self.inner.identifier_claim)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`IntrospectionBackend`]; see
+/// [`IntrospectionBackend::builder`].
+#[must_use]
+pub struct IntrospectionBuilder {
+    endpoint: String,
+    client_id: String,
+    client_secret: String,
+    client_auth: ClientAuth,
+    identifier_claim: String,
+    audiences: Vec<String>,
+    issuer: Option<String>,
+    clients: Vec<String>,
+    token_type: Option<String>,
+    max_token_len: usize,
+    cache_capacity: usize,
+    max_ttl: Duration,
+    inactive_ttl: Duration,
+}
+
+impl fmt::Debug for IntrospectionBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntrospectionBuilder")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IntrospectionBuilder {
+    /// How we authenticate to the endpoint (default `client_secret_basic`).
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.client_auth = auth;
+        self
+    }
+
+    /// The answer's claim used as identifier (default `sub`; `client_id`
+    /// for client-credentials tokens).
+    pub fn identifier_claim(mut self, claim: impl Into<String>) -> Self {
+        self.identifier_claim = claim.into();
+        self
+    }
+
+    /// Requires `aud` to hold this audience; repeat for "one of several".
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Requires `iss` to be this issuer.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Requires `client_id` (or else `azp`) to be this client; repeat for
+    /// "one of several".
+    pub fn allowed_client(mut self, client: impl Into<String>) -> Self {
+        self.clients.push(client.into());
+        self
+    }
+
+    /// Requires `token_type` to be this (case-insensitive), for example
+    /// `Bearer`.
+    pub fn token_type(mut self, token_type: impl Into<String>) -> Self {
+        self.token_type = Some(token_type.into());
+        self
+    }
+
+    /// Longest token accepted (default 8 KiB).
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// Answers remembered (default 10,000); 0 turns the cache off (single
+    /// flight stays on).
+    pub fn cache_capacity(mut self, entries: usize) -> Self {
+        self.cache_capacity = entries;
+        self
+    }
+
+    /// Longest reuse of an active answer (default 5 min); never past `exp`.
+    pub fn max_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.max_ttl = ttl;
+        self
+    }
+
+    /// Reuse of an inactive answer (default 10 s).
+    pub fn inactive_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.inactive_ttl = ttl;
+        self
+    }
+
+    /// Checks the settings and builds the backend.
+    ///
+    /// # Errors
+    /// An endpoint that is not an http(s) URL; an empty client id or
+    /// identifier claim; credentials that cannot go in a header.
+    pub fn build(self) -> Result<IntrospectionBackend, ConfigError> {
+        let endpoint = self
+            .endpoint
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+            .ok_or(ConfigError::Invalid {
+                name: "endpoint",
+                reason: "must be an http(s) URL",
+            })?;
+        if self.client_id.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "client_id",
+                reason: "must not be empty",
+            });
+        }
+        if self.identifier_claim.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "identifier_claim",
+                reason: "must not be empty",
+            });
+        }
+        let basic = match self.client_auth {
+            ClientAuth::ClientSecretPost => None,
+            ClientAuth::ClientSecretBasic => {
+                // RFC 6749 §2.3.1: both parts form-encoded before Base64.
+                let encode =
+                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let pair = format!(
+                    "{}:{}",
+                    encode(&self.client_id),
+                    encode(&self.client_secret)
+                );
+                let value = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                );
+                let mut value =
+                    http::HeaderValue::try_from(value).map_err(|_| ConfigError::Invalid {
+                        name: "client credentials",
+                        reason: "cannot be sent in a header",
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        let cache =
+            (self.cache_capacity > 0).then(|| quick_cache::sync::Cache::new(self.cache_capacity));
+        Ok(IntrospectionBackend {
+            inner: Arc::new(Inner {
+                endpoint,
+                client_id: self.client_id,
+                client_secret: self.client_secret,
+                basic,
+                identifier_claim: self.identifier_claim,
+                audiences: self.audiences,
+                issuer: self.issuer,
+                clients: self.clients,
+                token_type: self.token_type,
+                max_token_len: self.max_token_len,
+                cache,
+                max_ttl: self.max_ttl.as_secs(),
+                inactive_ttl: self.inactive_ttl.as_secs(),
+                flights: Flights::new(),
+            }),
+        })
+    }
+}
