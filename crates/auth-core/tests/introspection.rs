@@ -60,6 +60,9 @@ fn keycloak_service_answer() -> Value {
 
 type Reply = Result<http::Response<Vec<u8>>, TransportError>;
 
+/// A scripted provider: the answer to each request.
+type Script = Box<dyn Fn(&http::Request<Vec<u8>>) -> Reply>;
+
 fn json_reply(status: u16, body: &Value) -> Reply {
     let mut response = http::Response::new(body.to_string().into_bytes());
     *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
@@ -309,7 +312,7 @@ fn provider_failures_are_503_and_never_show_secrets() {
             Ok(r)
         }
     };
-    let cases: Vec<(Box<dyn Fn(&http::Request<Vec<u8>>) -> Reply>, &str)> = vec![
+    let cases: Vec<(Script, &str)> = vec![
         (
             Box::new(raw(401, r#"{"error":"invalid_client"}"#)),
             "rejected our client credentials",
