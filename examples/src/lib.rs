@@ -7,28 +7,58 @@
 //! `Set-Cookie`) yourself.
 
 use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
 
+use auth_core::introspect::IntrospectionBackend;
+use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
 use auth_core::request::PeerAddr;
+use auth_core::session::uuid_session_id;
 use auth_core::transport::{UreqTransport, authenticate_blocking};
 use auth_core::{
     AnonSessionBackend, AuthError, Authenticated, Backend, Chain, ConfigError, IpBackend,
-    SessionBackend,
+    RequireScopes,
 };
 use serde_json::json;
+
+/// The `iss` of demo tokens.
+pub const DEMO_ISSUER: &str = "auth-demo";
 
 /// Demo settings (from the environment in the binary).
 #[derive(Clone, Debug, Default)]
 pub struct DemoConfig {
+    /// HS256 secret for bearer tokens (`DEMO_JWT_SECRET`); random when unset.
+    pub jwt_secret: Option<String>,
     /// CIDRs of trusted proxies for `/ip` (`DEMO_TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<String>,
     /// When set, anonymous session ids are signed (`DEMO_SESSION_KEY`).
     pub session_key: Option<String>,
+    /// The introspection route, when `DEMO_INTROSPECTION_URL`,
+    /// `DEMO_CLIENT_ID` and `DEMO_CLIENT_SECRET` are all set.
+    pub introspection: Option<IntrospectionConfig>,
+}
+
+/// Settings of the `/introspected` route.
+#[derive(Clone, Debug)]
+pub struct IntrospectionConfig {
+    /// The RFC 7662 endpoint.
+    pub url: String,
+    /// Our client id.
+    pub client_id: String,
+    /// Our client secret.
+    pub client_secret: String,
+    /// The answer's claim used as identifier (`DEMO_INTROSPECTION_IDENTIFIER`,
+    /// default `sub`; `client_id` for client-credentials tokens).
+    pub identifier: String,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 impl DemoConfig {
-    /// Reads `DEMO_TRUSTED_PROXIES` (comma-separated) and `DEMO_SESSION_KEY`.
+    /// Reads the `DEMO_*` variables.
     pub fn from_env() -> Self {
-        let trusted_proxies = std::env::var("DEMO_TRUSTED_PROXIES")
+        let trusted_proxies = env("DEMO_TRUSTED_PROXIES")
             .map(|v| {
                 v.split(',')
                     .map(str::trim)
@@ -37,12 +67,24 @@ impl DemoConfig {
                     .collect()
             })
             .unwrap_or_default();
-        let session_key = std::env::var("DEMO_SESSION_KEY")
-            .ok()
-            .filter(|k| !k.is_empty());
+        let introspection = match (
+            env("DEMO_INTROSPECTION_URL"),
+            env("DEMO_CLIENT_ID"),
+            env("DEMO_CLIENT_SECRET"),
+        ) {
+            (Some(url), Some(client_id), Some(client_secret)) => Some(IntrospectionConfig {
+                url,
+                client_id,
+                client_secret,
+                identifier: env("DEMO_INTROSPECTION_IDENTIFIER").unwrap_or_else(|| "sub".into()),
+            }),
+            _ => None,
+        };
         DemoConfig {
+            jwt_secret: env("DEMO_JWT_SECRET"),
             trusted_proxies,
-            session_key,
+            session_key: env("DEMO_SESSION_KEY"),
+            introspection,
         }
     }
 }
@@ -51,13 +93,18 @@ impl DemoConfig {
 ///
 /// | route | identity |
 /// |---|---|
-/// | `GET /whoami` | session cookie `session`, else an anonymous session (issued when absent) |
-/// | `GET /private` | session cookie `session` required |
+/// | `GET /whoami` | bearer JWT, else an anonymous session (issued when absent); a bad token is 401, not anonymous |
+/// | `GET /private` | bearer JWT required |
+/// | `GET /admin` | bearer JWT with scope `admin` |
 /// | `GET /ip` | the client address (trusted proxies honoured) |
+/// | `GET /introspected` | RFC 7662 introspection; 404 when not configured |
 pub struct Demo {
     whoami: Chain,
-    private: SessionBackend,
+    private: JwtBackend,
+    admin: RequireScopes<JwtBackend>,
     ip: IpBackend,
+    introspected: Option<IntrospectionBackend>,
+    issuer: TokenIssuer,
     transport: UreqTransport,
 }
 
@@ -65,28 +112,64 @@ impl Demo {
     /// Builds the backends.
     ///
     /// # Errors
-    /// An invalid trusted proxy or a session key under 32 bytes.
+    /// An invalid trusted proxy, a session key or JWT secret under 32 bytes,
+    /// an invalid introspection URL.
     pub fn new(config: &DemoConfig) -> Result<Self, ConfigError> {
+        let secret = config
+            .jwt_secret
+            .clone()
+            .unwrap_or_else(|| format!("{}{}", uuid_session_id(), uuid_session_id()));
+        let jwt = JwtBackend::new(
+            JwtValidator::builder([Algorithm::HS256])
+                .hmac_secret(secret.as_bytes())
+                .issuer(DEMO_ISSUER)
+                .build()?,
+        );
         let mut anon = AnonSessionBackend::builder("anon");
         if let Some(key) = &config.session_key {
             anon = anon.signing_key(key.as_bytes());
         }
+        let introspected = match &config.introspection {
+            Some(c) => Some(
+                IntrospectionBackend::builder(&c.url, &c.client_id, &c.client_secret)
+                    .identifier_claim(&c.identifier)
+                    .build()?,
+            ),
+            None => None,
+        };
         Ok(Demo {
-            whoami: Chain::new()
-                .or(SessionBackend::new("session")?)
-                .or(anon.build()?),
-            private: SessionBackend::new("session")?,
+            whoami: Chain::new().or(jwt.clone()).or(anon.build()?),
+            admin: RequireScopes::new(jwt.clone(), ["admin"]),
+            private: jwt,
             ip: IpBackend::new().trust_proxies(&config.trusted_proxies)?,
+            introspected,
+            issuer: TokenIssuer::hs256(secret.as_bytes())?
+                .issuer(DEMO_ISSUER)
+                .ttl(Duration::from_secs(3600)),
             transport: UreqTransport::new(),
         })
     }
 
-    /// Answers one request.
+    /// A token for `sub` with `scope`, valid for an hour, signed with the
+    /// demo's secret.
+    pub fn sample_token(&self, sub: &str, scope: &str) -> String {
+        self.issuer
+            .issue(json!({"sub": sub, "scope": scope}), SystemTime::now())
+            .unwrap_or_default()
+    }
+
+    /// Answers one request: the core decides, this code only writes JSON,
+    /// the status, `WWW-Authenticate` and any `Set-Cookie`.
     pub fn handle<B>(&self, req: &http::Request<B>) -> http::Response<String> {
         let backend: &dyn Backend = match (req.method(), req.uri().path()) {
             (&http::Method::GET, "/whoami") => &self.whoami,
             (&http::Method::GET, "/private") => &self.private,
+            (&http::Method::GET, "/admin") => &self.admin,
             (&http::Method::GET, "/ip") => &self.ip,
+            (&http::Method::GET, "/introspected") => match &self.introspected {
+                Some(backend) => backend,
+                None => return json_response(404, &json!({"error": "not_found"})),
+            },
             _ => return json_response(404, &json!({"error": "not_found"})),
         };
         match authenticate_blocking(backend, req, &self.transport) {

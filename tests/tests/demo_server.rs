@@ -7,11 +7,13 @@
 use std::sync::Arc;
 use std::thread;
 
-use auth_examples::{Demo, DemoConfig, local_addr, serve};
+use auth_examples::{Demo, DemoConfig, IntrospectionConfig, local_addr, serve};
+use auth_tests::{CLIENT_ID, CLIENT_SECRET, OidcProvider};
 
 struct Running {
     base: String,
     agent: ureq::Agent,
+    demo: Arc<Demo>,
 }
 
 fn start(config: DemoConfig) -> Running {
@@ -22,12 +24,13 @@ fn start(config: DemoConfig) -> Running {
         let (demo, server) = (Arc::clone(&demo), Arc::clone(&server));
         thread::spawn(move || serve(&demo, &server));
     }
+    let demo = Arc::clone(&demo);
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build(),
     );
-    Running { base, agent }
+    Running { base, agent, demo }
 }
 
 struct Answer {
@@ -101,23 +104,110 @@ fn anonymous_session_is_issued_then_reused() {
 }
 
 #[test]
-fn session_beats_anonymous_and_is_required_on_private() {
+fn bearer_token_beats_anonymous_and_bad_tokens_are_not_downgraded() {
     let demo = start(DemoConfig::default());
-    let who = demo.get("/whoami", &[("cookie", "anon=x; session=user-42")]);
+    let token = demo.demo.sample_token("alice", "read");
+    let auth = format!("Bearer {token}");
+    let who = demo.get("/whoami", &[("authorization", &auth), ("cookie", "anon=x")]);
     assert_eq!(
         (who.body["source"].as_str(), who.body["identifier"].as_str()),
-        (Some("session"), Some("user-42"))
+        (Some("jwt"), Some("alice"))
     );
+    assert_eq!(who.body["key"], "jwt:auth-demo|alice");
     assert!(who.set_cookie.is_empty());
 
+    let bad = demo.get("/whoami", &[("authorization", "Bearer not.a.jwt")]);
+    assert_eq!(bad.status, 401);
+    assert!(
+        bad.set_cookie.is_empty(),
+        "an invalid token is not downgraded to anonymous"
+    );
+    assert_eq!(
+        bad.www_authenticate.as_deref(),
+        Some(r#"Bearer error="invalid_token", error_description="malformed token""#)
+    );
+    // A token signed with another secret is rejected too.
+    let stranger = start(DemoConfig::default())
+        .demo
+        .sample_token("mallory", "admin");
+    assert_eq!(
+        demo.get(
+            "/private",
+            &[("authorization", &format!("Bearer {stranger}"))]
+        )
+        .status,
+        401
+    );
+}
+
+#[test]
+fn private_and_admin_routes() {
+    let demo = start(DemoConfig {
+        jwt_secret: Some("a-fixed-demo-secret-of-32-bytes!!".into()),
+        ..DemoConfig::default()
+    });
     let denied = demo.get("/private", &[]);
-    assert_eq!(denied.status, 401);
+    assert_eq!(
+        (denied.status, denied.www_authenticate.as_deref()),
+        (401, Some("Bearer"))
+    );
     assert!(denied.set_cookie.is_empty());
-    let allowed = demo.get("/private", &[("cookie", "session=user-42")]);
-    assert_eq!(allowed.status, 200);
-    assert_eq!(allowed.body["key"], "session:user-42");
-    let malformed = demo.get("/private", &[("cookie", "session=a\\b")]);
-    assert_eq!(malformed.status, 401);
+    let reader = format!("Bearer {}", demo.demo.sample_token("bob", "read"));
+    assert_eq!(
+        demo.get("/private", &[("authorization", &reader)]).body["identifier"],
+        "bob"
+    );
+    let forbidden = demo.get("/admin", &[("authorization", &reader)]);
+    assert_eq!(forbidden.status, 403);
+    assert_eq!(
+        forbidden.www_authenticate.as_deref(),
+        Some(
+            r#"Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope="admin""#
+        )
+    );
+    let admin = format!("Bearer {}", demo.demo.sample_token("root", "read admin"));
+    assert_eq!(demo.get("/admin", &[("authorization", &admin)]).status, 200);
+}
+
+#[test]
+fn introspection_route_against_a_real_provider() {
+    let unconfigured = start(DemoConfig::default());
+    assert_eq!(unconfigured.get("/introspected", &[]).status, 404);
+
+    let mut provider = OidcProvider::start().unwrap();
+    let demo = start(DemoConfig {
+        introspection: Some(IntrospectionConfig {
+            url: provider.introspection_url(),
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            identifier: "client_id".into(),
+        }),
+        ..DemoConfig::default()
+    });
+    let token = provider.client_credentials("urn:opaque", "read").unwrap();
+    let ok = demo.get(
+        "/introspected",
+        &[("authorization", &format!("Bearer {token}"))],
+    );
+    assert_eq!(
+        (ok.status, ok.body["identifier"].as_str()),
+        (200, Some(CLIENT_ID))
+    );
+    assert_eq!(ok.body["source"], "introspect");
+    let garbage = demo.get(
+        "/introspected",
+        &[("authorization", "Bearer garbage-token")],
+    );
+    assert_eq!(garbage.status, 401);
+    assert_eq!(demo.get("/introspected", &[]).status, 401);
+    let fresh = provider.client_credentials("urn:opaque", "read").unwrap();
+    provider.stop();
+    let down = demo.get(
+        "/introspected",
+        &[("authorization", &format!("Bearer {fresh}"))],
+    );
+    assert_eq!(down.status, 503);
+    assert_eq!(down.body["error"], "temporarily_unavailable");
 }
 
 #[test]

@@ -1,8 +1,11 @@
 //! The demo server: `cargo run -p auth-examples --bin demo`.
 //!
-//! Environment: `DEMO_ADDR` (default `127.0.0.1:3000`),
-//! `DEMO_TRUSTED_PROXIES` (comma-separated CIDRs), `DEMO_SESSION_KEY` (signs
-//! anonymous session ids; at least 32 bytes).
+//! Environment: `DEMO_ADDR` (default `127.0.0.1:3000`), `DEMO_JWT_SECRET`
+//! (HS256, at least 32 bytes; random when unset), `DEMO_TRUSTED_PROXIES`
+//! (comma-separated CIDRs), `DEMO_SESSION_KEY` (signs anonymous session ids;
+//! at least 32 bytes), `DEMO_INTROSPECTION_URL` + `DEMO_CLIENT_ID` +
+//! `DEMO_CLIENT_SECRET` (+ `DEMO_INTROSPECTION_IDENTIFIER`) for
+//! `/introspected`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -31,13 +34,18 @@ fn main() -> ExitCode {
         }
     };
     let bound = local_addr(&server).map_or(addr, |a| a.to_string());
+    let token = demo.sample_token("demo-user", "read");
+    let admin = demo.sample_token("demo-admin", "read admin");
     println!("auth demo listening on http://{bound}");
+    println!("sample token (sub demo-user, scope read, 1 h):\n  {token}");
+    println!("try:");
+    println!("  curl -i http://{bound}/whoami                     # anonymous session issued");
+    println!("  curl -i -H 'Authorization: Bearer {token}' http://{bound}/whoami");
+    println!("  curl -i http://{bound}/private                    # 401 + WWW-Authenticate");
     println!(
-        "  curl -i http://{bound}/whoami                          # issues an anonymous session"
+        "  curl -i -H 'Authorization: Bearer {token}' http://{bound}/admin   # 403 insufficient_scope"
     );
-    println!("  curl -i -b 'anon=<id from Set-Cookie>' http://{bound}/whoami");
-    println!("  curl -i -b 'session=user-42' http://{bound}/private");
-    println!("  curl -i http://{bound}/private                         # 401");
+    println!("  curl -i -H 'Authorization: Bearer {admin}' http://{bound}/admin");
     println!("  curl -i http://{bound}/ip");
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
