@@ -330,16 +330,21 @@ pub fn cookie_value<'a>(
 /// after a `;` and optional whitespace, so other pairs are skipped by a
 /// substring search instead of being built (and copied) one by one.
 fn find_in_line<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    if name.is_empty() {
-        return None;
-    }
-    // Candidate starts: each occurrence of the name's first byte (a UTF-8
-    // lead byte, so a char boundary). Cheaper than a substring searcher for
-    // short lines and names.
-    let (bytes, first) = (line.as_bytes(), name.as_bytes()[0]);
-    let starts = (0..bytes.len())
-        .filter(|&at| bytes[at] == first && bytes[at..].starts_with(name.as_bytes()));
-    starts.into_iter().find_map(|at| {
+    // Candidate starts: each occurrence of the name's first character,
+    // found with `str::find` (memchr), then a prefix check.
+    let first = name.chars().next()?; // an empty name matches nothing
+    let mut from = 0;
+    let mut starts = std::iter::from_fn(|| {
+        while let Some(offset) = line[from..].find(first) {
+            let at = from + offset;
+            from = at + first.len_utf8();
+            if line[at..].starts_with(name) {
+                return Some(at);
+            }
+        }
+        None
+    });
+    starts.find_map(|at| {
         let before = line[..at].trim_end();
         if !(before.is_empty() || before.ends_with(';')) {
             return None;
