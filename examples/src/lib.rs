@@ -210,20 +210,14 @@ fn identity_response(who: Authenticated) -> http::Response<String> {
     response
 }
 
-/// The error's status, challenge and a short JSON body.
+/// The error's status, challenge and the shared JSON body.
 fn error_response(error: &AuthError) -> http::Response<String> {
-    let code =
-        error
-            .challenge()
-            .and_then(|c| c.error_code())
-            .unwrap_or(match error.status().as_u16() {
-                401 => "unauthorized",
-                503 => "temporarily_unavailable",
-                _ => "error",
-            });
-    let mut response = json_response(
-        error.status().as_u16(),
-        &json!({"error": code, "error_description": error.to_string()}),
+    let mut response = http::Response::new(error.body_json());
+    *response.status_mut() = http::StatusCode::from_u16(error.status().as_u16())
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
     );
     if let Some(challenge) = error
         .www_authenticate()

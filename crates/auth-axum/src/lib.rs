@@ -1,7 +1,28 @@
 //! # auth-axum
 //!
-//! axum extractors and a tower `Layer` over [`auth_core`]. The adapter itself
-//! lands with its own issue; until then this crate re-exports the core so
-//! that the workspace layout is final.
+//! [axum](https://docs.rs/axum) adapter for [`auth_core`]: a tower
+//! [`AuthLayer`] and extractors. The core decides (which backend, fallback,
+//! required or optional, scopes); this crate only translates its outcome
+//! into axum's idioms.
+//!
+//! | piece | what it does |
+//! |---|---|
+//! | [`AuthLayer`] | authenticates every request; required or optional; appends issued `Set-Cookie`; preflight passthrough |
+//! | [`Auth`], `Option<Auth>` | the identity the layer found |
+//! | [`Claims<T>`](Claims) | the identity's attributes as your type |
+//! | [`Scoped<T>`](Scoped) | the identity, if it holds `T`'s scopes (else 403) |
+//! | [`AuthState`] + [`StateAuth`] | authentication from the router state, without the layer |
+//! | [`AuthRejection`] | every refusal, as a response (status, `WWW-Authenticate`, JSON) |
+//!
+//! `IpBackend` needs the client address: serve with
+//! `into_make_service_with_connect_info::<SocketAddr>()`.
+
+mod drive;
+mod extract;
+mod layer;
+mod rejection;
 
 pub use auth_core;
+pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scope, Scoped, StateAuth};
+pub use layer::{AuthLayer, AuthService};
+pub use rejection::AuthRejection;

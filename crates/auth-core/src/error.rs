@@ -156,6 +156,35 @@ impl AuthError {
         })
     }
 
+    /// A short machine-readable code: the RFC 6750 error code where there is
+    /// one (`invalid_request`, `invalid_token`, `insufficient_scope`), else
+    /// `unauthorized` (no credentials), `temporarily_unavailable` (503) or
+    /// `server_error` (500).
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::MissingCredentials(_) => "unauthorized",
+            AuthError::InvalidRequest { .. } => "invalid_request",
+            AuthError::InvalidCredentials { .. } => "invalid_token",
+            AuthError::InsufficientScope { .. } => "insufficient_scope",
+            AuthError::ProviderUnavailable { .. } => "temporarily_unavailable",
+            AuthError::Misconfigured { .. } => "server_error",
+        }
+    }
+
+    /// The response body every adapter sends for this error:
+    /// `{"error": <code>, "error_description": <text>}` (the text never holds
+    /// a credential).
+    ///
+    /// ```
+    /// use auth_core::{AuthError, Credential};
+    ///
+    /// let body = AuthError::MissingCredentials(Credential::Bearer).body_json();
+    /// assert_eq!(body, r#"{"error":"unauthorized","error_description":"no credentials (Bearer)"}"#);
+    /// ```
+    pub fn body_json(&self) -> String {
+        serde_json::json!({"error": self.code(), "error_description": self.to_string()}).to_string()
+    }
+
     /// The `WWW-Authenticate` header value, if any (see
     /// [`challenge`](Self::challenge)).
     pub fn www_authenticate(&self) -> Option<String> {

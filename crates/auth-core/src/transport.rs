@@ -4,10 +4,12 @@
 
 use std::time::SystemTime;
 
+use std::future::Future;
 use std::time::Duration;
 
 use crate::backend::{Action, Authenticated, Backend, Outcome};
 use crate::error::AuthError;
+use crate::flight::Waiter;
 use crate::request::RequestView;
 
 #[cfg(feature = "ureq")]
@@ -137,6 +139,78 @@ pub fn drive_blocking(
                     }
                     Action::Wait(waiter) => {
                         waiter.wait_blocking(MAX_WAIT);
+                        resume.woken(req, SystemTime::now())
+                    }
+                };
+            }
+        }
+    }
+    match outcome {
+        Outcome::Done(result) => result,
+        Outcome::Send(_) => Err(AuthError::provider_unavailable("too many network steps")),
+    }
+}
+
+/// Drives an [`Outcome`] to its answer without blocking: the caller says how
+/// to send a request (`send`, for example on a blocking pool with
+/// [`UreqTransport`], or with an async client) and how to wait for another
+/// request's provider call (`wait`, for example [`Waiter::wait`] under the
+/// runtime's timeout). No runtime of our own: the framework adapters use
+/// this with theirs.
+///
+/// ```
+/// use auth_core::transport::{drive, TransportError};
+/// use auth_core::{Backend, IpBackend, request::PeerAddr};
+/// use std::time::SystemTime;
+///
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(PeerAddr("192.0.2.1:9".parse().unwrap()));
+/// let (parts, ()) = req.into_parts();
+/// let outcome = IpBackend::new().authenticate(&parts, SystemTime::now());
+/// let send = |_req: http::Request<Vec<u8>>| async { Err::<http::Response<Vec<u8>>, _>(TransportError::Connect) };
+/// let wait = |waiter: auth_core::flight::Waiter| async move { waiter.wait().await };
+/// // Any executor polls it; a local answer is ready at once.
+/// let who = futures_lite_block_on(drive(outcome, &parts, send, wait));
+/// assert_eq!(who.unwrap().auth.identifier(), "192.0.2.1");
+/// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     use std::task::{Context, Poll, Waker};
+/// #     let mut f = std::pin::pin!(f);
+/// #     let mut cx = Context::from_waker(Waker::noop());
+/// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+/// # }
+/// ```
+///
+/// # Errors
+/// The backend's [`AuthError`]; [`AuthError::ProviderUnavailable`] after
+/// [`MAX_STEPS`] steps.
+pub async fn drive<R, S, SF, W, WF>(
+    mut outcome: Outcome,
+    req: &R,
+    mut send: S,
+    mut wait: W,
+) -> Result<Authenticated, AuthError>
+where
+    R: RequestView + Sync,
+    S: FnMut(http::Request<Vec<u8>>) -> SF,
+    SF: Future<Output = Result<http::Response<Vec<u8>>, TransportError>>,
+    W: FnMut(Waiter) -> WF,
+    WF: Future<Output = ()>,
+{
+    for _ in 0..MAX_STEPS {
+        match outcome {
+            Outcome::Done(result) => return result,
+            Outcome::Send(step) => {
+                let (action, resume) = step.into_parts();
+                outcome = match action {
+                    Action::Send(request) => {
+                        let response = send(request).await;
+                        if let Err(e) = &response {
+                            tracing::debug!(error = %e, "authentication network step failed");
+                        }
+                        resume.resume(response, req, SystemTime::now())
+                    }
+                    Action::Wait(waiter) => {
+                        wait(waiter).await;
                         resume.woken(req, SystemTime::now())
                     }
                 };

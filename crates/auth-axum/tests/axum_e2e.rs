@@ -1,0 +1,515 @@
+//! auth-axum over real TCP: `axum::serve` on 127.0.0.1:0, a real HTTP
+//! client (ureq), real backends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use auth_axum::{Auth, AuthLayer, AuthState, Claims, Scope, Scoped, StateAuth};
+use auth_core::introspect::IntrospectionBackend;
+use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
+use auth_core::transport::UreqTransport;
+use auth_core::{AnonSessionBackend, Chain, IpBackend, SessionBackend};
+use axum::Router;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::{Value, json};
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+fn jwt() -> JwtBackend {
+    JwtBackend::new(
+        JwtValidator::builder([Algorithm::HS256])
+            .hmac_secret(SECRET)
+            .issuer("test")
+            .build()
+            .unwrap(),
+    )
+}
+
+fn token(sub: &str, scope: &str) -> String {
+    TokenIssuer::hs256(SECRET)
+        .unwrap()
+        .issuer("test")
+        .issue(json!({"sub": sub, "scope": scope}), SystemTime::now())
+        .unwrap()
+}
+
+async fn who(Auth(who): Auth) -> axum::Json<Value> {
+    axum::Json(
+        json!({"identifier": who.identifier(), "source": who.source().as_str(), "key": who.key()}),
+    )
+}
+
+async fn maybe(who: Option<Auth>) -> String {
+    who.map_or_else(|| "anonymous".into(), |Auth(a)| a.identifier().to_owned())
+}
+
+struct Admin;
+impl Scope for Admin {
+    const SCOPES: &'static [&'static str] = &["admin"];
+}
+
+async fn admin(Scoped(who, _): Scoped<Admin>) -> String {
+    format!("admin {}", who.identifier())
+}
+
+#[derive(serde::Deserialize)]
+struct TokenClaims {
+    scope: String,
+}
+
+async fn claims(Claims(c): Claims<TokenClaims>) -> String {
+    c.scope
+}
+
+async fn with_own_cookie(Auth(who): Auth) -> impl IntoResponse {
+    (
+        [(http::header::SET_COOKIE, "theme=dark; Path=/")],
+        who.identifier().to_owned(),
+    )
+}
+
+async fn preflight_ok() -> &'static str {
+    "preflight handled"
+}
+
+async fn state_me(who: StateAuth) -> impl IntoResponse {
+    (who.set_cookie(), who.auth.key())
+}
+
+/// Answers introspection slowly (and counts): every call takes `delay`, but
+/// all 256 can be in progress at once (slow, not overloaded).
+fn slow_provider(delay: Duration) -> (String, Arc<AtomicUsize>) {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let url = format!(
+        "http://{}/introspect",
+        server.server_addr().to_ip().unwrap()
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    for _ in 0..260 {
+        let (server, calls) = (Arc::clone(&server), Arc::clone(&calls));
+        thread::spawn(move || {
+            for request in server.incoming_requests() {
+                calls.fetch_add(1, Ordering::SeqCst);
+                thread::sleep(delay);
+                let answer = json!({"active": true, "sub": "slow-user"}).to_string();
+                let _ = request.respond(tiny_http::Response::from_string(answer));
+            }
+        });
+    }
+    (url, calls)
+}
+
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/introspect", listener.local_addr().unwrap())
+}
+
+fn app(slow_url: &str) -> Router {
+    let chain = Chain::new()
+        .or(jwt())
+        .or(AnonSessionBackend::new("anon").unwrap());
+    let fast_fail = UreqTransport::builder()
+        .connect_timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(5))
+        .build();
+    Router::new()
+        .merge(
+            Router::new()
+                .route("/whoami", get(who))
+                .layer(AuthLayer::new(chain)),
+        )
+        .merge(
+            Router::new()
+                .route("/private", get(who).options(preflight_ok))
+                .route("/admin", get(admin))
+                .route("/claims", get(claims))
+                .layer(AuthLayer::new(jwt()).realm("api")),
+        )
+        .merge(
+            Router::new()
+                .route("/strict", get(who).options(preflight_ok))
+                .layer(AuthLayer::new(jwt()).preflight_passthrough(false)),
+        )
+        .merge(
+            Router::new()
+                .route("/optional", get(maybe))
+                .layer(AuthLayer::new(jwt()).optional()),
+        )
+        .merge(
+            Router::new()
+                .route("/cookies", get(with_own_cookie))
+                .layer(AuthLayer::new(AnonSessionBackend::new("anon").unwrap())),
+        )
+        .merge(
+            Router::new()
+                .route("/ip", get(who))
+                .layer(AuthLayer::new(IpBackend::new())),
+        )
+        .merge(
+            Router::new()
+                .route("/ip-proxied", get(who))
+                .layer(AuthLayer::new(
+                    IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap(),
+                )),
+        )
+        .merge(
+            Router::new().route("/down", get(who)).layer(
+                AuthLayer::new(
+                    IntrospectionBackend::builder(closed_port(), "api", "secret")
+                        .build()
+                        .unwrap(),
+                )
+                .transport(fast_fail),
+            ),
+        )
+        .merge(
+            Router::new().route("/slow", get(who)).layer(AuthLayer::new(
+                IntrospectionBackend::builder(slow_url, "api", "secret")
+                    .build()
+                    .unwrap(),
+            )),
+        )
+        .merge(Router::new().route("/no-layer", get(who)))
+        .merge(
+            Router::new()
+                .route("/state", get(state_me))
+                .with_state(AuthState::new(
+                    Chain::new()
+                        .or(SessionBackend::new("session").unwrap())
+                        .or(AnonSessionBackend::new("anon").unwrap()),
+                )),
+        )
+}
+
+/// Serves `app` on 127.0.0.1:0 in a background runtime; `connect_info`
+/// says whether the peer address is passed on.
+fn serve(app: Router, connect_info: bool) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            if connect_info {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .await
+                .unwrap();
+            } else {
+                axum::serve(listener, app.into_make_service())
+                    .await
+                    .unwrap();
+            }
+        });
+    });
+    base
+}
+
+struct Answer {
+    status: u16,
+    set_cookie: Vec<String>,
+    www_authenticate: Option<String>,
+    body: String,
+}
+
+fn call(method: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut request = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = agent.run(request.body(()).unwrap()).unwrap();
+    let values = |name: &str| -> Vec<String> {
+        response
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    let set_cookie = values("set-cookie");
+    let www_authenticate = values("www-authenticate").into_iter().next();
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().unwrap();
+    Answer {
+        status,
+        set_cookie,
+        www_authenticate,
+        body,
+    }
+}
+
+fn get_(base: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    call("GET", &format!("{base}{path}"), headers)
+}
+
+struct Fixture {
+    base: String,
+    slow_calls: Arc<AtomicUsize>,
+}
+
+/// The app on a real server; `/slow` points at a slow provider only for the
+/// test that needs one.
+fn fixture_with(slow: bool) -> Fixture {
+    let (slow_url, slow_calls) = if slow {
+        slow_provider(Duration::from_millis(1500))
+    } else {
+        (closed_port(), Arc::new(AtomicUsize::new(0)))
+    };
+    Fixture {
+        base: serve(app(&slow_url), true),
+        slow_calls,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(false)
+}
+
+#[test]
+fn no_credentials_bad_token_and_scopes() {
+    let f = fixture();
+    let none = get_(&f.base, "/private", &[]);
+    assert_eq!(
+        (none.status, none.www_authenticate.as_deref()),
+        (401, Some(r#"Bearer realm="api""#))
+    );
+    let body: Value = serde_json::from_str(&none.body).unwrap();
+    assert_eq!(body["error"], "unauthorized");
+
+    let bad = get_(
+        &f.base,
+        "/private",
+        &[("authorization", "Bearer not.a.token")],
+    );
+    assert_eq!(bad.status, 401);
+    assert_eq!(
+        bad.www_authenticate.as_deref(),
+        Some(r#"Bearer realm="api", error="invalid_token", error_description="malformed token""#)
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&bad.body).unwrap()["error"],
+        "invalid_token"
+    );
+
+    let reader = format!("Bearer {}", token("alice", "read"));
+    let ok = get_(&f.base, "/private", &[("authorization", &reader)]);
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&ok.body).unwrap()["key"],
+        "jwt:test|alice"
+    );
+    let forbidden = get_(&f.base, "/admin", &[("authorization", &reader)]);
+    assert_eq!(forbidden.status, 403);
+    assert!(
+        forbidden
+            .www_authenticate
+            .unwrap()
+            .contains(r#"error="insufficient_scope""#)
+    );
+    let admin_token = format!("Bearer {}", token("root", "read admin"));
+    assert_eq!(
+        get_(&f.base, "/admin", &[("authorization", &admin_token)]).body,
+        "admin root"
+    );
+    assert_eq!(
+        get_(&f.base, "/claims", &[("authorization", &admin_token)]).body,
+        "read admin"
+    );
+}
+
+#[test]
+fn optional_mode() {
+    let f = fixture();
+    assert_eq!(get_(&f.base, "/optional", &[]).body, "anonymous");
+    let reader = format!("Bearer {}", token("bob", "read"));
+    assert_eq!(
+        get_(&f.base, "/optional", &[("authorization", &reader)]).body,
+        "bob"
+    );
+    assert_eq!(
+        get_(
+            &f.base,
+            "/optional",
+            &[("authorization", "Bearer bad.token.here")]
+        )
+        .status,
+        401,
+        "invalid is not downgraded"
+    );
+}
+
+#[test]
+fn anonymous_cookie_issued_then_reused_and_handler_cookies_kept() {
+    let f = fixture();
+    let first = get_(&f.base, "/whoami", &[]);
+    assert_eq!(first.status, 200);
+    assert_eq!(first.set_cookie.len(), 1);
+    let pair = first.set_cookie[0].split(';').next().unwrap().to_owned();
+    let id: Value = serde_json::from_str(&first.body).unwrap();
+    let second = get_(&f.base, "/whoami", &[("cookie", &pair)]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&second.body).unwrap()["identifier"],
+        id["identifier"]
+    );
+    assert!(second.set_cookie.is_empty());
+    // A present but bad token on the chain route is 401, not anonymous.
+    assert_eq!(
+        get_(&f.base, "/whoami", &[("authorization", "Bearer x.y.z")]).status,
+        401
+    );
+
+    let cookies = get_(&f.base, "/cookies", &[]);
+    assert_eq!(cookies.set_cookie.len(), 2, "{:?}", cookies.set_cookie);
+    assert!(
+        cookies
+            .set_cookie
+            .iter()
+            .any(|c| c.starts_with("theme=dark"))
+    );
+    assert!(cookies.set_cookie.iter().any(|c| c.starts_with("anon=")));
+}
+
+#[test]
+fn preflight_passes_through_by_default() {
+    let f = fixture();
+    let preflight = [
+        ("origin", "https://app.example"),
+        ("access-control-request-method", "GET"),
+    ];
+    let passed = call("OPTIONS", &format!("{}/private", f.base), &preflight);
+    assert_eq!(
+        (passed.status, passed.body.as_str()),
+        (200, "preflight handled")
+    );
+    let strict = call("OPTIONS", &format!("{}/strict", f.base), &preflight);
+    assert_eq!(strict.status, 401);
+    // A plain OPTIONS (no preflight header) is authenticated.
+    assert_eq!(
+        call("OPTIONS", &format!("{}/private", f.base), &[]).status,
+        401
+    );
+}
+
+#[test]
+fn client_ip_with_and_without_trusted_proxies() {
+    let f = fixture();
+    let spoof = [("x-forwarded-for", "203.0.113.9")];
+    let direct: Value = serde_json::from_str(&get_(&f.base, "/ip", &spoof).body).unwrap();
+    assert_eq!(direct["identifier"], "127.0.0.1");
+    let proxied: Value = serde_json::from_str(
+        &get_(
+            &f.base,
+            "/ip-proxied",
+            &[("x-forwarded-for", "6.6.6.6, 203.0.113.9")],
+        )
+        .body,
+    )
+    .unwrap();
+    assert_eq!(proxied["identifier"], "203.0.113.9");
+
+    let no_info = serve(app(&closed_port()), false);
+    let missing = get_(&no_info, "/ip", &[]);
+    assert_eq!(missing.status, 500);
+    assert!(
+        missing.body.contains("into_make_service_with_connect_info"),
+        "{}",
+        missing.body
+    );
+}
+
+#[test]
+fn provider_down_is_503_and_misconfiguration_is_500() {
+    let f = fixture();
+    let started = Instant::now();
+    let down = get_(
+        &f.base,
+        "/down",
+        &[("authorization", "Bearer some-opaque-token")],
+    );
+    assert_eq!(down.status, 503);
+    assert_eq!(down.www_authenticate, None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&down.body).unwrap()["error"],
+        "temporarily_unavailable"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    let no_layer = get_(&f.base, "/no-layer", &[]);
+    assert_eq!(no_layer.status, 500);
+    assert!(no_layer.body.contains("AuthLayer"), "{}", no_layer.body);
+}
+
+#[test]
+fn state_extractor_without_the_layer() {
+    let f = fixture();
+    let issued = get_(&f.base, "/state", &[]);
+    assert_eq!(issued.status, 200);
+    assert!(issued.body.starts_with("anon:"));
+    assert_eq!(
+        issued.set_cookie.len(),
+        1,
+        "the handler returned the issued cookie"
+    );
+    let session = get_(&f.base, "/state", &[("cookie", "session=s-1")]);
+    assert_eq!(
+        (session.body.as_str(), session.set_cookie.len()),
+        ("session:s-1", 0)
+    );
+}
+
+#[test]
+fn a_slow_provider_does_not_stall_other_routes() {
+    let f = fixture_with(true);
+    let base = f.base.clone();
+    // 256 requests with distinct tokens, each waiting 1.5 s on the provider.
+    let slow: Vec<_> = (0..256)
+        .map(|i| {
+            let base = base.clone();
+            thread::spawn(move || {
+                get_(
+                    &base,
+                    "/slow",
+                    &[("authorization", &format!("Bearer token-{i}"))],
+                )
+                .status
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    // Meanwhile other routes answer at once.
+    let reader = format!("Bearer {}", token("carol", "read"));
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(
+            get_(&f.base, "/private", &[("authorization", &reader)]).status,
+            200
+        );
+        assert_eq!(get_(&f.base, "/ip", &[]).status, 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    let statuses: Vec<u16> = slow.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(f.slow_calls.load(Ordering::SeqCst), 256);
+}
