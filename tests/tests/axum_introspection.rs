@@ -1,0 +1,94 @@
+//! auth-axum with the introspection backend against a real OpenID provider
+//! (oidc-provider), over real TCP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::thread;
+use std::time::Duration;
+
+use auth_axum::{Auth, AuthLayer};
+use auth_core::introspect::IntrospectionBackend;
+use auth_core::transport::UreqTransport;
+use auth_tests::{CLIENT_ID, CLIENT_SECRET, OidcProvider};
+use axum::Router;
+use axum::routing::get;
+
+async fn who(Auth(who): Auth) -> String {
+    who.key()
+}
+
+fn serve(app: Router) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+    });
+    base
+}
+
+fn fetch(url: &str, token: Option<&str>) -> (u16, String) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut request = agent.get(url);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.call().unwrap();
+    (
+        response.status().as_u16(),
+        response.body_mut().read_to_string().unwrap(),
+    )
+}
+
+#[test]
+fn introspection_through_the_axum_layer() {
+    let mut provider = OidcProvider::start().unwrap();
+    let backend =
+        IntrospectionBackend::builder(provider.introspection_url(), CLIENT_ID, CLIENT_SECRET)
+            .identifier_claim("client_id")
+            .build()
+            .unwrap();
+    let transport = UreqTransport::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(2))
+        .build();
+    let base = serve(
+        Router::new()
+            .route("/me", get(who))
+            .layer(AuthLayer::new(backend).transport(transport)),
+    );
+    let url = format!("{base}/me");
+
+    let token = provider.client_credentials("urn:opaque", "read").unwrap();
+    assert_eq!(
+        fetch(&url, Some(&token)),
+        (200, format!("introspect:{CLIENT_ID}"))
+    );
+    assert_eq!(fetch(&url, Some("garbage")).0, 401);
+    assert_eq!(fetch(&url, None).0, 401);
+    let revoked = provider.client_credentials("urn:opaque", "read").unwrap();
+    provider.revoke(&revoked).unwrap();
+    assert_eq!(fetch(&url, Some(&revoked)).0, 401);
+    let fresh = provider.client_credentials("urn:opaque", "read").unwrap();
+    provider.stop();
+    assert_eq!(fetch(&url, Some(&token)).0, 200, "cached: no call needed");
+    assert_eq!(fetch(&url, Some(&fresh)).0, 503);
+}
