@@ -1,0 +1,85 @@
+//! The server of the load benchmark (`scripts/load-bench.sh`): one hello
+//! route, bare or behind an auth layer, on a single-threaded runtime so that
+//! `taskset` can give it exactly one core.
+//!
+//! ```text
+//! bench_server token                       # prints the benchmark's bearer token
+//! bench_server axum <mode> <addr>          # mode: bare | jwt | jwt-cached | ip | anon
+//! ```
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use auth_axum::AuthLayer;
+use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
+use auth_core::{AnonSessionBackend, IpBackend};
+use axum::Router;
+use axum::routing::get;
+
+/// Fixed so the script can mint the token once.
+const SECRET: &[u8] = b"load-benchmark-secret-0123456789";
+
+fn validator() -> JwtValidator {
+    JwtValidator::builder([Algorithm::HS256])
+        .hmac_secret(SECRET)
+        .issuer("bench")
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn app(mode: &str) -> Option<Router> {
+    let hello = Router::new().route("/hello", get(|| async { "hello" }));
+    Some(match mode {
+        "bare" => hello,
+        "jwt" => hello.layer(AuthLayer::new(JwtBackend::builder(validator()).cache_capacity(0).build())),
+        "jwt-cached" => hello.layer(AuthLayer::new(JwtBackend::new(validator()))),
+        "ip" => hello.layer(AuthLayer::new(IpBackend::new())),
+        "anon" => hello.layer(AuthLayer::new(AnonSessionBackend::new("anon").ok()?)),
+        _ => return None,
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("token") => {
+            let issuer = TokenIssuer::hs256(SECRET).map(|i| i.issuer("bench").ttl(Duration::from_secs(86_400)));
+            match issuer.map(|i| i.issue(serde_json::json!({"sub": "bench-user", "scope": "read"}), SystemTime::now())) {
+                Ok(Ok(token)) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::FAILURE,
+            }
+        }
+        Some("axum") => {
+            let (Some(app), Some(addr)) = (args.get(2).and_then(|m| app(m)), args.get(3)) else {
+                eprintln!("usage: bench_server axum <bare|jwt|jwt-cached|ip|anon> <addr>");
+                return ExitCode::FAILURE;
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("bench_server: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let served = runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+            });
+            if let Err(e) = served {
+                eprintln!("bench_server: {e}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("usage: bench_server token | bench_server axum <mode> <addr>");
+            ExitCode::FAILURE
+        }
+    }
+}
