@@ -159,7 +159,7 @@ impl<S> Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         AuthService {
             inner,
-            config: self.config.clone(),
+            config: Arc::new(self.config.clone()),
         }
     }
 }
@@ -168,7 +168,7 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Clone)]
 pub struct AuthService<S> {
     inner: S,
-    config: Config,
+    config: Arc<Config>,
 }
 
 fn is_preflight(req: &Request<Body>) -> bool {
@@ -195,7 +195,7 @@ where
         // The clone is the fresh service for next time; the ready one serves.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let config = self.config.clone();
+        let config = Arc::clone(&self.config);
         Box::pin(async move {
             if config.preflight_passthrough && is_preflight(&req) {
                 return inner.call(req).await;
@@ -207,9 +207,12 @@ where
             let set_cookie = match result {
                 Ok(who) => {
                     parts.extensions.insert(who.auth);
-                    parts
-                        .extensions
-                        .insert(Checked(Ok(()), config.realm.clone()));
+                    if config.realm.is_some() {
+                        // Only extractors that reject later (Scoped) need it.
+                        parts
+                            .extensions
+                            .insert(Checked(Ok(()), config.realm.clone()));
+                    }
                     who.set_cookie
                 }
                 Err(error) if config.optional && error.is_missing() => {

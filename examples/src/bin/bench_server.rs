@@ -34,7 +34,9 @@ fn app(mode: &str) -> Option<Router> {
     let hello = Router::new().route("/hello", get(|| async { "hello" }));
     Some(match mode {
         "bare" => hello,
-        "jwt" => hello.layer(AuthLayer::new(JwtBackend::builder(validator()).cache_capacity(0).build())),
+        "jwt" => hello.layer(AuthLayer::new(
+            JwtBackend::builder(validator()).cache_capacity(0).build(),
+        )),
         "jwt-cached" => hello.layer(AuthLayer::new(JwtBackend::new(validator()))),
         "ip" => hello.layer(AuthLayer::new(IpBackend::new())),
         "anon" => hello.layer(AuthLayer::new(AnonSessionBackend::new("anon").ok()?)),
@@ -46,8 +48,14 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("token") => {
-            let issuer = TokenIssuer::hs256(SECRET).map(|i| i.issuer("bench").ttl(Duration::from_secs(86_400)));
-            match issuer.map(|i| i.issue(serde_json::json!({"sub": "bench-user", "scope": "read"}), SystemTime::now())) {
+            let issuer = TokenIssuer::hs256(SECRET)
+                .map(|i| i.issuer("bench").ttl(Duration::from_secs(86_400)));
+            match issuer.map(|i| {
+                i.issue(
+                    serde_json::json!({"sub": "bench-user", "scope": "read"}),
+                    SystemTime::now(),
+                )
+            }) {
                 Ok(Ok(token)) => {
                     println!("{token}");
                     ExitCode::SUCCESS
@@ -60,7 +68,10 @@ fn main() -> ExitCode {
                 eprintln!("usage: bench_server axum <bare|jwt|jwt-cached|ip|anon> <addr>");
                 return ExitCode::FAILURE;
             };
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(runtime) => runtime,
                 Err(e) => {
                     eprintln!("bench_server: {e}");
@@ -69,7 +80,11 @@ fn main() -> ExitCode {
             };
             let served = runtime.block_on(async {
                 let listener = tokio::net::TcpListener::bind(addr).await?;
-                axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .await
             });
             if let Err(e) = served {
                 eprintln!("bench_server: {e}");
