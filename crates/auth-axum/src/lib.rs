@@ -26,3 +26,8 @@ pub use auth_core;
 pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scope, Scoped, StateAuth};
 pub use layer::{AuthLayer, AuthService};
 pub use rejection::AuthRejection;
+
+/// The README's examples (core and axum), compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -56,8 +56,3 @@ pub use session::{AnonSessionBackend, AnonSessionBuilder, SessionBackend};
 
 /// Re-exported so callers can name `SameSite` without depending on `cookie`.
 pub use cookie::SameSite;
-
-/// The README's example, compiled and run as a doctest.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;
