@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use auth_core::transport::Transport;
-use auth_core::{AuthData, AuthError, Backend, Credential};
+use auth_core::{AuthData, AuthError, Backend, Credential, Scope};
 use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponseParts, ResponseParts};
 use http::request::Parts;
@@ -105,7 +105,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
     }
 }
 
-/// The scopes a [`Scoped`] extractor requires.
+/// The identity, if it holds every scope of `T` (see
+/// [`Scope`](auth_core::Scope)); otherwise 403 `insufficient_scope` naming
+/// them in the challenge.
 ///
 /// ```
 /// use auth_axum::{Scope, Scoped};
@@ -120,13 +122,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
 /// }
 /// # let _: axum::routing::MethodRouter = axum::routing::get(admin_only);
 /// ```
-pub trait Scope: Send + Sync {
-    /// Every one of these must be granted.
-    const SCOPES: &'static [&'static str];
-}
-
-/// The identity, if it holds every scope of `T`; otherwise 403
-/// `insufficient_scope` naming them in the challenge.
 pub struct Scoped<T: Scope>(pub AuthData, pub PhantomData<T>);
 
 impl<T: Scope> std::fmt::Debug for Scoped<T> {

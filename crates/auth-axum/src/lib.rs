@@ -23,7 +23,8 @@ mod layer;
 mod rejection;
 
 pub use auth_core;
-pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scope, Scoped, StateAuth};
+pub use auth_core::Scope;
+pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scoped, StateAuth};
 pub use layer::{AuthLayer, AuthService};
 pub use rejection::AuthRejection;
 

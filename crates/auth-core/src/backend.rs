@@ -429,6 +429,22 @@ impl fmt::Debug for Chain {
     }
 }
 
+/// A fixed set of scopes, named by a type: the adapters' `Scoped<T>`
+/// extractors require `T::SCOPES`.
+///
+/// ```
+/// use auth_core::Scope;
+///
+/// struct Admin;
+/// impl Scope for Admin {
+///     const SCOPES: &'static [&'static str] = &["admin"];
+/// }
+/// ```
+pub trait Scope: Send + Sync {
+    /// Every one of these must be granted.
+    const SCOPES: &'static [&'static str];
+}
+
 /// A backend whose identities must hold every one of some scopes; otherwise
 /// 403 `insufficient_scope` naming them (see [`AuthData::require_scopes`]).
 ///

@@ -45,7 +45,9 @@ pub mod request;
 pub mod session;
 pub mod transport;
 
-pub use backend::{Action, Authenticated, Backend, Chain, Outcome, RequireScopes, Resume, Step};
+pub use backend::{
+    Action, Authenticated, Backend, Chain, Outcome, RequireScopes, Resume, Scope, Step,
+};
 pub use data::{AuthData, Source};
 pub use error::{AuthError, Challenge, ConfigError, Credential};
 pub use introspect::IntrospectionBackend;

@@ -156,7 +156,8 @@ pub fn drive_blocking(
 /// [`UreqTransport`], or with an async client) and how to wait for another
 /// request's provider call (`wait`, for example [`Waiter::wait`] under the
 /// runtime's timeout). No runtime of our own: the framework adapters use
-/// this with theirs.
+/// this with theirs. The future is `Send` when `R` is `Sync` and the two
+/// closures' futures are `Send` (axum); it need not be (actix).
 ///
 /// ```
 /// use auth_core::transport::{drive, TransportError};
@@ -190,7 +191,7 @@ pub async fn drive<R, S, SF, W, WF>(
     mut wait: W,
 ) -> Result<Authenticated, AuthError>
 where
-    R: RequestView + Sync,
+    R: RequestView,
     S: FnMut(http::Request<Vec<u8>>) -> SF,
     SF: Future<Output = Result<http::Response<Vec<u8>>, TransportError>>,
     W: FnMut(Waiter) -> WF,

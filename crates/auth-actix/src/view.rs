@@ -1,0 +1,33 @@
+//! The core's request view over actix-web's own request, without copying.
+//!
+//! actix-web 4 uses `http` 0.2 types; converting each request into an
+//! `http` 1 `Parts` would copy every header. [`ActixView`] reads actix's
+//! header map in place.
+
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+
+use actix_web::HttpRequest;
+use auth_core::request::RequestView;
+
+/// A borrowed [`RequestView`] of an actix-web request.
+///
+/// The peer address is the connection's (`HttpRequest::peer_addr`); trusted
+/// proxies are the core's business (`IpBackend`), never actix's
+/// `realip_remote_addr`, which believes the leftmost forwarded value.
+#[derive(Clone, Copy, Debug)]
+pub struct ActixView<'a>(pub &'a HttpRequest);
+
+impl RequestView for ActixView<'_> {
+    fn for_each_header<'a>(&'a self, name: &str, f: &mut dyn FnMut(&'a [u8]) -> ControlFlow<()>) {
+        for value in self.0.headers().get_all(name) {
+            if f(value.as_bytes()).is_break() {
+                return;
+            }
+        }
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.0.peer_addr()
+    }
+}

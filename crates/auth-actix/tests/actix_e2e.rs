@@ -1,0 +1,449 @@
+//! auth-actix over real TCP: an actix `HttpServer` on 127.0.0.1:0, a real
+//! HTTP client (ureq), real backends. Same cases as auth-axum's tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix_web::http::Method;
+use actix_web::{App, HttpMessage, HttpRequest, HttpResponse, HttpServer, web};
+use auth_actix::{Auth, AuthState, Authentication, Claims, IssuedCookie, Scope, Scoped};
+use auth_core::introspect::IntrospectionBackend;
+use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
+use auth_core::transport::UreqTransport;
+use auth_core::{AnonSessionBackend, Chain, IpBackend, SessionBackend};
+use serde_json::{Value, json};
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+fn jwt() -> JwtBackend {
+    JwtBackend::new(
+        JwtValidator::builder([Algorithm::HS256])
+            .hmac_secret(SECRET)
+            .issuer("test")
+            .build()
+            .unwrap(),
+    )
+}
+
+fn token(sub: &str, scope: &str) -> String {
+    TokenIssuer::hs256(SECRET)
+        .unwrap()
+        .issuer("test")
+        .issue(json!({"sub": sub, "scope": scope}), SystemTime::now())
+        .unwrap()
+}
+
+async fn who(Auth(who): Auth) -> HttpResponse {
+    HttpResponse::Ok().json(
+        json!({"identifier": who.identifier(), "source": who.source().as_str(), "key": who.key()}),
+    )
+}
+
+async fn maybe(who: Option<Auth>) -> String {
+    who.map_or_else(|| "anonymous".into(), |Auth(a)| a.identifier().to_owned())
+}
+
+struct Admin;
+impl Scope for Admin {
+    const SCOPES: &'static [&'static str] = &["admin"];
+}
+
+async fn admin(Scoped(who, _): Scoped<Admin>) -> String {
+    format!("admin {}", who.identifier())
+}
+
+#[derive(serde::Deserialize)]
+struct TokenClaims {
+    scope: String,
+}
+
+async fn claims(Claims(c): Claims<TokenClaims>) -> String {
+    c.scope
+}
+
+async fn with_own_cookie(Auth(who): Auth) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("set-cookie", "theme=dark; Path=/"))
+        .body(who.identifier().to_owned())
+}
+
+async fn preflight_ok() -> &'static str {
+    "preflight handled"
+}
+
+/// Without the middleware: the identity comes from the `AuthState` in
+/// `app_data`, and the handler sends any issued cookie itself.
+async fn state_me(req: HttpRequest, Auth(who): Auth) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    if let Some(IssuedCookie(cookie)) = req.extensions().get::<IssuedCookie>() {
+        response.append_header(("set-cookie", cookie.clone()));
+    }
+    response.body(who.key())
+}
+
+fn slow_provider(delay: Duration) -> (String, Arc<AtomicUsize>) {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let url = format!(
+        "http://{}/introspect",
+        server.server_addr().to_ip().unwrap()
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    for _ in 0..260 {
+        let (server, calls) = (Arc::clone(&server), Arc::clone(&calls));
+        thread::spawn(move || {
+            for request in server.incoming_requests() {
+                calls.fetch_add(1, Ordering::SeqCst);
+                thread::sleep(delay);
+                let answer = json!({"active": true, "sub": "slow-user"}).to_string();
+                let _ = request.respond(tiny_http::Response::from_string(answer));
+            }
+        });
+    }
+    (url, calls)
+}
+
+fn closed_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/introspect", listener.local_addr().unwrap())
+}
+
+/// Serves the test app on 127.0.0.1:0 with two workers.
+fn serve(slow_url: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            HttpServer::new(move || {
+                let chain = Chain::new()
+                    .or(jwt())
+                    .or(AnonSessionBackend::new("anon").unwrap());
+                let fast_fail = UreqTransport::builder()
+                    .connect_timeout(Duration::from_millis(300))
+                    .build();
+                let state = AuthState::new(
+                    Chain::new()
+                        .or(SessionBackend::new("session").unwrap())
+                        .or(AnonSessionBackend::new("anon").unwrap()),
+                );
+                App::new()
+                    .app_data(web::Data::new(state))
+                    .service(
+                        web::scope("/chain")
+                            .wrap(Authentication::new(chain))
+                            .route("/whoami", web::get().to(who)),
+                    )
+                    .service(
+                        web::scope("/jwt")
+                            .wrap(Authentication::new(jwt()).realm("api"))
+                            .route("/private", web::get().to(who))
+                            .route("/private", web::method(Method::OPTIONS).to(preflight_ok))
+                            .route("/admin", web::get().to(admin))
+                            .route("/claims", web::get().to(claims)),
+                    )
+                    .service(
+                        web::scope("/strict")
+                            .wrap(Authentication::new(jwt()).preflight_passthrough(false))
+                            .route("", web::method(Method::OPTIONS).to(preflight_ok)),
+                    )
+                    .service(
+                        web::scope("/optional")
+                            .wrap(Authentication::new(jwt()).optional())
+                            .route("", web::get().to(maybe)),
+                    )
+                    .service(
+                        web::scope("/cookies")
+                            .wrap(Authentication::new(
+                                AnonSessionBackend::new("anon").unwrap(),
+                            ))
+                            .route("", web::get().to(with_own_cookie)),
+                    )
+                    .service(
+                        web::scope("/ip")
+                            .wrap(Authentication::new(IpBackend::new()))
+                            .route("", web::get().to(who)),
+                    )
+                    .service(
+                        web::scope("/ip-proxied")
+                            .wrap(Authentication::new(
+                                IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap(),
+                            ))
+                            .route("", web::get().to(who)),
+                    )
+                    .service(
+                        web::scope("/down")
+                            .wrap(
+                                Authentication::new(
+                                    IntrospectionBackend::builder(closed_port(), "api", "s")
+                                        .build()
+                                        .unwrap(),
+                                )
+                                .transport(fast_fail),
+                            )
+                            .route("", web::get().to(who)),
+                    )
+                    .service(
+                        web::scope("/slow")
+                            .wrap(Authentication::new(
+                                IntrospectionBackend::builder(slow_url.clone(), "api", "s")
+                                    .build()
+                                    .unwrap(),
+                            ))
+                            .route("", web::get().to(who)),
+                    )
+                    .route("/state", web::get().to(state_me))
+            })
+            .workers(2)
+            .listen(listener)
+            .unwrap()
+            .run()
+            .await
+            .unwrap();
+        });
+    });
+    base
+}
+
+struct Answer {
+    status: u16,
+    set_cookie: Vec<String>,
+    www_authenticate: Option<String>,
+    body: String,
+}
+
+fn call(method: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut request = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = agent.run(request.body(()).unwrap()).unwrap();
+    let values = |name: &str| -> Vec<String> {
+        response
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    let set_cookie = values("set-cookie");
+    let www_authenticate = values("www-authenticate").into_iter().next();
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().unwrap();
+    Answer {
+        status,
+        set_cookie,
+        www_authenticate,
+        body,
+    }
+}
+
+fn get_(base: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    call("GET", &format!("{base}{path}"), headers)
+}
+
+#[test]
+fn no_credentials_bad_token_and_scopes() {
+    let base = serve(closed_port());
+    let none = get_(&base, "/jwt/private", &[]);
+    assert_eq!(
+        (none.status, none.www_authenticate.as_deref()),
+        (401, Some(r#"Bearer realm="api""#))
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&none.body).unwrap()["error"],
+        "unauthorized"
+    );
+    let bad = get_(
+        &base,
+        "/jwt/private",
+        &[("authorization", "Bearer not.a.token")],
+    );
+    assert_eq!(bad.status, 401);
+    assert_eq!(
+        bad.www_authenticate.as_deref(),
+        Some(r#"Bearer realm="api", error="invalid_token", error_description="malformed token""#)
+    );
+    let reader = format!("Bearer {}", token("alice", "read"));
+    let ok = get_(&base, "/jwt/private", &[("authorization", &reader)]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&ok.body).unwrap()["key"],
+        "jwt:test|alice"
+    );
+    let forbidden = get_(&base, "/jwt/admin", &[("authorization", &reader)]);
+    assert_eq!(forbidden.status, 403);
+    assert!(
+        forbidden
+            .www_authenticate
+            .unwrap()
+            .contains(r#"error="insufficient_scope""#)
+    );
+    let admin_token = format!("Bearer {}", token("root", "read admin"));
+    assert_eq!(
+        get_(&base, "/jwt/admin", &[("authorization", &admin_token)]).body,
+        "admin root"
+    );
+    assert_eq!(
+        get_(&base, "/jwt/claims", &[("authorization", &admin_token)]).body,
+        "read admin"
+    );
+}
+
+#[test]
+fn optional_mode() {
+    let base = serve(closed_port());
+    assert_eq!(get_(&base, "/optional", &[]).body, "anonymous");
+    let reader = format!("Bearer {}", token("bob", "read"));
+    assert_eq!(
+        get_(&base, "/optional", &[("authorization", &reader)]).body,
+        "bob"
+    );
+    assert_eq!(
+        get_(
+            &base,
+            "/optional",
+            &[("authorization", "Bearer bad.token.here")]
+        )
+        .status,
+        401
+    );
+}
+
+#[test]
+fn anonymous_cookie_issued_then_reused_and_handler_cookies_kept() {
+    let base = serve(closed_port());
+    let first = get_(&base, "/chain/whoami", &[]);
+    assert_eq!((first.status, first.set_cookie.len()), (200, 1));
+    let pair = first.set_cookie[0].split(';').next().unwrap().to_owned();
+    let id: Value = serde_json::from_str(&first.body).unwrap();
+    let second = get_(&base, "/chain/whoami", &[("cookie", &pair)]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&second.body).unwrap()["identifier"],
+        id["identifier"]
+    );
+    assert!(second.set_cookie.is_empty());
+    assert_eq!(
+        get_(&base, "/chain/whoami", &[("authorization", "Bearer x.y.z")]).status,
+        401
+    );
+
+    let cookies = get_(&base, "/cookies", &[]);
+    assert_eq!(cookies.set_cookie.len(), 2, "{:?}", cookies.set_cookie);
+    assert!(
+        cookies
+            .set_cookie
+            .iter()
+            .any(|c| c.starts_with("theme=dark"))
+    );
+    assert!(cookies.set_cookie.iter().any(|c| c.starts_with("anon=")));
+}
+
+#[test]
+fn preflight_passes_through_by_default() {
+    let base = serve(closed_port());
+    let preflight = [
+        ("origin", "https://app.example"),
+        ("access-control-request-method", "GET"),
+    ];
+    let passed = call("OPTIONS", &format!("{base}/jwt/private"), &preflight);
+    assert_eq!(
+        (passed.status, passed.body.as_str()),
+        (200, "preflight handled")
+    );
+    assert_eq!(
+        call("OPTIONS", &format!("{base}/strict"), &preflight).status,
+        401
+    );
+    assert_eq!(
+        call("OPTIONS", &format!("{base}/jwt/private"), &[]).status,
+        401
+    );
+}
+
+#[test]
+fn client_ip_with_and_without_trusted_proxies() {
+    let base = serve(closed_port());
+    let direct: Value =
+        serde_json::from_str(&get_(&base, "/ip", &[("x-forwarded-for", "203.0.113.9")]).body)
+            .unwrap();
+    assert_eq!(direct["identifier"], "127.0.0.1");
+    let proxied = get_(
+        &base,
+        "/ip-proxied",
+        &[("x-forwarded-for", "6.6.6.6, 203.0.113.9")],
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&proxied.body).unwrap()["identifier"],
+        "203.0.113.9"
+    );
+}
+
+#[test]
+fn provider_down_is_503_and_state_extractor_works() {
+    let base = serve(closed_port());
+    let started = Instant::now();
+    let down = get_(
+        &base,
+        "/down",
+        &[("authorization", "Bearer some-opaque-token")],
+    );
+    assert_eq!((down.status, down.www_authenticate.as_deref()), (503, None));
+    assert_eq!(
+        serde_json::from_str::<Value>(&down.body).unwrap()["error"],
+        "temporarily_unavailable"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    let issued = get_(&base, "/state", &[]);
+    assert!(issued.body.starts_with("anon:"), "{}", issued.body);
+    assert_eq!(issued.set_cookie.len(), 1);
+    assert_eq!(
+        get_(&base, "/state", &[("cookie", "session=s-1")]).body,
+        "session:s-1"
+    );
+}
+
+#[test]
+fn a_slow_provider_does_not_stall_other_routes() {
+    let (slow_url, calls) = slow_provider(Duration::from_millis(1500));
+    let base = serve(slow_url);
+    let slow: Vec<_> = (0..256)
+        .map(|i| {
+            let base = base.clone();
+            thread::spawn(move || {
+                get_(
+                    &base,
+                    "/slow",
+                    &[("authorization", &format!("Bearer token-{i}"))],
+                )
+                .status
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let reader = format!("Bearer {}", token("carol", "read"));
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(
+            get_(&base, "/jwt/private", &[("authorization", &reader)]).status,
+            200
+        );
+        assert_eq!(get_(&base, "/ip", &[]).status, 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    let statuses: Vec<u16> = slow.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 256);
+}
