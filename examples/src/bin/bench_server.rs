@@ -5,6 +5,7 @@
 //! ```text
 //! bench_server token                       # prints the benchmark's bearer token
 //! bench_server axum <mode> <addr>          # mode: bare | jwt | jwt-cached | ip | anon
+//! bench_server actix <mode> <addr>         # the same with actix-web (one worker)
 //! ```
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -32,15 +33,52 @@ fn validator() -> Option<JwtValidator> {
 
 fn app(mode: &str) -> Option<Router> {
     let hello = Router::new().route("/hello", get(|| async { "hello" }));
+    if mode == "bare" {
+        return Some(hello);
+    }
+    Some(hello.layer(AuthLayer::new(backend(mode)?)))
+}
+
+fn backend(mode: &str) -> Option<Box<dyn auth_core::Backend>> {
     Some(match mode {
-        "bare" => hello,
-        "jwt" => hello.layer(AuthLayer::new(
-            JwtBackend::builder(validator()?).cache_capacity(0).build(),
-        )),
-        "jwt-cached" => hello.layer(AuthLayer::new(JwtBackend::new(validator()?))),
-        "ip" => hello.layer(AuthLayer::new(IpBackend::new())),
-        "anon" => hello.layer(AuthLayer::new(AnonSessionBackend::new("anon").ok()?)),
+        "jwt" => Box::new(JwtBackend::builder(validator()?).cache_capacity(0).build()),
+        "jwt-cached" => Box::new(JwtBackend::new(validator()?)),
+        "ip" => Box::new(IpBackend::new()),
+        "anon" => Box::new(AnonSessionBackend::new("anon").ok()?),
         _ => return None,
+    })
+}
+
+/// The actix-web server: one worker; bare, or wrapped in the middleware.
+fn actix(mode: &str, addr: &str) -> std::io::Result<()> {
+    use actix_web::{App, HttpServer, web};
+    let auth = match mode {
+        "bare" => None,
+        other => Some(auth_actix::Authentication::new(backend(other).ok_or_else(
+            || std::io::Error::new(std::io::ErrorKind::InvalidInput, "unknown mode"),
+        )?)),
+    };
+    actix_web::rt::System::new().block_on(async move {
+        match auth {
+            None => {
+                HttpServer::new(|| App::new().route("/hello", web::get().to(|| async { "hello" })))
+                    .workers(1)
+                    .bind(addr)?
+                    .run()
+                    .await
+            }
+            Some(auth) => {
+                HttpServer::new(move || {
+                    App::new()
+                        .wrap(auth.clone())
+                        .route("/hello", web::get().to(|| async { "hello" }))
+                })
+                .workers(1)
+                .bind(addr)?
+                .run()
+                .await
+            }
+        }
     })
 }
 
@@ -92,8 +130,21 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Some("actix") => {
+            let (Some(mode), Some(addr)) = (args.get(2), args.get(3)) else {
+                eprintln!("usage: bench_server actix <bare|jwt|jwt-cached|ip|anon> <addr>");
+                return ExitCode::FAILURE;
+            };
+            match actix(mode, addr) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bench_server: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: bench_server token | bench_server axum <mode> <addr>");
+            eprintln!("usage: bench_server token | bench_server axum|actix <mode> <addr>");
             ExitCode::FAILURE
         }
     }
