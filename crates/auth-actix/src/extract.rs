@@ -9,12 +9,12 @@ use std::time::SystemTime;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use auth_core::transport::Transport;
-use auth_core::{AuthData, AuthError, Backend, Credential, Scope};
+use auth_core::{AuthData, AuthError, Backend, Credential, Policy, Scope};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
 use crate::drive::resolve;
-use crate::middleware::{Config, Unidentified};
+use crate::middleware::Unidentified;
 use crate::rejection::AuthRejection;
 use crate::view::ActixView;
 
@@ -40,7 +40,9 @@ fn from_middleware(req: &HttpRequest) -> Option<Result<AuthData, AuthRejection>>
     }
     extensions
         .get::<Unidentified>()
-        .map(|Unidentified(error, realm)| Err(AuthRejection::new(error.clone(), realm.as_deref())))
+        .map(|Unidentified(error, policy)| {
+            Err(AuthRejection::new(error.clone(), policy.realm_name()))
+        })
 }
 
 impl FromRequest for Auth {
@@ -53,15 +55,15 @@ impl FromRequest for Auth {
         }
         let Some(state) = req
             .app_data::<web::Data<AuthState>>()
-            .map(|d| Arc::clone(&d.config))
+            .map(|d| Arc::clone(&d.policy))
         else {
             return Box::pin(ready(Err(AuthRejection::MissingMiddleware)));
         };
         let req = req.clone();
         Box::pin(async move {
             let view = ActixView(&req);
-            let outcome = state.backend.authenticate(&view, SystemTime::now());
-            match resolve(outcome, &view, &state.transport).await {
+            let outcome = state.backend().authenticate(&view, SystemTime::now());
+            match resolve(outcome, &view, state.shared_transport()).await {
                 Ok(who) => {
                     let mut extensions = req.extensions_mut();
                     extensions.insert(who.auth.clone());
@@ -70,7 +72,7 @@ impl FromRequest for Auth {
                     }
                     Ok(Auth(who.auth))
                 }
-                Err(error) => Err(AuthRejection::new(error, state.realm.as_deref())),
+                Err(error) => Err(AuthRejection::new(error, state.realm_name())),
             }
         })
     }
@@ -94,29 +96,33 @@ impl FromRequest for Auth {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct AuthState {
-    config: Arc<Config>,
+    policy: Arc<Policy>,
 }
 
 impl AuthState {
     /// Authenticates with `backend`.
     pub fn new(backend: impl Backend + 'static) -> Self {
+        Self::with_policy(Policy::new(backend))
+    }
+
+    /// Applies a core [`Policy`] (its realm and transport; an extractor
+    /// always requires an identity).
+    pub fn with_policy(policy: Policy) -> Self {
         AuthState {
-            config: Arc::new(Config::new(backend)),
+            policy: Arc::new(policy),
         }
     }
 
     /// The realm named in challenges.
     #[must_use]
-    pub fn realm(mut self, realm: &str) -> Self {
-        Arc::make_mut(&mut self.config).realm = Some(realm.into());
-        self
+    pub fn realm(self, realm: &str) -> Self {
+        Self::with_policy(Arc::unwrap_or_clone(self.policy).realm(realm))
     }
 
     /// The transport for network steps.
     #[must_use]
-    pub fn transport(mut self, transport: impl Transport + 'static) -> Self {
-        Arc::make_mut(&mut self.config).transport = Arc::new(transport);
-        self
+    pub fn transport(self, transport: impl Transport + 'static) -> Self {
+        Self::with_policy(Arc::unwrap_or_clone(self.policy).transport(transport))
     }
 }
 

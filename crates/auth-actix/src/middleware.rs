@@ -8,11 +8,10 @@ use std::time::SystemTime;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{Error, HttpMessage, HttpRequest, ResponseError};
-use auth_core::transport::{Transport, UreqTransport};
-use auth_core::{AuthError, Backend};
+use actix_web::{Error, HttpMessage, ResponseError};
+use auth_core::transport::Transport;
+use auth_core::{AuthError, Backend, Policy};
 use futures_util::future::LocalBoxFuture;
 
 use crate::drive::resolve;
@@ -20,31 +19,9 @@ use crate::rejection::AuthRejection;
 use crate::view::ActixView;
 
 /// What the middleware left for the extractors when it let a request
-/// through without identity (optional mode).
-#[derive(Clone, Debug)]
-pub(crate) struct Unidentified(pub(crate) AuthError, pub(crate) Option<Arc<str>>);
-
-/// Settings shared by the middleware and [`AuthState`](crate::AuthState).
+/// through without identity (optional mode), with the policy (its realm).
 #[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) optional: bool,
-    pub(crate) preflight_passthrough: bool,
-    pub(crate) realm: Option<Arc<str>>,
-}
-
-impl Config {
-    pub(crate) fn new(backend: impl Backend + 'static) -> Self {
-        Config {
-            backend: Arc::new(backend),
-            transport: Arc::new(UreqTransport::new()),
-            optional: false,
-            preflight_passthrough: true,
-            realm: None,
-        }
-    }
-}
+pub(crate) struct Unidentified(pub(crate) AuthError, pub(crate) Arc<Policy>);
 
 /// Authenticates each request with a core backend (any backend, or a
 /// [`Chain`](auth_core::Chain) of them). The same modes and answers as
@@ -78,44 +55,52 @@ impl Config {
 /// ```
 #[derive(Clone)]
 pub struct Authentication {
-    config: Arc<Config>,
+    policy: Arc<Policy>,
 }
 
 impl Authentication {
     /// Requires an identity from `backend` on every request.
     pub fn new(backend: impl Backend + 'static) -> Self {
+        Self::with_policy(Policy::new(backend))
+    }
+
+    /// Applies a core [`Policy`] (the builder methods below are shortcuts
+    /// to it).
+    pub fn with_policy(policy: Policy) -> Self {
         Authentication {
-            config: Arc::new(Config::new(backend)),
+            policy: Arc::new(policy),
         }
     }
 
-    fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
-        change(Arc::make_mut(&mut self.config));
-        self
+    fn map(self, change: impl FnOnce(Policy) -> Policy) -> Self {
+        let policy = Arc::unwrap_or_clone(self.policy);
+        Self::with_policy(change(policy))
     }
 
-    /// Lets requests without credentials through without identity.
+    /// Lets requests without credentials through without identity
+    /// ([`Policy::optional`]).
     #[must_use]
     pub fn optional(self) -> Self {
-        self.with(|c| c.optional = true)
+        self.map(Policy::optional)
     }
 
     /// Whether CORS preflight requests skip authentication (default `true`).
     #[must_use]
     pub fn preflight_passthrough(self, yes: bool) -> Self {
-        self.with(|c| c.preflight_passthrough = yes)
+        self.map(|p| p.preflight_passthrough(yes))
     }
 
     /// The `realm` named in `WWW-Authenticate` challenges.
     #[must_use]
     pub fn realm(self, realm: &str) -> Self {
-        self.with(|c| c.realm = Some(realm.into()))
+        self.map(|p| p.realm(realm))
     }
 
-    /// The transport for network steps (default: [`UreqTransport`]).
+    /// The transport for network steps (default: the core's
+    /// `UreqTransport`).
     #[must_use]
     pub fn transport(self, transport: impl Transport + 'static) -> Self {
-        self.with(|c| c.transport = Arc::new(transport))
+        self.map(|p| p.transport(transport))
     }
 }
 
@@ -133,7 +118,7 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(AuthenticationMiddleware {
             service: Rc::new(service),
-            config: Arc::clone(&self.config),
+            policy: Arc::clone(&self.policy),
         }))
     }
 }
@@ -141,14 +126,7 @@ where
 /// The service [`Authentication`] wraps around the app.
 pub struct AuthenticationMiddleware<S> {
     service: Rc<S>,
-    config: Arc<Config>,
-}
-
-fn is_preflight(req: &HttpRequest) -> bool {
-    req.method() == Method::OPTIONS
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    policy: Arc<Policy>,
 }
 
 impl<S, B> Service<ServiceRequest> for AuthenticationMiddleware<S>
@@ -164,9 +142,12 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let service = Rc::clone(&self.service);
-        let config = Arc::clone(&self.config);
+        let policy = Arc::clone(&self.policy);
         Box::pin(async move {
-            if config.preflight_passthrough && is_preflight(req.request()) {
+            let preflight = req
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+            if policy.skips(req.method().as_str(), preflight) {
                 return service
                     .call(req)
                     .await
@@ -176,21 +157,21 @@ where
             // must own it alone again when it routes below).
             let result = {
                 let view = ActixView(req.request());
-                let outcome = config.backend.authenticate(&view, SystemTime::now());
-                resolve(outcome, &view, &config.transport).await
+                let outcome = policy.backend().authenticate(&view, SystemTime::now());
+                resolve(outcome, &view, policy.shared_transport()).await
             };
             let set_cookie = match result {
                 Ok(who) => {
                     req.extensions_mut().insert(who.auth);
                     who.set_cookie
                 }
-                Err(error) if config.optional && error.is_missing() => {
+                Err(error) if policy.lets_through(&error) => {
                     req.extensions_mut()
-                        .insert(Unidentified(error, config.realm.clone()));
+                        .insert(Unidentified(error, Arc::clone(&policy)));
                     None
                 }
                 Err(error) => {
-                    let rejection = AuthRejection::new(error, config.realm.as_deref());
+                    let rejection = AuthRejection::new(error, policy.realm_name());
                     return Ok(req
                         .into_response(rejection.error_response())
                         .map_into_right_body());

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use auth_core::transport::Transport;
-use auth_core::{AuthData, AuthError, Backend, Credential, Scope};
+use auth_core::{AuthData, AuthError, Backend, Credential, Policy, Scope};
 use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponseParts, ResponseParts};
 use http::request::Parts;
@@ -14,7 +14,7 @@ use http::{HeaderValue, header};
 use serde::de::DeserializeOwned;
 
 use crate::drive::resolve;
-use crate::layer::{Checked, Config, add_peer_addr};
+use crate::layer::{Checked, add_peer_addr, rejection};
 use crate::rejection::AuthRejection;
 
 /// The identity [`AuthLayer`](crate::AuthLayer) found.
@@ -32,8 +32,8 @@ fn layered(parts: &Parts) -> Result<Option<AuthData>, AuthRejection> {
         return Ok(Some(auth.clone()));
     }
     match parts.extensions.get::<Checked>() {
-        Some(Checked(Err(error), realm)) => {
-            Err(AuthRejection::new(error.clone(), realm.as_deref()))
+        Some(Checked(Err(error), policy)) => {
+            Err(AuthRejection::new(error.clone(), policy.realm_name()))
         }
         Some(Checked(Ok(()), _)) => Ok(None),
         None => Err(AuthRejection::MissingLayer),
@@ -134,10 +134,10 @@ impl<S: Send + Sync, T: Scope> FromRequestParts<S> for Scoped<T> {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let realm = parts.extensions.get::<Checked>().and_then(|c| c.1.clone());
+        let policy = parts.extensions.get::<Checked>().map(|c| Arc::clone(&c.1));
         let Auth(auth) = <Auth as FromRequestParts<S>>::from_request_parts(parts, state).await?;
         auth.require_scopes(T::SCOPES)
-            .map_err(|e| AuthRejection::new(e, realm.as_deref()))?;
+            .map_err(|e| AuthRejection::new(e, policy.as_ref().and_then(|p| p.realm_name())))?;
         Ok(Scoped(auth, PhantomData))
     }
 }
@@ -160,28 +160,32 @@ impl<S: Send + Sync, T: Scope> FromRequestParts<S> for Scoped<T> {
 /// ```
 #[derive(Clone)]
 pub struct AuthState {
-    config: Config,
+    policy: Policy,
 }
 
 impl AuthState {
     /// Authenticates with `backend` (required mode).
     pub fn new(backend: impl Backend + 'static) -> Self {
-        AuthState {
-            config: Config::new(backend),
-        }
+        Self::with_policy(Policy::new(backend))
+    }
+
+    /// Applies a core [`Policy`] (its realm and transport; an extractor
+    /// always requires an identity).
+    pub fn with_policy(policy: Policy) -> Self {
+        AuthState { policy }
     }
 
     /// The realm named in challenges.
     #[must_use]
     pub fn realm(mut self, realm: &str) -> Self {
-        self.config.realm = Some(realm.into());
+        self.policy = self.policy.realm(realm);
         self
     }
 
     /// The transport for network steps.
     #[must_use]
     pub fn transport(mut self, transport: impl Transport + 'static) -> Self {
-        self.config.transport = Arc::new(transport);
+        self.policy = self.policy.transport(transport);
         self
     }
 }
@@ -232,13 +236,16 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AuthState::from_ref(state);
         add_peer_addr(parts);
-        let outcome = state.config.backend.authenticate(parts, SystemTime::now());
-        match resolve(outcome, parts, &state.config.transport).await {
+        let outcome = state
+            .policy
+            .backend()
+            .authenticate(parts, SystemTime::now());
+        match resolve(outcome, parts, state.policy.shared_transport()).await {
             Ok(who) => Ok(StateAuth {
                 auth: who.auth,
                 issued_cookie: who.set_cookie,
             }),
-            Err(error) => Err(state.config.rejection(error, parts)),
+            Err(error) => Err(rejection(&state.policy, error, parts)),
         }
     }
 }

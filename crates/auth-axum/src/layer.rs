@@ -9,57 +9,32 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use auth_core::request::PeerAddr;
-use auth_core::transport::{Transport, UreqTransport};
-use auth_core::{AuthError, Backend};
+use auth_core::transport::Transport;
+use auth_core::{AuthError, Backend, Policy};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
-use http::{HeaderValue, Method, Request, header};
+use http::{HeaderValue, Request, header};
 use tower::{Layer, Service};
 
 use crate::drive::resolve;
 use crate::rejection::AuthRejection;
 
 /// How the authentication went, left in the request extensions by the layer
-/// for the extractors: `Ok(())` with an `AuthData` beside it, or the error
-/// the optional mode let through.
-#[derive(Clone, Debug)]
-pub(crate) struct Checked(
-    pub(crate) Result<(), AuthError>,
-    pub(crate) Option<Arc<str>>,
-);
-
-/// The shared settings of [`AuthLayer`] and
-/// [`AuthState`](crate::AuthState).
+/// for the extractors when they may still have to refuse: the error the
+/// optional mode let through, and the policy (for its realm).
 #[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) optional: bool,
-    pub(crate) preflight_passthrough: bool,
-    pub(crate) realm: Option<Arc<str>>,
-}
+pub(crate) struct Checked(pub(crate) Result<(), AuthError>, pub(crate) Arc<Policy>);
 
-impl Config {
-    pub(crate) fn new(backend: impl Backend + 'static) -> Self {
-        Config {
-            backend: Arc::new(backend),
-            transport: Arc::new(UreqTransport::new()),
-            optional: false,
-            preflight_passthrough: true,
-            realm: None,
-        }
-    }
-
-    pub(crate) fn rejection(&self, error: AuthError, parts: &Parts) -> AuthRejection {
-        let no_peer = matches!(error, AuthError::Misconfigured { .. })
-            && parts.extensions.get::<PeerAddr>().is_none();
-        if no_peer {
-            AuthRejection::MissingConnectInfo
-        } else {
-            AuthRejection::new(error, self.realm.as_deref())
-        }
+/// The rejection for `error`: a missing `ConnectInfo` is named as such.
+pub(crate) fn rejection(policy: &Policy, error: AuthError, parts: &Parts) -> AuthRejection {
+    let no_peer = matches!(error, AuthError::Misconfigured { .. })
+        && parts.extensions.get::<PeerAddr>().is_none();
+    if no_peer {
+        AuthRejection::MissingConnectInfo
+    } else {
+        AuthRejection::new(error, policy.realm_name())
     }
 }
 
@@ -112,44 +87,50 @@ pub(crate) fn add_peer_addr(parts: &mut Parts) {
 /// ```
 #[derive(Clone)]
 pub struct AuthLayer {
-    config: Config,
+    policy: Policy,
 }
 
 impl AuthLayer {
     /// Requires an identity from `backend` on every request.
     pub fn new(backend: impl Backend + 'static) -> Self {
-        AuthLayer {
-            config: Config::new(backend),
-        }
+        Self::with_policy(Policy::new(backend))
     }
 
-    /// Lets requests without credentials through without identity.
-    #[must_use]
-    pub fn optional(mut self) -> Self {
-        self.config.optional = true;
+    /// Applies a core [`Policy`] (the builder methods below are shortcuts
+    /// to it).
+    pub fn with_policy(policy: Policy) -> Self {
+        AuthLayer { policy }
+    }
+
+    fn map(mut self, change: impl FnOnce(Policy) -> Policy) -> Self {
+        self.policy = change(self.policy);
         self
+    }
+
+    /// Lets requests without credentials through without identity
+    /// ([`Policy::optional`]).
+    #[must_use]
+    pub fn optional(self) -> Self {
+        self.map(Policy::optional)
     }
 
     /// Whether CORS preflight requests skip authentication (default `true`).
     #[must_use]
-    pub fn preflight_passthrough(mut self, yes: bool) -> Self {
-        self.config.preflight_passthrough = yes;
-        self
+    pub fn preflight_passthrough(self, yes: bool) -> Self {
+        self.map(|p| p.preflight_passthrough(yes))
     }
 
     /// The `realm` named in `WWW-Authenticate` challenges.
     #[must_use]
-    pub fn realm(mut self, realm: &str) -> Self {
-        self.config.realm = Some(realm.into());
-        self
+    pub fn realm(self, realm: &str) -> Self {
+        self.map(|p| p.realm(realm))
     }
 
-    /// The transport for network steps (default: [`UreqTransport`] with its
-    /// default timeouts).
+    /// The transport for network steps (default: the core's
+    /// `UreqTransport` with its default timeouts).
     #[must_use]
-    pub fn transport(mut self, transport: impl Transport + 'static) -> Self {
-        self.config.transport = Arc::new(transport);
-        self
+    pub fn transport(self, transport: impl Transport + 'static) -> Self {
+        self.map(|p| p.transport(transport))
     }
 }
 
@@ -159,7 +140,7 @@ impl<S> Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         AuthService {
             inner,
-            config: Arc::new(self.config.clone()),
+            policy: Arc::new(self.policy.clone()),
         }
     }
 }
@@ -168,14 +149,7 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Clone)]
 pub struct AuthService<S> {
     inner: S,
-    config: Arc<Config>,
-}
-
-fn is_preflight(req: &Request<Body>) -> bool {
-    req.method() == Method::OPTIONS
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    policy: Arc<Policy>,
 }
 
 impl<S> Service<Request<Body>> for AuthService<S>
@@ -195,33 +169,36 @@ where
         // The clone is the fresh service for next time; the ready one serves.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let config = Arc::clone(&self.config);
+        let policy = Arc::clone(&self.policy);
         Box::pin(async move {
-            if config.preflight_passthrough && is_preflight(&req) {
+            let preflight = req
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+            if policy.skips(req.method().as_str(), preflight) {
                 return inner.call(req).await;
             }
             let (mut parts, body) = req.into_parts();
             add_peer_addr(&mut parts);
-            let outcome = config.backend.authenticate(&parts, SystemTime::now());
-            let result = resolve(outcome, &parts, &config.transport).await;
+            let outcome = policy.backend().authenticate(&parts, SystemTime::now());
+            let result = resolve(outcome, &parts, policy.shared_transport()).await;
             let set_cookie = match result {
                 Ok(who) => {
                     parts.extensions.insert(who.auth);
-                    if config.realm.is_some() {
+                    if policy.realm_name().is_some() {
                         // Only extractors that reject later (Scoped) need it.
                         parts
                             .extensions
-                            .insert(Checked(Ok(()), config.realm.clone()));
+                            .insert(Checked(Ok(()), Arc::clone(&policy)));
                     }
                     who.set_cookie
                 }
-                Err(error) if config.optional && error.is_missing() => {
+                Err(error) if policy.lets_through(&error) => {
                     parts
                         .extensions
-                        .insert(Checked(Err(error), config.realm.clone()));
+                        .insert(Checked(Err(error), Arc::clone(&policy)));
                     None
                 }
-                Err(error) => return Ok(config.rejection(error, &parts).into_response()),
+                Err(error) => return Ok(rejection(&policy, error, &parts).into_response()),
             };
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
             if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::try_from(c).ok()) {

@@ -41,6 +41,7 @@ pub mod flight;
 pub mod introspect;
 pub mod ip;
 pub mod jwt;
+pub mod policy;
 pub mod request;
 pub mod session;
 pub mod transport;
@@ -54,6 +55,7 @@ pub use introspect::IntrospectionBackend;
 pub use introspect::keycloak::KeycloakBackend;
 pub use ip::{ForwardedHeader, IpBackend};
 pub use jwt::{JwtBackend, JwtValidator, TokenIssuer, TokenValidator};
+pub use policy::Policy;
 pub use session::{AnonSessionBackend, AnonSessionBuilder, SessionBackend};
 
 /// Re-exported so callers can name `SameSite` without depending on `cookie`.
