@@ -63,10 +63,11 @@ fn server_error(description: &str) -> String {
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
+        let status = self.status();
         match self {
             AuthRejection::Auth { error, realm } => {
-                tracing::debug!(status = error.status().as_u16(), reason = %error, "request not authenticated");
-                let mut response = json(self_status(&error), error.body_json());
+                tracing::debug!(status = status.as_u16(), reason = %error, "request not authenticated");
+                let mut response = json(status, error.body_json());
                 let challenge = error.challenge().map(|c| match &realm {
                     Some(realm) => c.realm(realm).to_string(),
                     None => c.to_string(),
@@ -102,8 +103,4 @@ impl IntoResponse for AuthRejection {
             }
         }
     }
-}
-
-fn self_status(error: &AuthError) -> StatusCode {
-    StatusCode::from_u16(error.status().as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::error::AuthError;
-use crate::transport::{Transport, TransportError};
+use crate::transport::Transport;
+#[cfg(not(feature = "ureq"))]
+use crate::transport::TransportError;
 
 /// How requests are authenticated by a framework adapter.
 ///
@@ -31,6 +33,7 @@ pub struct Policy {
 
 /// The transport when the `ureq` feature is off and none was given: every
 /// network step fails (503) with a message saying so.
+#[cfg(not(feature = "ureq"))]
 fn no_transport(_: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TransportError> {
     Err(TransportError::Other(
         "no transport configured (enable auth-core's ureq feature)".into(),
@@ -51,8 +54,6 @@ impl Policy {
         let transport: Arc<dyn Transport> = Arc::new(crate::transport::UreqTransport::new());
         #[cfg(not(feature = "ureq"))]
         let transport: Arc<dyn Transport> = Arc::new(no_transport);
-        #[cfg(feature = "ureq")]
-        let _ = no_transport;
         Policy {
             backend,
             transport,
