@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::backend::{Backend, Outcome, Step};
 use crate::data::{AuthData, Source};
 use crate::error::{AuthError, Credential};
+use crate::flight::Waiter;
 use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_token};
 use crate::transport::TransportError;
 
@@ -39,6 +40,9 @@ pub enum Checked {
     /// send the request, give the answer to [`KeyFetch::apply`], and ask
     /// again.
     FetchKeys(Box<KeyFetch>),
+    /// Another request is fetching the keys this token needs: wait for it,
+    /// then ask again.
+    WaitForKeys(Waiter),
 }
 
 impl fmt::Debug for Checked {
@@ -50,6 +54,7 @@ impl fmt::Debug for Checked {
                 .finish(),
             Checked::Invalid(e) => f.debug_tuple("Invalid").field(e).finish(),
             Checked::FetchKeys(fetch) => f.debug_tuple("FetchKeys").field(fetch).finish(),
+            Checked::WaitForKeys(waiter) => f.debug_tuple("WaitForKeys").field(waiter).finish(),
         }
     }
 }
@@ -233,6 +238,13 @@ impl JwtBackend {
                         Ok(()) => this.authenticate(req, now),
                         Err(error) => Outcome::err(error),
                     }
+                }))
+            }
+            Checked::WaitForKeys(waiter) => {
+                let this = self.clone();
+                // Once the other fetch is done, look at the token again.
+                Outcome::send(Step::wait(waiter, move |req, now| {
+                    this.authenticate(req, now)
                 }))
             }
         }

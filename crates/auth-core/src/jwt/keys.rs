@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::KeyFetch;
 use crate::error::AuthError;
+use crate::flight::{Flights, Join, Waiter};
 use crate::transport::TransportError;
 
 /// One verification key, with the algorithms it may verify.
@@ -71,7 +72,6 @@ pub(super) struct RemoteConfig {
     pub(super) source: RemoteSource,
     pub(super) allowed: Vec<Algorithm>,
     pub(super) refresh_interval: Duration,
-    pub(super) fetch_timeout: Duration,
     pub(super) max_keys: usize,
 }
 
@@ -80,16 +80,15 @@ struct RefreshState {
     /// From discovery, once known.
     jwks_uri: Option<http::Uri>,
     last_attempt: Option<SystemTime>,
-    in_flight_since: Option<SystemTime>,
 }
 
 /// Why no refresh was started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum NoRefresh {
     /// Keys are fixed.
     Fixed,
-    /// Another fetch is under way.
-    InFlight,
+    /// Another request's fetch is under way: wait for it, then look again.
+    InFlight(Waiter),
     /// The last attempt was less than the refresh interval ago.
     TooSoon,
 }
@@ -99,6 +98,8 @@ pub(super) struct KeyStore {
     keys: RwLock<Arc<[Key]>>,
     generation: AtomicU64,
     remote: Option<(RemoteConfig, Mutex<RefreshState>)>,
+    /// The one fetch in flight, if any (single flight, like introspection).
+    fetches: Arc<Flights<(), ()>>,
 }
 
 impl KeyStore {
@@ -107,6 +108,7 @@ impl KeyStore {
             keys: RwLock::new(keys.into()),
             generation: AtomicU64::new(0),
             remote: remote.map(|r| (r, Mutex::new(RefreshState::default()))),
+            fetches: Flights::new(),
         }
     }
 
@@ -127,12 +129,13 @@ impl KeyStore {
         let Some((config, state)) = &self.remote else {
             return Err(NoRefresh::Fixed);
         };
+        // One fetch at a time: the others wait for it. A fetch whose step is
+        // dropped unfinished releases them (the leader's Drop).
+        let leader = match self.fetches.join(&(), || ()) {
+            Join::Follower(flight) => return Err(NoRefresh::InFlight(flight.waiter())),
+            Join::Leader(leader) => leader,
+        };
         let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(since) = state.in_flight_since
-            && now < since + config.fetch_timeout
-        {
-            return Err(NoRefresh::InFlight);
-        }
         if let Some(last) = state.last_attempt
             && now < last + config.refresh_interval
         {
@@ -153,7 +156,6 @@ impl KeyStore {
                 }
             }
         };
-        state.in_flight_since = Some(now);
         state.last_attempt = Some(now);
         let request = http::Request::get(uri)
             .header(http::header::ACCEPT, "application/json")
@@ -166,14 +168,17 @@ impl KeyStore {
             } else {
                 store.apply_jwks(response)
             };
-            if let Some((_, state)) = &store.remote {
-                let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-                state.in_flight_since = None;
-                if is_discovery && result.is_ok() {
-                    // The JWKS itself is due at once.
-                    state.last_attempt = None;
-                }
+            if let Some((_, state)) = &store.remote
+                && is_discovery
+                && result.is_ok()
+            {
+                // The JWKS itself is due at once.
+                state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .last_attempt = None;
             }
+            leader.finish(());
             result
         }))
     }

@@ -93,7 +93,6 @@ impl JwtValidator {
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             remote: None,
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
-            fetch_timeout: Duration::from_secs(30),
             max_keys: DEFAULT_MAX_KEYS,
         }
     }
@@ -102,9 +101,7 @@ impl JwtValidator {
     fn keys_needed(&self, now: SystemTime, have_keys: bool) -> Checked {
         match self.store.start_refresh(now) {
             Ok(fetch) => Checked::FetchKeys(Box::new(fetch)),
-            Err(NoRefresh::InFlight) => Checked::Invalid(AuthError::provider_unavailable(
-                "signing keys are being fetched",
-            )),
+            Err(NoRefresh::InFlight(waiter)) => Checked::WaitForKeys(waiter),
             Err(NoRefresh::TooSoon) if !have_keys => Checked::Invalid(
                 AuthError::provider_unavailable("signing keys are unavailable"),
             ),
@@ -269,7 +266,6 @@ pub struct JwtValidatorBuilder {
     max_token_len: usize,
     remote: Option<RemoteSource>,
     refresh_interval: Duration,
-    fetch_timeout: Duration,
     max_keys: usize,
 }
 
@@ -434,13 +430,6 @@ impl JwtValidatorBuilder {
         self
     }
 
-    /// How long a started key fetch blocks others before it is presumed
-    /// lost (default 30 s; set it above the transport's timeout).
-    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.fetch_timeout = timeout;
-        self
-    }
-
     /// Most keys kept from a remote key set (default 32).
     pub fn max_keys(mut self, max: usize) -> Self {
         self.max_keys = max;
@@ -493,7 +482,6 @@ impl JwtValidatorBuilder {
             source,
             allowed: self.algorithms.clone(),
             refresh_interval: self.refresh_interval,
-            fetch_timeout: self.fetch_timeout,
             max_keys: self.max_keys,
         });
         Ok(JwtValidator {
