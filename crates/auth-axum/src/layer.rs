@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use auth_core::request::PeerAddr;
 use auth_core::transport::Transport;
-use auth_core::{AuthError, Backend, Policy};
+use auth_core::{AuthError, Backend, Credential, Policy};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
@@ -175,6 +175,12 @@ where
                 .headers()
                 .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
             if policy.skips(req.method().as_str(), preflight) {
+                // Not authenticated, but the layer ran: Option<Auth> is None
+                // (not "layer missing").
+                let mut req = req;
+                let untried = AuthError::MissingCredentials(Credential::Bearer);
+                req.extensions_mut()
+                    .insert(Checked(Err(untried), Arc::clone(&policy)));
                 return inner.call(req).await;
             }
             let (mut parts, body) = req.into_parts();
