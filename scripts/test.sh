@@ -3,7 +3,8 @@
 # runs every test of the workspace, unit to end-to-end. Fails on any failure.
 #
 # Needs: a Rust toolchain; a C compiler (ring, aws-lc); Node.js 20+ and npm
-# for the real OpenID provider (oidc-provider) of the end-to-end tests.
+# for the real OpenID provider (oidc-provider) of the end-to-end tests;
+# Debian's chromium and chromium-driver for the browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,8 @@ missing=()
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ((${#missing[@]})); then
     if command -v apt-get >/dev/null 2>&1; then
         echo "scripts/test.sh: installing ${missing[*]}"

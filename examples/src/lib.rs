@@ -13,9 +13,9 @@ use auth_core::introspect::IntrospectionBackend;
 use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
 use auth_core::request::PeerAddr;
 use auth_core::session::uuid_session_id;
-use auth_core::transport::{UreqTransport, authenticate_blocking};
+use auth_core::transport::authenticate_blocking;
 use auth_core::{
-    AnonSessionBackend, AuthError, Authenticated, Backend, Chain, ConfigError, IpBackend,
+    AnonSessionBackend, AuthData, AuthError, Authenticated, Chain, ConfigError, IpBackend, Policy,
     RequireScopes,
 };
 use serde_json::json;
@@ -98,14 +98,12 @@ impl DemoConfig {
 /// | `GET /admin` | bearer JWT with scope `admin` |
 /// | `GET /ip` | the client address (trusted proxies honoured) |
 /// | `GET /introspected` | RFC 7662 introspection; 404 when not configured |
+///
+/// Each route is a core [`Policy`]: the axum and actix demos and the
+/// framework-free server ([`Demo::handle`]) apply the same values.
 pub struct Demo {
-    whoami: Chain,
-    private: JwtBackend,
-    admin: RequireScopes<JwtBackend>,
-    ip: IpBackend,
-    introspected: Option<IntrospectionBackend>,
+    routes: Vec<(&'static str, Policy)>,
     issuer: TokenIssuer,
-    transport: UreqTransport,
 }
 
 impl Demo {
@@ -129,25 +127,36 @@ impl Demo {
         if let Some(key) = &config.session_key {
             anon = anon.signing_key(key.as_bytes());
         }
-        let introspected = match &config.introspection {
-            Some(c) => Some(
+        let mut routes = vec![
+            (
+                "/whoami",
+                Policy::new(Chain::new().or(jwt.clone()).or(anon.build()?)),
+            ),
+            ("/private", Policy::new(jwt.clone())),
+            ("/admin", Policy::new(RequireScopes::new(jwt, ["admin"]))),
+            (
+                "/ip",
+                Policy::new(IpBackend::new().trust_proxies(&config.trusted_proxies)?),
+            ),
+        ];
+        if let Some(c) = &config.introspection {
+            let introspection =
                 IntrospectionBackend::builder(&c.url, &c.client_id, &c.client_secret)
                     .identifier_claim(&c.identifier)
-                    .build()?,
-            ),
-            None => None,
-        };
+                    .build()?;
+            routes.push(("/introspected", Policy::new(introspection)));
+        }
         Ok(Demo {
-            whoami: Chain::new().or(jwt.clone()).or(anon.build()?),
-            admin: RequireScopes::new(jwt.clone(), ["admin"]),
-            private: jwt,
-            ip: IpBackend::new().trust_proxies(&config.trusted_proxies)?,
-            introspected,
+            routes,
             issuer: TokenIssuer::hs256(secret.as_bytes())?
                 .issuer(DEMO_ISSUER)
                 .ttl(Duration::from_secs(3600)),
-            transport: UreqTransport::new(),
         })
+    }
+
+    /// The routes: a path and the policy that guards it.
+    pub fn routes(&self) -> &[(&'static str, Policy)] {
+        &self.routes
     }
 
     /// A token for `sub` with `scope`, valid for an hour, signed with the
@@ -158,25 +167,78 @@ impl Demo {
             .unwrap_or_default()
     }
 
-    /// Answers one request: the core decides, this code only writes JSON,
-    /// the status, `WWW-Authenticate` and any `Set-Cookie`.
+    /// Answers one request without a framework (the direct-call example):
+    /// the core decides, this code only writes JSON, the status,
+    /// `WWW-Authenticate` and any `Set-Cookie`.
     pub fn handle<B>(&self, req: &http::Request<B>) -> http::Response<String> {
-        let backend: &dyn Backend = match (req.method(), req.uri().path()) {
-            (&http::Method::GET, "/whoami") => &self.whoami,
-            (&http::Method::GET, "/private") => &self.private,
-            (&http::Method::GET, "/admin") => &self.admin,
-            (&http::Method::GET, "/ip") => &self.ip,
-            (&http::Method::GET, "/introspected") => match &self.introspected {
-                Some(backend) => backend,
-                None => return json_response(404, &json!({"error": "not_found"})),
-            },
-            _ => return json_response(404, &json!({"error": "not_found"})),
+        let route = (req.method() == http::Method::GET)
+            .then(|| {
+                self.routes
+                    .iter()
+                    .find(|(path, _)| *path == req.uri().path())
+            })
+            .flatten();
+        let Some((_, policy)) = route else {
+            return json_response(404, &json!({"error": "not_found"}));
         };
-        match authenticate_blocking(backend, req, &self.transport) {
+        match authenticate_blocking(policy.backend(), req, &**policy.shared_transport()) {
             Ok(who) => identity_response(who),
             Err(error) => error_response(&error),
         }
     }
+}
+
+/// The demo's routes on axum: one `AuthLayer` per route, from the same
+/// policies. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
+pub fn axum_router(demo: &Demo) -> axum::Router {
+    use auth_axum::{Auth, AuthLayer};
+    async fn identity(Auth(who): Auth) -> impl axum::response::IntoResponse {
+        (
+            [(http::header::CONTENT_TYPE, "application/json")],
+            identity_json(&who).to_string(),
+        )
+    }
+    let mut app = axum::Router::new();
+    for (path, policy) in demo.routes() {
+        let route = axum::Router::new().route(path, axum::routing::get(identity));
+        app = app.merge(route.layer(AuthLayer::with_policy(policy.clone())));
+    }
+    app
+}
+
+/// The demo's routes on actix-web, for `App::configure`: one
+/// `Authentication` middleware per route, from the same policies.
+pub fn actix_routes(
+    demo: &Demo,
+) -> impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static {
+    use actix_web::{HttpResponse, web};
+    use auth_actix::{Auth, Authentication};
+    async fn identity(Auth(who): Auth) -> HttpResponse {
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(identity_json(&who).to_string())
+    }
+    let routes = demo.routes().to_vec();
+    move |config: &mut web::ServiceConfig| {
+        for (path, policy) in &routes {
+            config.service(
+                web::scope(path)
+                    .wrap(Authentication::with_policy(policy.clone()))
+                    .route("", web::get().to(identity)),
+            );
+        }
+    }
+}
+
+/// The demo's answer for an identity: `{"identifier", "source", "key",
+/// "data"}` (the same in every server).
+pub fn identity_json(auth: &AuthData) -> serde_json::Value {
+    json!({
+        "identifier": auth.identifier(),
+        "source": auth.source().as_str(),
+        "key": auth.key(),
+        "data": auth.data(),
+    })
 }
 
 fn json_response(status: u16, body: &serde_json::Value) -> http::Response<String> {
@@ -190,15 +252,9 @@ fn json_response(status: u16, body: &serde_json::Value) -> http::Response<String
     response
 }
 
-/// `{"identifier", "source", "key", "data"}` and any issued cookie.
+/// The identity's JSON and any issued cookie.
 fn identity_response(who: Authenticated) -> http::Response<String> {
-    let body = json!({
-        "identifier": who.auth.identifier(),
-        "source": who.auth.source().as_str(),
-        "key": who.auth.key(),
-        "data": who.auth.data(),
-    });
-    let mut response = json_response(200, &body);
+    let mut response = json_response(200, &identity_json(&who.auth));
     if let Some(cookie) = who
         .set_cookie
         .and_then(|c| http::HeaderValue::try_from(c).ok())

@@ -1,63 +1,100 @@
-//! The demo server: `cargo run -p auth-examples --bin demo`.
+//! The demo server (README's first command):
+//! `cargo run -p auth-examples --bin demo [-- --framework axum|actix]`.
 //!
-//! Environment: `DEMO_ADDR` (default `127.0.0.1:3000`), `DEMO_JWT_SECRET`
-//! (HS256, at least 32 bytes; random when unset), `DEMO_TRUSTED_PROXIES`
-//! (comma-separated CIDRs), `DEMO_SESSION_KEY` (signs anonymous session ids;
-//! at least 32 bytes), `DEMO_INTROSPECTION_URL` + `DEMO_CLIENT_ID` +
+//! The same routes and behaviour on axum (default) or actix-web, from the
+//! same core policies (see `auth_examples::Demo`). Environment:
+//! `DEMO_ADDR` (default `127.0.0.1:3000`), `DEMO_JWT_SECRET` (HS256, at least
+//! 32 bytes; random when unset), `DEMO_TRUSTED_PROXIES` (comma-separated
+//! CIDRs), `DEMO_SESSION_KEY` (signs anonymous session ids; at least 32
+//! bytes), `DEMO_INTROSPECTION_URL` + `DEMO_CLIENT_ID` +
 //! `DEMO_CLIENT_SECRET` (+ `DEMO_INTROSPECTION_IDENTIFIER`) for
 //! `/introspected`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::thread;
 
-use auth_examples::{Demo, DemoConfig, local_addr, serve};
+use auth_examples::{Demo, DemoConfig, actix_routes, axum_router};
 
-const WORKERS: usize = 4;
+fn axum(demo: &Demo, addr: SocketAddr) -> std::io::Result<()> {
+    let app = axum_router(demo);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        })
+}
+
+fn actix(demo: &Demo, addr: SocketAddr) -> std::io::Result<()> {
+    let routes = actix_routes(demo);
+    actix_web::rt::System::new().block_on(async move {
+        actix_web::HttpServer::new(move || actix_web::App::new().configure(routes.clone()))
+            .bind(addr)?
+            .run()
+            .await
+    })
+}
 
 fn main() -> ExitCode {
-    let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let args: Vec<String> = std::env::args().collect();
+    let framework = match args
+        .iter()
+        .position(|a| a == "--framework")
+        .map(|i| args.get(i + 1))
+    {
+        None => "axum",
+        Some(Some(f)) if f == "axum" || f == "actix" => f.as_str(),
+        Some(_) => {
+            eprintln!("usage: demo [--framework axum|actix]");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr: SocketAddr = match std::env::var("DEMO_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:3000".into())
+        .parse()
+    {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("demo: DEMO_ADDR: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let demo = match Demo::new(&DemoConfig::from_env()) {
-        Ok(demo) => Arc::new(demo),
+        Ok(demo) => demo,
         Err(e) => {
             eprintln!("demo: bad configuration: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let server = match tiny_http::Server::http(&addr) {
-        Ok(server) => Arc::new(server),
-        Err(e) => {
-            eprintln!("demo: cannot listen on {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let bound = local_addr(&server).map_or(addr, |a| a.to_string());
     let token = demo.sample_token("demo-user", "read");
     let admin = demo.sample_token("demo-admin", "read admin");
-    println!("auth demo listening on http://{bound}");
+    println!("auth demo ({framework}) listening on http://{addr}");
     println!("sample token (sub demo-user, scope read, 1 h):\n  {token}");
     println!("try:");
-    println!("  curl -i http://{bound}/whoami                     # anonymous session issued");
-    println!("  curl -i -H 'Authorization: Bearer {token}' http://{bound}/whoami");
-    println!("  curl -i http://{bound}/private                    # 401 + WWW-Authenticate");
+    println!("  curl -i http://{addr}/whoami                     # anonymous session issued");
+    println!("  curl -i -H 'Authorization: Bearer {token}' http://{addr}/whoami");
+    println!("  curl -i http://{addr}/private                    # 401 + WWW-Authenticate");
     println!(
-        "  curl -i -H 'Authorization: Bearer {token}' http://{bound}/admin   # 403 insufficient_scope"
+        "  curl -i -H 'Authorization: Bearer {token}' http://{addr}/admin   # 403 insufficient_scope"
     );
-    println!("  curl -i -H 'Authorization: Bearer {admin}' http://{bound}/admin");
-    println!("  curl -i http://{bound}/ip");
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (demo, server) = (Arc::clone(&demo), Arc::clone(&server));
-            thread::spawn(move || serve(&demo, &server))
-        })
-        .collect();
-    for worker in workers {
-        if worker.join().is_err() {
-            eprintln!("demo: a worker thread panicked");
-            return ExitCode::FAILURE;
+    println!("  curl -i -H 'Authorization: Bearer {admin}' http://{addr}/admin");
+    println!("  curl -i http://{addr}/ip");
+    let served = match framework {
+        "actix" => actix(&demo, addr),
+        _ => axum(&demo, addr),
+    };
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
         }
     }
-    ExitCode::SUCCESS
 }

@@ -1,5 +1,6 @@
-//! The demo app served by a real HTTP server on 127.0.0.1, exercised with a
-//! real HTTP client: anonymous sessions issued and re-used, signed sessions,
+//! The direct-call example (the demo's routes on a framework-free
+//! `tiny_http` server driving the core's blocking driver), on 127.0.0.1,
+//! exercised with a real HTTP client: anonymous sessions issued and re-used, signed sessions,
 //! session-required routes, client IPs with and without trusted proxies.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
