@@ -333,3 +333,25 @@ pub fn serve(demo: &Demo, server: &tiny_http::Server) {
 pub fn local_addr(server: &tiny_http::Server) -> Option<SocketAddr> {
     server.server_addr().to_ip()
 }
+
+/// The guides' code blocks, compiled (and run, unless marked `no_run`) as
+/// doctests: every block in `docs/guides/` compiles.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../../docs/guides/ip.md")]
+    struct Ip;
+    #[doc = include_str!("../../docs/guides/sessions.md")]
+    struct Sessions;
+    #[doc = include_str!("../../docs/guides/jwt.md")]
+    struct Jwt;
+    #[doc = include_str!("../../docs/guides/introspection.md")]
+    struct Introspection;
+    #[doc = include_str!("../../docs/guides/chaining.md")]
+    struct Chaining;
+    #[doc = include_str!("../../docs/guides/axum.md")]
+    struct Axum;
+    #[doc = include_str!("../../docs/guides/actix.md")]
+    struct Actix;
+    #[doc = include_str!("../../docs/guides/direct.md")]
+    struct Direct;
+}
