@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
+use auth_core::introspect::IntrospectionBackend;
 use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
 use auth_core::request::PeerAddr;
 use auth_core::transport::{UreqTransport, authenticate_blocking};
@@ -44,6 +45,37 @@ fn token(name: &str) -> String {
         "huge" => format!("{}.{}.{}", "a".repeat(5000), "b".repeat(5000), "c"),
         other => panic!("unknown token {other}"),
     }
+}
+
+/// A real introspection endpoint on 127.0.0.1 (started once): the token
+/// `opaque-good` is active for `svc-1`, anything else is inactive.
+fn introspection_url() -> &'static str {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://{}/introspect",
+            server.server_addr().to_ip().unwrap()
+        );
+        thread::spawn(move || {
+            for mut request in server.incoming_requests() {
+                let mut body = String::new();
+                let _ = std::io::Read::read_to_string(request.as_reader(), &mut body);
+                let answer = if body.starts_with("token=opaque-good&") {
+                    json!({"active": true, "sub": "svc-1", "scope": "read"})
+                } else {
+                    json!({"active": false})
+                };
+                let _ = request.respond(tiny_http::Response::from_string(answer.to_string()));
+            }
+        });
+        url
+    })
+}
+
+fn closed_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/introspect", listener.local_addr().unwrap())
 }
 
 /// The routes, as core policies: the same values for all three ways.
@@ -80,6 +112,27 @@ fn routes() -> Vec<(&'static str, Policy)> {
         (
             "/ip-proxied",
             Policy::new(IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap()),
+        ),
+        (
+            "/introspected",
+            Policy::new(
+                IntrospectionBackend::builder(introspection_url(), "api", "secret")
+                    .build()
+                    .unwrap(),
+            ),
+        ),
+        (
+            "/introspect-down",
+            Policy::new(
+                IntrospectionBackend::builder(closed_port(), "api", "secret")
+                    .build()
+                    .unwrap(),
+            )
+            .transport(
+                UreqTransport::builder()
+                    .connect_timeout(Duration::from_millis(300))
+                    .build(),
+            ),
         ),
     ]
 }
@@ -455,6 +508,43 @@ const SCENARIOS: &[Scenario] = &[
         false,
         Id::Is("127.0.0.1"),
     ),
+    // Token introspection against a real endpoint, and a provider that is down.
+    row(
+        "introspection: active token",
+        "/introspected",
+        &[("authorization", "Bearer opaque-good")],
+        200,
+        NO_WWW,
+        false,
+        Id::Is("svc-1"),
+    ),
+    row(
+        "introspection: inactive token",
+        "/introspected",
+        &[("authorization", "Bearer opaque-revoked")],
+        401,
+        Some(r#"Bearer error="invalid_token", error_description="token is not active""#),
+        false,
+        Id::NoBody,
+    ),
+    row(
+        "introspection: no token",
+        "/introspected",
+        &[],
+        401,
+        Some("Bearer"),
+        false,
+        Id::NoBody,
+    ),
+    row(
+        "introspection: provider down",
+        "/introspect-down",
+        &[("authorization", "Bearer opaque-good")],
+        503,
+        NO_WWW,
+        false,
+        Id::NoBody,
+    ),
     // CORS preflight passes; plain OPTIONS does not.
     Scenario {
         name: "preflight passes through",
@@ -521,7 +611,7 @@ fn through_core(s: &Scenario) -> Answer {
             body: identity_body(None),
         };
     }
-    match authenticate_blocking(policy.backend(), &req, &UreqTransport::new()) {
+    match authenticate_blocking(policy.backend(), &req, &**policy.shared_transport()) {
         Ok(who) => Answer {
             status: 200,
             www_authenticate: None,
