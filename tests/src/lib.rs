@@ -3,6 +3,7 @@
 //! fixtures they share.
 
 use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -169,4 +170,34 @@ impl Drop for OidcProvider {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Serves `app` with `axum::serve` on 127.0.0.1:0 (peer addresses passed
+/// on) from a background runtime; returns `http://127.0.0.1:<port>`.
+///
+/// # Panics
+/// When no port can be bound (a broken test machine).
+#[allow(clippy::expect_used)]
+pub fn serve_axum(app: axum::Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let base = format!("http://{}", listener.local_addr().expect("local address"));
+    thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        });
+    });
+    base
 }

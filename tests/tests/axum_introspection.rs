@@ -3,42 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
-use std::thread;
 use std::time::Duration;
 
 use auth_axum::{Auth, AuthLayer};
 use auth_core::introspect::IntrospectionBackend;
 use auth_core::transport::UreqTransport;
-use auth_tests::{CLIENT_ID, CLIENT_SECRET, OidcProvider};
+use auth_tests::{CLIENT_ID, CLIENT_SECRET, OidcProvider, serve_axum};
 use axum::Router;
 use axum::routing::get;
 
 async fn who(Auth(who): Auth) -> String {
     who.key()
-}
-
-fn serve(app: Router) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
-    });
-    base
 }
 
 fn fetch(url: &str, token: Option<&str>) -> (u16, String) {
@@ -70,7 +45,7 @@ fn introspection_through_the_axum_layer() {
         .connect_timeout(Duration::from_millis(500))
         .timeout(Duration::from_secs(2))
         .build();
-    let base = serve(
+    let base = serve_axum(
         Router::new()
             .route("/me", get(who))
             .layer(AuthLayer::new(backend).transport(transport)),

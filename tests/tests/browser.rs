@@ -5,38 +5,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use auth_examples::{Demo, DemoConfig, axum_router};
+use auth_tests::serve_axum;
 use serde_json::{Value, json};
 
 fn serve_demo() -> String {
-    let demo = Demo::new(&DemoConfig::default()).unwrap();
-    let app = axum_router(&demo);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
-    });
-    base
+    serve_axum(axum_router(&Demo::new(&DemoConfig::default()).unwrap()))
 }
 
 /// `chromedriver` on a free port, killed on drop.

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +16,7 @@ use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
 use auth_core::request::PeerAddr;
 use auth_core::transport::{UreqTransport, authenticate_blocking};
 use auth_core::{AnonSessionBackend, Chain, IpBackend, Policy, RequireScopes, SessionBackend};
+use auth_tests::serve_axum;
 use serde_json::{Value, json};
 
 const SECRET: &[u8] = b"conformance-secret-0123456789abc";
@@ -636,7 +637,7 @@ fn through_core(s: &Scenario) -> Answer {
     }
 }
 
-fn serve_axum() -> String {
+fn serve_axum_app() -> String {
     use auth_axum::{Auth, AuthLayer};
     use axum::routing::get;
     async fn handler(who: Option<Auth>) -> String {
@@ -650,26 +651,7 @@ fn serve_axum() -> String {
                 .layer(AuthLayer::with_policy(policy)),
         );
     }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
-    });
-    base
+    serve_axum(app)
 }
 
 fn serve_actix() -> String {
@@ -780,7 +762,7 @@ fn one_table_three_ways() {
         "the table has {} rows",
         SCENARIOS.len()
     );
-    let (axum, actix) = (serve_axum(), serve_actix());
+    let (axum, actix) = (serve_axum_app(), serve_actix());
     let mut failures = Vec::new();
     for s in SCENARIOS {
         let core = through_core(s);
