@@ -4,16 +4,16 @@
 
 use std::sync::Arc;
 
+use crate::view::AxumView;
 use auth_core::flight::Waiter;
 use auth_core::transport::{MAX_WAIT, Transport, TransportError, drive};
 use auth_core::{AuthError, Authenticated, Outcome};
-use http::request::Parts;
 
-/// Drives `outcome` for the request `parts`. A local answer (a cache hit,
+/// Drives `outcome` for the request `view`. A local answer (a cache hit,
 /// a session cookie) returns at once, without leaving the task.
 pub(crate) async fn resolve(
     outcome: Outcome,
-    parts: &Parts,
+    view: &AxumView<'_>,
     transport: &Arc<dyn Transport>,
 ) -> Result<Authenticated, AuthError> {
     if let Outcome::Done(result) = outcome {
@@ -31,5 +31,5 @@ pub(crate) async fn resolve(
         // On timeout the continuation sees no answer and says 503.
         let _ = tokio::time::timeout(MAX_WAIT, waiter.wait()).await;
     };
-    drive(outcome, parts, send, wait).await
+    drive(outcome, view, send, wait).await
 }

@@ -14,8 +14,9 @@ use http::{HeaderValue, header};
 use serde::de::DeserializeOwned;
 
 use crate::drive::resolve;
-use crate::layer::{Checked, add_peer_addr, rejection};
+use crate::layer::{Checked, rejection};
 use crate::rejection::AuthRejection;
+use crate::view::AxumView;
 
 /// The identity [`AuthLayer`](crate::AuthLayer) found.
 ///
@@ -235,17 +236,17 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AuthState::from_ref(state);
-        add_peer_addr(parts);
+        let view = AxumView(parts);
         let outcome = state
             .policy
             .backend()
-            .authenticate(parts, SystemTime::now());
-        match resolve(outcome, parts, state.policy.shared_transport()).await {
+            .authenticate(&view, SystemTime::now());
+        match resolve(outcome, &view, state.policy.shared_transport()).await {
             Ok(who) => Ok(StateAuth {
                 auth: who.auth,
                 issued_cookie: who.set_cookie,
             }),
-            Err(error) => Err(rejection(&state.policy, error, parts)),
+            Err(error) => Err(rejection(&state.policy, error, view)),
         }
     }
 }

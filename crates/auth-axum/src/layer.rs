@@ -2,24 +2,22 @@
 //! router, before the handler runs.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use auth_core::request::PeerAddr;
+use auth_core::request::RequestView;
 use auth_core::transport::Transport;
 use auth_core::{AuthError, Backend, Credential, Policy};
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
-use http::request::Parts;
 use http::{HeaderValue, Request, header};
 use tower::{Layer, Service};
 
 use crate::drive::resolve;
 use crate::rejection::AuthRejection;
+use crate::view::AxumView;
 
 /// How the authentication went, left in the request extensions by the layer
 /// for the extractors when they may still have to refuse: the error the
@@ -28,23 +26,11 @@ use crate::rejection::AuthRejection;
 pub(crate) struct Checked(pub(crate) Result<(), AuthError>, pub(crate) Arc<Policy>);
 
 /// The rejection for `error`: a missing `ConnectInfo` is named as such.
-pub(crate) fn rejection(policy: &Policy, error: AuthError, parts: &Parts) -> AuthRejection {
-    let no_peer = matches!(error, AuthError::Misconfigured { .. })
-        && parts.extensions.get::<PeerAddr>().is_none();
-    if no_peer {
+pub(crate) fn rejection(policy: &Policy, error: AuthError, view: AxumView<'_>) -> AuthRejection {
+    if matches!(error, AuthError::Misconfigured { .. }) && view.peer_addr().is_none() {
         AuthRejection::MissingConnectInfo
     } else {
         AuthRejection::new(error, policy.realm_name())
-    }
-}
-
-/// Makes the peer address from axum's `ConnectInfo` visible to the core.
-pub(crate) fn add_peer_addr(parts: &mut Parts) {
-    if parts.extensions.get::<PeerAddr>().is_none()
-        && let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>()
-    {
-        let addr = *addr;
-        parts.extensions.insert(PeerAddr(addr));
     }
 }
 
@@ -184,9 +170,11 @@ where
                 return inner.call(req).await;
             }
             let (mut parts, body) = req.into_parts();
-            add_peer_addr(&mut parts);
-            let outcome = policy.backend().authenticate(&parts, SystemTime::now());
-            let result = resolve(outcome, &parts, policy.shared_transport()).await;
+            let result = {
+                let view = AxumView(&parts);
+                let outcome = policy.backend().authenticate(&view, SystemTime::now());
+                resolve(outcome, &view, policy.shared_transport()).await
+            };
             let set_cookie = match result {
                 Ok(who) => {
                     parts.extensions.insert(who.auth);
@@ -204,7 +192,9 @@ where
                         .insert(Checked(Err(error), Arc::clone(&policy)));
                     None
                 }
-                Err(error) => return Ok(rejection(&policy, error, &parts).into_response()),
+                Err(error) => {
+                    return Ok(rejection(&policy, error, AxumView(&parts)).into_response());
+                }
             };
             let mut response = inner.call(Request::from_parts(parts, body)).await?;
             if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::try_from(c).ok()) {

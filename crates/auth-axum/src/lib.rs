@@ -21,12 +21,14 @@ mod drive;
 mod extract;
 mod layer;
 mod rejection;
+mod view;
 
 pub use auth_core;
 pub use auth_core::Scope;
 pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scoped, StateAuth};
 pub use layer::{AuthLayer, AuthService};
 pub use rejection::AuthRejection;
+pub use view::AxumView;
 
 /// The README's examples (core and axum), compiled and run as doctests.
 #[cfg(doctest)]
