@@ -141,7 +141,7 @@ impl IpBackend {
             match self.header {
                 ForwardedHeader::XForwardedFor => {
                     for element in line.split(|b| *b == b',') {
-                        let element = trim(element);
+                        let element = element.trim_ascii();
                         if !element.is_empty() {
                             walk.push(parse_node(element), |ip| self.is_trusted(ip));
                         }
@@ -218,10 +218,6 @@ impl Walk {
     }
 }
 
-fn trim(bytes: &[u8]) -> &[u8] {
-    bytes.trim_ascii()
-}
-
 /// Parses one forwarded node: `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`,
 /// `[2001:db8::1]:80`, `fe80::1%eth0` (the zone is dropped: it means nothing
 /// off the host). IPv4-mapped IPv6 becomes IPv4.
@@ -257,12 +253,12 @@ fn is_port(text: &str) -> bool {
 /// `unknown` or obfuscated, or does not parse.
 fn for_each_forwarded_for(line: &[u8], f: &mut dyn FnMut(Option<IpAddr>)) {
     for element in split_unquoted(line, b',') {
-        if trim(element).is_empty() {
+        if element.trim_ascii().is_empty() {
             continue;
         }
         let mut node = None;
         for pair in split_unquoted(element, b';') {
-            let pair = trim(pair);
+            let pair = pair.trim_ascii();
             let Some(eq) = pair.iter().position(|b| *b == b'=') else {
                 continue;
             };

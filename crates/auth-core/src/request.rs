@@ -107,25 +107,6 @@ impl<B> RequestView for http::Request<B> {
     }
 }
 
-const fn is_sp_or_tab(b: &u8) -> bool {
-    matches!(*b, b' ' | b'\t')
-}
-
-fn trim_ows(mut bytes: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = bytes {
-        if !is_sp_or_tab(first) {
-            break;
-        }
-        bytes = rest;
-    }
-    while let [rest @ .., last] = bytes {
-        if !is_sp_or_tab(last) {
-            break;
-        }
-        bytes = rest;
-    }
-    bytes
-}
 
 /// A byte class as a lookup table (one load per byte instead of a chain of
 /// comparisons: tokens are checked on every request).
@@ -205,7 +186,8 @@ pub fn bearer_token(req: &dyn RequestView, max_len: usize) -> Result<&str, AuthE
         credential: Credential::Bearer,
         reason,
     };
-    let value = trim_ows(value);
+    // Header values carry no CR/LF, so ASCII whitespace here is SP / HTAB.
+    let value = value.trim_ascii();
     let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
         Some(space) => (&value[..space], &value[space..]),
         None => (value, &[][..]),
@@ -216,7 +198,7 @@ pub fn bearer_token(req: &dyn RequestView, max_len: usize) -> Result<&str, AuthE
     if count > 1 {
         return Err(invalid("more than one Authorization header"));
     }
-    let token = trim_ows(rest);
+    let token = rest.trim_ascii();
     if token.is_empty() {
         return Err(invalid("empty bearer token"));
     }
