@@ -201,3 +201,24 @@ pub fn serve_axum(app: axum::Router) -> String {
     });
     base
 }
+
+/// A GET request carrying `Authorization: Bearer <token>`.
+///
+/// # Panics
+/// Never for a token68 token; the test tokens are.
+#[allow(clippy::expect_used)]
+pub fn bearer(token: &str) -> http::Request<()> {
+    http::Request::builder()
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .expect("a valid request")
+}
+
+/// A ureq transport with short timeouts, so that "provider down" tests
+/// answer quickly.
+pub fn quick_transport() -> auth_core::transport::UreqTransport {
+    auth_core::transport::UreqTransport::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(2))
+        .build()
+}

@@ -7,25 +7,13 @@
 use std::time::{Duration, Instant};
 
 use auth_core::introspect::{ClientAuth, IntrospectionBackend};
-use auth_core::transport::{UreqTransport, authenticate_blocking};
+use auth_core::transport::authenticate_blocking;
 use auth_core::{AuthError, Authenticated, Source};
-use auth_tests::{CLIENT_ID, CLIENT_SECRET, OidcProvider, POST_CLIENT_ID, POST_CLIENT_SECRET};
+use auth_tests::{
+    CLIENT_ID, CLIENT_SECRET, OidcProvider, POST_CLIENT_ID, POST_CLIENT_SECRET, bearer,
+    quick_transport as transport,
+};
 
-fn bearer(token: &str) -> http::Request<()> {
-    http::Request::builder()
-        .header("authorization", format!("Bearer {token}"))
-        .body(())
-        .unwrap()
-}
-
-fn transport() -> UreqTransport {
-    UreqTransport::builder()
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(2))
-        .build()
-}
-
-/// Client-credentials tokens carry no `sub`: identify by `client_id`.
 fn backend(provider: &OidcProvider, secret: &str) -> IntrospectionBackend {
     IntrospectionBackend::builder(provider.introspection_url(), CLIENT_ID, secret)
         .identifier_claim("client_id")

@@ -7,22 +7,8 @@
 use std::time::Duration;
 
 use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator};
-use auth_core::transport::{UreqTransport, authenticate_blocking};
-use auth_tests::{CLIENT_ID, OidcProvider};
-
-fn bearer(token: &str) -> http::Request<()> {
-    http::Request::builder()
-        .header("authorization", format!("Bearer {token}"))
-        .body(())
-        .unwrap()
-}
-
-fn transport() -> UreqTransport {
-    UreqTransport::builder()
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(2))
-        .build()
-}
+use auth_core::transport::authenticate_blocking;
+use auth_tests::{CLIENT_ID, OidcProvider, bearer, quick_transport as transport};
 
 fn backend(provider: &OidcProvider, audience: &str) -> JwtBackend {
     JwtBackend::new(

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use actix_web::http::Method;
 use actix_web::{App, HttpMessage, HttpRequest, HttpResponse, HttpServer, web};
 use auth_actix::{Auth, AuthState, Authentication, Claims, IssuedCookie, Scope, Scoped};
 use auth_core::introspect::IntrospectionBackend;
@@ -47,10 +46,6 @@ async fn who(Auth(who): Auth) -> HttpResponse {
     )
 }
 
-async fn maybe(who: Option<Auth>) -> String {
-    who.map_or_else(|| "anonymous".into(), |Auth(a)| a.identifier().to_owned())
-}
-
 struct Admin;
 impl Scope for Admin {
     const SCOPES: &'static [&'static str] = &["admin"];
@@ -73,10 +68,6 @@ async fn with_own_cookie(Auth(who): Auth) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("set-cookie", "theme=dark; Path=/"))
         .body(who.identifier().to_owned())
-}
-
-async fn preflight_ok() -> &'static str {
-    "preflight handled"
 }
 
 /// Without the middleware: the identity comes from the `AuthState` in
@@ -144,19 +135,8 @@ fn serve(slow_url: String) -> String {
                         web::scope("/jwt")
                             .wrap(Authentication::new(jwt()).realm("api"))
                             .route("/private", web::get().to(who))
-                            .route("/private", web::method(Method::OPTIONS).to(preflight_ok))
                             .route("/admin", web::get().to(admin))
                             .route("/claims", web::get().to(claims)),
-                    )
-                    .service(
-                        web::scope("/strict")
-                            .wrap(Authentication::new(jwt()).preflight_passthrough(false))
-                            .route("", web::method(Method::OPTIONS).to(preflight_ok)),
-                    )
-                    .service(
-                        web::scope("/optional")
-                            .wrap(Authentication::new(jwt()).optional())
-                            .route("", web::get().to(maybe)),
                     )
                     .service(
                         web::scope("/cookies")
@@ -168,13 +148,6 @@ fn serve(slow_url: String) -> String {
                     .service(
                         web::scope("/ip")
                             .wrap(Authentication::new(IpBackend::new()))
-                            .route("", web::get().to(who)),
-                    )
-                    .service(
-                        web::scope("/ip-proxied")
-                            .wrap(Authentication::new(
-                                IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap(),
-                            ))
                             .route("", web::get().to(who)),
                     )
                     .service(

@@ -49,10 +49,6 @@ async fn who(Auth(who): Auth) -> axum::Json<Value> {
     )
 }
 
-async fn maybe(who: Option<Auth>) -> String {
-    who.map_or_else(|| "anonymous".into(), |Auth(a)| a.identifier().to_owned())
-}
-
 struct Admin;
 impl Scope for Admin {
     const SCOPES: &'static [&'static str] = &["admin"];
@@ -76,10 +72,6 @@ async fn with_own_cookie(Auth(who): Auth) -> impl IntoResponse {
         [(http::header::SET_COOKIE, "theme=dark; Path=/")],
         who.identifier().to_owned(),
     )
-}
-
-async fn preflight_ok() -> &'static str {
-    "preflight handled"
 }
 
 async fn state_me(who: StateAuth) -> impl IntoResponse {
@@ -130,20 +122,10 @@ fn app(slow_url: &str) -> Router {
         )
         .merge(
             Router::new()
-                .route("/private", get(who).options(preflight_ok))
+                .route("/private", get(who))
                 .route("/admin", get(admin))
                 .route("/claims", get(claims))
                 .layer(AuthLayer::new(jwt()).realm("api")),
-        )
-        .merge(
-            Router::new()
-                .route("/strict", get(who).options(preflight_ok))
-                .layer(AuthLayer::new(jwt()).preflight_passthrough(false)),
-        )
-        .merge(
-            Router::new()
-                .route("/optional", get(maybe))
-                .layer(AuthLayer::new(jwt()).optional()),
         )
         .merge(
             Router::new()
@@ -154,13 +136,6 @@ fn app(slow_url: &str) -> Router {
             Router::new()
                 .route("/ip", get(who))
                 .layer(AuthLayer::new(IpBackend::new())),
-        )
-        .merge(
-            Router::new()
-                .route("/ip-proxied", get(who))
-                .layer(AuthLayer::new(
-                    IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap(),
-                )),
         )
         .merge(
             Router::new().route("/down", get(who)).layer(

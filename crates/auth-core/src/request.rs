@@ -107,7 +107,6 @@ impl<B> RequestView for http::Request<B> {
     }
 }
 
-
 /// A byte class as a lookup table (one load per byte instead of a chain of
 /// comparisons: tokens are checked on every request).
 macro_rules! byte_table {
