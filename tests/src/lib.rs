@@ -10,6 +10,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+pub mod faults;
+
 /// A real OpenID provider (`oidc-provider` on Node.js, see
 /// `tests/oidc/provider.mjs`) on 127.0.0.1 with a random port, stopped when
 /// dropped.

@@ -1,0 +1,97 @@
+//! Broken identity providers behind a real axum server: down, silent past
+//! the timeout, 500, garbage, not HTTP, 50 MB, closing mid-answer; for
+//! introspection, a JWKS URL and OIDC discovery. Every request gets a 503
+//! within the timeout, `/health` keeps answering, and afterwards the
+//! process has no more threads and the runtime no more tasks than before.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use auth_axum::AuthLayer;
+use auth_tests::faults::{
+    check_fault_routes, fault_routes, get, start_fault_servers, thread_count,
+};
+use axum::routing::get as route_get;
+
+/// Polls `count` until it is at most `limit` or `patience` runs out; the
+/// last value.
+fn settles(count: impl Fn() -> usize, limit: usize, patience: Duration) -> usize {
+    let deadline = Instant::now() + patience;
+    loop {
+        let now = count();
+        if now <= limit || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn broken_providers_give_503_in_time_and_leak_nothing() {
+    let servers = start_fault_servers();
+    let mut app = axum::Router::new().route("/health", route_get(|| async { "ok" }));
+    for (path, policy) in fault_routes(&servers) {
+        app = app.route(
+            &path,
+            route_get(|| async { "authenticated" }).layer(AuthLayer::with_policy(policy)),
+        );
+    }
+
+    // Our own runtime, to count its tasks; idle blocking threads (where
+    // network steps run) exit after 100 ms instead of tokio's 10 s.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_keep_alive(Duration::from_millis(100))
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let handle = runtime.handle().clone();
+    runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    assert_eq!(get(&base, "/health", None).status, 200);
+    let tasks = || handle.metrics().num_alive_tasks();
+    let (threads_before, tasks_before) = (
+        settles(thread_count, 0, Duration::from_millis(300)),
+        settles(tasks, 1, Duration::from_secs(2)),
+    );
+
+    for line in check_fault_routes(&base, &servers) {
+        println!("{line}");
+    }
+
+    for (fault, server) in &servers {
+        assert!(
+            server.wait_idle(Duration::from_secs(5)),
+            "{fault:?} provider still busy"
+        );
+    }
+    let threads_after = settles(thread_count, threads_before, Duration::from_secs(5));
+    let tasks_after = settles(tasks, tasks_before, Duration::from_secs(5));
+    println!("threads {threads_before} -> {threads_after}, tasks {tasks_before} -> {tasks_after}");
+    assert!(
+        threads_after <= threads_before,
+        "threads {threads_before} -> {threads_after}"
+    );
+    assert!(
+        tasks_after <= tasks_before,
+        "tasks {tasks_before} -> {tasks_after}"
+    );
+    assert_eq!(get(&base, "/health", None).status, 200);
+}
