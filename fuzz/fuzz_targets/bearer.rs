@@ -1,0 +1,44 @@
+//! `Authorization` header lines (split on `\n`) into `bearer_token`.
+//! Oracle: an accepted token is non-empty, within the cap, token68 only,
+//! and is exactly what follows the scheme in the first header line.
+#![no_main]
+
+use auth_core::request::bearer_token;
+use libfuzzer_sys::fuzz_target;
+
+const CAP: usize = 256;
+
+fuzz_target!(|data: &[u8]| {
+    let mut builder = http::Request::builder();
+    let mut first = None;
+    for line in data.split(|b| *b == b'\n') {
+        if let Ok(value) = http::HeaderValue::from_bytes(line) {
+            first.get_or_insert_with(|| value.clone());
+            builder = builder.header(http::header::AUTHORIZATION, value);
+        }
+    }
+    let Ok(req) = builder.body(()) else { return };
+    let result = bearer_token(&req, CAP);
+    if let Ok(token) = result {
+        assert!(!token.is_empty() && token.len() <= CAP);
+        let body = token.trim_end_matches('=');
+        assert!(
+            body.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+        );
+        assert_eq!(
+            req.headers()
+                .get_all(http::header::AUTHORIZATION)
+                .iter()
+                .count(),
+            1
+        );
+        let line = first.expect("a token came from some line");
+        let line = line.as_bytes().trim_ascii();
+        assert!(line[..6].eq_ignore_ascii_case(b"bearer"));
+        assert_eq!(line[6..].trim_ascii(), token.as_bytes());
+    }
+    if let Err(e) = result {
+        assert!(matches!(e.status().as_u16(), 400 | 401), "{e:?}");
+    }
+});
