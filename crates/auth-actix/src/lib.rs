@@ -23,6 +23,6 @@ mod view;
 pub use auth_core;
 pub use auth_core::Scope;
 pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scoped};
-pub use middleware::{Authentication, AuthenticationMiddleware};
+pub use middleware::{AuthFuture, Authentication, AuthenticationMiddleware};
 pub use rejection::AuthRejection;
 pub use view::ActixView;

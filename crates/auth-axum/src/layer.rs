@@ -9,10 +9,12 @@ use std::time::SystemTime;
 
 use auth_core::request::RequestView;
 use auth_core::transport::Transport;
-use auth_core::{AuthError, Backend, Credential, Policy};
+use auth_core::{AuthError, Authenticated, Backend, Credential, Outcome, Policy};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
+use http::request::Parts;
 use http::{HeaderValue, Request, header};
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::drive::resolve;
@@ -145,62 +147,159 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+    type Future = AuthFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        // The clone is the fresh service for next time; the ready one serves.
+        let policy = &self.policy;
+        let preflight = req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        if policy.skips(req.method().as_str(), preflight) {
+            // Not authenticated, but the layer ran: Option<Auth> is None
+            // (not "layer missing").
+            let mut req = req;
+            let untried = AuthError::MissingCredentials(Credential::Bearer);
+            req.extensions_mut()
+                .insert(Checked(Err(untried), Arc::clone(policy)));
+            return AuthFuture::handler(self.inner.call(req), None);
+        }
+        let (mut parts, body) = req.into_parts();
+        let outcome = policy
+            .backend()
+            .authenticate(&AxumView(&parts), SystemTime::now());
+        if let Outcome::Done(result) = outcome {
+            // The common case (local backends, cache hits): decided here,
+            // and the ready inner service is called at once.
+            return match admit(policy, result, &mut parts) {
+                Ok(set_cookie) => AuthFuture::handler(
+                    self.inner.call(Request::from_parts(parts, body)),
+                    set_cookie,
+                ),
+                Err(rejection) => AuthFuture::rejected(rejection.into_response()),
+            };
+        }
+        // A network step: the ready service goes into the future, a clone
+        // stays for next time.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let policy = Arc::clone(&self.policy);
-        Box::pin(async move {
-            let preflight = req
-                .headers()
-                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-            if policy.skips(req.method().as_str(), preflight) {
-                // Not authenticated, but the layer ran: Option<Auth> is None
-                // (not "layer missing").
-                let mut req = req;
-                let untried = AuthError::MissingCredentials(Credential::Bearer);
-                req.extensions_mut()
-                    .insert(Checked(Err(untried), Arc::clone(&policy)));
-                return inner.call(req).await;
-            }
-            let (mut parts, body) = req.into_parts();
+        let policy = Arc::clone(policy);
+        AuthFuture::network(Box::pin(async move {
             let result = {
                 let view = AxumView(&parts);
-                let outcome = policy.backend().authenticate(&view, SystemTime::now());
                 resolve(outcome, &view, policy.shared_transport()).await
             };
-            let set_cookie = match result {
-                Ok(who) => {
-                    parts.extensions.insert(who.auth);
-                    if policy.realm_name().is_some() {
-                        // Only extractors that reject later (Scoped) need it.
-                        parts
-                            .extensions
-                            .insert(Checked(Ok(()), Arc::clone(&policy)));
-                    }
-                    who.set_cookie
+            match admit(&policy, result, &mut parts) {
+                Ok(set_cookie) => {
+                    let response = inner.call(Request::from_parts(parts, body)).await?;
+                    Ok(with_cookie(response, set_cookie))
                 }
-                Err(error) if policy.lets_through(&error) => {
-                    parts
-                        .extensions
-                        .insert(Checked(Err(error), Arc::clone(&policy)));
-                    None
-                }
-                Err(error) => {
-                    return Ok(rejection(&policy, error, AxumView(&parts)).into_response());
-                }
-            };
-            let mut response = inner.call(Request::from_parts(parts, body)).await?;
-            if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::try_from(c).ok()) {
-                response.headers_mut().append(header::SET_COOKIE, cookie);
+                Err(rejection) => Ok(rejection.into_response()),
             }
-            Ok(response)
-        })
+        }))
+    }
+}
+
+/// Applies the decision to the request: the identity (or, for a refusal
+/// the policy lets through, the error) into its extensions and the cookie
+/// to set; or the rejection to answer with.
+fn admit(
+    policy: &Arc<Policy>,
+    result: Result<Authenticated, AuthError>,
+    parts: &mut Parts,
+) -> Result<Option<HeaderValue>, AuthRejection> {
+    match result {
+        Ok(who) => {
+            parts.extensions.insert(who.auth);
+            if policy.realm_name().is_some() {
+                // Only extractors that reject later (Scoped) need it.
+                parts.extensions.insert(Checked(Ok(()), Arc::clone(policy)));
+            }
+            Ok(who.set_cookie.and_then(|c| HeaderValue::try_from(c).ok()))
+        }
+        Err(error) if policy.lets_through(&error) => {
+            parts
+                .extensions
+                .insert(Checked(Err(error), Arc::clone(policy)));
+            Ok(None)
+        }
+        Err(error) => Err(rejection(policy, error, AxumView(parts))),
+    }
+}
+
+/// Appends an issued anonymous-session cookie (never replacing the
+/// handler's own `Set-Cookie` headers).
+fn with_cookie(mut response: Response, set_cookie: Option<HeaderValue>) -> Response {
+    if let Some(cookie) = set_cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+type NetworkFuture<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>;
+
+pin_project! {
+    /// The response future of [`AuthService`]. When the backend decides at
+    /// once (local backends, cache hits) it is the handler's own future, or
+    /// the rejection, with no allocation; only a request that needs a
+    /// network step is boxed.
+    pub struct AuthFuture<F, E> {
+        #[pin]
+        state: State<F, E>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, E> {
+        Handler { #[pin] future: F, set_cookie: Option<HeaderValue> },
+        Rejected { response: Option<Response> },
+        Network { future: NetworkFuture<E> },
+    }
+}
+
+impl<F, E> AuthFuture<F, E> {
+    fn handler(future: F, set_cookie: Option<HeaderValue>) -> Self {
+        AuthFuture {
+            state: State::Handler { future, set_cookie },
+        }
+    }
+
+    fn rejected(response: Response) -> Self {
+        AuthFuture {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    fn network(future: NetworkFuture<E>) -> Self {
+        AuthFuture {
+            state: State::Network { future },
+        }
+    }
+}
+
+impl<F, E> Future for AuthFuture<F, E>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Handler { future, set_cookie } => future
+                .poll(cx)
+                .map_ok(|response| with_cookie(response, set_cookie.take())),
+            StateProj::Rejected { response } => {
+                #[allow(clippy::expect_used, reason = "the Future contract")]
+                let response = response.take().expect("AuthFuture polled after completion");
+                Poll::Ready(Ok(response))
+            }
+            StateProj::Network { future } => future.as_mut().poll(cx),
+        }
     }
 }

@@ -26,7 +26,7 @@ mod view;
 pub use auth_core;
 pub use auth_core::Scope;
 pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scoped, StateAuth};
-pub use layer::{AuthLayer, AuthService};
+pub use layer::{AuthFuture, AuthLayer, AuthService};
 pub use rejection::AuthRejection;
 pub use view::AxumView;
 
