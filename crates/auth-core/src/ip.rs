@@ -1,5 +1,6 @@
 //! [`IpBackend`]: the client address as identity, trusted-proxy aware.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::ControlFlow;
 use std::time::SystemTime;
@@ -10,6 +11,9 @@ use crate::backend::{Authenticated, Backend, Outcome};
 use crate::data::{AuthData, Source};
 use crate::error::{AuthError, ConfigError};
 use crate::request::RequestView;
+
+/// The longest text form of an address (`ffff:ffff:…:255.255.255.255`).
+const MAX_IP_TEXT: usize = 45;
 
 /// Which forwarded header trusted proxies write.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -165,7 +169,10 @@ impl Backend for IpBackend {
             Ok(ip) => ip,
             Err(e) => return Outcome::Done(Err(e)),
         };
-        let auth = AuthData::bare(Source::Ip, ip.to_string());
+        // Sized once: `to_string` would grow the buffer while formatting.
+        let mut identifier = String::with_capacity(MAX_IP_TEXT);
+        let _ = write!(identifier, "{ip}");
+        let auth = AuthData::bare(Source::Ip, identifier);
         let auth = match (ip, self.ipv6_prefix) {
             (IpAddr::V6(v6), Some(len)) => {
                 let net = ipnet::Ipv6Net::new(v6, len).map(|n| n.trunc());
