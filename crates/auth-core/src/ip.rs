@@ -169,9 +169,14 @@ impl Backend for IpBackend {
             Ok(ip) => ip,
             Err(e) => return Outcome::Done(Err(e)),
         };
-        // Sized once: `to_string` would grow the buffer while formatting.
         let mut identifier = String::with_capacity(MAX_IP_TEXT);
-        let _ = write!(identifier, "{ip}");
+        match ip {
+            IpAddr::V4(v4) => push_ipv4(&mut identifier, v4),
+            // RFC 5952 compression is std's job.
+            IpAddr::V6(v6) => {
+                let _ = write!(identifier, "{v6}");
+            }
+        }
         let auth = AuthData::bare(Source::Ip, identifier);
         let auth = match (ip, self.ipv6_prefix) {
             (IpAddr::V6(v6), Some(len)) => {
@@ -184,6 +189,24 @@ impl Backend for IpBackend {
             _ => auth,
         };
         Outcome::Done(Ok(Authenticated::new(auth)))
+    }
+}
+
+/// Appends `ip` in dotted-decimal form: the same text as its `Display`, which
+/// goes through `fmt` machinery costing more than the rest of
+/// [`IpBackend::authenticate`] together (callgrind: ~90% of it).
+fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
     }
 }
 
@@ -501,6 +524,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn ipv4_text_is_display(bits in any::<u32>()) {
+            let ip = Ipv4Addr::from(bits);
+            let mut text = String::new();
+            push_ipv4(&mut text, ip);
+            prop_assert_eq!(text, ip.to_string());
+        }
+
         #[test]
         fn forwarded_never_panics(lines in prop::collection::vec(any::<Vec<u8>>(), 0..4), rfc in any::<bool>()) {
             let b = proxied().forwarded_header(if rfc { ForwardedHeader::Forwarded } else { ForwardedHeader::XForwardedFor });
