@@ -332,7 +332,10 @@ fn find_in_line<'a>(line: &'a str, name: &str) -> Option<&'a str> {
         if !(before.is_empty() || before.ends_with(';')) {
             return None;
         }
-        let pair = Cookie::split_parse(&line[at..]).next()?.ok()?;
+        // The pair runs to the next `;`: what `split_parse` would hand
+        // `Cookie::parse` (trimmed; never blank, it starts with the name).
+        let end = memchr::memchr(b';', &bytes[at..]).map_or(line.len(), |k| at + k);
+        let pair = Cookie::parse(line[at..end].trim()).ok()?;
         if pair.name_raw() == Some(name) {
             pair.value_raw().map(trim_quotes)
         } else {
