@@ -1,7 +1,7 @@
 //! [`AuthData`]: the answer to "who is this?".
 
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -65,14 +65,59 @@ impl fmt::Display for Source {
 /// assert!(auth.has_scope("write"));
 /// assert_eq!(auth.key(), "jwt:https://id.example|alice");
 /// ```
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct AuthData {
     identifier: String,
     /// Shared so that cached identities clone cheaply; `None` when empty, so
     /// backends without attributes allocate nothing for them.
-    data: Option<Arc<Map<String, Value>>>,
+    data: Option<Attrs>,
     source: Source,
     key: Option<String>,
+}
+
+/// The attributes: a map, or the verified JSON text of a token's claims,
+/// parsed into a map only if somebody reads it (most requests only need the
+/// identifier and key, and building a map of every claim costs more than
+/// checking an HS256 signature).
+#[derive(Clone)]
+enum Attrs {
+    Map(Arc<Map<String, Value>>),
+    Json(Arc<JsonAttrs>),
+}
+
+struct JsonAttrs {
+    /// A JSON object (checked before construction).
+    text: Box<str>,
+    /// A member that is not an attribute (a JWT's `sub`: it is the
+    /// identifier).
+    omit: &'static str,
+    map: OnceLock<Map<String, Value>>,
+}
+
+impl JsonAttrs {
+    fn parse(&self) -> Map<String, Value> {
+        let mut map: Map<String, Value> = serde_json::from_str(&self.text).unwrap_or_default();
+        map.remove(self.omit);
+        map
+    }
+}
+
+impl Attrs {
+    fn map(&self) -> &Map<String, Value> {
+        match self {
+            Attrs::Map(map) => map,
+            Attrs::Json(json) => json.map.get_or_init(|| json.parse()),
+        }
+    }
+}
+
+impl PartialEq for AuthData {
+    fn eq(&self, other: &Self) -> bool {
+        self.identifier == other.identifier
+            && self.source == other.source
+            && self.key() == other.key()
+            && self.data() == other.data()
+    }
 }
 
 impl AuthData {
@@ -90,9 +135,31 @@ impl AuthData {
     ) -> Self {
         AuthData {
             identifier: identifier.into(),
-            data: (!data.is_empty()).then_some(data),
+            data: (!data.is_empty()).then_some(Attrs::Map(data)),
             source,
             key: None,
+        }
+    }
+
+    /// An identity whose attributes are the members of `object` but `omit`;
+    /// `object` is the text of a JSON object the caller has already parsed
+    /// once (a verified token's claims), read into a map on first use.
+    pub(crate) fn from_json_object(
+        source: Source,
+        identifier: String,
+        object: Box<str>,
+        omit: &'static str,
+        key_part: Option<String>,
+    ) -> Self {
+        AuthData {
+            identifier,
+            data: Some(Attrs::Json(Arc::new(JsonAttrs {
+                text: object,
+                omit,
+                map: OnceLock::new(),
+            }))),
+            source,
+            key: key_part.map(|part| format!("{source}:{part}")),
         }
     }
 
@@ -121,12 +188,19 @@ impl AuthData {
     /// The attributes: claims of a token, an introspection answer, or empty.
     pub fn data(&self) -> &Map<String, Value> {
         static EMPTY: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
-        self.data.as_deref().unwrap_or(&EMPTY)
+        self.data.as_ref().map_or(&EMPTY, Attrs::map)
     }
 
     /// Takes the identifier and attributes out.
     pub fn into_parts(self) -> (String, Map<String, Value>) {
-        let data = self.data.map(Arc::unwrap_or_clone).unwrap_or_default();
+        let data = match self.data {
+            None => Map::new(),
+            Some(Attrs::Map(map)) => Arc::unwrap_or_clone(map),
+            Some(Attrs::Json(json)) => match Arc::try_unwrap(json) {
+                Ok(mut json) => json.map.take().unwrap_or_else(|| json.parse()),
+                Err(shared) => Attrs::Json(shared).map().clone(),
+            },
+        };
         (self.identifier, data)
     }
 
@@ -193,23 +267,26 @@ impl AuthData {
             return key.clone();
         }
         match (self.source, self.get("iss").and_then(Value::as_str)) {
-            (Source::Jwt, Some(iss)) => {
-                let mut key = String::with_capacity(5 + iss.len() + self.identifier.len());
-                key.push_str("jwt:");
-                for c in iss.chars() {
-                    match c {
-                        '%' => key.push_str("%25"),
-                        '|' => key.push_str("%7C"),
-                        c => key.push(c),
-                    }
-                }
-                key.push('|');
-                key.push_str(&self.identifier);
-                key
-            }
+            (Source::Jwt, Some(iss)) => format!("jwt:{}", jwt_key_part(iss, &self.identifier)),
             (source, _) => format!("{source}:{}", self.identifier),
         }
     }
+}
+
+/// `<iss>|<sub>` with `%` and `|` in the issuer percent-encoded, so no two
+/// (issuer, subject) pairs give the same text.
+pub(crate) fn jwt_key_part(iss: &str, sub: &str) -> String {
+    let mut part = String::with_capacity(iss.len() + 1 + sub.len());
+    for c in iss.chars() {
+        match c {
+            '%' => part.push_str("%25"),
+            '|' => part.push_str("%7C"),
+            c => part.push(c),
+        }
+    }
+    part.push('|');
+    part.push_str(sub);
+    part
 }
 
 /// Shows the source and identifier and only the *names* of the attributes:

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use crate::backend::{Backend, Outcome, Step};
-use crate::data::{AuthData, Source};
+use crate::data::{AuthData, Source, jwt_key_part};
 use crate::error::{AuthError, Credential};
 use crate::flight::Waiter;
 use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_token};
@@ -34,6 +34,9 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 pub enum Checked {
     /// Valid; the token's claims.
     Valid(Map<String, Value>),
+    /// Valid, as [`JwtValidator`] answers: the claims kept as verified JSON
+    /// text, turned into a map only if an attribute is read.
+    ValidClaims(VerifiedClaims),
     /// Not valid, and why (never the token itself).
     Invalid(AuthError),
     /// The validator must fetch keys first (a JWKS refresh, OIDC discovery):
@@ -52,10 +55,32 @@ impl fmt::Debug for Checked {
                 .debug_tuple("Valid")
                 .field(&claims.keys().collect::<Vec<_>>())
                 .finish(),
+            Checked::ValidClaims(claims) => f.debug_tuple("ValidClaims").field(claims).finish(),
             Checked::Invalid(e) => f.debug_tuple("Invalid").field(e).finish(),
             Checked::FetchKeys(fetch) => f.debug_tuple("FetchKeys").field(fetch).finish(),
             Checked::WaitForKeys(waiter) => f.debug_tuple("WaitForKeys").field(waiter).finish(),
         }
+    }
+}
+
+/// A token's claims as [`JwtValidator`] verified them: the registered
+/// claims it read, and the JSON text of them all.
+pub struct VerifiedClaims {
+    pub(crate) sub: String,
+    pub(crate) iss: Option<String>,
+    pub(crate) exp: Option<u64>,
+    pub(crate) nbf: Option<u64>,
+    /// The claims object, as JSON.
+    pub(crate) text: Box<str>,
+}
+
+/// Shows the subject and issuer, not the other claims.
+impl fmt::Debug for VerifiedClaims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedClaims")
+            .field("sub", &self.sub)
+            .field("iss", &self.iss)
+            .finish_non_exhaustive()
     }
 }
 
@@ -228,6 +253,19 @@ impl JwtBackend {
         let generation = self.inner.validator.key_generation();
         match self.inner.validator.validate(token, now) {
             Checked::Valid(claims) => Outcome::Done(self.identity(token, claims, generation)),
+            Checked::ValidClaims(claims) => {
+                let VerifiedClaims {
+                    sub,
+                    iss,
+                    exp,
+                    nbf,
+                    text,
+                } = claims;
+                let key_part = iss.map(|iss| jwt_key_part(&iss, &sub));
+                let auth = AuthData::from_json_object(Source::Jwt, sub, text, "sub", key_part);
+                self.remember(token, &auth, exp, nbf, generation);
+                Outcome::ok(auth)
+            }
             Checked::Invalid(error) => Outcome::err(error),
             Checked::FetchKeys(fetch) => {
                 let this = self.clone();
@@ -268,6 +306,20 @@ impl JwtBackend {
         let exp = claims.get("exp").and_then(seconds);
         let nbf = claims.get("nbf").and_then(seconds);
         let auth = AuthData::new(Source::Jwt, sub, claims);
+        self.remember(token, &auth, exp, nbf, generation);
+        Ok(crate::Authenticated::new(auth))
+    }
+
+    /// Caches a verified identity until its `exp` (tokens without one are
+    /// not cached).
+    fn remember(
+        &self,
+        token: &str,
+        auth: &AuthData,
+        exp: Option<u64>,
+        nbf: Option<u64>,
+        generation: u64,
+    ) {
         if let (Some(cache), Some(exp)) = (&self.inner.cache, exp) {
             let verified = Verified {
                 auth: auth.clone(),
@@ -277,7 +329,6 @@ impl JwtBackend {
             };
             cache.insert(token.into(), verified);
         }
-        Ok(crate::Authenticated::new(auth))
     }
 }
 

@@ -805,3 +805,74 @@ fn crypto_provider_is_installed() {
     );
     assert!(run(&es, &token).is_ok());
 }
+
+/// HS256-signs `claims`, given as raw JSON text (so it can say things a
+/// `Value` cannot, like a member twice).
+fn sign_raw(claims: &str) -> String {
+    let input = format!("{}.{}", b64(r#"{"alg":"HS256","typ":"JWT"}"#), b64(claims));
+    let key = EncodingKey::from_secret(SECRET).unwrap();
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
+    format!("{input}.{signature}")
+}
+
+#[test]
+fn claims_are_read_lazily_but_mean_the_same() {
+    let exp = NOW + 600;
+    let token = sign_raw(&format!(
+        r#"{{"sub":"alice","iss":"https://issuer.example","aud":["api","x"],"exp":{exp},"scope":"read write","n":{{"deep":[1,2]}}}}"#
+    ));
+    let who = run(&hs256(), &token).unwrap();
+    assert_eq!(who.auth.identifier(), "alice");
+    assert_eq!(who.auth.key(), "jwt:https://issuer.example|alice");
+    assert!(who.auth.has_scope("write"));
+    assert_eq!(who.auth.get("n"), Some(&json!({"deep": [1, 2]})));
+    assert!(
+        who.auth.get("sub").is_none(),
+        "sub is the identifier, not data"
+    );
+    #[derive(serde::Deserialize)]
+    struct Mine {
+        iss: String,
+        exp: u64,
+    }
+    let mine: Mine = who.auth.claims().unwrap();
+    assert_eq!(
+        (mine.iss.as_str(), mine.exp),
+        ("https://issuer.example", exp)
+    );
+    // The same identity as one built from a map.
+    let mut map = json!({"iss": "https://issuer.example", "aud": ["api", "x"], "exp": exp,
+        "scope": "read write", "n": {"deep": [1, 2]}});
+    let map = map.as_object_mut().unwrap().clone();
+    assert_eq!(
+        who.auth,
+        auth_core::AuthData::new(Source::Jwt, "alice", map)
+    );
+}
+
+#[test]
+fn a_duplicated_or_misplaced_claim_is_refused() {
+    let exp = NOW + 600;
+    let cases = [
+        // Which sub? RFC 7519 §4 lets a parser refuse: we do.
+        format!(
+            r#"{{"sub":"alice","sub":"admin","iss":"https://issuer.example","aud":"api","exp":{exp}}}"#
+        ),
+        format!(
+            r#"{{"sub":"alice","iss":"https://issuer.example","aud":"api","exp":{exp},"exp":{}}}"#,
+            exp + 1
+        ),
+        // Claims that are not an object.
+        format!(r#"["alice",{exp},null,"https://issuer.example","api"]"#),
+        "\"alice\"".to_owned(),
+    ];
+    for claims in cases {
+        let token = sign_raw(&claims);
+        let (status, text) = rejected(run(&hs256(), &token), &token);
+        assert_eq!(
+            (status, text.as_str()),
+            (401, "invalid credentials: malformed token"),
+            "{claims}"
+        );
+    }
+}

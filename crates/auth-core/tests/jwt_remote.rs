@@ -447,7 +447,7 @@ fn one_fetch_in_flight_at_a_time() {
     assert!(waiter.is_done());
     assert!(matches!(
         validator.validate(&token, at(NOW)),
-        Checked::Valid(_)
+        Checked::ValidClaims(_)
     ));
     assert_eq!(provider.hits("/jwks.json"), 1);
 

@@ -7,12 +7,14 @@ use std::time::{Duration, SystemTime};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Header};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::keys::{
     Key, KeyStore, NoRefresh, RemoteConfig, RemoteSource, algorithms_for, key_from_jwk,
 };
-use super::{Checked, TokenValidator, seconds, unix_seconds};
+use super::{Checked, TokenValidator, VerifiedClaims, seconds, unix_seconds};
 use crate::error::{AuthError, ConfigError, Credential};
 use crate::request::DEFAULT_MAX_TOKEN_LEN;
 
@@ -111,18 +113,47 @@ impl JwtValidator {
         }
     }
 
-    fn verify(
-        &self,
-        token: &str,
-        key: &Key,
-        now: SystemTime,
-    ) -> Result<Map<String, Value>, AuthError> {
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &key.validation)
+    fn verify(&self, token: &str, key: &Key, now: SystemTime) -> Result<VerifiedClaims, AuthError> {
+        // The claims stay JSON text: only the registered claims are read
+        // here; the rest is parsed if and when somebody asks (AuthData).
+        let data = jsonwebtoken::decode::<Box<RawValue>>(token, &key.key, &key.validation)
             .map_err(map_error)?;
         check_header(&data.header)?;
-        self.checks.check(&data.claims, unix_seconds(now))?;
-        Ok(data.claims)
+        let text: Box<str> = data.claims.into();
+        if !text.trim_start().starts_with('{') {
+            return Err(invalid("malformed token"));
+        }
+        // A duplicated registered claim is refused (RFC 7519 §4 allows
+        // refusing or taking the last; refusing leaves no ambiguity).
+        let claims: Registered =
+            serde_json::from_str(&text).map_err(|_| invalid("malformed token"))?;
+        self.checks.check(&claims, &text, unix_seconds(now))?;
+        let sub = match claims.sub {
+            Some(Value::String(sub)) if !sub.is_empty() => sub,
+            _ => return Err(invalid("token has no subject")),
+        };
+        Ok(VerifiedClaims {
+            exp: claims.exp.as_ref().and_then(seconds),
+            nbf: claims.nbf.as_ref().and_then(seconds),
+            iss: match claims.iss {
+                Some(Value::String(iss)) => Some(iss),
+                _ => None,
+            },
+            sub,
+            text,
+        })
     }
+}
+
+/// The registered claims the checks read (RFC 7519 §4.1); other members
+/// are skipped without being built.
+#[derive(Deserialize)]
+struct Registered {
+    sub: Option<Value>,
+    exp: Option<Value>,
+    nbf: Option<Value>,
+    iss: Option<Value>,
+    aud: Option<Value>,
 }
 
 impl TokenValidator for JwtValidator {
@@ -137,7 +168,7 @@ impl TokenValidator for JwtValidator {
         {
             return self
                 .verify(token, key, now)
-                .map_or_else(Checked::Invalid, Checked::Valid);
+                .map_or_else(Checked::Invalid, Checked::ValidClaims);
         }
         let header = match jsonwebtoken::decode_header(token) {
             Ok(header) => header,
@@ -156,7 +187,7 @@ impl TokenValidator for JwtValidator {
         let mut first_error = None;
         for key in candidates {
             match self.verify(token, key, now) {
-                Ok(claims) => return Checked::Valid(claims),
+                Ok(claims) => return Checked::ValidClaims(claims),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -205,29 +236,30 @@ fn check_header(header: &Header) -> Result<(), AuthError> {
 }
 
 impl ClaimChecks {
-    fn check(&self, claims: &Map<String, Value>, now: u64) -> Result<(), AuthError> {
+    fn check(&self, claims: &Registered, text: &str, now: u64) -> Result<(), AuthError> {
         let exp = claims
-            .get("exp")
+            .exp
+            .as_ref()
             .and_then(seconds)
             .ok_or_else(|| invalid("token has no valid exp claim"))?;
         if now >= exp.saturating_add(self.leeway) {
             return Err(invalid("token expired"));
         }
-        if let Some(nbf) = claims.get("nbf") {
+        if let Some(nbf) = &claims.nbf {
             let nbf = seconds(nbf).ok_or_else(|| invalid("token has an invalid nbf claim"))?;
             if nbf > now.saturating_add(self.leeway) {
                 return Err(invalid("token not yet valid"));
             }
         }
         if !self.issuers.is_empty() {
-            let iss = claims.get("iss").and_then(Value::as_str);
+            let iss = claims.iss.as_ref().and_then(Value::as_str);
             if !iss.is_some_and(|iss| self.issuers.iter().any(|i| i == iss)) {
                 return Err(invalid("token has the wrong issuer"));
             }
         }
         if !self.audiences.is_empty() {
             let ours = |aud: &str| self.audiences.iter().any(|a| a == aud);
-            let matched = match claims.get("aud") {
+            let matched = match &claims.aud {
                 Some(Value::String(aud)) => ours(aud),
                 Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(ours),
                 _ => false,
@@ -236,15 +268,16 @@ impl ClaimChecks {
                 return Err(invalid("token has the wrong audience"));
             }
         }
-        if let Some(missing) = self
-            .required
-            .iter()
-            .find(|c| !claims.contains_key(c.as_str()))
-        {
-            return Err(AuthError::invalid_credentials(
-                Credential::Bearer,
-                format!("token lacks the required claim {missing}"),
-            ));
+        if !self.required.is_empty() {
+            // Rarely configured: only then are all members read.
+            let all: Map<String, Value> =
+                serde_json::from_str(text).map_err(|_| invalid("malformed token"))?;
+            if let Some(missing) = self.required.iter().find(|c| !all.contains_key(c.as_str())) {
+                return Err(AuthError::invalid_credentials(
+                    Credential::Bearer,
+                    format!("token lacks the required claim {missing}"),
+                ));
+            }
         }
         Ok(())
     }
