@@ -86,18 +86,20 @@ enum Attrs {
 }
 
 struct JsonAttrs {
-    /// A JSON object (checked before construction).
-    text: Box<str>,
-    /// A member that is not an attribute (a JWT's `sub`: it is the
-    /// identifier).
-    omit: &'static str,
+    /// A verified JWT's payload: a JSON object, base64url-encoded.
+    payload: Box<str>,
     map: OnceLock<Map<String, Value>>,
 }
 
 impl JsonAttrs {
+    /// The claims but `sub` (it is the identifier).
     fn parse(&self) -> Map<String, Value> {
-        let mut map: Map<String, Value> = serde_json::from_str(&self.text).unwrap_or_default();
-        map.remove(self.omit);
+        use base64::Engine as _;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&*self.payload)
+            .unwrap_or_default();
+        let mut map: Map<String, Value> = serde_json::from_slice(&json).unwrap_or_default();
+        map.remove("sub");
         map
     }
 }
@@ -141,25 +143,22 @@ impl AuthData {
         }
     }
 
-    /// An identity whose attributes are the members of `object` but `omit`;
-    /// `object` is the text of a JSON object the caller has already parsed
-    /// once (a verified token's claims), read into a map on first use.
-    pub(crate) fn from_json_object(
-        source: Source,
+    /// A verified JWT's identity: its attributes are the claims in
+    /// `payload` (the token's middle part) but `sub`, decoded on first use;
+    /// `key` is [`jwt_key`] when the token names its issuer.
+    pub(crate) fn from_jwt_payload(
         identifier: String,
-        object: Box<str>,
-        omit: &'static str,
-        key_part: Option<String>,
+        payload: Box<str>,
+        key: Option<String>,
     ) -> Self {
         AuthData {
             identifier,
             data: Some(Attrs::Json(Arc::new(JsonAttrs {
-                text: object,
-                omit,
+                payload,
                 map: OnceLock::new(),
             }))),
-            source,
-            key: key_part.map(|part| format!("{source}:{part}")),
+            source: Source::Jwt,
+            key,
         }
     }
 
@@ -267,16 +266,17 @@ impl AuthData {
             return key.clone();
         }
         match (self.source, self.get("iss").and_then(Value::as_str)) {
-            (Source::Jwt, Some(iss)) => format!("jwt:{}", jwt_key_part(iss, &self.identifier)),
+            (Source::Jwt, Some(iss)) => jwt_key(iss, &self.identifier),
             (source, _) => format!("{source}:{}", self.identifier),
         }
     }
 }
 
-/// `<iss>|<sub>` with `%` and `|` in the issuer percent-encoded, so no two
-/// (issuer, subject) pairs give the same text.
-pub(crate) fn jwt_key_part(iss: &str, sub: &str) -> String {
-    let mut part = String::with_capacity(iss.len() + 1 + sub.len());
+/// `jwt:<iss>|<sub>` with `%` and `|` in the issuer percent-encoded, so no
+/// two (issuer, subject) pairs give the same key.
+pub(crate) fn jwt_key(iss: &str, sub: &str) -> String {
+    let mut part = String::with_capacity(5 + iss.len() + sub.len());
+    part.push_str("jwt:");
     for c in iss.chars() {
         match c {
             '%' => part.push_str("%25"),

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use crate::backend::{Backend, Outcome, Step};
-use crate::data::{AuthData, Source, jwt_key_part};
+use crate::data::{AuthData, Source, jwt_key};
 use crate::error::{AuthError, Credential};
 use crate::flight::Waiter;
 use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_token};
@@ -70,8 +70,8 @@ pub struct VerifiedClaims {
     pub(crate) iss: Option<String>,
     pub(crate) exp: Option<u64>,
     pub(crate) nbf: Option<u64>,
-    /// The claims object, as JSON.
-    pub(crate) text: Box<str>,
+    /// The token's payload: the claims object as base64url JSON.
+    pub(crate) payload: Box<str>,
 }
 
 /// Shows the subject and issuer, not the other claims.
@@ -259,10 +259,10 @@ impl JwtBackend {
                     iss,
                     exp,
                     nbf,
-                    text,
+                    payload,
                 } = claims;
-                let key_part = iss.map(|iss| jwt_key_part(&iss, &sub));
-                let auth = AuthData::from_json_object(Source::Jwt, sub, text, "sub", key_part);
+                let key = iss.map(|iss| jwt_key(&iss, &sub));
+                let auth = AuthData::from_jwt_payload(sub, payload, key);
                 self.remember(token, &auth, exp, nbf, generation);
                 Outcome::ok(auth)
             }
