@@ -809,6 +809,9 @@ fn crypto_provider_is_installed() {
 /// HS256-signs `claims`, given as raw JSON text (so it can say things a
 /// `Value` cannot, like a member twice).
 fn sign_raw(claims: &str) -> String {
+    // jsonwebtoken's signing needs the crypto provider our validator
+    // installs (with both crypto features on, nothing else picks one).
+    let _ = hs256();
     let input = format!("{}.{}", b64(r#"{"alg":"HS256","typ":"JWT"}"#), b64(claims));
     let key = EncodingKey::from_secret(SECRET).unwrap();
     let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
