@@ -94,14 +94,19 @@ struct JsonAttrs {
 impl JsonAttrs {
     /// The claims but `sub` (it is the identifier).
     fn parse(&self) -> Map<String, Value> {
-        use base64::Engine as _;
-        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(&*self.payload)
-            .unwrap_or_default();
-        let mut map: Map<String, Value> = serde_json::from_slice(&json).unwrap_or_default();
+        let mut map = jwt_payload_claims(&self.payload).unwrap_or_default();
         map.remove("sub");
         map
     }
+}
+
+/// Every claim in a JWT payload (the token's base64url middle part).
+pub(crate) fn jwt_payload_claims(payload: &str) -> Option<Map<String, Value>> {
+    use base64::Engine as _;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 impl Attrs {

@@ -11,12 +11,13 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::keys::{
     Key, KeyStore, NoRefresh, RemoteConfig, RemoteSource, algorithms_for, key_from_jwk,
 };
 use super::{Checked, TokenValidator, VerifiedClaims, seconds, unix_seconds};
+use crate::data::jwt_payload_claims;
 use crate::error::{AuthError, ConfigError, Credential};
 use crate::request::DEFAULT_MAX_TOKEN_LEN;
 
@@ -321,7 +322,11 @@ impl ClaimChecks {
         }
         if !self.required.is_empty() {
             // Rarely configured: only then are all members read.
-            let all = token_claims(token).ok_or_else(|| invalid("malformed token"))?;
+            let all = token
+                .split('.')
+                .nth(1)
+                .and_then(jwt_payload_claims)
+                .ok_or_else(|| invalid("malformed token"))?;
             if let Some(missing) = self.required.iter().find(|c| !all.contains_key(c.as_str())) {
                 return Err(AuthError::invalid_credentials(
                     Credential::Bearer,
@@ -331,16 +336,6 @@ impl ClaimChecks {
         }
         Ok(())
     }
-}
-
-/// Every claim of a token whose signature was checked.
-fn token_claims(token: &str) -> Option<Map<String, Value>> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    serde_json::from_slice(&json).ok()
 }
 
 /// Builds a [`JwtValidator`]; see [`JwtValidator::builder`]. Key methods
