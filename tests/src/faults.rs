@@ -191,6 +191,19 @@ fn respond(stream: &mut TcpStream, status: &str, body: &[u8]) -> std::io::Result
     stream.write_all(body)
 }
 
+/// Polls `count` until it is at most `limit` or `patience` runs out; the
+/// last value (for "back to where it was" checks after a run).
+pub fn settle(count: impl Fn() -> usize, limit: usize, patience: Duration) -> usize {
+    let deadline = Instant::now() + patience;
+    loop {
+        let now = count();
+        if now <= limit || Instant::now() > deadline {
+            return now;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Threads of this process right now (Linux: `/proc/self/task`), for leak
 /// checks.
 ///

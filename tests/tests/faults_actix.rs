@@ -14,12 +14,12 @@
 
 use std::net::TcpListener;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use auth_actix::Authentication;
 use auth_tests::faults::{
-    check_fault_routes, fault_routes, get, start_fault_servers, thread_count,
+    check_fault_routes, fault_routes, get, settle, start_fault_servers, thread_count,
 };
 
 #[test]
@@ -64,12 +64,7 @@ fn broken_providers_give_503_in_time_and_leak_nothing() {
         );
     }
     // actix's blocking threads idle out after tokio's default 10 s.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut threads_after = thread_count();
-    while threads_after > threads_before && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(100));
-        threads_after = thread_count();
-    }
+    let threads_after = settle(thread_count, threads_before, Duration::from_secs(20));
     println!("threads {threads_before} -> {threads_after}");
     assert!(
         threads_after <= threads_before,
