@@ -15,6 +15,7 @@ use crate::flight::Waiter;
 use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_token};
 use crate::transport::TransportError;
 
+mod claims;
 mod issuer;
 mod keys;
 mod validator;

@@ -809,10 +809,15 @@ fn crypto_provider_is_installed() {
 /// HS256-signs `claims`, given as raw JSON text (so it can say things a
 /// `Value` cannot, like a member twice).
 fn sign_raw(claims: &str) -> String {
+    sign_raw_with(r#"{"alg":"HS256","typ":"JWT"}"#, claims)
+}
+
+/// HS256-signs a raw JSON header and raw JSON claims.
+fn sign_raw_with(header: &str, claims: &str) -> String {
     // jsonwebtoken's signing needs the crypto provider our validator
     // installs (with both crypto features on, nothing else picks one).
     let _ = hs256();
-    let input = format!("{}.{}", b64(r#"{"alg":"HS256","typ":"JWT"}"#), b64(claims));
+    let input = format!("{}.{}", b64(header), b64(claims));
     let key = EncodingKey::from_secret(SECRET).unwrap();
     let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
     format!("{input}.{signature}")
@@ -877,5 +882,40 @@ fn a_duplicated_or_misplaced_claim_is_refused() {
             (401, "invalid credentials: malformed token"),
             "{claims}"
         );
+    }
+}
+
+#[test]
+fn b64_header_and_escaped_claims() {
+    let exp = NOW + 600;
+    let claims = format!(
+        r#"{{"sub":"al\u0069ce","iss":"https:\/\/issuer.example","aud":"api","exp":{exp}}}"#
+    );
+    for (header, expected) in [
+        (r#"{"alg":"HS256"}"#, Ok("alice")),
+        (r#"{"alg":"HS256","b64":true}"#, Ok("alice")),
+        (
+            r#"{"alg":"HS256","b64":false}"#,
+            Err("invalid credentials: unencoded payloads are not supported"),
+        ),
+        (
+            r#"{"alg":"HS256","b64":"no"}"#,
+            Err("invalid credentials: malformed token"),
+        ),
+        (
+            r#"{"alg":"HS256","b64":false,"crit":["b64"]}"#,
+            Err("invalid credentials: critical header parameters are not supported"),
+        ),
+    ] {
+        let token = sign_raw_with(header, &claims);
+        let result = run(&hs256(), &token);
+        match expected {
+            Ok(sub) => {
+                let who = result.unwrap();
+                assert_eq!(who.auth.identifier(), sub, "{header}");
+                assert_eq!(who.auth.key(), "jwt:https://issuer.example|alice");
+            }
+            Err(text) => assert_eq!(rejected(result, &token), (401, text.to_owned()), "{header}"),
+        }
     }
 }

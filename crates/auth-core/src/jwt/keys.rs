@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
 use super::KeyFetch;
@@ -21,30 +21,22 @@ use crate::transport::TransportError;
 pub(super) struct Key {
     pub(super) kid: Option<String>,
     pub(super) key: DecodingKey,
-    /// Only the key's own algorithms, from the configured list. Signature
-    /// and algorithm only: claims are checked by the validator, against the
-    /// injected clock.
-    pub(super) validation: Validation,
+    /// Only the key's own algorithms, from the configured list.
+    algorithms: Vec<Algorithm>,
 }
 
 impl Key {
     /// A key allowed to verify `algorithms` (of one family, non-empty).
     pub(super) fn new(kid: Option<String>, key: DecodingKey, algorithms: Vec<Algorithm>) -> Self {
-        let mut validation = Validation::new(algorithms[0]);
-        validation.algorithms = algorithms;
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
         Key {
             kid,
             key,
-            validation,
+            algorithms,
         }
     }
 
     pub(super) fn allows(&self, algorithm: Algorithm) -> bool {
-        self.validation.algorithms.contains(&algorithm)
+        self.algorithms.contains(&algorithm)
     }
 }
 

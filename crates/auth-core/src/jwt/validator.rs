@@ -7,17 +7,16 @@ use std::time::{Duration, SystemTime};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Header};
-use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::Value;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
 
+use super::claims::{Claim, Registered};
 use super::keys::{
     Key, KeyStore, NoRefresh, RemoteConfig, RemoteSource, algorithms_for, key_from_jwk,
 };
-use super::{Checked, TokenValidator, VerifiedClaims, seconds, unix_seconds};
-use crate::data::jwt_payload_claims;
+use super::{Checked, TokenValidator, VerifiedClaims, unix_seconds};
 use crate::error::{AuthError, ConfigError, Credential};
 use crate::request::DEFAULT_MAX_TOKEN_LEN;
 
@@ -116,26 +115,27 @@ impl JwtValidator {
         }
     }
 
-    fn verify(&self, token: &str, key: &Key, now: SystemTime) -> Result<VerifiedClaims, AuthError> {
-        // Only the registered claims are built here. The others stay in the
-        // token's payload (base64url JSON), decoded if and when somebody
-        // reads an attribute (AuthData): a map of every claim costs more
-        // than checking an HS256 signature.
-        let data = jsonwebtoken::decode::<Registered>(token, &key.key, &key.validation)
-            .map_err(map_error)?;
-        check_header(&data.header)?;
-        let claims = data.claims;
-        self.checks.check(&claims, token, unix_seconds(now))?;
+    /// The verified claims of a token whose signature checked out: only the
+    /// registered claims are built. The others stay in the payload
+    /// (base64url JSON), decoded if and when somebody reads an attribute
+    /// (`AuthData`): a map of every claim costs more than checking an HS256
+    /// signature.
+    fn claims(&self, payload: &str, now: SystemTime) -> Result<VerifiedClaims, AuthError> {
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| invalid("malformed token"))?;
+        let claims = serde_json::from_slice::<Registered<'_>>(&json)
+            .map_err(|_| invalid("malformed token"))?;
+        self.checks.check(&claims, &json, unix_seconds(now))?;
         let sub = match claims.sub {
-            Some(Value::String(sub)) if !sub.is_empty() => sub,
+            Some(Claim::Str(sub)) if !sub.is_empty() => sub.into_owned(),
             _ => return Err(invalid("token has no subject")),
         };
-        let payload = token.split('.').nth(1).unwrap_or_default();
         Ok(VerifiedClaims {
-            exp: claims.exp.as_ref().and_then(seconds),
-            nbf: claims.nbf.as_ref().and_then(seconds),
+            exp: claims.exp.as_ref().and_then(Claim::seconds),
+            nbf: claims.nbf.as_ref().and_then(Claim::seconds),
             iss: match claims.iss {
-                Some(Value::String(iss)) => Some(iss),
+                Some(Claim::Str(iss)) => Some(iss.into_owned()),
                 _ => None,
             },
             sub,
@@ -144,67 +144,42 @@ impl JwtValidator {
     }
 }
 
-/// The registered claims the checks read (RFC 7519 §4.1); other members
-/// are skipped without being built. Only a JSON object is accepted (a
-/// derived struct would also take an array, by position), and a registered
-/// claim given twice is refused (RFC 7519 §4 allows refusing or taking the
-/// last; refusing leaves no ambiguity).
-#[derive(Default)]
-struct Registered {
-    sub: Option<Value>,
-    exp: Option<Value>,
-    nbf: Option<Value>,
-    iss: Option<Value>,
-    aud: Option<Value>,
+/// A compact JWS split as `jsonwebtoken::decode` splits it (from the right,
+/// so a fourth part lands in the header and fails its base64).
+struct Jws<'a> {
+    /// `header.payload`, what the signature covers.
+    message: &'a str,
+    payload: &'a str,
+    signature: &'a str,
 }
 
-impl<'de> Deserialize<'de> for Registered {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(field_identifier, rename_all = "lowercase")]
-        enum Field {
-            Sub,
-            Exp,
-            Nbf,
-            Iss,
-            Aud,
-            #[serde(other)]
-            Other,
+impl<'a> Jws<'a> {
+    fn split(token: &'a str) -> Option<Self> {
+        let (message, signature) = token.rsplit_once('.')?;
+        let (_, payload) = message.rsplit_once('.')?;
+        Some(Jws {
+            message,
+            payload,
+            signature,
+        })
+    }
+
+    /// The signature check, by `jsonwebtoken`, with the header's algorithm
+    /// if this key may use it.
+    fn verify(&self, header: &Header, key: &Key) -> Result<(), AuthError> {
+        if !key.allows(header.alg) {
+            return Err(invalid("algorithm not allowed for this key"));
         }
-
-        struct Members;
-        impl<'de> Visitor<'de> for Members {
-            type Value = Registered;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object of claims")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Registered, A::Error> {
-                let mut claims = Registered::default();
-                while let Some(field) = map.next_key::<Field>()? {
-                    let (slot, name) = match field {
-                        Field::Sub => (&mut claims.sub, "sub"),
-                        Field::Exp => (&mut claims.exp, "exp"),
-                        Field::Nbf => (&mut claims.nbf, "nbf"),
-                        Field::Iss => (&mut claims.iss, "iss"),
-                        Field::Aud => (&mut claims.aud, "aud"),
-                        Field::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
-                    };
-                    if slot.is_some() {
-                        return Err(de::Error::duplicate_field(name));
-                    }
-                    // `"exp": null` is no exp, as before.
-                    *slot = map.next_value::<Option<Value>>()?;
-                }
-                Ok(claims)
-            }
+        match jsonwebtoken::crypto::verify(
+            self.signature,
+            self.message.as_bytes(),
+            &key.key,
+            header.alg,
+        ) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(invalid("invalid signature")),
+            Err(e) => Err(map_error(e)),
         }
-
-        deserializer.deserialize_map(Members)
     }
 }
 
@@ -213,22 +188,26 @@ impl TokenValidator for JwtValidator {
         if token.len() > self.max_token_len {
             return Checked::Invalid(invalid("token exceeds the size limit"));
         }
-        let keys = self.store.current();
-        // One fixed key: no need to read the header first.
-        if let [key] = &*keys
-            && !self.store.is_remote()
-        {
-            return self
-                .verify(token, key, now)
-                .map_or_else(Checked::Invalid, Checked::ValidClaims);
-        }
+        // `jsonwebtoken::decode` would parse the claims twice (into ours,
+        // then into its own validation struct, even with every check off):
+        // it checks the signature here and the claims are read once.
+        let Some(jws) = Jws::split(token) else {
+            return Checked::Invalid(invalid("malformed token"));
+        };
         let header = match jsonwebtoken::decode_header(token) {
             Ok(header) => header,
             Err(_) => return Checked::Invalid(invalid("malformed token")),
         };
+        if let Err(e) = check_header(&header) {
+            return Checked::Invalid(e);
+        }
+        let keys = self.store.current();
+        // One fixed key verifies every token, whatever its `kid`.
+        let only = keys.len() == 1 && !self.store.is_remote();
         let mut candidates = keys
             .iter()
             .filter(|k| match &header.kid {
+                _ if only => true,
                 Some(kid) => k.kid.as_deref() == Some(kid.as_str()),
                 None => k.allows(header.alg),
             })
@@ -238,8 +217,12 @@ impl TokenValidator for JwtValidator {
         }
         let mut first_error = None;
         for key in candidates {
-            match self.verify(token, key, now) {
-                Ok(claims) => return Checked::ValidClaims(claims),
+            match jws.verify(&header, key) {
+                Ok(()) => {
+                    return self
+                        .claims(jws.payload, now)
+                        .map_or_else(Checked::Invalid, Checked::ValidClaims);
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -269,10 +252,17 @@ fn map_error(error: jsonwebtoken::errors::Error) -> AuthError {
 }
 
 /// `typ` absent, `JWT` or `at+jwt` (RFC 9068); no `crit` (RFC 7515 §4.1.11:
-/// we understand no extensions, so any critical one is a reason to reject).
+/// we understand no extensions, so any critical one is a reason to reject);
+/// `b64` absent or `true`.
 fn check_header(header: &Header) -> Result<(), AuthError> {
     if header.crit.is_some() {
         return Err(invalid("critical header parameters are not supported"));
+    }
+    // RFC 7797: `"b64": false` means the payload is not base64url.
+    match header.extras.get::<bool>("b64") {
+        Ok(None | Some(true)) => {}
+        Ok(Some(false)) => return Err(invalid("unencoded payloads are not supported")),
+        Err(_) => return Err(invalid("malformed token")),
     }
     match header.typ.as_deref() {
         None => Ok(()),
@@ -288,23 +278,26 @@ fn check_header(header: &Header) -> Result<(), AuthError> {
 }
 
 impl ClaimChecks {
-    fn check(&self, claims: &Registered, token: &str, now: u64) -> Result<(), AuthError> {
+    /// `claims` were read from `json`, the payload's JSON text.
+    fn check(&self, claims: &Registered<'_>, json: &[u8], now: u64) -> Result<(), AuthError> {
         let exp = claims
             .exp
             .as_ref()
-            .and_then(seconds)
+            .and_then(Claim::seconds)
             .ok_or_else(|| invalid("token has no valid exp claim"))?;
         if now >= exp.saturating_add(self.leeway) {
             return Err(invalid("token expired"));
         }
         if let Some(nbf) = &claims.nbf {
-            let nbf = seconds(nbf).ok_or_else(|| invalid("token has an invalid nbf claim"))?;
+            let nbf = nbf
+                .seconds()
+                .ok_or_else(|| invalid("token has an invalid nbf claim"))?;
             if nbf > now.saturating_add(self.leeway) {
                 return Err(invalid("token not yet valid"));
             }
         }
         if !self.issuers.is_empty() {
-            let iss = claims.iss.as_ref().and_then(Value::as_str);
+            let iss = claims.iss.as_ref().and_then(Claim::as_str);
             if !iss.is_some_and(|iss| self.issuers.iter().any(|i| i == iss)) {
                 return Err(invalid("token has the wrong issuer"));
             }
@@ -312,8 +305,8 @@ impl ClaimChecks {
         if !self.audiences.is_empty() {
             let ours = |aud: &str| self.audiences.iter().any(|a| a == aud);
             let matched = match &claims.aud {
-                Some(Value::String(aud)) => ours(aud),
-                Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(ours),
+                Some(Claim::Str(aud)) => ours(aud),
+                Some(Claim::Strs(auds)) => auds.iter().any(|aud| ours(aud)),
                 _ => false,
             };
             if !matched {
@@ -322,11 +315,8 @@ impl ClaimChecks {
         }
         if !self.required.is_empty() {
             // Rarely configured: only then are all members read.
-            let all = token
-                .split('.')
-                .nth(1)
-                .and_then(jwt_payload_claims)
-                .ok_or_else(|| invalid("malformed token"))?;
+            let all = serde_json::from_slice::<Map<String, Value>>(json)
+                .map_err(|_| invalid("malformed token"))?;
             if let Some(missing) = self.required.iter().find(|c| !all.contains_key(c.as_str())) {
                 return Err(AuthError::invalid_credentials(
                     Credential::Bearer,
