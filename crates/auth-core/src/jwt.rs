@@ -12,7 +12,7 @@ use crate::backend::{Backend, Outcome, Step};
 use crate::data::{AuthData, Source, jwt_key};
 use crate::error::{AuthError, Credential};
 use crate::flight::Waiter;
-use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_token};
+use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_bytes, token68};
 use crate::transport::TransportError;
 
 mod claims;
@@ -218,7 +218,8 @@ pub struct JwtBackend {
 struct Inner {
     validator: Box<dyn TokenValidator>,
     max_token_len: usize,
-    cache: Option<quick_cache::sync::Cache<Box<str>, Verified>>,
+    /// Keyed by the token's bytes, as sent.
+    cache: Option<quick_cache::sync::Cache<Box<[u8]>, Verified>>,
 }
 
 impl JwtBackend {
@@ -236,7 +237,7 @@ impl JwtBackend {
         }
     }
 
-    fn cached(&self, token: &str, now: u64) -> Option<AuthData> {
+    fn cached(&self, token: &[u8], now: u64) -> Option<AuthData> {
         let cache = self.inner.cache.as_ref()?;
         let hit = cache.get(token)?;
         let fresh = now < hit.exp
@@ -328,21 +329,26 @@ impl JwtBackend {
                 nbf,
                 key_generation: generation,
             };
-            cache.insert(token.into(), verified);
+            cache.insert(token.as_bytes().into(), verified);
         }
     }
 }
 
 impl Backend for JwtBackend {
     fn authenticate(&self, req: &dyn RequestView, now: SystemTime) -> Outcome {
-        let token = match bearer_token(req, self.inner.max_token_len) {
-            Ok(token) => token,
+        let raw = match bearer_bytes(req, self.inner.max_token_len) {
+            Ok(raw) => raw,
             Err(e) => return Outcome::err(e),
         };
-        if let Some(auth) = self.cached(token, unix_seconds(now)) {
+        // Only verified tokens are cached, and they passed the token68
+        // check: the same bytes need no second look.
+        if let Some(auth) = self.cached(raw, unix_seconds(now)) {
             return Outcome::ok(auth);
         }
-        self.check(token, now)
+        match token68(raw) {
+            Ok(token) => self.check(token, now),
+            Err(e) => Outcome::err(e),
+        }
     }
 }
 
