@@ -4,7 +4,9 @@
 # each round so machine noise hits all of them alike; medians and ratios to
 # "bare" are printed at the end (a markdown table). Also the server's own CPU
 # time per request (utime+stime from /proc over the requests wrk completed):
-# less sensitive to how much CPU the machine lends the run than req/s.
+# less sensitive to how much CPU the machine lends the run than req/s. And
+# each mode's ratio to the bare run of its own round ("paired"), whose
+# median and quartiles over the rounds show how far the noise reaches.
 #
 #   bash scripts/load-bench.sh [rounds] [seconds] [framework]
 set -euo pipefail
@@ -52,15 +54,27 @@ done
 python3 - "$results" "$framework" <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
-rps, cpu = {}, {}
-for _, mode, r, c in rows:
+rps, cpu, paired = {}, {}, {}
+bare_of_round = {rnd: float(r) for rnd, mode, r, _ in rows if mode == "bare"}
+for rnd, mode, r, c in rows:
     rps.setdefault(mode, []).append(float(r))
     cpu.setdefault(mode, []).append(float(c))
+    # The same round's bare run, minutes apart at most: the machine's slow
+    # drift cancels out of this ratio.
+    paired.setdefault(mode, []).append(float(r) / bare_of_round[rnd])
 bare_rps, bare_cpu = statistics.median(rps["bare"]), statistics.median(cpu["bare"])
-print(f"\n| {sys.argv[2]} mode | runs (req/s) | median req/s | ratio to bare | server CPU µs/req (median) | CPU ratio bare/mode |")
-print("|---|---|---|---|---|---|")
+
+def quartiles(values):
+    if len(values) < 4:
+        return f"{min(values):.3f}–{max(values):.3f}"
+    q = statistics.quantiles(values, n=4)
+    return f"{q[0]:.3f}–{q[2]:.3f}"
+
+print(f"\n| {sys.argv[2]} mode | runs (req/s) | median req/s | ratio to bare | paired ratio: median (quartiles) | server CPU µs/req (median) | CPU ratio bare/mode |")
+print("|---|---|---|---|---|---|---|")
 for mode in rps:
     m, c = statistics.median(rps[mode]), statistics.median(cpu[mode])
     runs = ", ".join(f"{v:,.0f}" for v in rps[mode])
-    print(f"| {mode} | {runs} | {m:,.0f} | {m / bare_rps:.3f} | {c:.2f} | {bare_cpu / c:.3f} |")
+    p = paired[mode]
+    print(f"| {mode} | {runs} | {m:,.0f} | {m / bare_rps:.3f} | {statistics.median(p):.3f} ({quartiles(p)}) | {c:.2f} | {bare_cpu / c:.3f} |")
 PY

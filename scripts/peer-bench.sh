@@ -7,7 +7,9 @@
 # connections); all modes run once per round, alternating, so machine noise
 # hits them alike. Before measuring, each authenticating server must answer
 # 401 without a token and 200 with it. Prints medians, the ratio to the same
-# framework's bare server (req/s and server CPU per request), as markdown.
+# framework's bare server (req/s and server CPU per request), the ratio to
+# the same round's bare run ("paired"), and ours against each peer round by
+# round, as markdown.
 #
 #   bash scripts/peer-bench.sh [rounds=5] [seconds=8] [mode-filter-regex]
 set -euo pipefail
@@ -66,20 +68,46 @@ done
 
 python3 - "$results" <<'PY'
 import statistics, sys
-rps, cpu = {}, {}
+rps, cpu, by_round = {}, {}, {}
 for line in open(sys.argv[1]):
-    _, mode, r, c = line.split()
+    rnd, mode, r, c = line.split()
     rps.setdefault(mode, []).append(float(r))
     cpu.setdefault(mode, []).append(float(c))
+    by_round.setdefault(rnd, {})[mode] = float(r)
 def bare(mode):
     return mode.split("-")[0] + "-bare"
-print("\n| mode | median req/s | ratio to its bare | server CPU µs/req | CPU ratio bare/mode | runs (req/s) |")
-print("|---|---|---|---|---|---|")
+def paired(mode):
+    """Per round: req/s over the same round's bare run of its framework."""
+    b = bare(mode)
+    return [r[mode] / r[b] for r in by_round.values() if mode in r and b in r]
+print("\n| mode | median req/s | ratio to its bare | paired ratio (median) | server CPU µs/req | CPU ratio bare/mode | runs (req/s) |")
+print("|---|---|---|---|---|---|---|")
 for mode in rps:
     m, c = statistics.median(rps[mode]), statistics.median(cpu[mode])
     b = bare(mode)
     ratio = f"{m / statistics.median(rps[b]):.3f}" if b in rps else "-"
+    p = paired(mode)
+    pratio = f"{statistics.median(p):.3f}" if p else "-"
     cratio = f"{statistics.median(cpu[b]) / c:.3f}" if b in cpu else "-"
     runs = ", ".join(f"{v:,.0f}" for v in rps[mode])
-    print(f"| {mode} | {m:,.0f} | {ratio} | {c:.2f} | {cratio} | {runs} |")
+    print(f"| {mode} | {m:,.0f} | {ratio} | {pratio} | {c:.2f} | {cratio} | {runs} |")
+# Head to head: each round, ours and the peer, each over its own bare.
+pairs = [("axum-ours-hs256", "axum07-jwt-authorizer-hs256"),
+         ("axum-ours-rs256", "axum07-jwt-authorizer-rs256"),
+         ("actix-ours-hs256", "actix-httpauth-hs256"),
+         ("actix-ours-rs256", "actix-httpauth-rs256")]
+rows = []
+for ours, peer in pairs:
+    wins = []
+    for r in by_round.values():
+        if all(k in r for k in (ours, peer, bare(ours), bare(peer))):
+            wins.append((r[ours] / r[bare(ours)]) / (r[peer] / r[bare(peer)]))
+    if wins:
+        rows.append((ours, peer, wins))
+if rows:
+    print("\n| ours vs peer (each over its bare, same round) | median | rounds ours ahead |")
+    print("|---|---|---|")
+    for ours, peer, wins in rows:
+        ahead = sum(w > 1 for w in wins)
+        print(f"| {ours} / {peer} | {statistics.median(wins):.3f} | {ahead} of {len(wins)} |")
 PY
