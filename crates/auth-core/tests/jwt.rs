@@ -919,3 +919,53 @@ fn b64_header_and_escaped_claims() {
         }
     }
 }
+
+/// jsonwebtoken's verifiers are built once per key and thread and kept (16
+/// per thread): with more keys than that, each token still meets its own
+/// key and only its own, on every round, on more than one thread.
+#[test]
+fn kept_verifiers_stay_with_their_key() {
+    let secret = |i: u8| [i; 32];
+    let mut builder = JwtValidator::builder([Algorithm::HS256, Algorithm::HS384]);
+    for i in 0..24 {
+        builder = builder.decoding_key(
+            Some(&format!("k{i}")),
+            jsonwebtoken::DecodingKey::from_secret(&secret(i)).unwrap(),
+        );
+    }
+    let backend = JwtBackend::builder(builder.build().unwrap())
+        .cache_capacity(0)
+        .build();
+    let sign = |kid: u8, key: u8, alg: Algorithm| {
+        let header = Header {
+            kid: Some(format!("k{kid}")),
+            ..Header::new(alg)
+        };
+        let key = EncodingKey::from_secret(&secret(key)).unwrap();
+        jsonwebtoken::encode(&header, &good_claims(), &key).unwrap()
+    };
+    let check = || {
+        for round in 0..3 {
+            for i in 0..24 {
+                for alg in [Algorithm::HS256, Algorithm::HS384] {
+                    let token = sign(i, i, alg);
+                    assert!(
+                        run(&backend, &token).is_ok(),
+                        "round {round} key {i} {alg:?}"
+                    );
+                    // Signed by the next key, labelled as this one.
+                    let forged = sign(i, (i + 1) % 24, alg);
+                    assert_eq!(
+                        rejected(run(&backend, &forged), &forged).1,
+                        "invalid credentials: invalid signature",
+                        "round {round} key {i} {alg:?}"
+                    );
+                }
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(check);
+        s.spawn(check);
+    });
+}

@@ -164,18 +164,13 @@ impl<'a> Jws<'a> {
         })
     }
 
-    /// The signature check, by `jsonwebtoken`, with the header's algorithm
-    /// if this key may use it.
+    /// The signature check, by `jsonwebtoken`'s crypto provider, with the
+    /// header's algorithm if this key may use it.
     fn verify(&self, header: &Header, key: &Key) -> Result<(), AuthError> {
         if !key.allows(header.alg) {
             return Err(invalid("algorithm not allowed for this key"));
         }
-        match jsonwebtoken::crypto::verify(
-            self.signature,
-            self.message.as_bytes(),
-            &key.key,
-            header.alg,
-        ) {
+        match key.verify(header.alg, self.message.as_bytes(), self.signature) {
             Ok(true) => Ok(()),
             Ok(false) => Err(invalid("invalid signature")),
             Err(e) => Err(map_error(e)),
