@@ -108,7 +108,8 @@ impl<B> RequestView for http::Request<B> {
 }
 
 /// A byte class as a lookup table (one load per byte instead of a chain of
-/// comparisons: tokens are checked on every request).
+/// comparisons; right for short values such as cookies: long bearer tokens
+/// use vector compares, see `is_token68_body`).
 macro_rules! byte_table {
     (|$b:ident| $class:expr) => {{
         let mut table = [false; 256];
