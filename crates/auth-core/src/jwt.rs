@@ -16,6 +16,7 @@ use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_bytes, token68};
 use crate::transport::TransportError;
 
 mod claims;
+mod header;
 mod issuer;
 mod keys;
 mod validator;

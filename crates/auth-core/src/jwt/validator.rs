@@ -6,13 +6,14 @@ use std::time::{Duration, SystemTime};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use super::claims::{Claim, Registered};
+use super::header::{self, HeaderFacts};
 use super::keys::{
     Key, KeyStore, NoRefresh, RemoteConfig, RemoteSource, algorithms_for, key_from_jwk,
 };
@@ -78,7 +79,7 @@ struct ClaimChecks {
     required: Vec<String>,
 }
 
-fn invalid(reason: &'static str) -> AuthError {
+pub(super) fn invalid(reason: &'static str) -> AuthError {
     AuthError::invalid_credentials(Credential::Bearer, reason)
 }
 
@@ -149,6 +150,7 @@ impl JwtValidator {
 struct Jws<'a> {
     /// `header.payload`, what the signature covers.
     message: &'a str,
+    header: &'a str,
     payload: &'a str,
     signature: &'a str,
 }
@@ -156,9 +158,10 @@ struct Jws<'a> {
 impl<'a> Jws<'a> {
     fn split(token: &'a str) -> Option<Self> {
         let (message, signature) = token.rsplit_once('.')?;
-        let (_, payload) = message.rsplit_once('.')?;
+        let (header, payload) = message.rsplit_once('.')?;
         Some(Jws {
             message,
+            header,
             payload,
             signature,
         })
@@ -166,7 +169,7 @@ impl<'a> Jws<'a> {
 
     /// The signature check, by `jsonwebtoken`'s crypto provider, with the
     /// header's algorithm if this key may use it.
-    fn verify(&self, header: &Header, key: &Key) -> Result<(), AuthError> {
+    fn verify(&self, header: &HeaderFacts, key: &Key) -> Result<(), AuthError> {
         if !key.allows(header.alg) {
             return Err(invalid("algorithm not allowed for this key"));
         }
@@ -189,13 +192,10 @@ impl TokenValidator for JwtValidator {
         let Some(jws) = Jws::split(token) else {
             return Checked::Invalid(invalid("malformed token"));
         };
-        let header = match jsonwebtoken::decode_header(token) {
+        let header = match header::read(token, jws.header) {
             Ok(header) => header,
-            Err(_) => return Checked::Invalid(invalid("malformed token")),
+            Err(e) => return Checked::Invalid(e),
         };
-        if let Err(e) = check_header(&header) {
-            return Checked::Invalid(e);
-        }
         let keys = self.store.current();
         // One fixed key verifies every token, whatever its `kid`.
         let only = keys.len() == 1 && !self.store.is_remote();
@@ -203,7 +203,7 @@ impl TokenValidator for JwtValidator {
             .iter()
             .filter(|k| match &header.kid {
                 _ if only => true,
-                Some(kid) => k.kid.as_deref() == Some(kid.as_str()),
+                Some(kid) => k.kid.as_deref() == Some(&**kid),
                 None => k.allows(header.alg),
             })
             .peekable();
@@ -244,32 +244,6 @@ fn map_error(error: jsonwebtoken::errors::Error) -> AuthError {
         | ErrorKind::Utf8(_) => "malformed token",
         _ => "invalid token",
     })
-}
-
-/// `typ` absent, `JWT` or `at+jwt` (RFC 9068); no `crit` (RFC 7515 §4.1.11:
-/// we understand no extensions, so any critical one is a reason to reject);
-/// `b64` absent or `true`.
-fn check_header(header: &Header) -> Result<(), AuthError> {
-    if header.crit.is_some() {
-        return Err(invalid("critical header parameters are not supported"));
-    }
-    // RFC 7797: `"b64": false` means the payload is not base64url.
-    match header.extras.get::<bool>("b64") {
-        Ok(None | Some(true)) => {}
-        Ok(Some(false)) => return Err(invalid("unencoded payloads are not supported")),
-        Err(_) => return Err(invalid("malformed token")),
-    }
-    match header.typ.as_deref() {
-        None => Ok(()),
-        Some(typ)
-            if ["JWT", "at+jwt", "application/at+jwt"]
-                .iter()
-                .any(|t| typ.eq_ignore_ascii_case(t)) =>
-        {
-            Ok(())
-        }
-        Some(_) => Err(invalid("unsupported token type")),
-    }
 }
 
 impl ClaimChecks {
