@@ -101,7 +101,7 @@ impl JsonAttrs {
 }
 
 /// Every claim in a JWT payload (the token's base64url middle part).
-pub(crate) fn jwt_payload_claims(payload: &str) -> Option<Map<String, Value>> {
+fn jwt_payload_claims(payload: &str) -> Option<Map<String, Value>> {
     use base64::Engine as _;
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
