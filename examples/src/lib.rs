@@ -1,10 +1,11 @@
 //! Runnable examples of the auth workspace.
 //!
-//! [`Demo`] is the app behind `cargo run -p auth-examples --bin demo`: the
-//! core driven directly from a small synchronous server (`tiny_http`), no
-//! web framework. It shows the direct-call use: build backends once, hand
-//! each request to [`authenticate_blocking`], write the answer (and any
-//! `Set-Cookie`) yourself.
+//! [`Demo`] holds the demo's routes as core [`Policy`] values, and the
+//! servers that apply them alike: [`axum_router`] and [`actix_routes`]
+//! (`cargo run -p auth-examples --bin demo [-- --framework actix]`), and
+//! [`Demo::handle`] with [`serve`], a framework-free `tiny_http` server
+//! that asks the core for each request's decision and writes it itself
+//! (`--bin direct`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -13,10 +14,8 @@ use auth_core::introspect::IntrospectionBackend;
 use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
 use auth_core::request::PeerAddr;
 use auth_core::session::uuid_session_id;
-use auth_core::transport::authenticate_blocking;
 use auth_core::{
-    AnonSessionBackend, AuthData, AuthError, Authenticated, Chain, ConfigError, IpBackend, Policy,
-    RequireScopes,
+    AnonSessionBackend, AuthData, Chain, ConfigError, Decision, IpBackend, Policy, RequireScopes,
 };
 use serde_json::json;
 
@@ -168,28 +167,65 @@ impl Demo {
     }
 
     /// Answers one request without a framework (the direct-call example):
-    /// the core decides, this code only writes JSON, the status,
-    /// `WWW-Authenticate` and any `Set-Cookie`.
+    /// the core decides ([`Policy::decide_blocking`]); this code only writes
+    /// the answer: the identity's JSON and any `Set-Cookie`, or the core's
+    /// refusal as it is. A path it does not serve is 404; a method other
+    /// than GET or HEAD is 405 with `Allow`, before any authentication (as
+    /// the axum and actix demos answer).
     pub fn handle<B>(&self, req: &http::Request<B>) -> http::Response<String> {
-        let route = (req.method() == http::Method::GET)
-            .then(|| {
-                self.routes
-                    .iter()
-                    .find(|(path, _)| *path == req.uri().path())
-            })
-            .flatten();
-        let Some((_, policy)) = route else {
-            return json_response(404, &json!({"error": "not_found"}));
+        let Some((_, policy)) = self
+            .routes
+            .iter()
+            .find(|(path, _)| *path == req.uri().path())
+        else {
+            return not_found();
         };
-        match authenticate_blocking(policy.backend(), req, &**policy.shared_transport()) {
-            Ok(who) => identity_response(who),
-            Err(error) => error_response(&error),
+        if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+            return method_not_allowed();
+        }
+        let (verdict, set_cookie) = match policy.decide_blocking(req) {
+            Decision::Admit(admit) => (admit.verdict, admit.set_cookie),
+            Decision::PassThrough(verdict) => (verdict, None),
+            Decision::Refuse(refusal) => return refusal.into_response(),
+        };
+        match verdict.require() {
+            Ok(who) => {
+                let mut response = json_response(identity_json(who).to_string());
+                if let Some(cookie) = set_cookie {
+                    response
+                        .headers_mut()
+                        .append(http::header::SET_COOKIE, cookie);
+                }
+                response
+            }
+            Err(refusal) => refusal.into_response(),
         }
     }
 }
 
-/// The demo's routes on axum: one `AuthLayer` per route, from the same
-/// policies. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
+/// The value of `Allow` on the demo's 405 answers (axum's own wording for
+/// a GET route).
+pub const ALLOW: &str = "GET,HEAD";
+
+fn method_not_allowed() -> http::Response<String> {
+    let mut response = http::Response::new(String::new());
+    *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+    response
+        .headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(ALLOW));
+    response
+}
+
+fn not_found() -> http::Response<String> {
+    let mut response = http::Response::new(String::new());
+    *response.status_mut() = http::StatusCode::NOT_FOUND;
+    response
+}
+
+/// The demo's routes on axum: one `AuthLayer` per route (as a route layer,
+/// so a wrong method is axum's 405 before authentication), from the same
+/// policies. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn axum_router(demo: &Demo) -> axum::Router {
     use auth_axum::{Auth, AuthLayer};
     async fn identity(Auth(who): Auth) -> impl axum::response::IntoResponse {
@@ -200,14 +236,18 @@ pub fn axum_router(demo: &Demo) -> axum::Router {
     }
     let mut app = axum::Router::new();
     for (path, policy) in demo.routes() {
-        let route = axum::Router::new().route(path, axum::routing::get(identity));
-        app = app.merge(route.layer(AuthLayer::with_policy(policy.clone())));
+        let route = axum::Router::new()
+            .route(path, axum::routing::get(identity))
+            .route_layer(AuthLayer::new(policy.clone()));
+        app = app.merge(route);
     }
     app
 }
 
 /// The demo's routes on actix-web, for `App::configure`: one
-/// `Authentication` middleware per route, from the same policies.
+/// `Authentication` middleware per route (on the GET and HEAD routes, so a
+/// wrong method is 405 with `Allow` before authentication, as on axum),
+/// from the same policies.
 pub fn actix_routes(
     demo: &Demo,
 ) -> impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static {
@@ -218,13 +258,20 @@ pub fn actix_routes(
             .content_type("application/json")
             .body(identity_json(&who).to_string())
     }
+    async fn wrong_method() -> HttpResponse {
+        HttpResponse::MethodNotAllowed()
+            .insert_header((http::header::ALLOW.as_str(), ALLOW))
+            .finish()
+    }
     let routes = demo.routes().to_vec();
     move |config: &mut web::ServiceConfig| {
         for (path, policy) in &routes {
+            let auth = Authentication::new(policy.clone());
             config.service(
-                web::scope(path)
-                    .wrap(Authentication::with_policy(policy.clone()))
-                    .route("", web::get().to(identity)),
+                web::resource(*path)
+                    .route(web::get().to(identity).wrap(auth.clone()))
+                    .route(web::head().to(identity).wrap(auth))
+                    .default_service(web::to(wrong_method)),
             );
         }
     }
@@ -241,48 +288,12 @@ pub fn identity_json(auth: &AuthData) -> serde_json::Value {
     })
 }
 
-fn json_response(status: u16, body: &serde_json::Value) -> http::Response<String> {
-    let mut response = http::Response::new(body.to_string());
-    *response.status_mut() =
-        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+fn json_response(body: String) -> http::Response<String> {
+    let mut response = http::Response::new(body);
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
-    response
-}
-
-/// The identity's JSON and any issued cookie.
-fn identity_response(who: Authenticated) -> http::Response<String> {
-    let mut response = json_response(200, &identity_json(&who.auth));
-    if let Some(cookie) = who
-        .set_cookie
-        .and_then(|c| http::HeaderValue::try_from(c).ok())
-    {
-        response
-            .headers_mut()
-            .append(http::header::SET_COOKIE, cookie);
-    }
-    response
-}
-
-/// The error's status, challenge and the shared JSON body.
-fn error_response(error: &AuthError) -> http::Response<String> {
-    let mut response = http::Response::new(error.body_json());
-    *response.status_mut() = http::StatusCode::from_u16(error.status().as_u16())
-        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    if let Some(challenge) = error
-        .www_authenticate()
-        .and_then(|c| http::HeaderValue::try_from(c).ok())
-    {
-        response
-            .headers_mut()
-            .insert(http::header::WWW_AUTHENTICATE, challenge);
-    }
     response
 }
 

@@ -181,6 +181,16 @@ impl Drop for OidcProvider {
 /// When no port can be bound (a broken test machine).
 #[allow(clippy::expect_used)]
 pub fn serve_axum(app: axum::Router) -> String {
+    serve_axum_with(app, true)
+}
+
+/// [`serve_axum`], with or without axum's `ConnectInfo` (without it the
+/// server supplies no client address).
+///
+/// # Panics
+/// When no port can be bound (a broken test machine).
+#[allow(clippy::expect_used)]
+pub fn serve_axum_with(app: axum::Router, connect_info: bool) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener
         .set_nonblocking(true)
@@ -194,11 +204,15 @@ pub fn serve_axum(app: axum::Router) -> String {
             .expect("tokio runtime");
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await;
+            let _ = if connect_info {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .await
+            } else {
+                axum::serve(listener, app).await
+            };
         });
     });
     base

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use auth_axum::{Auth, AuthLayer};
+use auth_core::Policy;
 use auth_core::introspect::IntrospectionBackend;
 use auth_core::transport::UreqTransport;
 use auth_tests::{CLIENT_ID, CLIENT_SECRET, OidcProvider, serve_axum};
@@ -48,7 +49,7 @@ fn introspection_through_the_axum_layer() {
     let base = serve_axum(
         Router::new()
             .route("/me", get(who))
-            .layer(AuthLayer::new(backend).transport(transport)),
+            .layer(AuthLayer::new(Policy::new(backend).transport(transport))),
     );
     let url = format!("{base}/me");
 

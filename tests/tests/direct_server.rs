@@ -59,7 +59,8 @@ impl Running {
         let set_cookie = header_strings("set-cookie");
         let www_authenticate = header_strings("www-authenticate").into_iter().next();
         let status = response.status().as_u16();
-        let body = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        let body = serde_json::from_str(&response.body_mut().read_to_string().unwrap())
+            .unwrap_or(serde_json::Value::Null);
         Answer {
             status,
             set_cookie,

@@ -35,7 +35,7 @@ fn broken_providers_give_503_in_time_and_leak_nothing() {
                 for (path, policy) in &routes {
                     app = app.service(
                         web::resource(path.as_str())
-                            .wrap(Authentication::with_policy(policy.clone()))
+                            .wrap(Authentication::new(policy.clone()))
                             .route(web::get().to(|| async { "authenticated" })),
                     );
                 }

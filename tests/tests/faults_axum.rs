@@ -27,7 +27,7 @@ fn broken_providers_give_503_in_time_and_leak_nothing() {
     for (path, policy) in fault_routes(&servers) {
         app = app.route(
             &path,
-            route_get(|| async { "authenticated" }).layer(AuthLayer::with_policy(policy)),
+            route_get(|| async { "authenticated" }).layer(AuthLayer::new(policy)),
         );
     }
 

@@ -1,84 +1,96 @@
-//! Extractors: [`Auth`], [`Claims`], [`Scoped`]; and [`AuthState`] for
-//! handlers without the middleware.
+//! Extractors: [`Auth`], [`Claims`], [`Scoped`] read what the
+//! [`Authentication`](crate::Authentication) middleware decided; without it
+//! they decide themselves from an [`AuthState`] in `app_data`.
 
-use std::future::ready;
+use std::future::{Ready, ready};
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
-use auth_core::transport::Transport;
-use auth_core::{AuthData, AuthError, Backend, Credential, Policy, Scope};
-use futures_util::future::LocalBoxFuture;
+use auth_core::{AuthData, Deciding, Decision, Policy, Refusal, Scope, Verdict};
+use futures_util::future::{Either, LocalBoxFuture};
 use serde::de::DeserializeOwned;
 
-use crate::drive::resolve;
-use crate::middleware::Unidentified;
+use crate::drive::drive;
 use crate::rejection::AuthRejection;
 use crate::view::ActixView;
 
+/// A ready answer when the middleware decided; a boxed future only when an
+/// [`AuthState`] must decide (and maybe drive network steps).
+pub type ExtractFuture<T> =
+    Either<Ready<Result<T, AuthRejection>>, LocalBoxFuture<'static, Result<T, AuthRejection>>>;
+
+/// Applies `read` to the request's verdict: the middleware's, or one
+/// decided now from the `AuthState` in `app_data`.
+fn with_verdict<T: 'static>(
+    req: &HttpRequest,
+    read: fn(&Verdict) -> Result<T, Refusal>,
+) -> ExtractFuture<T> {
+    if let Some(verdict) = req.extensions().get::<Verdict>() {
+        return Either::Left(ready(read(verdict).map_err(AuthRejection)));
+    }
+    let Some(state) = req.app_data::<web::Data<AuthState>>() else {
+        return Either::Left(ready(Err(AuthRejection(Refusal::server_error(
+            "an auth-actix extractor ran without the Authentication middleware \
+             or an AuthState in app_data",
+        )))));
+    };
+    let policy = state.policy.clone();
+    let req = req.clone();
+    Either::Right(Box::pin(async move {
+        let view = ActixView(&req);
+        let decision = match policy.decide(&view, SystemTime::now()) {
+            Deciding::Done(decision) => decision,
+            Deciding::Pending(pending) => drive(pending, &view).await,
+        };
+        let verdict = match decision {
+            Decision::Admit(admit) => {
+                let cookie = admit.set_cookie.as_ref().and_then(|c| {
+                    actix_web::http::header::HeaderValue::from_bytes(c.as_bytes()).ok()
+                });
+                if let Some(cookie) = cookie {
+                    req.extensions_mut().insert(IssuedCookie(cookie));
+                }
+                admit.verdict
+            }
+            Decision::PassThrough(verdict) => verdict,
+            Decision::Refuse(refusal) => return Err(AuthRejection(refusal)),
+        };
+        let answer = read(&verdict).map_err(AuthRejection);
+        // Later extractors of the same request reuse it.
+        req.extensions_mut().insert(verdict);
+        answer
+    }))
+}
+
 /// The identity of the request.
 ///
-/// From the [`Authentication`](crate::Authentication) middleware's result
-/// when it ran; otherwise from an [`AuthState`] in `app_data`; otherwise a
-/// 500 naming the missing middleware. Use `Option<Auth>` where a request
-/// may be anonymous (actix turns any refusal into `None` there).
+/// From the [`Authentication`](crate::Authentication) middleware's verdict
+/// (a ready future) when it ran; otherwise decided from an [`AuthState`] in
+/// `app_data`; otherwise a 500 (details in the log). Without an identity
+/// (optional mode, no credentials) it refuses as the policy words it. Use
+/// `Option<Auth>` where a request may be anonymous (actix turns any refusal
+/// into `None` there).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Auth(pub AuthData);
 
-/// A `Set-Cookie` value issued while extracting [`Auth`] from an
-/// [`AuthState`] (no middleware to send it): find it in the request
-/// extensions and send it with your response.
+/// A `Set-Cookie` value issued while deciding from an [`AuthState`] (no
+/// middleware to send it): find it in the request extensions and send it
+/// with your response.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IssuedCookie(pub String);
-
-fn from_middleware(req: &HttpRequest) -> Option<Result<AuthData, AuthRejection>> {
-    let extensions = req.extensions();
-    if let Some(auth) = extensions.get::<AuthData>() {
-        return Some(Ok(auth.clone()));
-    }
-    extensions
-        .get::<Unidentified>()
-        .map(|Unidentified(error, policy)| {
-            Err(AuthRejection::new(error.clone(), policy.realm_name()))
-        })
-}
+pub struct IssuedCookie(pub actix_web::http::header::HeaderValue);
 
 impl FromRequest for Auth {
     type Error = AuthRejection;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+    type Future = ExtractFuture<Self>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        if let Some(result) = from_middleware(req) {
-            return Box::pin(ready(result.map(Auth)));
-        }
-        let Some(state) = req
-            .app_data::<web::Data<AuthState>>()
-            .map(|d| Arc::clone(&d.policy))
-        else {
-            return Box::pin(ready(Err(AuthRejection::MissingMiddleware)));
-        };
-        let req = req.clone();
-        Box::pin(async move {
-            let view = ActixView(&req);
-            let outcome = state.backend().authenticate(&view, SystemTime::now());
-            match resolve(outcome, &view, state.shared_transport()).await {
-                Ok(who) => {
-                    let mut extensions = req.extensions_mut();
-                    extensions.insert(who.auth.clone());
-                    if let Some(cookie) = who.set_cookie {
-                        extensions.insert(IssuedCookie(cookie));
-                    }
-                    Ok(Auth(who.auth))
-                }
-                Err(error) => Err(AuthRejection::new(error, state.realm_name())),
-            }
-        })
+        with_verdict(req, |verdict| verdict.require().map(|a| Auth(a.clone())))
     }
 }
 
-/// A backend in `app_data` (as `web::Data<AuthState>`), for handlers
+/// A policy in `app_data` (as `web::Data<AuthState>`), for handlers
 /// without the [`Authentication`](crate::Authentication) middleware.
 ///
 /// ```
@@ -95,65 +107,40 @@ impl FromRequest for Auth {
 /// # drop(app);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[derive(Clone, Debug)]
 pub struct AuthState {
-    policy: Arc<Policy>,
+    policy: Policy,
 }
 
 impl AuthState {
-    /// Authenticates with `backend`.
-    pub fn new(backend: impl Backend + 'static) -> Self {
-        Self::with_policy(Policy::new(backend))
-    }
-
-    /// Applies a core [`Policy`] (its realm and transport; an extractor
-    /// always requires an identity).
-    pub fn with_policy(policy: Policy) -> Self {
+    /// Applies `policy` (a [`Policy`], or any backend).
+    pub fn new(policy: impl Into<Policy>) -> Self {
         AuthState {
-            policy: Arc::new(policy),
+            policy: policy.into(),
         }
-    }
-
-    /// The realm named in challenges.
-    #[must_use]
-    pub fn realm(self, realm: &str) -> Self {
-        Self::with_policy(Arc::unwrap_or_clone(self.policy).realm(realm))
-    }
-
-    /// The transport for network steps.
-    #[must_use]
-    pub fn transport(self, transport: impl Transport + 'static) -> Self {
-        Self::with_policy(Arc::unwrap_or_clone(self.policy).transport(transport))
     }
 }
 
-/// The identity's attributes as your own type. Attributes that do not fit
-/// `T`: 401 `invalid_token`.
+/// Every claim of the identity as your own type: the token's claims
+/// (registered ones such as `sub` included), or the introspection answer.
+/// Claims that do not fit `T`: 401 `invalid_token` naming the field (never
+/// its value).
 #[derive(Clone, Debug)]
 pub struct Claims<T>(pub T);
 
 impl<T: DeserializeOwned + 'static> FromRequest for Claims<T> {
     type Error = AuthRejection;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+    type Future = ExtractFuture<Self>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let auth = Auth::from_request(req, payload);
-        Box::pin(async move {
-            let Auth(auth) = auth.await?;
-            auth.claims::<T>().map(Claims).map_err(|_| {
-                AuthRejection::new(
-                    AuthError::invalid_credentials(
-                        Credential::Bearer,
-                        "token claims have an unexpected shape",
-                    ),
-                    None,
-                )
-            })
-        })
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        with_verdict(req, |verdict| verdict.claims::<T>().map(Claims))
     }
 }
 
 /// The identity, if it holds every scope of `T` (see
-/// [`Scope`](auth_core::Scope)); otherwise 403 `insufficient_scope`.
+/// [`Scope`](auth_core::Scope)): otherwise 403 `insufficient_scope` naming
+/// them (with the policy's realm), or 401 asking for a token when the
+/// identity cannot carry scopes (an anonymous session).
 ///
 /// ```
 /// use auth_actix::{Scope, Scoped};
@@ -178,15 +165,13 @@ impl<T: Scope> std::fmt::Debug for Scoped<T> {
 
 impl<T: Scope + 'static> FromRequest for Scoped<T> {
     type Error = AuthRejection;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+    type Future = ExtractFuture<Self>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let auth = Auth::from_request(req, payload);
-        Box::pin(async move {
-            let Auth(auth) = auth.await?;
-            auth.require_scopes(T::SCOPES)
-                .map_err(|e| AuthRejection::new(e, None))?;
-            Ok(Scoped(auth, PhantomData))
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        with_verdict(req, |verdict| {
+            verdict
+                .require_scopes(T::SCOPES)
+                .map(|auth| Scoped(auth.clone(), PhantomData))
         })
     }
 }

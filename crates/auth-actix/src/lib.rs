@@ -2,17 +2,18 @@
 //!
 //! [actix-web](https://docs.rs/actix-web) adapter for [`auth_core`]: the
 //! [`Authentication`] middleware and `FromRequest` extractors. The core
-//! decides; this crate translates its outcome into actix's idioms, with the
-//! same statuses, headers and bodies as `auth-axum`.
+//! decides; this crate renders its decisions in actix's types and drives
+//! its network steps off the worker, with the same statuses, headers and
+//! bodies as `auth-axum`.
 //!
 //! | piece | what it does |
 //! |---|---|
-//! | [`Authentication`] | authenticates every request; required or optional; appends issued `Set-Cookie`; preflight passthrough |
+//! | [`Authentication`] | applies a core `Policy` to every request of an app, scope or resource |
 //! | [`Auth`], `Option<Auth>` | the identity (from the middleware, or an [`AuthState`] in `app_data`) |
-//! | [`Claims<T>`](Claims) | the identity's attributes as your type |
-//! | [`Scoped<T>`](Scoped) | the identity, if it holds `T`'s scopes (else 403) |
-//! | [`AuthRejection`] | every refusal, as a `ResponseError` |
-//! | [`ActixView`] | the core's request view over actix's request, no header copies |
+//! | [`Claims<T>`](Claims) | every claim of the identity, as your type |
+//! | [`Scoped<T>`](Scoped) | the identity, if it holds `T`'s scopes |
+//! | [`AuthRejection`] | an extractor's refusal, as a `ResponseError` |
+//! | [`ActixView`] | the core's request view over actix's request, to call the core yourself |
 
 mod drive;
 mod extract;
@@ -22,7 +23,7 @@ mod view;
 
 pub use auth_core;
 pub use auth_core::Scope;
-pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scoped};
+pub use extract::{Auth, AuthState, Claims, ExtractFuture, IssuedCookie, Scoped};
 pub use middleware::{AuthFuture, Authentication, AuthenticationMiddleware};
 pub use rejection::AuthRejection;
 pub use view::ActixView;

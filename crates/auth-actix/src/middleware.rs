@@ -1,109 +1,66 @@
-//! [`Authentication`]: actix-web middleware that authenticates every request
-//! of a scope or app before the handler runs.
+//! [`Authentication`]: actix-web middleware that applies a core policy to
+//! every request of an app, scope or resource before the handler runs.
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{Error, HttpMessage, ResponseError};
-use auth_core::transport::Transport;
-use auth_core::{AuthError, Authenticated, Backend, Outcome, Policy};
+use actix_web::{Error, HttpMessage};
+use auth_core::{Admit, Deciding, Decision, Policy, Refusal};
 use futures_util::future::LocalBoxFuture;
 use pin_project_lite::pin_project;
 
-use crate::drive::resolve;
-use crate::rejection::AuthRejection;
+use crate::drive::drive;
+use crate::rejection::render;
 use crate::view::ActixView;
 
-/// What the middleware left for the extractors when it let a request
-/// through without identity (optional mode), with the policy (its realm).
-#[derive(Clone)]
-pub(crate) struct Unidentified(pub(crate) AuthError, pub(crate) Arc<Policy>);
-
-/// Authenticates each request with a core backend (any backend, or a
-/// [`Chain`](auth_core::Chain) of them). The same modes and answers as
-/// `auth-axum`'s `AuthLayer`:
+/// Applies a core [`Policy`] to each request (wrap an `App`, a `Scope` or a
+/// `Resource`), rendering the core's decision with the same statuses,
+/// headers and bodies as `auth-axum`:
 ///
-/// - **Required** (default): unidentified requests get the core error's
-///   status, `WWW-Authenticate` and JSON body; the handler does not run.
-/// - **Optional** ([`optional`](Self::optional)): requests *without*
-///   credentials go through without identity; invalid ones are refused.
-/// - The [`AuthData`](auth_core::AuthData) goes into the request
-///   extensions (extract it with [`Auth`](crate::Auth)); an issued
-///   anonymous session's `Set-Cookie` is appended to the handler's response.
-/// - CORS preflights pass through by default.
-/// - Network steps run on actix's blocking pool (`web::block`); local answers
-///   and cache hits never leave the worker.
+/// - **admit**: the [`Verdict`](auth_core::Verdict) (the identity) goes in
+///   the request extensions for the extractors; an issued anonymous
+///   session's `Set-Cookie` is appended to the handler's response;
+/// - **pass through** (a CORS preflight; optional mode without
+///   credentials): the handler runs without an identity;
+/// - **refuse**: the core's answer; the handler does not run.
+///
+/// Local decisions are made in `Service::call` and return the handler's own
+/// future; network steps run on actix's blocking pool (`web::block`), or on
+/// the policy's async transport.
 ///
 /// ```
 /// use actix_web::{App, web};
 /// use auth_actix::{Auth, Authentication};
-/// use auth_core::{AnonSessionBackend, Chain, IpBackend};
+/// use auth_core::AnonSessionBackend;
 ///
 /// async fn whoami(Auth(who): Auth) -> String {
 ///     who.key()
 /// }
 ///
-/// let backend = Chain::new().or(AnonSessionBackend::new("anon")?);
-/// let auth = Authentication::new(backend);
-/// let app = App::new().wrap(auth).route("/whoami", web::get().to(whoami));
+/// let app = App::new()
+///     .wrap(Authentication::new(AnonSessionBackend::new("anon")?))
+///     .route("/whoami", web::get().to(whoami));
 /// # drop(app);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Authentication {
-    policy: Arc<Policy>,
+    policy: Policy,
 }
 
 impl Authentication {
-    /// Requires an identity from `backend` on every request.
-    pub fn new(backend: impl Backend + 'static) -> Self {
-        Self::with_policy(Policy::new(backend))
-    }
-
-    /// Applies a core [`Policy`] (the builder methods below are shortcuts
-    /// to it).
-    pub fn with_policy(policy: Policy) -> Self {
+    /// Applies `policy`: a [`Policy`], or any backend (required mode,
+    /// default settings).
+    pub fn new(policy: impl Into<Policy>) -> Self {
         Authentication {
-            policy: Arc::new(policy),
+            policy: policy.into(),
         }
-    }
-
-    fn map(self, change: impl FnOnce(Policy) -> Policy) -> Self {
-        let policy = Arc::unwrap_or_clone(self.policy);
-        Self::with_policy(change(policy))
-    }
-
-    /// Lets requests without credentials through without identity
-    /// ([`Policy::optional`]).
-    #[must_use]
-    pub fn optional(self) -> Self {
-        self.map(Policy::optional)
-    }
-
-    /// Whether CORS preflight requests skip authentication (default `true`).
-    #[must_use]
-    pub fn preflight_passthrough(self, yes: bool) -> Self {
-        self.map(|p| p.preflight_passthrough(yes))
-    }
-
-    /// The `realm` named in `WWW-Authenticate` challenges.
-    #[must_use]
-    pub fn realm(self, realm: &str) -> Self {
-        self.map(|p| p.realm(realm))
-    }
-
-    /// The transport for network steps (default: the core's
-    /// `UreqTransport`).
-    #[must_use]
-    pub fn transport(self, transport: impl Transport + 'static) -> Self {
-        self.map(|p| p.transport(transport))
     }
 }
 
@@ -121,7 +78,7 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(AuthenticationMiddleware {
             service: Rc::new(service),
-            policy: Arc::clone(&self.policy),
+            policy: self.policy.clone(),
         }))
     }
 }
@@ -129,7 +86,27 @@ where
 /// The service [`Authentication`] wraps around the app.
 pub struct AuthenticationMiddleware<S> {
     service: Rc<S>,
-    policy: Arc<Policy>,
+    policy: Policy,
+}
+
+/// Leaves the verdict for the extractors and returns the cookie to append;
+/// or the refusal.
+fn apply(decision: Decision, req: &ServiceRequest) -> Result<Option<HeaderValue>, Refusal> {
+    match decision {
+        Decision::Admit(Admit {
+            verdict,
+            set_cookie,
+            ..
+        }) => {
+            req.extensions_mut().insert(verdict);
+            Ok(set_cookie.and_then(|c| HeaderValue::from_bytes(c.as_bytes()).ok()))
+        }
+        Decision::PassThrough(verdict) => {
+            req.extensions_mut().insert(verdict);
+            Ok(None)
+        }
+        Decision::Refuse(refusal) => Err(refusal),
+    }
 }
 
 impl<S, B> Service<ServiceRequest> for AuthenticationMiddleware<S>
@@ -144,68 +121,35 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let policy = &self.policy;
-        let preflight = req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-        if policy.skips(req.method().as_str(), preflight) {
-            return AuthFuture::handler(self.service.call(req), None);
-        }
         // The view borrows actix's request (no copy, and no clone: actix
         // must own it alone again when it routes below).
-        let outcome = policy
-            .backend()
-            .authenticate(&ActixView(req.request()), SystemTime::now());
-        if let Outcome::Done(result) = outcome {
+        let decided = self
+            .policy
+            .decide(&ActixView(req.request()), SystemTime::now());
+        let pending = match decided {
             // The common case (local backends, cache hits): decided here,
             // and the service is called at once.
-            return match admit(policy, result, &req) {
-                Ok(set_cookie) => AuthFuture::handler(self.service.call(req), set_cookie),
-                Err(rejection) => AuthFuture::rejected(
-                    req.into_response(rejection.error_response())
-                        .map_into_right_body(),
-                ),
-            };
-        }
+            Deciding::Done(decision) => {
+                return match apply(decision, &req) {
+                    Ok(set_cookie) => AuthFuture::handler(self.service.call(req), set_cookie),
+                    Err(refusal) => AuthFuture::refused(
+                        req.into_response(render(refusal)).map_into_right_body(),
+                    ),
+                };
+            }
+            Deciding::Pending(pending) => pending,
+        };
         let service = Rc::clone(&self.service);
-        let policy = Arc::clone(policy);
         AuthFuture::network(Box::pin(async move {
-            let result = {
-                let view = ActixView(req.request());
-                resolve(outcome, &view, policy.shared_transport()).await
-            };
-            match admit(&policy, result, &req) {
+            let decision = drive(pending, &ActixView(req.request())).await;
+            match apply(decision, &req) {
                 Ok(set_cookie) => {
                     let response = service.call(req).await?;
                     Ok(with_cookie(response, set_cookie).map_into_left_body())
                 }
-                Err(rejection) => Ok(req
-                    .into_response(rejection.error_response())
-                    .map_into_right_body()),
+                Err(refusal) => Ok(req.into_response(render(refusal)).map_into_right_body()),
             }
         }))
-    }
-}
-
-/// Applies the decision to the request: the identity (or, for a refusal
-/// the policy lets through, the error) into its extensions and the cookie
-/// to set; or the rejection to answer with.
-fn admit(
-    policy: &Arc<Policy>,
-    result: Result<Authenticated, AuthError>,
-    req: &ServiceRequest,
-) -> Result<Option<HeaderValue>, AuthRejection> {
-    match result {
-        Ok(who) => {
-            req.extensions_mut().insert(who.auth);
-            Ok(who.set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()))
-        }
-        Err(error) if policy.lets_through(&error) => {
-            req.extensions_mut()
-                .insert(Unidentified(error, Arc::clone(policy)));
-            Ok(None)
-        }
-        Err(error) => Err(AuthRejection::new(error, policy.realm_name())),
     }
 }
 
@@ -224,10 +168,10 @@ fn with_cookie<B>(
 type NetworkFuture<B> = LocalBoxFuture<'static, Result<ServiceResponse<EitherBody<B>>, Error>>;
 
 pin_project! {
-    /// The response future of [`AuthenticationMiddleware`]. When the backend
-    /// decides at once (local backends, cache hits) it is the handler's own
-    /// future, or the rejection, with no allocation; only a request that
-    /// needs a network step is boxed.
+    /// The response future of [`AuthenticationMiddleware`]: the handler's
+    /// own future (plus the cookie to append) or the ready refusal when the
+    /// decision was local, with no allocation; a boxed future only when
+    /// network steps had to be driven.
     pub struct AuthFuture<F, B> {
         #[pin]
         state: State<F, B>,
@@ -238,7 +182,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B> {
         Handler { #[pin] future: F, set_cookie: Option<HeaderValue> },
-        Rejected { response: Option<ServiceResponse<EitherBody<B>>> },
+        Refused { response: Option<ServiceResponse<EitherBody<B>>> },
         Network { future: NetworkFuture<B> },
     }
 }
@@ -250,9 +194,9 @@ impl<F, B> AuthFuture<F, B> {
         }
     }
 
-    fn rejected(response: ServiceResponse<EitherBody<B>>) -> Self {
+    fn refused(response: ServiceResponse<EitherBody<B>>) -> Self {
         AuthFuture {
-            state: State::Rejected {
+            state: State::Refused {
                 response: Some(response),
             },
         }
@@ -276,7 +220,7 @@ where
             StateProj::Handler { future, set_cookie } => future
                 .poll(cx)
                 .map_ok(|response| with_cookie(response, set_cookie.take()).map_into_left_body()),
-            StateProj::Rejected { response } => {
+            StateProj::Refused { response } => {
                 #[allow(clippy::expect_used, reason = "the Future contract")]
                 let response = response.take().expect("AuthFuture polled after completion");
                 Poll::Ready(Ok(response))

@@ -10,7 +10,8 @@ use std::ops::ControlFlow;
 use actix_web::HttpRequest;
 use auth_core::request::RequestView;
 
-/// A borrowed [`RequestView`] of an actix-web request.
+/// A borrowed [`RequestView`] of an actix-web request, to call the core's
+/// backends and readers from your own handlers.
 ///
 /// The peer address is the connection's (`HttpRequest::peer_addr`); trusted
 /// proxies are the core's business (`IpBackend`), never actix's
@@ -29,5 +30,9 @@ impl RequestView for ActixView<'_> {
 
     fn peer_addr(&self) -> Option<SocketAddr> {
         self.0.peer_addr()
+    }
+
+    fn method(&self) -> &str {
+        self.0.method().as_str()
     }
 }

@@ -17,7 +17,7 @@ use auth_actix::{Auth, AuthState, Authentication, Claims, IssuedCookie, Scope, S
 use auth_core::introspect::IntrospectionBackend;
 use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
 use auth_core::transport::UreqTransport;
-use auth_core::{AnonSessionBackend, Chain, IpBackend, SessionBackend};
+use auth_core::{AnonSessionBackend, Chain, IpBackend, Policy, SessionBackend};
 use serde_json::{Value, json};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -133,7 +133,7 @@ fn serve(slow_url: String) -> String {
                     )
                     .service(
                         web::scope("/jwt")
-                            .wrap(Authentication::new(jwt()).realm("api"))
+                            .wrap(Authentication::new(Policy::new(jwt()).realm("api")))
                             .route("/private", web::get().to(who))
                             .route("/admin", web::get().to(admin))
                             .route("/claims", web::get().to(claims)),
@@ -152,14 +152,14 @@ fn serve(slow_url: String) -> String {
                     )
                     .service(
                         web::scope("/down")
-                            .wrap(
-                                Authentication::new(
+                            .wrap(Authentication::new(
+                                Policy::new(
                                     IntrospectionBackend::builder(closed_port(), "api", "s")
                                         .build()
                                         .unwrap(),
                                 )
                                 .transport(fast_fail),
-                            )
+                            ))
                             .route("", web::get().to(who)),
                     )
                     .service(

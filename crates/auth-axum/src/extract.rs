@@ -1,57 +1,45 @@
-//! Extractors: [`Auth`], `Option<Auth>`, [`Claims`], [`Scoped`], and
-//! [`StateAuth`] for routes without the layer.
+//! Extractors: [`Auth`], `Option<Auth>`, [`Claims`], [`Scoped`] read what
+//! [`AuthLayer`](crate::AuthLayer) decided; [`StateAuth`] decides itself,
+//! from an [`AuthState`] in the router state, for routes without the layer.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use auth_core::transport::Transport;
-use auth_core::{AuthData, AuthError, Backend, Credential, Policy, Scope};
-use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
-use axum::response::{IntoResponseParts, ResponseParts};
+use auth_core::{AuthData, Deciding, Decision, Policy, Refusal, Scope, Verdict};
+use axum_core::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponseParts, ResponseParts};
 use http::request::Parts;
 use http::{HeaderValue, header};
 use serde::de::DeserializeOwned;
 
-use crate::drive::resolve;
-use crate::layer::{Checked, rejection};
+use crate::drive::drive;
 use crate::rejection::AuthRejection;
-use crate::view::AxumView;
+use crate::view::View;
+
+/// What the layer left; a 500 (details in the log) without it.
+fn verdict(parts: &Parts) -> Result<&Verdict, AuthRejection> {
+    parts.extensions.get::<Verdict>().ok_or_else(|| {
+        AuthRejection(Refusal::server_error(
+            "an auth-axum extractor ran on a route without AuthLayer \
+             (use StateAuth with an AuthState for routes without the layer)",
+        ))
+    })
+}
 
 /// The identity [`AuthLayer`](crate::AuthLayer) found.
 ///
-/// - No identity (optional mode, no credentials): 401 with the backend's
-///   challenge.
-/// - No `AuthLayer` on the route: 500 naming the missing layer.
-///
-/// Use `Option<Auth>` where a request may be anonymous.
+/// Without one (optional mode, no credentials; a passed-through preflight)
+/// it refuses as the layer's policy words it (401 with its challenge). Use
+/// `Option<Auth>` where a request may be anonymous.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Auth(pub AuthData);
-
-fn layered(parts: &Parts) -> Result<Option<AuthData>, AuthRejection> {
-    if let Some(auth) = parts.extensions.get::<AuthData>() {
-        return Ok(Some(auth.clone()));
-    }
-    match parts.extensions.get::<Checked>() {
-        Some(Checked(Err(error), policy)) => {
-            Err(AuthRejection::new(error.clone(), policy.realm_name()))
-        }
-        Some(Checked(Ok(()), _)) => Ok(None),
-        None => Err(AuthRejection::MissingLayer),
-    }
-}
 
 impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match layered(parts)? {
-            Some(auth) => Ok(Auth(auth)),
-            None => Err(AuthRejection::new(
-                AuthError::MissingCredentials(Credential::Bearer),
-                None,
-            )),
-        }
+        let auth = verdict(parts)?.require()?;
+        Ok(Auth(auth.clone()))
     }
 }
 
@@ -62,27 +50,23 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Auth {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        match layered(parts) {
-            Ok(auth) => Ok(auth.map(Auth)),
-            // The layer ran and let an unidentified request through.
-            Err(AuthRejection::Auth { .. }) => Ok(None),
-            Err(other) => Err(other),
-        }
+        Ok(verdict(parts)?.auth().cloned().map(Auth))
     }
 }
 
-/// The identity's attributes as your own type (the token's claims, the
-/// introspection answer). Attributes that do not fit `T`: 401
-/// `invalid_token`.
+/// Every claim of the identity as your own type: the token's claims
+/// (registered ones such as `sub` included), or the introspection answer.
+/// Claims that do not fit `T`: 401 `invalid_token` naming the field (never
+/// its value).
 ///
 /// ```
 /// use auth_axum::Claims;
 ///
 /// #[derive(serde::Deserialize)]
-/// struct MyClaims { tenant: String }
+/// struct MyClaims { sub: String, tenant: String }
 ///
 /// async fn handler(Claims(claims): Claims<MyClaims>) -> String {
-///     claims.tenant
+///     format!("{} of {}", claims.sub, claims.tenant)
 /// }
 /// # let _: axum::routing::MethodRouter = axum::routing::get(handler);
 /// ```
@@ -92,23 +76,15 @@ pub struct Claims<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
     type Rejection = AuthRejection;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Auth(auth) = <Auth as FromRequestParts<S>>::from_request_parts(parts, state).await?;
-        auth.claims::<T>().map(Claims).map_err(|_| {
-            AuthRejection::new(
-                AuthError::invalid_credentials(
-                    Credential::Bearer,
-                    "token claims have an unexpected shape",
-                ),
-                None,
-            )
-        })
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Claims(verdict(parts)?.claims::<T>()?))
     }
 }
 
 /// The identity, if it holds every scope of `T` (see
-/// [`Scope`](auth_core::Scope)); otherwise 403 `insufficient_scope` naming
-/// them in the challenge.
+/// [`Scope`](auth_core::Scope)): otherwise 403 `insufficient_scope` naming
+/// them in the challenge (with the layer's realm), or 401 asking for a
+/// token when the identity cannot carry scopes (an anonymous session).
 ///
 /// ```
 /// use auth_axum::{Scope, Scoped};
@@ -134,17 +110,14 @@ impl<T: Scope> std::fmt::Debug for Scoped<T> {
 impl<S: Send + Sync, T: Scope> FromRequestParts<S> for Scoped<T> {
     type Rejection = AuthRejection;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let policy = parts.extensions.get::<Checked>().map(|c| Arc::clone(&c.1));
-        let Auth(auth) = <Auth as FromRequestParts<S>>::from_request_parts(parts, state).await?;
-        auth.require_scopes(T::SCOPES)
-            .map_err(|e| AuthRejection::new(e, policy.as_ref().and_then(|p| p.realm_name())))?;
-        Ok(Scoped(auth, PhantomData))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let auth = verdict(parts)?.require_scopes(T::SCOPES)?;
+        Ok(Scoped(auth.clone(), PhantomData))
     }
 }
 
-/// A backend in the router state, for routes without
-/// [`AuthLayer`](crate::AuthLayer): the [`StateAuth`] extractor uses it.
+/// A policy in the router state, for routes without
+/// [`AuthLayer`](crate::AuthLayer): the [`StateAuth`] extractor applies it.
 ///
 /// ```
 /// use auth_axum::{AuthState, StateAuth};
@@ -159,35 +132,19 @@ impl<S: Send + Sync, T: Scope> FromRequestParts<S> for Scoped<T> {
 /// let app: Router = Router::new().route("/me", get(me)).with_state(state);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AuthState {
     policy: Policy,
 }
 
 impl AuthState {
-    /// Authenticates with `backend` (required mode).
-    pub fn new(backend: impl Backend + 'static) -> Self {
-        Self::with_policy(Policy::new(backend))
-    }
-
-    /// Applies a core [`Policy`] (its realm and transport; an extractor
-    /// always requires an identity).
-    pub fn with_policy(policy: Policy) -> Self {
-        AuthState { policy }
-    }
-
-    /// The realm named in challenges.
-    #[must_use]
-    pub fn realm(mut self, realm: &str) -> Self {
-        self.policy = self.policy.realm(realm);
-        self
-    }
-
-    /// The transport for network steps.
-    #[must_use]
-    pub fn transport(mut self, transport: impl Transport + 'static) -> Self {
-        self.policy = self.policy.transport(transport);
-        self
+    /// Applies `policy` (a [`Policy`], or any backend). An extractor always
+    /// requires an identity: optional mode and preflight passthrough refuse
+    /// here as a required policy would.
+    pub fn new(policy: impl Into<Policy>) -> Self {
+        AuthState {
+            policy: policy.into(),
+        }
     }
 }
 
@@ -202,7 +159,7 @@ pub struct StateAuth {
     /// Who the request is.
     pub auth: AuthData,
     /// A `Set-Cookie` value to send back, if a session was issued.
-    pub issued_cookie: Option<String>,
+    pub issued_cookie: Option<HeaderValue>,
 }
 
 impl StateAuth {
@@ -214,13 +171,13 @@ impl StateAuth {
 
 /// Appends an issued `Set-Cookie` to a response; see [`StateAuth`].
 #[derive(Clone, Debug)]
-pub struct IssuedCookie(Option<String>);
+pub struct IssuedCookie(Option<HeaderValue>);
 
 impl IntoResponseParts for IssuedCookie {
     type Error = std::convert::Infallible;
 
     fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
-        if let Some(value) = self.0.and_then(|c| HeaderValue::try_from(c).ok()) {
+        if let Some(value) = self.0 {
             res.headers_mut().append(header::SET_COOKIE, value);
         }
         Ok(res)
@@ -235,18 +192,20 @@ where
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AuthState::from_ref(state);
-        let view = AxumView(parts);
-        let outcome = state
-            .policy
-            .backend()
-            .authenticate(&view, SystemTime::now());
-        match resolve(outcome, &view, state.policy.shared_transport()).await {
-            Ok(who) => Ok(StateAuth {
-                auth: who.auth,
-                issued_cookie: who.set_cookie,
-            }),
-            Err(error) => Err(rejection(&state.policy, error, view)),
-        }
+        let AuthState { policy } = AuthState::from_ref(state);
+        let view = View(&*parts);
+        let decision = match policy.decide(&view, SystemTime::now()) {
+            Deciding::Done(decision) => decision,
+            Deciding::Pending(pending) => drive(pending, &view).await,
+        };
+        let (verdict, issued_cookie) = match decision {
+            Decision::Admit(admit) => (admit.verdict, admit.set_cookie),
+            Decision::PassThrough(verdict) => (verdict, None),
+            Decision::Refuse(refusal) => return Err(AuthRejection(refusal)),
+        };
+        Ok(StateAuth {
+            auth: verdict.require()?.clone(),
+            issued_cookie,
+        })
     }
 }

@@ -1,62 +1,44 @@
-//! [`AuthLayer`] and [`AuthService`]: authenticate every request of a
-//! router, before the handler runs.
+//! [`AuthLayer`] and [`AuthService`]: the core's decision for every request
+//! of a service, before the handler runs.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use auth_core::request::RequestView;
-use auth_core::transport::Transport;
-use auth_core::{AuthError, Authenticated, Backend, Credential, Outcome, Policy};
-use axum::body::Body;
-use axum::response::{IntoResponse, Response};
-use http::request::Parts;
-use http::{HeaderValue, Request, header};
+use auth_core::{Admit, Deciding, Decision, Policy};
+use http::{HeaderValue, Request, Response, header};
 use pin_project_lite::pin_project;
-use tower::{Layer, Service};
+use tower_layer::Layer;
+use tower_service::Service;
 
-use crate::drive::resolve;
-use crate::rejection::AuthRejection;
-use crate::view::AxumView;
+use crate::drive::drive;
+use crate::view::View;
 
-/// How the authentication went, left in the request extensions by the layer
-/// for the extractors when they may still have to refuse: the error the
-/// optional mode let through, and the policy (for its realm).
-#[derive(Clone)]
-pub(crate) struct Checked(pub(crate) Result<(), AuthError>, pub(crate) Arc<Policy>);
-
-/// The rejection for `error`: a missing `ConnectInfo` is named as such.
-pub(crate) fn rejection(policy: &Policy, error: AuthError, view: AxumView<'_>) -> AuthRejection {
-    if matches!(error, AuthError::Misconfigured { .. }) && view.peer_addr().is_none() {
-        AuthRejection::MissingConnectInfo
-    } else {
-        AuthRejection::new(error, policy.realm_name())
-    }
-}
-
-/// A tower [`Layer`] that authenticates each request with a core backend
-/// (any backend, or a [`Chain`](auth_core::Chain) of them).
+/// A tower [`Layer`] that applies a core [`Policy`] to every request of the
+/// service it wraps: an axum `Router` (`.layer`, `.route_layer`), a plain
+/// hyper service, anything that takes an `http::Request<B>` and answers an
+/// `http::Response<ResBody>` whose body can be built from a `String`
+/// (axum's `Body`, `http_body_util::Full<Bytes>`).
 ///
-/// - **Required** (default): a request that cannot be identified gets the
-///   core error's status, `WWW-Authenticate` and a short JSON body; the
-///   handler does not run.
-/// - **Optional** ([`optional`](Self::optional)): a request *without*
-///   credentials goes through without identity; invalid credentials are
-///   still refused (never downgraded).
-/// - On success the [`AuthData`](auth_core::AuthData) is in the request
-///   extensions (use the [`Auth`](crate::Auth) extractor). When a backend
-///   issued an anonymous session, its `Set-Cookie` is **appended** to the
-///   handler's response; the handler's own cookies stay.
-/// - CORS preflights (`OPTIONS` with `Access-Control-Request-Method`) pass
-///   through untouched by default ([`preflight_passthrough`](Self::preflight_passthrough)).
-/// - Network steps (introspection, JWKS) run on tokio's blocking pool; local
-///   answers and cache hits never leave the request's task.
+/// It renders the core's [`Decision`]:
+/// - **admit**: the [`Verdict`](auth_core::Verdict) (the identity) goes in
+///   the request extensions for the extractors; an issued anonymous
+///   session's `Set-Cookie` is **appended** to the handler's response (its
+///   own cookies stay);
+/// - **pass through** (a CORS preflight; optional mode without
+///   credentials): the handler runs without an identity;
+/// - **refuse**: the core's status, headers and body; the handler does not
+///   run.
+///
+/// A local decision (local backends, cache hits) is made inside
+/// `Service::call` and the handler's own future is returned, unboxed.
+/// Network steps (introspection, key fetches) run on tokio's blocking pool,
+/// or on the policy's [async transport](Policy::async_transport).
 ///
 /// ```
 /// use auth_axum::{Auth, AuthLayer};
-/// use auth_core::{AnonSessionBackend, Chain, JwtBackend, JwtValidator};
+/// use auth_core::{AnonSessionBackend, Chain, JwtBackend, JwtValidator, Policy};
 /// use auth_core::jwt::Algorithm;
 /// use axum::{Router, routing::get};
 ///
@@ -71,54 +53,24 @@ pub(crate) fn rejection(policy: &Policy, error: AuthError, view: AxumView<'_>) -
 ///     .or(JwtBackend::new(jwt))
 ///     .or(AnonSessionBackend::new("anon")?);
 /// let app: Router = Router::new().route("/whoami", get(whoami)).layer(AuthLayer::new(backend));
+///
+/// // Settings beyond the backend are the core's Policy:
+/// let policy = Policy::new(AnonSessionBackend::new("anon")?).realm("api");
+/// let app: Router = app.layer(AuthLayer::new(policy));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AuthLayer {
     policy: Policy,
 }
 
 impl AuthLayer {
-    /// Requires an identity from `backend` on every request.
-    pub fn new(backend: impl Backend + 'static) -> Self {
-        Self::with_policy(Policy::new(backend))
-    }
-
-    /// Applies a core [`Policy`] (the builder methods below are shortcuts
-    /// to it).
-    pub fn with_policy(policy: Policy) -> Self {
-        AuthLayer { policy }
-    }
-
-    fn map(mut self, change: impl FnOnce(Policy) -> Policy) -> Self {
-        self.policy = change(self.policy);
-        self
-    }
-
-    /// Lets requests without credentials through without identity
-    /// ([`Policy::optional`]).
-    #[must_use]
-    pub fn optional(self) -> Self {
-        self.map(Policy::optional)
-    }
-
-    /// Whether CORS preflight requests skip authentication (default `true`).
-    #[must_use]
-    pub fn preflight_passthrough(self, yes: bool) -> Self {
-        self.map(|p| p.preflight_passthrough(yes))
-    }
-
-    /// The `realm` named in `WWW-Authenticate` challenges.
-    #[must_use]
-    pub fn realm(self, realm: &str) -> Self {
-        self.map(|p| p.realm(realm))
-    }
-
-    /// The transport for network steps (default: the core's
-    /// `UreqTransport` with its default timeouts).
-    #[must_use]
-    pub fn transport(self, transport: impl Transport + 'static) -> Self {
-        self.map(|p| p.transport(transport))
+    /// Applies `policy`: a [`Policy`], or any backend (required mode,
+    /// default settings).
+    pub fn new(policy: impl Into<Policy>) -> Self {
+        AuthLayer {
+            policy: policy.into(),
+        }
     }
 }
 
@@ -128,173 +80,149 @@ impl<S> Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         AuthService {
             inner,
-            policy: Arc::new(self.policy.clone()),
+            policy: self.policy.clone(),
         }
     }
 }
 
 /// The [`Service`] of [`AuthLayer`].
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AuthService<S> {
     inner: S,
-    policy: Arc<Policy>,
+    policy: Policy,
 }
 
-impl<S> Service<Request<Body>> for AuthService<S>
+/// The request to call the handler with and the cookie to append, or the
+/// refusal's response.
+fn apply<B, ResBody: From<String>>(
+    decision: Decision,
+    mut req: Request<B>,
+) -> Result<(Request<B>, Option<HeaderValue>), Response<ResBody>> {
+    match decision {
+        Decision::Admit(Admit {
+            verdict,
+            set_cookie,
+            ..
+        }) => {
+            req.extensions_mut().insert(verdict);
+            Ok((req, set_cookie))
+        }
+        Decision::PassThrough(verdict) => {
+            req.extensions_mut().insert(verdict);
+            Ok((req, None))
+        }
+        Decision::Refuse(refusal) => Err(refusal.into_response()),
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S>
 where
-    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<String> + Send + 'static,
 {
-    type Response = Response;
+    type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = AuthFuture<S::Future, S::Error>;
+    type Future = AuthFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let policy = &self.policy;
-        let preflight = req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-        if policy.skips(req.method().as_str(), preflight) {
-            // Not authenticated, but the layer ran: Option<Auth> is None
-            // (not "layer missing").
-            let mut req = req;
-            let untried = AuthError::MissingCredentials(Credential::Bearer);
-            req.extensions_mut()
-                .insert(Checked(Err(untried), Arc::clone(policy)));
-            return AuthFuture::handler(self.inner.call(req), None);
-        }
-        let (mut parts, body) = req.into_parts();
-        let outcome = policy
-            .backend()
-            .authenticate(&AxumView(&parts), SystemTime::now());
-        if let Outcome::Done(result) = outcome {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let pending = match self.policy.decide(&View(&req), SystemTime::now()) {
             // The common case (local backends, cache hits): decided here,
             // and the ready inner service is called at once.
-            return match admit(policy, result, &mut parts) {
-                Ok(set_cookie) => AuthFuture::handler(
-                    self.inner.call(Request::from_parts(parts, body)),
-                    set_cookie,
-                ),
-                Err(rejection) => AuthFuture::rejected(rejection.into_response()),
-            };
-        }
+            Deciding::Done(decision) => {
+                return match apply(decision, req) {
+                    Ok((req, set_cookie)) => AuthFuture::handler(self.inner.call(req), set_cookie),
+                    Err(refusal) => AuthFuture::refused(refusal),
+                };
+            }
+            Deciding::Pending(pending) => pending,
+        };
         // A network step: the ready service goes into the future, a clone
-        // stays for next time.
+        // stays for next time. The future holds the request's parts (Sync)
+        // across the wait, not the request (its body need not be Sync).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let policy = Arc::clone(policy);
+        let (parts, body) = req.into_parts();
         AuthFuture::network(Box::pin(async move {
-            let result = {
-                let view = AxumView(&parts);
-                resolve(outcome, &view, policy.shared_transport()).await
-            };
-            match admit(&policy, result, &mut parts) {
-                Ok(set_cookie) => {
-                    let response = inner.call(Request::from_parts(parts, body)).await?;
-                    Ok(with_cookie(response, set_cookie))
-                }
-                Err(rejection) => Ok(rejection.into_response()),
+            let decision = drive(pending, &View(&parts)).await;
+            match apply(decision, Request::from_parts(parts, body)) {
+                Ok((req, set_cookie)) => Ok(with_cookie(inner.call(req).await?, set_cookie)),
+                Err(refusal) => Ok(refusal),
             }
         }))
     }
 }
 
-/// Applies the decision to the request: the identity (or, for a refusal
-/// the policy lets through, the error) into its extensions and the cookie
-/// to set; or the rejection to answer with.
-fn admit(
-    policy: &Arc<Policy>,
-    result: Result<Authenticated, AuthError>,
-    parts: &mut Parts,
-) -> Result<Option<HeaderValue>, AuthRejection> {
-    match result {
-        Ok(who) => {
-            parts.extensions.insert(who.auth);
-            if policy.realm_name().is_some() {
-                // Only extractors that reject later (Scoped) need it.
-                parts.extensions.insert(Checked(Ok(()), Arc::clone(policy)));
-            }
-            Ok(who.set_cookie.and_then(|c| HeaderValue::try_from(c).ok()))
-        }
-        Err(error) if policy.lets_through(&error) => {
-            parts
-                .extensions
-                .insert(Checked(Err(error), Arc::clone(policy)));
-            Ok(None)
-        }
-        Err(error) => Err(rejection(policy, error, AxumView(parts))),
-    }
-}
-
 /// Appends an issued anonymous-session cookie (never replacing the
 /// handler's own `Set-Cookie` headers).
-fn with_cookie(mut response: Response, set_cookie: Option<HeaderValue>) -> Response {
+fn with_cookie<B>(mut response: Response<B>, set_cookie: Option<HeaderValue>) -> Response<B> {
     if let Some(cookie) = set_cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
 }
 
-type NetworkFuture<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>;
+type NetworkFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
 pin_project! {
-    /// The response future of [`AuthService`]. When the backend decides at
-    /// once (local backends, cache hits) it is the handler's own future, or
-    /// the rejection, with no allocation; only a request that needs a
-    /// network step is boxed.
-    pub struct AuthFuture<F, E> {
+    /// The response future of [`AuthService`]: the handler's own future
+    /// (plus the cookie to append) or the ready refusal when the decision
+    /// was local, with no allocation; a boxed future only when network steps
+    /// had to be driven.
+    pub struct AuthFuture<F, B, E> {
         #[pin]
-        state: State<F, E>,
+        state: State<F, B, E>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, E> {
+    enum State<F, B, E> {
         Handler { #[pin] future: F, set_cookie: Option<HeaderValue> },
-        Rejected { response: Option<Response> },
-        Network { future: NetworkFuture<E> },
+        Refused { response: Option<Response<B>> },
+        Network { future: NetworkFuture<B, E> },
     }
 }
 
-impl<F, E> AuthFuture<F, E> {
+impl<F, B, E> AuthFuture<F, B, E> {
     fn handler(future: F, set_cookie: Option<HeaderValue>) -> Self {
         AuthFuture {
             state: State::Handler { future, set_cookie },
         }
     }
 
-    fn rejected(response: Response) -> Self {
+    fn refused(response: Response<B>) -> Self {
         AuthFuture {
-            state: State::Rejected {
+            state: State::Refused {
                 response: Some(response),
             },
         }
     }
 
-    fn network(future: NetworkFuture<E>) -> Self {
+    fn network(future: NetworkFuture<B, E>) -> Self {
         AuthFuture {
             state: State::Network { future },
         }
     }
 }
 
-impl<F, E> Future for AuthFuture<F, E>
+impl<F, B, E> Future for AuthFuture<F, B, E>
 where
-    F: Future<Output = Result<Response, E>>,
+    F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response, E>;
+    type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Handler { future, set_cookie } => future
                 .poll(cx)
                 .map_ok(|response| with_cookie(response, set_cookie.take())),
-            StateProj::Rejected { response } => {
+            StateProj::Refused { response } => {
                 #[allow(clippy::expect_used, reason = "the Future contract")]
                 let response = response.take().expect("AuthFuture polled after completion");
                 Poll::Ready(Ok(response))

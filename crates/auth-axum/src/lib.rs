@@ -1,21 +1,22 @@
 //! # auth-axum
 //!
-//! [axum](https://docs.rs/axum) adapter for [`auth_core`]: a tower
-//! [`AuthLayer`] and extractors. The core decides (which backend, fallback,
-//! required or optional, scopes); this crate only translates its outcome
-//! into axum's idioms.
+//! [axum](https://docs.rs/axum) and tower adapter for [`auth_core`]: a tower
+//! [`AuthLayer`] and axum extractors. The core decides (which backend,
+//! fallback, required or optional, scopes, the wording of refusals); this
+//! crate renders its decisions and drives its network steps on tokio.
 //!
 //! | piece | what it does |
 //! |---|---|
-//! | [`AuthLayer`] | authenticates every request; required or optional; appends issued `Set-Cookie`; preflight passthrough |
+//! | [`AuthLayer`] | applies a core `Policy` to every request of any tower service taking `http::Request<B>` |
 //! | [`Auth`], `Option<Auth>` | the identity the layer found |
-//! | [`Claims<T>`](Claims) | the identity's attributes as your type |
-//! | [`Scoped<T>`](Scoped) | the identity, if it holds `T`'s scopes (else 403) |
-//! | [`AuthState`] + [`StateAuth`] | authentication from the router state, without the layer |
-//! | [`AuthRejection`] | every refusal, as a response (status, `WWW-Authenticate`, JSON) |
+//! | [`Claims<T>`](Claims) | every claim of the identity, as your type |
+//! | [`Scoped<T>`](Scoped) | the identity, if it holds `T`'s scopes |
+//! | [`AuthState`] + [`StateAuth`] | the same decision from the router state, without the layer |
+//! | [`AuthRejection`] | an extractor's refusal, as a response |
 //!
 //! `IpBackend` needs the client address: serve with
-//! `into_make_service_with_connect_info::<SocketAddr>()`.
+//! `into_make_service_with_connect_info::<SocketAddr>()` (feature `axum`,
+//! default), or insert an `auth_core::request::PeerAddr` extension.
 
 mod drive;
 mod extract;
@@ -28,7 +29,6 @@ pub use auth_core::Scope;
 pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scoped, StateAuth};
 pub use layer::{AuthFuture, AuthLayer, AuthService};
 pub use rejection::AuthRejection;
-pub use view::AxumView;
 
 /// The README's examples (core and axum), compiled and run as doctests.
 #[cfg(doctest)]

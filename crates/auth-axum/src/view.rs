@@ -1,30 +1,53 @@
-//! [`AxumView`]: the core's request view over axum's request parts, with
-//! the peer address read from `ConnectInfo` in place (nothing inserted,
-//! nothing copied per request).
+//! The core's request view over an `http` request or its parts, with the
+//! client address from a `PeerAddr` extension or axum's `ConnectInfo`, read
+//! in place (nothing inserted, nothing copied per request).
 
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
 use auth_core::request::{PeerAddr, RequestView};
-use axum::extract::ConnectInfo;
-use http::request::Parts;
+use http::Extensions;
 
-/// A borrowed [`RequestView`] of axum's `Parts`: headers from the header
-/// map; the peer address from a [`PeerAddr`] extension if you set one,
-/// else from axum's `ConnectInfo<SocketAddr>`.
-#[derive(Clone, Copy, Debug)]
-pub struct AxumView<'a>(pub &'a Parts);
+/// What the view needs besides the core's own `RequestView` impls.
+pub(crate) trait HasExtensions: RequestView {
+    fn extensions(&self) -> &Extensions;
+}
 
-impl RequestView for AxumView<'_> {
+impl HasExtensions for http::request::Parts {
+    fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+}
+
+impl<B> HasExtensions for http::Request<B> {
+    fn extensions(&self) -> &Extensions {
+        http::Request::extensions(self)
+    }
+}
+
+/// A borrowed [`RequestView`]: headers and method as the core reads them;
+/// the peer address from `PeerAddr`, else from `ConnectInfo<SocketAddr>`
+/// (feature `axum`).
+pub(crate) struct View<'a, T>(pub(crate) &'a T);
+
+impl<T: HasExtensions> RequestView for View<'_, T> {
     fn for_each_header<'a>(&'a self, name: &str, f: &mut dyn FnMut(&'a [u8]) -> ControlFlow<()>) {
         self.0.for_each_header(name, f);
     }
 
     fn peer_addr(&self) -> Option<SocketAddr> {
-        let extensions = &self.0.extensions;
-        extensions
-            .get::<PeerAddr>()
-            .map(|p| p.0)
-            .or_else(|| extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0))
+        let extensions = self.0.extensions();
+        let own = extensions.get::<PeerAddr>().map(|p| p.0);
+        #[cfg(feature = "axum")]
+        let own = own.or_else(|| {
+            extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|c| c.0)
+        });
+        own
+    }
+
+    fn method(&self) -> &str {
+        self.0.method()
     }
 }

@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::data::AuthData;
-use crate::error::{AuthError, Credential};
+use crate::error::{AuthError, Credential, TransportError};
 use crate::flight::Waiter;
 use crate::request::RequestView;
-use crate::transport::TransportError;
 
 /// A way to answer "who is this?" for a request.
 ///
@@ -40,6 +39,35 @@ use crate::transport::TransportError;
 pub trait Backend: Send + Sync {
     /// Identifies `req`, or says what request to send to find out.
     fn authenticate(&self, req: &dyn RequestView, now: SystemTime) -> Outcome;
+
+    /// Identifies `req` now, with a backend that answers locally (IP,
+    /// sessions, JWT with local keys): one call, no network step to drive.
+    /// A backend that needs the network gets a clear error, not a panic:
+    /// use [`Policy::decide_blocking`](crate::Policy::decide_blocking) or
+    /// [`authenticate_blocking`](crate::transport::authenticate_blocking)
+    /// for those.
+    ///
+    /// ```
+    /// use auth_core::{AnonSessionBackend, Backend};
+    ///
+    /// let anon = AnonSessionBackend::new("anon")?;
+    /// let who = anon.identify(&http::Request::new(()))?;
+    /// assert!(who.set_cookie.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The backend's [`AuthError`]; [`AuthError::Misconfigured`] if it
+    /// needs the network.
+    fn identify(&self, req: &dyn RequestView) -> Result<Authenticated, AuthError> {
+        match self.authenticate(req, SystemTime::now()) {
+            Outcome::Done(result) => result,
+            Outcome::Send(_) => Err(AuthError::Misconfigured {
+                reason: "identify() was given a backend that needs the network; \
+                         drive it with Policy::decide_blocking or authenticate_blocking",
+            }),
+        }
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Arc<B> {
@@ -90,6 +118,7 @@ impl Authenticated {
 
 /// The result of [`Backend::authenticate`]: an answer, or a network step.
 #[must_use = "an outcome may be a network step that has to be driven"]
+#[non_exhaustive]
 pub enum Outcome {
     /// The answer.
     Done(Result<Authenticated, AuthError>),

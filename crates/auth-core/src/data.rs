@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock, OnceLock};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::error::AuthError;
+use crate::error::{AuthError, Credential};
 
 /// Which kind of backend produced an [`AuthData`].
 ///
@@ -218,12 +218,49 @@ impl AuthData {
         self.data().get(name)
     }
 
-    /// The attributes as a typed value (for example your own claims struct).
+    /// Every claim as your own type `T`: for a JWT the whole payload,
+    /// registered claims (`sub`, `iss`, `exp`, ...) included; otherwise the
+    /// attributes (an introspection answer holds its `sub` already).
+    ///
+    /// ```
+    /// use auth_core::{AuthData, Source};
+    /// use serde_json::json;
+    ///
+    /// #[derive(Debug, serde::Deserialize)]
+    /// struct Mine { sub: String, tenant: u32 }
+    ///
+    /// let attrs = json!({"sub": "alice", "tenant": 7}).as_object().unwrap().clone();
+    /// let auth = AuthData::new(Source::Introspection, "alice", attrs);
+    /// let mine: Mine = auth.claims()?;
+    /// assert_eq!((mine.sub.as_str(), mine.tenant), ("alice", 7));
+    ///
+    /// let wrong = AuthData::new(Source::Introspection, "bob", json!({"tenant": "x"}).as_object().unwrap().clone());
+    /// let err = wrong.claims::<Mine>().unwrap_err();
+    /// assert_eq!(err.to_string(), "claim `tenant` has an unexpected type or value");
+    /// # Ok::<(), auth_core::data::ClaimsError>(())
+    /// ```
     ///
     /// # Errors
-    /// The attributes do not have the shape of `T`.
-    pub fn claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(self.data())
+    /// The claims do not fit `T`: the error names the field, never a claim's
+    /// value.
+    pub fn claims<T: DeserializeOwned>(&self) -> Result<T, ClaimsError> {
+        match &self.data {
+            Some(Attrs::Json(json)) => {
+                use base64::Engine as _;
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(&*json.payload)
+                    .map_err(|_| ClaimsError::shape())?;
+                let mut de = serde_json::Deserializer::from_slice(&bytes);
+                serde_path_to_error::deserialize(&mut de).map_err(ClaimsError::from_path)
+            }
+            _ if self.source == Source::Jwt && !self.data().contains_key("sub") => {
+                // A custom validator's claims, without the subject.
+                let mut all = self.data().clone();
+                all.insert("sub".into(), Value::String(self.identifier.clone()));
+                serde_path_to_error::deserialize(&all).map_err(ClaimsError::from_path)
+            }
+            _ => serde_path_to_error::deserialize(self.data()).map_err(ClaimsError::from_path),
+        }
     }
 
     /// The granted scopes: the space-separated `scope` attribute (RFC 6749,
@@ -248,19 +285,48 @@ impl AuthData {
         self.scopes().any(|s| s == scope)
     }
 
-    /// Succeeds when every scope in `required` was granted; otherwise the
-    /// 403 `insufficient_scope` error naming all of them.
+    /// Succeeds when every scope in `required` was granted. Otherwise:
+    /// for an identity that cannot carry scopes (a client address, a
+    /// session cookie, an anonymous session) the "no credentials" error for
+    /// a bearer token (401 with the `Bearer` challenge: the caller should
+    /// send one); for any other, the 403 `insufficient_scope` error naming
+    /// all of them.
     ///
     /// # Errors
-    /// [`AuthError::InsufficientScope`] when a scope is missing.
+    /// [`AuthError::MissingCredentials`] or [`AuthError::InsufficientScope`].
     pub fn require_scopes(&self, required: &[&str]) -> Result<(), AuthError> {
         if required.iter().all(|s| self.has_scope(s)) {
             Ok(())
+        } else if matches!(
+            self.source,
+            Source::Ip | Source::Session | Source::Anonymous
+        ) {
+            Err(AuthError::MissingCredentials(Credential::Bearer))
         } else {
             Err(AuthError::InsufficientScope {
                 required: required.join(" "),
             })
         }
+    }
+
+    /// Keycloak realm roles: `realm_access.roles`.
+    pub fn realm_roles(&self) -> impl Iterator<Item = &str> {
+        roles(self.get("realm_access"))
+    }
+
+    /// Keycloak roles for one client: `resource_access.<client>.roles`.
+    pub fn client_roles<'a>(&'a self, client: &str) -> impl Iterator<Item = &'a str> {
+        roles(self.get("resource_access").and_then(|r| r.get(client)))
+    }
+
+    /// Whether the Keycloak realm role `role` was granted.
+    pub fn has_realm_role(&self, role: &str) -> bool {
+        self.realm_roles().any(|r| r == role)
+    }
+
+    /// Whether `client`'s Keycloak role `role` was granted.
+    pub fn has_client_role(&self, client: &str, role: &str) -> bool {
+        self.client_roles(client).any(|r| r == role)
     }
 
     /// The rate-limiting key: `<source>:<identifier>`, except for JWTs, whose
@@ -273,6 +339,59 @@ impl AuthData {
         match (self.source, self.get("iss").and_then(Value::as_str)) {
             (Source::Jwt, Some(iss)) => jwt_key(iss, &self.identifier),
             (source, _) => format!("{source}:{}", self.identifier),
+        }
+    }
+}
+
+/// The string members of `value.roles` (Keycloak's role lists).
+fn roles(value: Option<&Value>) -> impl Iterator<Item = &str> {
+    value
+        .and_then(|v| v.get("roles"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// Why [`AuthData::claims`] could not build the requested type. Names the
+/// field (a claim's name, at most 64 characters), never a claim's value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimsError {
+    /// A required claim is not there.
+    #[error("claim `{0}` is missing")]
+    Missing(String),
+    /// A claim is there with a type or value the field does not take.
+    #[error("claim `{0}` has an unexpected type or value")]
+    Unexpected(String),
+    /// The claims as a whole do not fit (not an object, say).
+    #[error("claims have an unexpected shape")]
+    Shape,
+}
+
+impl ClaimsError {
+    fn shape() -> Self {
+        ClaimsError::Shape
+    }
+
+    fn from_path(error: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        const MAX_NAME: usize = 64;
+        let short = |name: String| name.chars().take(MAX_NAME).collect::<String>();
+        let path = error.path().to_string();
+        let at_root = path == ".";
+        // serde's own wording for a missing field: "missing field `name`"
+        // (a name from the type, not a value from the token).
+        let missing = error
+            .inner()
+            .to_string()
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name.to_owned());
+        match missing {
+            Some(name) if at_root => ClaimsError::Missing(short(name)),
+            Some(name) => ClaimsError::Missing(short(format!("{path}.{name}"))),
+            None if at_root => ClaimsError::Shape,
+            None => ClaimsError::Unexpected(short(path)),
         }
     }
 }

@@ -78,14 +78,18 @@ pub enum AuthError {
     /// client's fault.
     #[error("identity provider unavailable: {reason}")]
     ProviderUnavailable {
-        /// What went wrong, never a token or secret.
+        /// What went wrong, never a token or secret. Logged, never sent to
+        /// the client (the body says only that the provider is unavailable).
         reason: Cow<'static, str>,
+        /// Seconds after which a retry may succeed (`Retry-After`), when
+        /// known.
+        retry_after: Option<u32>,
     },
     /// The server is set up wrongly for this request (for example the
     /// adapter did not supply the peer address). 500.
     #[error("server misconfigured: {reason}")]
     Misconfigured {
-        /// What is missing.
+        /// What is missing. Logged, never sent to the client.
         reason: &'static str,
     },
 }
@@ -106,6 +110,16 @@ impl AuthError {
     pub fn provider_unavailable(reason: impl Into<Cow<'static, str>>) -> Self {
         AuthError::ProviderUnavailable {
             reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Seconds to send as `Retry-After`, if the error knows when a retry
+    /// may succeed.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            AuthError::ProviderUnavailable { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 
@@ -171,18 +185,34 @@ impl AuthError {
         }
     }
 
+    /// The text a client is told: the error's own text for client errors
+    /// (never a credential), and a fixed one for 503 and 500, whose reasons
+    /// (upstream hosts, addresses, server internals) stay in the log.
+    pub fn description(&self) -> Cow<'_, str> {
+        match self {
+            AuthError::ProviderUnavailable { .. } => {
+                Cow::Borrowed("the identity provider is unavailable")
+            }
+            AuthError::Misconfigured { .. } => Cow::Borrowed("internal server error"),
+            other => Cow::Owned(other.to_string()),
+        }
+    }
+
     /// The response body every adapter sends for this error:
-    /// `{"error": <code>, "error_description": <text>}` (the text never holds
-    /// a credential).
+    /// `{"error": <code>, "error_description": <text>}`, the text being
+    /// [`description`](Self::description).
     ///
     /// ```
     /// use auth_core::{AuthError, Credential};
     ///
     /// let body = AuthError::MissingCredentials(Credential::Bearer).body_json();
     /// assert_eq!(body, r#"{"error":"unauthorized","error_description":"no credentials (Bearer)"}"#);
+    /// let body = AuthError::provider_unavailable("connect to 10.0.0.7:8443 refused").body_json();
+    /// assert_eq!(body, r#"{"error":"temporarily_unavailable","error_description":"the identity provider is unavailable"}"#);
     /// ```
     pub fn body_json(&self) -> String {
-        serde_json::json!({"error": self.code(), "error_description": self.to_string()}).to_string()
+        serde_json::json!({"error": self.code(), "error_description": self.description()})
+            .to_string()
     }
 
     /// The `WWW-Authenticate` header value, if any (see
@@ -260,6 +290,30 @@ fn write_quoted(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
         }
     }
     f.write_str("\"")
+}
+
+/// Why a network step got no response. Backends turn it into
+/// [`AuthError::ProviderUnavailable`] (503).
+///
+/// Texts name the failure, never a URL's query, a header or a body.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// No connection could be made (refused, unreachable, DNS).
+    #[error("could not connect")]
+    Connect,
+    /// A connect, read or overall timeout ran out.
+    #[error("timed out")]
+    Timeout,
+    /// The response body is over the size cap.
+    #[error("response exceeds {limit} bytes")]
+    TooLarge {
+        /// The cap.
+        limit: u64,
+    },
+    /// Anything else (TLS, protocol, IO), described.
+    #[error("transport failed: {0}")]
+    Other(String),
 }
 
 /// Why a backend could not be built. Returned at construction, never at

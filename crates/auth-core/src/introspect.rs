@@ -11,11 +11,11 @@ use sha2::{Digest, Sha256};
 
 use crate::backend::{Backend, Outcome, Step};
 use crate::data::{AuthData, Source};
+use crate::error::TransportError;
 use crate::error::{AuthError, ConfigError, Credential};
 use crate::flight::{Flights, Join, Leader};
 use crate::jwt::{seconds, unix_seconds};
 use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_token};
-use crate::transport::TransportError;
 
 pub mod keycloak;
 

@@ -133,7 +133,9 @@ impl IpBackend {
         let peer = req
             .peer_addr()
             .ok_or(AuthError::Misconfigured {
-                reason: "the server supplied no peer address",
+                reason: "the server supplied no peer address (axum: serve with \
+                         into_make_service_with_connect_info::<SocketAddr>(); \
+                         other servers: insert a PeerAddr extension)",
             })?
             .ip()
             .to_canonical();

@@ -10,10 +10,10 @@ use serde_json::{Map, Value};
 
 use crate::backend::{Backend, Outcome, Step};
 use crate::data::{AuthData, Source, jwt_key};
+use crate::error::TransportError;
 use crate::error::{AuthError, Credential};
 use crate::flight::Waiter;
 use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_bytes, token68};
-use crate::transport::TransportError;
 
 mod claims;
 mod header;

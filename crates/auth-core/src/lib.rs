@@ -16,7 +16,7 @@
 //! | [`SessionBackend`] | a session cookie's value | [`session`] |
 //! | [`AnonSessionBackend`] | an anonymous session cookie, issued when absent | [`session`] |
 //! | [`JwtBackend`] | the `sub` of a verified bearer JWT | [`jwt`] |
-//! | [`IntrospectionBackend`], [`KeycloakBackend`] | the `sub` (or another claim) of an RFC 7662 answer | [`introspect`] |
+//! | [`IntrospectionBackend`] (with a Keycloak preset) | the `sub` (or another claim) of an RFC 7662 answer | [`introspect`] |
 //! | [`Chain`] | the first backend that finds credentials | [`backend`] |
 //!
 //! ```
@@ -36,6 +36,7 @@
 
 pub mod backend;
 pub mod data;
+pub mod decision;
 pub mod error;
 pub mod flight;
 pub mod introspect;
@@ -50,9 +51,9 @@ pub use backend::{
     Action, Authenticated, Backend, Chain, Outcome, RequireScopes, Resume, Scope, Step,
 };
 pub use data::{AuthData, Source};
+pub use decision::{Admit, Deciding, Decision, Pending, Refusal, Verdict};
 pub use error::{AuthError, Challenge, ConfigError, Credential};
 pub use introspect::IntrospectionBackend;
-pub use introspect::keycloak::KeycloakBackend;
 pub use ip::{ForwardedHeader, IpBackend};
 pub use jwt::{JwtBackend, JwtValidator, TokenIssuer, TokenValidator};
 pub use policy::Policy;

@@ -28,6 +28,9 @@ pub trait RequestView {
     /// The address of the connection's other end, if the server supplied it.
     fn peer_addr(&self) -> Option<SocketAddr>;
 
+    /// The request method, as sent (`GET`, `OPTIONS`, ...).
+    fn method(&self) -> &str;
+
     /// The first value of the header `name`.
     fn header<'a>(&'a self, name: &str) -> Option<&'a [u8]> {
         let mut first = None;
@@ -46,6 +49,10 @@ impl<T: RequestView + ?Sized> RequestView for &T {
 
     fn peer_addr(&self) -> Option<SocketAddr> {
         (**self).peer_addr()
+    }
+
+    fn method(&self) -> &str {
+        (**self).method()
     }
 }
 
@@ -95,6 +102,10 @@ impl RequestView for http::request::Parts {
     fn peer_addr(&self) -> Option<SocketAddr> {
         self.extensions.get::<PeerAddr>().map(|p| p.0)
     }
+
+    fn method(&self) -> &str {
+        self.method.as_str()
+    }
 }
 
 impl<B> RequestView for http::Request<B> {
@@ -104,6 +115,10 @@ impl<B> RequestView for http::Request<B> {
 
     fn peer_addr(&self) -> Option<SocketAddr> {
         self.extensions().get::<PeerAddr>().map(|p| p.0)
+    }
+
+    fn method(&self) -> &str {
+        http::Request::method(self).as_str()
     }
 }
 

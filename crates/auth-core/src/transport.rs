@@ -5,12 +5,15 @@
 use std::time::SystemTime;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use crate::backend::{Action, Authenticated, Backend, Outcome};
 use crate::error::AuthError;
 use crate::flight::Waiter;
 use crate::request::RequestView;
+
+pub use crate::error::TransportError;
 
 #[cfg(feature = "ureq")]
 mod ureq;
@@ -19,30 +22,6 @@ pub use self::ureq::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_LEN, DEFAULT_TIMEOUT, UreqTransport,
     UreqTransportBuilder,
 };
-
-/// Why a network step got no response. Backends turn it into
-/// [`AuthError::ProviderUnavailable`] (503).
-///
-/// Texts name the failure, never a URL's query, a header or a body.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TransportError {
-    /// No connection could be made (refused, unreachable, DNS).
-    #[error("could not connect")]
-    Connect,
-    /// A connect, read or overall timeout ran out.
-    #[error("timed out")]
-    Timeout,
-    /// The response body is over the size cap.
-    #[error("response exceeds {limit} bytes")]
-    TooLarge {
-        /// The cap.
-        limit: u64,
-    },
-    /// Anything else (TLS, protocol, IO), described.
-    #[error("transport failed: {0}")]
-    Other(String),
-}
 
 /// Sends one HTTP request and returns the whole response, whatever its
 /// status: non-2xx answers reach the backend, which decides what they mean.
@@ -78,6 +57,32 @@ where
     ) -> Result<http::Response<Vec<u8>>, TransportError> {
         self(request)
     }
+}
+
+/// The future an [`AsyncTransport`] answers with.
+pub type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<Vec<u8>>, TransportError>> + Send>>;
+
+/// Sends one HTTP request without blocking: your async HTTP client (hyper,
+/// reqwest) for the adapters' network steps, instead of the blocking
+/// [`Transport`] on a blocking pool. Same contract: the whole response,
+/// whatever its status, with your own timeouts and size cap.
+///
+/// ```
+/// use auth_core::transport::{AsyncTransport, ResponseFuture, TransportError};
+///
+/// struct Down;
+/// impl AsyncTransport for Down {
+///     fn send(&self, _request: http::Request<Vec<u8>>) -> ResponseFuture {
+///         Box::pin(async { Err(TransportError::Connect) })
+///     }
+/// }
+/// let policy = auth_core::Policy::new(auth_core::IpBackend::new()).async_transport(Down);
+/// # drop(policy);
+/// ```
+pub trait AsyncTransport: Send + Sync {
+    /// Sends `request`.
+    fn send(&self, request: http::Request<Vec<u8>>) -> ResponseFuture;
 }
 
 /// Most network steps one authentication may take before the driver gives up

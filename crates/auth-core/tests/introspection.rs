@@ -10,7 +10,6 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth_core::introspect::keycloak::KeycloakBackend;
 use auth_core::introspect::{ClientAuth, IntrospectionBackend};
 use auth_core::transport::{TransportError, UreqTransport, authenticate_blocking};
 use auth_core::{Action, AuthError, Authenticated, Backend, Outcome, Source};
@@ -91,14 +90,20 @@ fn drive(
                 calls.fetch_add(1, Ordering::SeqCst);
                 outcome = resume.resume(reply(&request), &req, at(now));
             }
+            _ => panic!("unknown outcome"),
         }
     }
 }
 
 fn keycloak() -> IntrospectionBackend {
-    KeycloakBackend::builder("https://sso.example", "acme", "orders-api", "s3cr3t:&=")
-        .build()
-        .unwrap()
+    auth_core::IntrospectionBackend::keycloak(
+        "https://sso.example",
+        "acme",
+        "orders-api",
+        "s3cr3t:&=",
+    )
+    .build()
+    .unwrap()
 }
 
 fn with(answer: Value) -> impl Fn(&http::Request<Vec<u8>>) -> Reply {
@@ -187,14 +192,15 @@ fn keycloak_user_token() {
 #[test]
 fn service_account_by_client_id_and_optional_checks() {
     let calls = AtomicUsize::new(0);
-    let by_client = KeycloakBackend::builder("https://sso.example", "acme", "orders-api", "x")
-        .identifier_claim("client_id")
-        .audience("orders-api")
-        .issuer("https://sso.example/realms/acme")
-        .allowed_client("billing-job")
-        .token_type("bearer")
-        .build()
-        .unwrap();
+    let by_client =
+        auth_core::IntrospectionBackend::keycloak("https://sso.example", "acme", "orders-api", "x")
+            .identifier_claim("client_id")
+            .audience("orders-api")
+            .issuer("https://sso.example/realms/acme")
+            .allowed_client("billing-job")
+            .token_type("bearer")
+            .build()
+            .unwrap();
     let who = drive(
         &by_client,
         TOKEN,
@@ -206,7 +212,7 @@ fn service_account_by_client_id_and_optional_checks() {
     assert_eq!(who.auth.identifier(), "billing-job");
 
     let strict = || {
-        KeycloakBackend::builder("https://sso.example", "acme", "orders-api", "x")
+        auth_core::IntrospectionBackend::keycloak("https://sso.example", "acme", "orders-api", "x")
             .identifier_claim("client_id")
             .audience("orders-api")
             .issuer("https://sso.example/realms/acme")
@@ -246,10 +252,11 @@ fn service_account_by_client_id_and_optional_checks() {
     // The identifier claim must be there.
     let mut anonymous = keycloak_service_answer();
     anonymous.as_object_mut().unwrap().remove("client_id");
-    let by_client = KeycloakBackend::builder("https://sso.example", "acme", "orders-api", "x")
-        .identifier_claim("client_id")
-        .build()
-        .unwrap();
+    let by_client =
+        auth_core::IntrospectionBackend::keycloak("https://sso.example", "acme", "orders-api", "x")
+            .identifier_claim("client_id")
+            .build()
+            .unwrap();
     let err = drive(&by_client, TOKEN, NOW, &calls, &with(anonymous)).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -258,10 +265,11 @@ fn service_account_by_client_id_and_optional_checks() {
     // azp stands in for a missing client_id.
     let mut azp_only = keycloak_service_answer();
     azp_only.as_object_mut().unwrap().remove("client_id");
-    let azp = KeycloakBackend::builder("https://sso.example", "acme", "orders-api", "x")
-        .allowed_client("billing-job")
-        .build()
-        .unwrap();
+    let azp =
+        auth_core::IntrospectionBackend::keycloak("https://sso.example", "acme", "orders-api", "x")
+            .allowed_client("billing-job")
+            .build()
+            .unwrap();
     assert!(drive(&azp, TOKEN, NOW, &calls, &with(azp_only)).is_ok());
 }
 
@@ -356,11 +364,12 @@ fn provider_failures_are_503_and_never_show_secrets() {
 #[test]
 fn cache_by_exp_max_ttl_and_inactive_ttl() {
     let calls = AtomicUsize::new(0);
-    let backend = KeycloakBackend::builder("https://sso.example", "acme", "orders-api", "x")
-        .max_cache_ttl(Duration::from_secs(120))
-        .inactive_cache_ttl(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let backend =
+        auth_core::IntrospectionBackend::keycloak("https://sso.example", "acme", "orders-api", "x")
+            .max_cache_ttl(Duration::from_secs(120))
+            .inactive_cache_ttl(Duration::from_secs(5))
+            .build()
+            .unwrap();
     let answer = with(keycloak_user_answer()); // exp = NOW + 300
     drive(&backend, TOKEN, NOW, &calls, &answer).unwrap();
     drive(&backend, TOKEN, NOW + 119, &calls, &answer).unwrap();
@@ -424,7 +433,7 @@ fn no_token_is_no_credentials_and_configuration_is_checked() {
             .is_err()
     );
     assert_eq!(
-        KeycloakBackend::endpoint("https://sso.example", "a b/../c", false),
+        auth_core::introspect::keycloak::endpoint("https://sso.example", "a b/../c", false),
         "https://sso.example/realms/a+b%2F..%2Fc/protocol/openid-connect/token/introspect"
     );
 }

@@ -164,6 +164,7 @@ fn drive_at(
                     _ => panic!("unknown action"),
                 };
             }
+            _ => panic!("unknown outcome"),
         }
     }
     panic!("too many steps")

@@ -44,6 +44,7 @@ pub enum IssueError {
 /// assert!(issuer.issue(serde_json::json!({"name": "no subject"}), SystemTime::now()).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[derive(Clone)]
 pub struct TokenIssuer {
     key: EncodingKey,
     header: Header,

@@ -19,8 +19,8 @@ use serde_json::Value;
 
 use super::KeyFetch;
 use crate::error::AuthError;
+use crate::error::TransportError;
 use crate::flight::{Flights, Join, Waiter};
-use crate::transport::TransportError;
 
 /// One verification key, with the algorithms it may verify.
 pub(super) struct Key {
