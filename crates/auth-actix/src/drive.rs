@@ -5,7 +5,7 @@
 use actix_web::rt::time::timeout;
 use actix_web::web;
 use auth_core::Decision;
-use auth_core::decision::Pending;
+use auth_core::Pending;
 use auth_core::transport::{MAX_WAIT, TransportError};
 
 use crate::view::ActixView;

@@ -3,7 +3,7 @@
 //! provider call as futures under a timeout.
 
 use auth_core::Decision;
-use auth_core::decision::Pending;
+use auth_core::Pending;
 use auth_core::request::RequestView;
 use auth_core::transport::{MAX_WAIT, TransportError};
 

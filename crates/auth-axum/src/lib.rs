@@ -20,6 +20,8 @@
 
 mod drive;
 mod extract;
+#[cfg(feature = "hyper-transport")]
+mod hyper_transport;
 mod layer;
 mod rejection;
 mod view;
@@ -27,6 +29,8 @@ mod view;
 pub use auth_core;
 pub use auth_core::Scope;
 pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scoped, StateAuth};
+#[cfg(feature = "hyper-transport")]
+pub use hyper_transport::HyperTransport;
 pub use layer::{AuthFuture, AuthLayer, AuthService};
 pub use rejection::AuthRejection;
 

@@ -5,20 +5,14 @@
 //! decided by the [`Verdict`] the adapter leaves in the request.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::backend::Outcome;
 use crate::data::AuthData;
-use crate::error::{AuthError, Credential, TransportError};
-use crate::flight::Waiter;
-use crate::policy::Policy;
-use crate::request::RequestView;
-use crate::transport::{self, Transport};
+use crate::error::{AuthError, Credential};
 
 /// What an adapter does with a request.
 ///
@@ -64,103 +58,6 @@ pub struct Admit {
     pub set_cookie: Option<HeaderValue>,
 }
 
-/// A [`Decision`] now, or after network steps.
-#[must_use = "a pending decision has network steps to drive"]
-#[derive(Debug)]
-pub enum Deciding {
-    /// Decided (local backends, cache hits: the common case).
-    Done(Decision),
-    /// The backend needs the network first (introspection, a key fetch):
-    /// drive it with [`Pending::drive`] or [`Pending::drive_blocking`].
-    Pending(Pending),
-}
-
-/// A decision waiting for network steps.
-pub struct Pending {
-    pub(crate) policy: Policy,
-    pub(crate) outcome: Outcome,
-}
-
-/// One request to send on a blocking thread: what [`Pending::drive`] hands
-/// to the adapter's `run_blocking` when the policy's transport blocks.
-pub struct BlockingSend {
-    transport: Arc<dyn Transport>,
-    request: http::Request<Vec<u8>>,
-}
-
-impl BlockingSend {
-    /// Sends the request, blocking the calling thread.
-    ///
-    /// # Errors
-    /// The transport's.
-    pub fn run(self) -> Result<http::Response<Vec<u8>>, TransportError> {
-        self.transport.send(self.request)
-    }
-}
-
-impl fmt::Debug for BlockingSend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlockingSend")
-            .field("uri", &self.request.uri().path())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Pending {
-    /// Drives the network steps without blocking, then decides.
-    ///
-    /// `run_blocking` runs one [`BlockingSend`] where blocking is allowed
-    /// (tokio's `spawn_blocking`, actix's `web::block`); it is used only when
-    /// the policy has no [async transport](crate::Policy::async_transport).
-    /// `wait` waits for another request's provider call
-    /// ([`Waiter::wait`] under the runtime's timeout, at most
-    /// [`MAX_WAIT`](crate::transport::MAX_WAIT)). `req` is the request the
-    /// decision is for.
-    pub async fn drive<R, B, BF, W, WF>(self, req: &R, mut run_blocking: B, wait: W) -> Decision
-    where
-        R: RequestView,
-        B: FnMut(BlockingSend) -> BF,
-        BF: Future<Output = Result<http::Response<Vec<u8>>, TransportError>>,
-        W: FnMut(Waiter) -> WF,
-        WF: Future<Output = ()>,
-    {
-        let Pending { policy, outcome } = self;
-        let asynchronous = policy.async_transport_ref().cloned();
-        let blocking = Arc::clone(policy.blocking_transport());
-        let send = |request: http::Request<Vec<u8>>| {
-            let job = match &asynchronous {
-                Some(transport) => Err(transport.send(request)),
-                None => Ok(run_blocking(BlockingSend {
-                    transport: Arc::clone(&blocking),
-                    request,
-                })),
-            };
-            async move {
-                match job {
-                    Ok(blocking) => blocking.await,
-                    Err(asynchronous) => asynchronous.await,
-                }
-            }
-        };
-        let result = transport::drive(outcome, req, send, wait).await;
-        policy.conclude(result)
-    }
-
-    /// Drives the network steps on the calling thread with the policy's
-    /// blocking transport, then decides.
-    pub fn drive_blocking(self, req: &dyn RequestView) -> Decision {
-        let Pending { policy, outcome } = self;
-        let result = transport::drive_blocking(outcome, req, &**policy.blocking_transport());
-        policy.conclude(result)
-    }
-}
-
-impl fmt::Debug for Pending {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Pending").field(&self.outcome).finish()
-    }
-}
-
 /// What the policy decided about a request's identity, left in the request
 /// for the handler's extractors: the identity, or why there is none, and
 /// how to word a refusal (the policy's realm and renderer).
@@ -170,23 +67,23 @@ pub struct Verdict {
     /// Why there is no identity (optional mode: no credentials); `None`
     /// with no identity means the request was a passed-through preflight.
     unidentified: Option<AuthError>,
-    policy: Policy,
+    wording: Arc<Wording>,
 }
 
 impl Verdict {
-    pub(crate) fn admitted(auth: AuthData, policy: Policy) -> Self {
+    pub(crate) fn admitted(auth: AuthData, wording: Arc<Wording>) -> Self {
         Verdict {
             auth: Some(auth),
             unidentified: None,
-            policy,
+            wording,
         }
     }
 
-    pub(crate) fn unidentified(why: Option<AuthError>, policy: Policy) -> Self {
+    pub(crate) fn unidentified(why: Option<AuthError>, wording: Arc<Wording>) -> Self {
         Verdict {
             auth: None,
             unidentified: why,
-            policy,
+            wording,
         }
     }
 
@@ -208,7 +105,7 @@ impl Verdict {
     pub fn require(&self) -> Result<&AuthData, Refusal> {
         match &self.auth {
             Some(auth) => Ok(auth),
-            None => Err(self.policy.refuse(
+            None => Err(self.wording.refuse(
                 self.unidentified
                     .clone()
                     .unwrap_or(AuthError::MissingCredentials(Credential::Bearer)),
@@ -226,7 +123,7 @@ impl Verdict {
     pub fn require_scopes(&self, scopes: &[&str]) -> Result<&AuthData, Refusal> {
         let auth = self.require()?;
         auth.require_scopes(scopes)
-            .map_err(|error| self.policy.refuse(error))?;
+            .map_err(|error| self.wording.refuse(error))?;
         Ok(auth)
     }
 
@@ -241,7 +138,7 @@ impl Verdict {
         auth.claims::<T>().map_err(|error| {
             let reason = error.to_string();
             tracing::debug!(%reason, "token claims do not fit the requested type");
-            self.policy.refuse(AuthError::invalid_credentials(
+            self.wording.refuse(AuthError::invalid_credentials(
                 credential_of(auth),
                 format!("token {reason}"),
             ))
@@ -266,6 +163,27 @@ impl fmt::Debug for Verdict {
             .field("auth", &self.auth)
             .field("unidentified", &self.unidentified)
             .finish_non_exhaustive()
+    }
+}
+
+/// How a policy words its refusals: the challenge's realm, and the
+/// renderer that may reword the default.
+#[derive(Clone, Default)]
+pub(crate) struct Wording {
+    pub(crate) realm: Option<Box<str>>,
+    pub(crate) render: Option<Arc<RenderFn>>,
+}
+
+/// A policy's rewording of its refusals.
+pub(crate) type RenderFn = dyn Fn(Refusal) -> Refusal + Send + Sync;
+
+impl Wording {
+    pub(crate) fn refuse(&self, error: AuthError) -> Refusal {
+        let refusal = Refusal::for_error(error, self.realm.as_deref());
+        match &self.render {
+            Some(render) => render(refusal),
+            None => refusal,
+        }
     }
 }
 

@@ -420,6 +420,11 @@ pub(crate) fn ensure_crypto_provider() -> Result<(), crate::ConfigError> {
         })
 }
 
+/// A bearer token that is not valid, for a fixed reason.
+pub(crate) fn invalid(reason: &'static str) -> AuthError {
+    AuthError::invalid_credentials(Credential::Bearer, reason)
+}
+
 /// Seconds since the epoch (0 before it).
 pub(crate) fn unix_seconds(now: SystemTime) -> u64 {
     now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())

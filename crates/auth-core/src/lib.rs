@@ -51,12 +51,12 @@ pub use backend::{
     Action, Authenticated, Backend, Chain, Outcome, RequireScopes, Resume, Scope, Step,
 };
 pub use data::{AuthData, Source};
-pub use decision::{Admit, Deciding, Decision, Pending, Refusal, Verdict};
+pub use decision::{Admit, Decision, Refusal, Verdict};
 pub use error::{AuthError, Challenge, ConfigError, Credential};
 pub use introspect::IntrospectionBackend;
 pub use ip::{ForwardedHeader, IpBackend};
 pub use jwt::{JwtBackend, JwtValidator, TokenIssuer, TokenValidator};
-pub use policy::Policy;
+pub use policy::{Deciding, Pending, Policy};
 pub use session::{AnonSessionBackend, AnonSessionBuilder, SessionBackend};
 
 /// Re-exported so callers can name `SameSite` without depending on `cookie`.

@@ -4,18 +4,18 @@
 //! into a [`Decision`].
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::HeaderValue;
 
 use crate::backend::{Authenticated, Backend, Outcome};
-use crate::decision::{Admit, Deciding, Decision, Pending, Refusal, Verdict};
-use crate::error::AuthError;
-#[cfg(not(feature = "ureq"))]
-use crate::error::TransportError;
+use crate::decision::{Admit, Decision, Refusal, Verdict, Wording};
+use crate::error::{AuthError, TransportError};
+use crate::flight::Waiter;
 use crate::request::RequestView;
-use crate::transport::{AsyncTransport, Transport};
+use crate::transport::{self, AsyncTransport, Transport};
 
 /// How requests are authenticated, and the decision for each one.
 ///
@@ -38,8 +38,6 @@ use crate::transport::{AsyncTransport, Transport};
 #[derive(Clone)]
 pub struct Policy(Arc<Settings>);
 
-type RenderFn = dyn Fn(Refusal) -> Refusal + Send + Sync;
-
 #[derive(Clone)]
 struct Settings {
     backend: Arc<dyn Backend>,
@@ -47,8 +45,7 @@ struct Settings {
     async_transport: Option<Arc<dyn AsyncTransport>>,
     optional: bool,
     preflight_passthrough: bool,
-    realm: Option<Arc<str>>,
-    render: Option<Arc<RenderFn>>,
+    wording: Arc<Wording>,
 }
 
 /// The transport when the `ureq` feature is off and none was given: every
@@ -58,6 +55,103 @@ fn no_transport(_: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Tr
     Err(TransportError::Other(
         "no transport configured (enable auth-core's ureq feature)".into(),
     ))
+}
+
+/// A [`Decision`] now, or after network steps.
+#[must_use = "a pending decision has network steps to drive"]
+#[derive(Debug)]
+pub enum Deciding {
+    /// Decided (local backends, cache hits: the common case).
+    Done(Decision),
+    /// The backend needs the network first (introspection, a key fetch):
+    /// drive it with [`Pending::drive`] or [`Pending::drive_blocking`].
+    Pending(Pending),
+}
+
+/// A decision waiting for network steps.
+pub struct Pending {
+    policy: Policy,
+    outcome: Outcome,
+}
+
+/// One request to send on a blocking thread: what [`Pending::drive`] hands
+/// to the adapter's `run_blocking` when the policy's transport blocks.
+pub struct BlockingSend {
+    transport: Arc<dyn Transport>,
+    request: http::Request<Vec<u8>>,
+}
+
+impl BlockingSend {
+    /// Sends the request, blocking the calling thread.
+    ///
+    /// # Errors
+    /// The transport's.
+    pub fn run(self) -> Result<http::Response<Vec<u8>>, TransportError> {
+        self.transport.send(self.request)
+    }
+}
+
+impl fmt::Debug for BlockingSend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingSend")
+            .field("uri", &self.request.uri().path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    /// Drives the network steps without blocking, then decides.
+    ///
+    /// `run_blocking` runs one [`BlockingSend`] where blocking is allowed
+    /// (tokio's `spawn_blocking`, actix's `web::block`); it is used only when
+    /// the policy has no [async transport](crate::Policy::async_transport).
+    /// `wait` waits for another request's provider call
+    /// ([`Waiter::wait`] under the runtime's timeout, at most
+    /// [`MAX_WAIT`](crate::transport::MAX_WAIT)). `req` is the request the
+    /// decision is for.
+    pub async fn drive<R, B, BF, W, WF>(self, req: &R, mut run_blocking: B, wait: W) -> Decision
+    where
+        R: RequestView,
+        B: FnMut(BlockingSend) -> BF,
+        BF: Future<Output = Result<http::Response<Vec<u8>>, TransportError>>,
+        W: FnMut(Waiter) -> WF,
+        WF: Future<Output = ()>,
+    {
+        let Pending { policy, outcome } = self;
+        let asynchronous = policy.async_transport_ref().cloned();
+        let blocking = Arc::clone(policy.blocking_transport());
+        let send = |request: http::Request<Vec<u8>>| {
+            let job = match &asynchronous {
+                Some(transport) => Err(transport.send(request)),
+                None => Ok(run_blocking(BlockingSend {
+                    transport: Arc::clone(&blocking),
+                    request,
+                })),
+            };
+            async move {
+                match job {
+                    Ok(blocking) => blocking.await,
+                    Err(asynchronous) => asynchronous.await,
+                }
+            }
+        };
+        let result = transport::drive(outcome, req, send, wait).await;
+        policy.conclude(result)
+    }
+
+    /// Drives the network steps on the calling thread with the policy's
+    /// blocking transport, then decides.
+    pub fn drive_blocking(self, req: &dyn RequestView) -> Decision {
+        let Pending { policy, outcome } = self;
+        let result = transport::drive_blocking(outcome, req, &**policy.blocking_transport());
+        policy.conclude(result)
+    }
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Pending").field(&self.outcome).finish()
+    }
 }
 
 impl Policy {
@@ -80,8 +174,7 @@ impl Policy {
             async_transport: None,
             optional: false,
             preflight_passthrough: true,
-            realm: None,
-            render: None,
+            wording: Arc::new(Wording::default()),
         }))
     }
 
@@ -110,7 +203,7 @@ impl Policy {
     /// The `realm` named in `WWW-Authenticate` challenges.
     #[must_use]
     pub fn realm(self, realm: &str) -> Self {
-        self.with(|s| s.realm = Some(realm.into()))
+        self.with(|s| Arc::make_mut(&mut s.wording).realm = Some(realm.into()))
     }
 
     /// The blocking transport for network steps (the blocking driver, and
@@ -160,8 +253,11 @@ impl Policy {
         self,
         render: impl Fn(Refusal) -> Refusal + Send + Sync + 'static,
     ) -> Self {
-        let render: Arc<RenderFn> = Arc::new(render);
-        self.with(|s| s.render = Some(render))
+        self.with(|s| Arc::make_mut(&mut s.wording).render = Some(Arc::new(render)))
+    }
+
+    fn wording(&self) -> Arc<Wording> {
+        Arc::clone(&self.0.wording)
     }
 
     /// The backend.
@@ -197,7 +293,7 @@ impl Policy {
         if self.passes_preflight(req) {
             return Deciding::Done(Decision::PassThrough(Verdict::unidentified(
                 None,
-                self.clone(),
+                self.wording(),
             )));
         }
         match self.0.backend.authenticate(req, now) {
@@ -223,11 +319,11 @@ impl Policy {
     pub(crate) fn conclude(&self, result: Result<Authenticated, AuthError>) -> Decision {
         match result {
             Ok(who) => Decision::Admit(Admit {
-                verdict: Verdict::admitted(who.auth, self.clone()),
+                verdict: Verdict::admitted(who.auth, self.wording()),
                 set_cookie: who.set_cookie.and_then(|c| HeaderValue::try_from(c).ok()),
             }),
             Err(error) if self.0.optional && error.is_missing() => {
-                Decision::PassThrough(Verdict::unidentified(Some(error), self.clone()))
+                Decision::PassThrough(Verdict::unidentified(Some(error), self.wording()))
             }
             Err(error) => Decision::Refuse(self.refuse(error)),
         }
@@ -236,11 +332,7 @@ impl Policy {
     /// This policy's refusal for `error`: the default wording with its
     /// realm, then its renderer, if any.
     pub fn refuse(&self, error: AuthError) -> Refusal {
-        let refusal = Refusal::for_error(error, self.0.realm.as_deref());
-        match &self.0.render {
-            Some(render) => render(refusal),
-            None => refusal,
-        }
+        self.0.wording.refuse(error)
     }
 }
 
@@ -256,9 +348,9 @@ impl fmt::Debug for Policy {
         f.debug_struct("Policy")
             .field("optional", &self.0.optional)
             .field("preflight_passthrough", &self.0.preflight_passthrough)
-            .field("realm", &self.0.realm)
+            .field("realm", &self.0.wording.realm)
             .field("async_transport", &self.0.async_transport.is_some())
-            .field("render_refusals", &self.0.render.is_some())
+            .field("render_refusals", &self.0.wording.render.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use jsonwebtoken::{Algorithm, Header};
 
-use super::validator::invalid;
+use super::invalid;
 use crate::error::AuthError;
 
 /// What the validator uses of an accepted header.

@@ -17,7 +17,7 @@ use super::header::{self, HeaderFacts};
 use super::keys::{
     Key, KeyStore, NoRefresh, RemoteConfig, RemoteSource, algorithms_for, key_from_jwk,
 };
-use super::{Checked, TokenValidator, VerifiedClaims, unix_seconds};
+use super::{Checked, TokenValidator, VerifiedClaims, invalid, unix_seconds};
 use crate::error::{AuthError, ConfigError, Credential};
 use crate::request::DEFAULT_MAX_TOKEN_LEN;
 
@@ -77,10 +77,6 @@ struct ClaimChecks {
     audiences: Vec<String>,
     leeway: u64,
     required: Vec<String>,
-}
-
-pub(super) fn invalid(reason: &'static str) -> AuthError {
-    AuthError::invalid_credentials(Credential::Bearer, reason)
 }
 
 impl JwtValidator {

@@ -1,0 +1,114 @@
+//! [`HyperTransport`]: the policy's network steps on hyper's client, as
+//! futures on the request's task, without the blocking pool (feature
+//! `hyper-transport`).
+
+use std::time::Duration;
+
+use auth_core::transport::{AsyncTransport, ResponseFuture, TransportError};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::rt::TokioExecutor;
+
+/// Default time for one exchange, connect to last body byte.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default cap on a response body.
+pub(crate) const DEFAULT_MAX_RESPONSE_LEN: usize = 1024 * 1024;
+
+/// An [`AsyncTransport`] on hyper-util's pooled client: give it to
+/// [`Policy::async_transport`](auth_core::Policy::async_transport) and the
+/// adapters send network steps with it instead of the blocking transport
+/// on a blocking pool.
+///
+/// [`http`](Self::http) speaks plain HTTP (a provider on a private
+/// network, tests); for `https`, build the client with your TLS connector
+/// (hyper-rustls, hyper-tls) and use [`new`](Self::new). Redirects are not
+/// followed; non-2xx answers reach the backend.
+///
+/// ```
+/// use auth_axum::HyperTransport;
+/// use auth_core::{IntrospectionBackend, Policy};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let backend = IntrospectionBackend::builder("http://idp.internal/introspect", "api", "secret")
+///     .allow_http(true)
+///     .build()?;
+/// let policy = Policy::new(backend).async_transport(HyperTransport::http());
+/// # drop(policy);
+/// # Ok::<(), auth_core::ConfigError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct HyperTransport<C> {
+    client: Client<C, Full<Bytes>>,
+    timeout: Duration,
+    max_response_len: usize,
+}
+
+impl HyperTransport<HttpConnector> {
+    /// Plain HTTP with the defaults (5 s per exchange, 1 MiB answers).
+    pub fn http() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(DEFAULT_TIMEOUT));
+        Self::new(Client::builder(TokioExecutor::new()).build(connector))
+    }
+}
+
+impl<C> HyperTransport<C> {
+    /// Your client (your connector, pool settings), with the defaults.
+    pub fn new(client: Client<C, Full<Bytes>>) -> Self {
+        HyperTransport {
+            client,
+            timeout: DEFAULT_TIMEOUT,
+            max_response_len: DEFAULT_MAX_RESPONSE_LEN,
+        }
+    }
+
+    /// Longest time for one exchange, connect to last body byte.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Largest response body accepted.
+    #[must_use]
+    pub fn max_response_len(mut self, len: usize) -> Self {
+        self.max_response_len = len;
+        self
+    }
+}
+
+impl<C: Connect + Clone + Send + Sync + 'static> AsyncTransport for HyperTransport<C> {
+    fn send(&self, request: http::Request<Vec<u8>>) -> ResponseFuture {
+        let client = self.client.clone();
+        let (timeout, max) = (self.timeout, self.max_response_len);
+        Box::pin(async move {
+            let exchange = async {
+                let response = client
+                    .request(request.map(|body| Full::new(Bytes::from(body))))
+                    .await
+                    .map_err(|e| {
+                        if e.is_connect() {
+                            TransportError::Connect
+                        } else {
+                            TransportError::Other("the exchange failed".into())
+                        }
+                    })?;
+                let (parts, body) = response.into_parts();
+                let body = Limited::new(body, max).collect().await.map_err(|e| {
+                    if e.downcast_ref::<LengthLimitError>().is_some() {
+                        TransportError::TooLarge { limit: max as u64 }
+                    } else {
+                        TransportError::Other("reading the answer failed".into())
+                    }
+                })?;
+                Ok(http::Response::from_parts(parts, body.to_bytes().to_vec()))
+            };
+            tokio::time::timeout(timeout, exchange)
+                .await
+                .unwrap_or(Err(TransportError::Timeout))
+        })
+    }
+}
