@@ -48,6 +48,26 @@ pub struct IntrospectionConfig {
     /// The answer's claim used as identifier (`DEMO_INTROSPECTION_IDENTIFIER`,
     /// default `sub`; `client_id` for client-credentials tokens).
     pub identifier: String,
+    /// How long an active answer is reused (`DEMO_INTROSPECTION_CACHE_TTL`,
+    /// seconds; `0` asks the provider every time, so a revoked token stops
+    /// working at once). Default: the backend's, 300 s.
+    pub cache_ttl: Option<Duration>,
+}
+
+/// Whether `url` names this machine (`localhost`, `127.0.0.0/8`, `::1`).
+fn is_loopback_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    match uri.host() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -76,6 +96,9 @@ impl DemoConfig {
                 client_id,
                 client_secret,
                 identifier: env("DEMO_INTROSPECTION_IDENTIFIER").unwrap_or_else(|| "sub".into()),
+                cache_ttl: env("DEMO_INTROSPECTION_CACHE_TTL")
+                    .and_then(|s| s.parse().ok())
+                    .map(Duration::from_secs),
             }),
             _ => None,
         };
@@ -139,11 +162,15 @@ impl Demo {
             ),
         ];
         if let Some(c) = &config.introspection {
-            let introspection =
+            let mut introspection =
                 IntrospectionBackend::builder(&c.url, &c.client_id, &c.client_secret)
                     .identifier_claim(&c.identifier)
-                    .build()?;
-            routes.push(("/introspected", Policy::new(introspection)));
+                    // Plain http only to a provider on this machine.
+                    .allow_http(is_loopback_url(&c.url));
+            if let Some(ttl) = c.cache_ttl {
+                introspection = introspection.max_cache_ttl(ttl);
+            }
+            routes.push(("/introspected", Policy::new(introspection.build()?)));
         }
         Ok(Demo {
             routes,
@@ -151,6 +178,12 @@ impl Demo {
                 .issuer(DEMO_ISSUER)
                 .ttl(Duration::from_secs(3600)),
         })
+    }
+
+    /// Whether `/introspected` is served (the introspection settings were
+    /// given).
+    pub fn has_introspection(&self) -> bool {
+        self.routes.iter().any(|(path, _)| *path == "/introspected")
     }
 
     /// The routes: a path and the policy that guards it.

@@ -1,6 +1,7 @@
 //! `Authorization` header lines (split on `\n`) into `bearer_token`.
 //! Oracle: an accepted token is non-empty, within the cap, token68 only,
-//! and is exactly what follows the scheme in the first header line.
+//! and is exactly what follows the scheme in the only header line; a line
+//! that starts with the Bearer scheme is never "no credentials".
 #![no_main]
 
 use auth_core::request::bearer_token;
@@ -19,6 +20,19 @@ fuzz_target!(|data: &[u8]| {
     }
     let Ok(req) = builder.body(()) else { return };
     let result = bearer_token(&req, CAP);
+    let starts_bearer = req
+        .headers()
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .any(|line| {
+            let line = line.as_bytes().trim_ascii_start();
+            line.len() >= 6
+                && line[..6].eq_ignore_ascii_case(b"bearer")
+                && line.get(6).is_none_or(|b| matches!(b, b' ' | b'\t' | b','))
+        });
+    if starts_bearer {
+        assert!(!matches!(&result, Err(e) if e.is_missing()), "{result:?}");
+    }
     if let Ok(token) = result {
         assert!(!token.is_empty() && token.len() <= CAP);
         let body = token.trim_end_matches('=');

@@ -240,14 +240,17 @@ pub fn fault_routes(servers: &[(Fault, FaultServer)]) -> Vec<(String, auth_core:
         let name = fault.name();
         let introspection =
             IntrospectionBackend::builder(format!("{}/introspect", server.base()), "api", "s3cret")
+                .allow_http(true)
                 .build()
                 .expect("introspection settings");
         let jwks = JwtValidator::builder([Algorithm::RS256])
             .jwks_url(&format!("{}/jwks.json", server.base()))
+            .allow_http(true)
             .build()
             .expect("JWKS settings");
         let oidc = JwtValidator::builder([Algorithm::RS256])
             .oidc_issuer(server.base())
+            .allow_http(true)
             .build()
             .expect("OIDC settings");
         routes.push((

@@ -39,6 +39,7 @@ fn introspection_through_the_axum_layer() {
     let mut provider = OidcProvider::start().unwrap();
     let backend =
         IntrospectionBackend::builder(provider.introspection_url(), CLIENT_ID, CLIENT_SECRET)
+            .allow_http(true)
             .identifier_claim("client_id")
             .build()
             .unwrap();

@@ -271,6 +271,7 @@ fn routes() -> Vec<(&'static str, Handler, Policy)> {
             Identity,
             Policy::new(
                 IntrospectionBackend::builder(introspection_url(), "api", "secret")
+                    .allow_http(true)
                     .build()
                     .unwrap(),
             ),
@@ -280,6 +281,7 @@ fn routes() -> Vec<(&'static str, Handler, Policy)> {
             Identity,
             Policy::new(
                 IntrospectionBackend::builder(closed_port(), "api", "secret")
+                    .allow_http(true)
                     .build()
                     .unwrap(),
             )
@@ -294,13 +296,18 @@ fn routes() -> Vec<(&'static str, Handler, Policy)> {
             Identity,
             remote(
                 JwtValidator::builder([Algorithm::RS256])
-                    .jwks_url(&format!("{}/jwks.json", key_server())),
+                    .jwks_url(&format!("{}/jwks.json", key_server()))
+                    .allow_http(true),
             ),
         ),
         (
             "/discovery",
             Identity,
-            remote(JwtValidator::builder([Algorithm::RS256]).oidc_issuer(key_server())),
+            remote(
+                JwtValidator::builder([Algorithm::RS256])
+                    .oidc_issuer(key_server())
+                    .allow_http(true),
+            ),
         ),
         (
             "/problem",
@@ -449,6 +456,40 @@ const SCENARIOS: &[Scenario] = &[
         NO_WWW,
         1,
         Id::Issued,
+    ),
+    row(
+        "chain: a bad bearer line after another scheme is not downgraded",
+        "/whoami",
+        &[
+            ("authorization", "Basic dXNlcjpwYXNz"),
+            ("authorization", "Bearer not token68!"),
+        ],
+        400,
+        Some(
+            r#"Bearer error="invalid_request", error_description="more than one Authorization header""#,
+        ),
+        0,
+        Id::Refused,
+    ),
+    row(
+        "chain: a tab after the scheme is still the Bearer scheme",
+        "/whoami",
+        &[("authorization", "Bearer\tnot.a.jwt")],
+        401,
+        INVALID,
+        0,
+        Id::Refused,
+    ),
+    row(
+        "chain: Bearer named after a comma",
+        "/whoami",
+        &[("authorization", "Basic dXNlcjpwYXNz, Bearer abc")],
+        400,
+        Some(
+            r#"Bearer error="invalid_request", error_description="a bearer token must be the only credential""#,
+        ),
+        0,
+        Id::Refused,
     ),
     row(
         "chain: two Authorization headers",
@@ -1416,6 +1457,7 @@ fn single_flight_through_both_adapters() {
     let policy = || {
         Policy::new(
             IntrospectionBackend::builder(url.as_str(), "api", "secret")
+                .allow_http(true)
                 .build()
                 .unwrap(),
         )

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use auth_examples::{Demo, DemoConfig, IntrospectionConfig, local_addr, serve};
 use auth_tests::{CLIENT_ID, CLIENT_SECRET, OidcProvider};
@@ -183,6 +184,7 @@ fn introspection_route_against_a_real_provider() {
             client_id: CLIENT_ID.into(),
             client_secret: CLIENT_SECRET.into(),
             identifier: "client_id".into(),
+            cache_ttl: None,
         }),
         ..DemoConfig::default()
     });
@@ -210,6 +212,42 @@ fn introspection_route_against_a_real_provider() {
     );
     assert_eq!(down.status, 503);
     assert_eq!(down.body["error"], "temporarily_unavailable");
+}
+
+/// `DEMO_INTROSPECTION_CACHE_TTL`: the default reuses an active answer (a
+/// revoked token keeps working until it expires); `0` asks every time.
+#[test]
+fn the_revocation_window_is_the_operators_choice() {
+    let provider = OidcProvider::start().unwrap();
+    let demo = |cache_ttl| {
+        start(DemoConfig {
+            introspection: Some(IntrospectionConfig {
+                url: provider.introspection_url(),
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.into(),
+                identifier: "client_id".into(),
+                cache_ttl,
+            }),
+            ..DemoConfig::default()
+        })
+    };
+    for (ttl, after_revocation) in [(None, 200), (Some(Duration::ZERO), 401)] {
+        let demo = demo(ttl);
+        let token = provider.client_credentials("urn:opaque", "read").unwrap();
+        let bearer = format!("Bearer {token}");
+        assert_eq!(
+            demo.get("/introspected", &[("authorization", &bearer)])
+                .status,
+            200
+        );
+        provider.revoke(&token).unwrap();
+        assert_eq!(
+            demo.get("/introspected", &[("authorization", &bearer)])
+                .status,
+            after_revocation,
+            "cache ttl {ttl:?}"
+        );
+    }
 }
 
 #[test]

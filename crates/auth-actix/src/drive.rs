@@ -1,28 +1,47 @@
 //! Driving a pending decision off the worker thread: blocking sends on
-//! actix's blocking pool (`web::block`), waits for another request's
+//! actix's blocking pool (`web::block`), async sends as spawned tasks (both
+//! finish even if the request is dropped), waits for another request's
 //! provider call as futures on the worker.
+
+use std::future::Future;
 
 use actix_web::rt::time::timeout;
 use actix_web::web;
-use auth_core::Decision;
-use auth_core::Pending;
-use auth_core::transport::{MAX_WAIT, TransportError};
+use auth_core::flight::Waiter;
+use auth_core::transport::{BlockingSend, MAX_WAIT, ResponseFuture, Runtime, TransportError};
+use auth_core::{Decision, Pending};
 
 use crate::view::ActixView;
 
+struct Actix;
+
+fn failed<T>(_: T) -> Result<http::Response<Vec<u8>>, TransportError> {
+    Err(TransportError::Other("the transport task failed".into()))
+}
+
+impl Runtime for Actix {
+    fn run_blocking(
+        &self,
+        job: BlockingSend,
+    ) -> impl Future<Output = Result<http::Response<Vec<u8>>, TransportError>> + Send {
+        let task = web::block(move || job.run());
+        async move { task.await.unwrap_or_else(failed) }
+    }
+
+    fn spawn(
+        &self,
+        send: ResponseFuture,
+    ) -> impl Future<Output = Result<http::Response<Vec<u8>>, TransportError>> + Send {
+        let task = actix_web::rt::spawn(send);
+        async move { task.await.unwrap_or_else(failed) }
+    }
+
+    async fn wait(&self, waiter: Waiter) {
+        // On timeout the continuation sees no answer and says 503.
+        let _ = timeout(MAX_WAIT, waiter.wait()).await;
+    }
+}
+
 pub(crate) async fn drive(pending: Pending, view: &ActixView<'_>) -> Decision {
-    pending
-        .drive(
-            view,
-            |job| async move {
-                web::block(move || job.run()).await.unwrap_or_else(|_| {
-                    Err(TransportError::Other("the transport task failed".into()))
-                })
-            },
-            |waiter| async move {
-                // On timeout the continuation sees no answer and says 503.
-                let _ = timeout(MAX_WAIT, waiter.wait()).await;
-            },
-        )
-        .await
+    pending.drive(view, &Actix).await
 }

@@ -1,27 +1,44 @@
 //! Driving a pending decision on tokio without blocking the executor:
-//! blocking sends on the blocking pool, waits for another request's
+//! blocking sends on the blocking pool, async sends as spawned tasks (both
+//! finish even if the request is dropped), waits for another request's
 //! provider call as futures under a timeout.
 
-use auth_core::Decision;
-use auth_core::Pending;
+use std::future::Future;
+
+use auth_core::flight::Waiter;
 use auth_core::request::RequestView;
-use auth_core::transport::{MAX_WAIT, TransportError};
+use auth_core::transport::{BlockingSend, MAX_WAIT, ResponseFuture, Runtime, TransportError};
+use auth_core::{Decision, Pending};
+
+struct Tokio;
+
+fn failed<T>(_: T) -> Result<http::Response<Vec<u8>>, TransportError> {
+    Err(TransportError::Other("the transport task failed".into()))
+}
+
+impl Runtime for Tokio {
+    fn run_blocking(
+        &self,
+        job: BlockingSend,
+    ) -> impl Future<Output = Result<http::Response<Vec<u8>>, TransportError>> + Send {
+        let task = tokio::task::spawn_blocking(move || job.run());
+        async move { task.await.unwrap_or_else(failed) }
+    }
+
+    fn spawn(
+        &self,
+        send: ResponseFuture,
+    ) -> impl Future<Output = Result<http::Response<Vec<u8>>, TransportError>> + Send {
+        let task = tokio::spawn(send);
+        async move { task.await.unwrap_or_else(failed) }
+    }
+
+    async fn wait(&self, waiter: Waiter) {
+        // On timeout the continuation sees no answer and says 503.
+        let _ = tokio::time::timeout(MAX_WAIT, waiter.wait()).await;
+    }
+}
 
 pub(crate) async fn drive<R: RequestView + Sync>(pending: Pending, view: &R) -> Decision {
-    pending
-        .drive(
-            view,
-            |job| async move {
-                tokio::task::spawn_blocking(move || job.run())
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(TransportError::Other("the transport task failed".into()))
-                    })
-            },
-            |waiter| async move {
-                // On timeout the continuation sees no answer and says 503.
-                let _ = tokio::time::timeout(MAX_WAIT, waiter.wait()).await;
-            },
-        )
-        .await
+    pending.drive(view, &Tokio).await
 }

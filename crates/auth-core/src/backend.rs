@@ -190,6 +190,7 @@ enum Reply {
 }
 
 type ResumeFn = dyn FnOnce(Reply, &dyn RequestView, SystemTime) -> Outcome + Send;
+type EffectFn = dyn FnOnce(&Result<http::Response<Vec<u8>>, TransportError>, SystemTime) + Send;
 
 /// What a [`Step`] asks of its driver.
 #[non_exhaustive]
@@ -216,31 +217,75 @@ pub struct Step {
 }
 
 /// The continuation of a [`Step`].
-pub struct Resume(Box<ResumeFn>);
+pub struct Resume {
+    then: Box<ResumeFn>,
+    effect: Option<Effect>,
+}
+
+/// The part of a step's continuation that must see the response even if
+/// the request that asked has gone away (a cancelled request must not
+/// leave a shared answer, such as a key set or an introspection answer
+/// other requests wait for, unapplied).
+///
+/// [`Resume::resume`] applies it first; an async driver that may drop the
+/// request takes it out ([`Resume::take_effect`]) and applies it where the
+/// response arrives: inside the blocking job, or in a spawned task.
+pub struct Effect(Box<EffectFn>);
+
+impl Effect {
+    /// Applies the response (or the transport's failure) at time `now`.
+    pub fn apply(
+        self,
+        response: &Result<http::Response<Vec<u8>>, TransportError>,
+        now: SystemTime,
+    ) {
+        (self.0)(response, now);
+    }
+}
+
+impl fmt::Debug for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Effect(..)")
+    }
+}
 
 impl Resume {
     /// Feeds the response (or the transport's failure) of an
-    /// [`Action::Send`] back in. `req` is the request being authenticated,
-    /// the same one the step came from.
+    /// [`Action::Send`] back in, applying the step's [`Effect`] first if it
+    /// was not taken out. `req` is the request being authenticated, the same
+    /// one the step came from.
     pub fn resume(
-        self,
+        mut self,
         response: Result<http::Response<Vec<u8>>, TransportError>,
         req: &dyn RequestView,
         now: SystemTime,
     ) -> Outcome {
-        (self.0)(Reply::Response(response), req, now)
+        if let Some(effect) = self.effect.take() {
+            effect.apply(&response, now);
+        }
+        (self.then)(Reply::Response(response), req, now)
     }
 
     /// Continues after an [`Action::Wait`] (whether the wait ended or timed
     /// out: the continuation checks).
     pub fn woken(self, req: &dyn RequestView, now: SystemTime) -> Outcome {
-        (self.0)(Reply::Woken, req, now)
+        (self.then)(Reply::Woken, req, now)
+    }
+
+    /// Takes out the step's [`Effect`], if it has one: the driver then
+    /// applies it where the response arrives, and still calls
+    /// [`resume`](Self::resume) (with the same response) if the request is
+    /// still there.
+    pub fn take_effect(&mut self) -> Option<Effect> {
+        self.effect.take()
     }
 }
 
 impl fmt::Debug for Resume {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Resume(..)")
+        f.debug_struct("Resume")
+            .field("effect", &self.effect.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -258,13 +303,35 @@ impl Step {
     {
         Step {
             action: Action::Send(request),
-            resume: Resume(Box::new(move |reply, req, now| {
-                let response = match reply {
-                    Reply::Response(response) => response,
-                    Reply::Woken => Err(TransportError::Other("resumed without a response".into())),
-                };
-                resume(response, req, now)
-            })),
+            resume: Resume {
+                then: Box::new(move |reply, req, now| {
+                    let response = match reply {
+                        Reply::Response(response) => response,
+                        Reply::Woken => {
+                            Err(TransportError::Other("resumed without a response".into()))
+                        }
+                    };
+                    resume(response, req, now)
+                }),
+                effect: None,
+            },
+        }
+    }
+
+    /// A step that sends `request`, applies the response with `effect`
+    /// wherever it arrives (even if this request is gone by then), and
+    /// continues with `then`, which reads what `effect` left.
+    pub fn detached<E, F>(request: http::Request<Vec<u8>>, effect: E, then: F) -> Self
+    where
+        E: FnOnce(&Result<http::Response<Vec<u8>>, TransportError>, SystemTime) + Send + 'static,
+        F: FnOnce(&dyn RequestView, SystemTime) -> Outcome + Send + 'static,
+    {
+        Step {
+            action: Action::Send(request),
+            resume: Resume {
+                then: Box::new(move |_reply, req, now| then(req, now)),
+                effect: Some(Effect(Box::new(effect))),
+            },
         }
     }
 
@@ -275,7 +342,10 @@ impl Step {
     {
         Step {
             action: Action::Wait(waiter),
-            resume: Resume(Box::new(move |_reply, req, now| resume(req, now))),
+            resume: Resume {
+                then: Box::new(move |_reply, req, now| resume(req, now)),
+                effect: None,
+            },
         }
     }
 
@@ -298,17 +368,20 @@ impl Step {
         (action, resume)
     }
 
-    /// Runs `f` on the outcome the continuation produces.
+    /// Runs `f` on the outcome the continuation produces (the step's
+    /// effect stays as it is).
     pub fn then<F>(self: Box<Self>, f: F) -> Step
     where
         F: FnOnce(Outcome, &dyn RequestView, SystemTime) -> Outcome + Send + 'static,
     {
         let Step { action, resume } = *self;
+        let Resume { then, effect } = resume;
         Step {
             action,
-            resume: Resume(Box::new(move |reply, req, now| {
-                f((resume.0)(reply, req, now), req, now)
-            })),
+            resume: Resume {
+                then: Box::new(move |reply, req, now| f(then(reply, req, now), req, now)),
+                effect,
+            },
         }
     }
 }

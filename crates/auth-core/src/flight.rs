@@ -32,7 +32,8 @@ impl Waiter {
     /// Blocks the calling thread until the answer is there or `timeout`
     /// passes; `true` when it is there.
     pub fn wait_blocking(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        // A timeout too long for the clock to hold is no timeout.
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             if self.is_done() {
                 return true;
@@ -42,6 +43,10 @@ impl Waiter {
             if self.is_done() {
                 return true;
             }
+            let Some(deadline) = deadline else {
+                listener.wait();
+                continue;
+            };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || listener.wait_timeout(left).is_none() {
                 return self.is_done();
@@ -152,6 +157,11 @@ pub(crate) struct Leader<K: Hash + Eq + Clone, V> {
 }
 
 impl<K: Hash + Eq + Clone, V> Leader<K, V> {
+    /// The flight this leader publishes to (to read the answer back).
+    pub(crate) fn flight(&self) -> Arc<Flight<V>> {
+        Arc::clone(&self.flight)
+    }
+
     /// Publishes `answer` to the followers.
     pub(crate) fn finish(mut self, answer: V) {
         self.publish(answer);

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -26,6 +27,8 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 pub const DEFAULT_MAX_CACHE_TTL: Duration = Duration::from_secs(300);
 /// Default time an inactive answer is reused.
 pub const DEFAULT_INACTIVE_CACHE_TTL: Duration = Duration::from_secs(10);
+/// Default most provider calls one backend has in flight at once.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 64;
 
 /// How we authenticate to the introspection endpoint (RFC 6749 §2.3.1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -102,6 +105,31 @@ struct Inner {
     max_ttl: u64,
     inactive_ttl: u64,
     flights: Arc<Flights<TokenHash, Result<Answer, AuthError>>>,
+    /// Provider calls in flight, and the most allowed.
+    calls: Arc<AtomicUsize>,
+    max_calls: usize,
+    keep_token: bool,
+}
+
+/// One provider call of the cap, given back when dropped (the call
+/// finished, or its step was dropped unsent).
+struct CallPermit(Arc<AtomicUsize>);
+
+impl CallPermit {
+    fn take(calls: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        calls
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| CallPermit(Arc::clone(calls)))
+    }
+}
+
+impl Drop for CallPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn invalid(reason: impl Into<std::borrow::Cow<'static, str>>) -> AuthError {
@@ -112,6 +140,14 @@ fn abandoned() -> Result<Answer, AuthError> {
     Err(AuthError::provider_unavailable(
         "the introspection call was abandoned",
     ))
+}
+
+/// Over the cap of concurrent provider calls: 503, retry in a second.
+fn busy() -> AuthError {
+    AuthError::ProviderUnavailable {
+        reason: "too many introspection calls in flight".into(),
+        retry_after: Some(1),
+    }
 }
 
 impl IntrospectionBackend {
@@ -135,6 +171,9 @@ impl IntrospectionBackend {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             max_ttl: DEFAULT_MAX_CACHE_TTL,
             inactive_ttl: DEFAULT_INACTIVE_CACHE_TTL,
+            max_calls: DEFAULT_MAX_CONCURRENT_CALLS,
+            allow_http: false,
+            keep_token: false,
         }
     }
 
@@ -168,7 +207,7 @@ impl IntrospectionBackend {
     /// Interprets the endpoint's answer about `token` at time `now`.
     fn parse(
         &self,
-        response: Result<http::Response<Vec<u8>>, TransportError>,
+        response: Result<&http::Response<Vec<u8>>, &TransportError>,
         token: &str,
         now: u64,
     ) -> Result<Answer, AuthError> {
@@ -213,7 +252,9 @@ impl IntrospectionBackend {
                 )));
             }
         };
-        answer.insert("access_token".into(), Value::String(token.to_owned()));
+        if inner.keep_token {
+            answer.insert("access_token".into(), Value::String(token.to_owned()));
+        }
         let until = exp
             .map_or(u64::MAX, |e| e)
             .min(now.saturating_add(inner.max_ttl));
@@ -269,29 +310,45 @@ impl IntrospectionBackend {
         }
     }
 
-    fn remember(&self, hash: TokenHash, answer: &Result<Answer, AuthError>) {
-        if let (Some(cache), Ok(answer)) = (&self.inner.cache, answer) {
+    /// Caches an answer that is good past `now` (a zero TTL caches no
+    /// active answer: every request asks the provider).
+    fn remember(&self, hash: TokenHash, answer: &Result<Answer, AuthError>, now: u64) {
+        let until = match answer {
+            Ok(Answer::Active { until, .. } | Answer::Inactive { until }) => *until,
+            Err(_) => return,
+        };
+        if let (Some(cache), Ok(answer)) = (&self.inner.cache, answer)
+            && until > now
+        {
             cache.insert(hash, answer.clone());
         }
     }
 
-    /// Sends the question; this request leads the flight for `hash`.
+    /// Sends the question; this request leads the flight for `hash`. The
+    /// answer is parsed, cached and published wherever it arrives, even if
+    /// this request is gone by then: the requests waiting on it get it.
     fn ask(
         &self,
         token: &str,
         hash: TokenHash,
         leader: Leader<TokenHash, Result<Answer, AuthError>>,
+        permit: CallPermit,
     ) -> Outcome {
         let this = self.clone();
+        let flight = leader.flight();
+        let request = self.request_for(token);
         let token = token.to_owned();
-        Outcome::send(Step::new(
-            self.request_for(&token),
-            move |response, _req, now| {
-                let answer = this.parse(response, &token, unix_seconds(now));
-                this.remember(hash, &answer);
-                leader.finish(answer.clone());
-                outcome(answer)
+        Outcome::send(Step::detached(
+            request,
+            move |response, now| {
+                let now = unix_seconds(now);
+                let answer = this.parse(response.as_ref(), &token, now);
+                this.remember(hash, &answer, now);
+                leader.finish(answer);
+                drop(permit);
             },
+            // The effect ran first, in every driver: the answer is there.
+            move |_req, _now| outcome(flight.answer().cloned().unwrap_or_else(abandoned)),
         ))
     }
 }
@@ -324,7 +381,13 @@ impl Backend for IntrospectionBackend {
                     leader.finish(answer);
                     return hit.map_or_else(Outcome::err, Outcome::ok);
                 }
-                self.ask(token, hash, leader)
+                // Bounded provider load: over the cap, 503 at once (and to
+                // anyone waiting on this token) instead of one more call.
+                let Some(permit) = CallPermit::take(&self.inner.calls, self.inner.max_calls) else {
+                    leader.finish(Err(busy()));
+                    return Outcome::err(busy());
+                };
+                self.ask(token, hash, leader, permit)
             }
             Join::Follower(flight) => Outcome::send(Step::wait(
                 flight.waiter(),
@@ -366,6 +429,9 @@ pub struct IntrospectionBuilder {
     cache_capacity: usize,
     max_ttl: Duration,
     inactive_ttl: Duration,
+    max_calls: usize,
+    allow_http: bool,
+    keep_token: bool,
 }
 
 impl fmt::Debug for IntrospectionBuilder {
@@ -431,6 +497,10 @@ impl IntrospectionBuilder {
     }
 
     /// Longest reuse of an active answer (default 5 min); never past `exp`.
+    /// This is the revocation window: a token revoked at the provider keeps
+    /// working here until its cached answer expires. Zero asks the provider
+    /// on every request (one call per request; the provider's load and
+    /// latency become yours).
     pub fn max_cache_ttl(mut self, ttl: Duration) -> Self {
         self.max_ttl = ttl;
         self
@@ -442,20 +512,44 @@ impl IntrospectionBuilder {
         self
     }
 
+    /// Most provider calls in flight at once (default 64). Each unseen
+    /// token costs one call and, with a blocking transport, one blocking
+    /// thread; over the cap a request gets 503 with `Retry-After: 1` at
+    /// once instead of queueing. At least 1.
+    pub fn max_concurrent_calls(mut self, max: usize) -> Self {
+        self.max_calls = max.max(1);
+        self
+    }
+
+    /// Lets the endpoint be plain `http` (default `false`): for tests and a
+    /// provider on loopback. Across a network, tokens and our client secret
+    /// would travel in the clear.
+    pub fn allow_http(mut self, yes: bool) -> Self {
+        self.allow_http = yes;
+        self
+    }
+
+    /// Keeps the raw access token in the identity's attributes (as
+    /// `access_token`) and so in the answer cache (default `false`): only
+    /// for a handler that must forward the token.
+    pub fn keep_token(mut self, yes: bool) -> Self {
+        self.keep_token = yes;
+        self
+    }
+
     /// Checks the settings and builds the backend.
     ///
     /// # Errors
-    /// An endpoint that is not an http(s) URL; an empty client id or
-    /// identifier claim; credentials that cannot go in a header.
+    /// An endpoint that is not an `https` URL (or `http`, when allowed); an
+    /// empty client id or identifier claim; credentials that cannot go in a
+    /// header.
     pub fn build(self) -> Result<IntrospectionBackend, ConfigError> {
-        let endpoint = self
-            .endpoint
-            .parse::<http::Uri>()
-            .ok()
-            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
-            .ok_or(ConfigError::Invalid {
-                name: "endpoint",
-                reason: "must be an http(s) URL",
+        let endpoint =
+            crate::transport::endpoint_url(&self.endpoint, self.allow_http).map_err(|reason| {
+                ConfigError::Invalid {
+                    name: "endpoint",
+                    reason,
+                }
             })?;
         if self.client_id.is_empty() {
             return Err(ConfigError::Invalid {
@@ -511,6 +605,9 @@ impl IntrospectionBuilder {
                 max_ttl: self.max_ttl.as_secs(),
                 inactive_ttl: self.inactive_ttl.as_secs(),
                 flights: Flights::new(),
+                calls: Arc::new(AtomicUsize::new(0)),
+                max_calls: self.max_calls,
+                keep_token: self.keep_token,
             }),
         })
     }

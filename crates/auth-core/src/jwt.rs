@@ -24,7 +24,8 @@ mod validator;
 pub use issuer::{DEFAULT_TTL, IssueError, TokenIssuer};
 pub use jsonwebtoken::Algorithm;
 pub use validator::{
-    DEFAULT_LEEWAY, DEFAULT_MAX_KEYS, DEFAULT_REFRESH_INTERVAL, JwtValidator, JwtValidatorBuilder,
+    DEFAULT_KEYS_MAX_AGE, DEFAULT_KEYS_MAX_AGE_RANGE, DEFAULT_KEYS_STALE_IF_ERROR, DEFAULT_LEEWAY,
+    DEFAULT_MAX_KEYS, DEFAULT_REFRESH_INTERVAL, JwtValidator, JwtValidatorBuilder,
     MIN_HMAC_SECRET_LEN,
 };
 
@@ -86,7 +87,7 @@ impl fmt::Debug for VerifiedClaims {
     }
 }
 
-type ApplyFn = dyn FnOnce(Result<http::Response<Vec<u8>>, TransportError>, SystemTime) -> Result<(), AuthError>
+type ApplyFn = dyn FnOnce(&Result<http::Response<Vec<u8>>, TransportError>, SystemTime) -> Result<(), AuthError>
     + Send;
 
 /// A key download a validator needs before it can answer.
@@ -100,7 +101,7 @@ impl KeyFetch {
     pub fn new<F>(request: http::Request<Vec<u8>>, apply: F) -> Self
     where
         F: FnOnce(
-                Result<http::Response<Vec<u8>>, TransportError>,
+                &Result<http::Response<Vec<u8>>, TransportError>,
                 SystemTime,
             ) -> Result<(), AuthError>
             + Send
@@ -123,7 +124,7 @@ impl KeyFetch {
     /// The keys could not be had ([`AuthError::ProviderUnavailable`]).
     pub fn apply(
         self,
-        response: Result<http::Response<Vec<u8>>, TransportError>,
+        response: &Result<http::Response<Vec<u8>>, TransportError>,
         now: SystemTime,
     ) -> Result<(), AuthError> {
         (self.apply)(response, now)
@@ -174,11 +175,23 @@ pub trait TokenValidator: Send + Sync {
     fn key_generation(&self) -> u64 {
         0
     }
+
+    /// Seconds since the epoch after which the keys must be looked at again
+    /// (a remote key set past its maximum age): from then on cached
+    /// verifications are not used, so the next check refreshes the keys.
+    /// Validators with fixed keys keep the default, "never".
+    fn keys_fresh_until(&self) -> u64 {
+        u64::MAX
+    }
 }
 
 impl<V: TokenValidator + ?Sized> TokenValidator for Arc<V> {
     fn validate(&self, token: &str, now: SystemTime) -> Checked {
         (**self).validate(token, now)
+    }
+
+    fn keys_fresh_until(&self) -> u64 {
+        (**self).keys_fresh_until()
     }
 
     fn key_generation(&self) -> u64 {
@@ -207,8 +220,9 @@ struct Verified {
 ///   `invalid_token`. Keys that cannot be fetched: 503.
 /// - Verified tokens are cached (on by default, [`DEFAULT_CACHE_CAPACITY`]
 ///   entries): a repeat skips the signature check. An entry is never used at
-///   or after the token's `exp`, before its `nbf`, or after the validator
-///   withdrew a key.
+///   or after the token's `exp`, before its `nbf`, after the validator
+///   withdrew a key, or while the validator's remote keys are due for a
+///   refresh.
 /// - Needs the network only when its validator does (remote keys); the
 ///   outcome is then a [`Step`].
 #[derive(Clone)]
@@ -241,9 +255,11 @@ impl JwtBackend {
     fn cached(&self, token: &[u8], now: u64) -> Option<AuthData> {
         let cache = self.inner.cache.as_ref()?;
         let hit = cache.get(token)?;
+        let validator = &self.inner.validator;
         let fresh = now < hit.exp
             && hit.nbf.is_none_or(|nbf| now >= nbf)
-            && hit.key_generation == self.inner.validator.key_generation();
+            && hit.key_generation == validator.key_generation()
+            && now < validator.keys_fresh_until();
         if fresh {
             Some(hit.auth)
         } else {
@@ -273,13 +289,27 @@ impl JwtBackend {
             Checked::FetchKeys(fetch) => {
                 let this = self.clone();
                 let KeyFetch { request, apply } = *fetch;
-                Outcome::send(Step::new(request, move |response, req, now| {
-                    match apply(response, now) {
-                        // Keys installed: look at the token again.
-                        Ok(()) => this.authenticate(req, now),
-                        Err(error) => Outcome::err(error),
-                    }
-                }))
+                // The answer is installed wherever it arrives, even if this
+                // request is gone by then: the fetch counts, and the keys
+                // serve everybody.
+                let failed = Arc::new(std::sync::OnceLock::new());
+                let failure = Arc::clone(&failed);
+                Outcome::send(Step::detached(
+                    request,
+                    move |response, now| {
+                        if let Err(error) = apply(response, now) {
+                            let _ = failure.set(error);
+                        }
+                    },
+                    move |req, now| match (this.authenticate(req, now), failed.get()) {
+                        // The validator wants another fetch right after a
+                        // failed one: answer with that failure.
+                        (Outcome::Send(_), Some(error)) => Outcome::err(error.clone()),
+                        // Look at the token again: new keys, or the keys
+                        // still in service.
+                        (outcome, _) => outcome,
+                    },
+                ))
             }
             Checked::WaitForKeys(waiter) => {
                 let this = self.clone();

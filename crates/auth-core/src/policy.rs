@@ -4,18 +4,19 @@
 //! into a [`Decision`].
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::HeaderValue;
 
+use crate::backend::Effect;
 use crate::backend::{Authenticated, Backend, Outcome};
 use crate::decision::{Admit, Decision, Refusal, Verdict, Wording};
-use crate::error::{AuthError, TransportError};
-use crate::flight::Waiter;
+use crate::error::AuthError;
+#[cfg(not(feature = "ureq"))]
+use crate::error::TransportError;
 use crate::request::RequestView;
-use crate::transport::{self, AsyncTransport, Transport};
+use crate::transport::{self, AsyncTransport, BlockingSend, Runtime, Transport};
 
 /// How requests are authenticated, and the decision for each one.
 ///
@@ -74,68 +75,41 @@ pub struct Pending {
     outcome: Outcome,
 }
 
-/// One request to send on a blocking thread: what [`Pending::drive`] hands
-/// to the adapter's `run_blocking` when the policy's transport blocks.
-pub struct BlockingSend {
-    transport: Arc<dyn Transport>,
-    request: http::Request<Vec<u8>>,
-}
-
-impl BlockingSend {
-    /// Sends the request, blocking the calling thread.
-    ///
-    /// # Errors
-    /// The transport's.
-    pub fn run(self) -> Result<http::Response<Vec<u8>>, TransportError> {
-        self.transport.send(self.request)
-    }
-}
-
-impl fmt::Debug for BlockingSend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlockingSend")
-            .field("uri", &self.request.uri().path())
-            .finish_non_exhaustive()
-    }
-}
-
 impl Pending {
-    /// Drives the network steps without blocking, then decides.
-    ///
-    /// `run_blocking` runs one [`BlockingSend`] where blocking is allowed
-    /// (tokio's `spawn_blocking`, actix's `web::block`); it is used only when
-    /// the policy has no [async transport](crate::Policy::async_transport).
-    /// `wait` waits for another request's provider call
-    /// ([`Waiter::wait`] under the runtime's timeout, at most
-    /// [`MAX_WAIT`](crate::transport::MAX_WAIT)). `req` is the request the
-    /// decision is for.
-    pub async fn drive<R, B, BF, W, WF>(self, req: &R, mut run_blocking: B, wait: W) -> Decision
-    where
-        R: RequestView,
-        B: FnMut(BlockingSend) -> BF,
-        BF: Future<Output = Result<http::Response<Vec<u8>>, TransportError>>,
-        W: FnMut(Waiter) -> WF,
-        WF: Future<Output = ()>,
-    {
+    /// Drives the network steps on `runtime` without blocking, then
+    /// decides. `req` is the request the decision is for. Sends use the
+    /// policy's async transport (spawned on the runtime) if it has one,
+    /// else its blocking transport on the runtime's blocking pool; either
+    /// way, a response that other requests rely on is applied even if this
+    /// request is dropped meanwhile.
+    pub async fn drive<R: RequestView>(self, req: &R, runtime: &impl Runtime) -> Decision {
         let Pending { policy, outcome } = self;
-        let asynchronous = policy.async_transport_ref().cloned();
-        let blocking = Arc::clone(policy.blocking_transport());
-        let send = |request: http::Request<Vec<u8>>| {
-            let job = match &asynchronous {
-                Some(transport) => Err(transport.send(request)),
-                None => Ok(run_blocking(BlockingSend {
-                    transport: Arc::clone(&blocking),
+        let send = |request: http::Request<Vec<u8>>, effect: Option<Effect>| {
+            let job = match policy.async_transport_ref() {
+                Some(transport) => {
+                    let send = transport.send(request);
+                    Err(runtime.spawn(Box::pin(async move {
+                        let response = send.await;
+                        if let Some(effect) = effect {
+                            effect.apply(&response, SystemTime::now());
+                        }
+                        response
+                    })))
+                }
+                None => Ok(runtime.run_blocking(BlockingSend {
+                    transport: Arc::clone(policy.blocking_transport()),
                     request,
+                    effect,
                 })),
             };
             async move {
                 match job {
                     Ok(blocking) => blocking.await,
-                    Err(asynchronous) => asynchronous.await,
+                    Err(spawned) => spawned.await,
                 }
             }
         };
-        let result = transport::drive(outcome, req, send, wait).await;
+        let result = transport::drive(outcome, req, send, |waiter| runtime.wait(waiter)).await;
         policy.conclude(result)
     }
 

@@ -177,14 +177,18 @@ fn is_token68(token: &[u8]) -> bool {
 
 /// Reads the bearer token of the `Authorization` header (RFC 6750 §2.1).
 ///
-/// - No `Authorization` header, or another scheme (`Basic …`):
+/// - No `Authorization` header, or only other schemes (`Basic …`):
 ///   [`AuthError::MissingCredentials`], so a chain may try its next backend.
-/// - The scheme is matched case-insensitively (RFC 9110 §11.1): `bearer`
-///   works.
-/// - More than one `Authorization` header, `Bearer` with no token, or a token
-///   that is not `token68`: [`AuthError::InvalidRequest`] (400).
-/// - A token longer than `max_len` bytes: [`AuthError::InvalidCredentials`]
-///   (401), checked before looking at its characters.
+/// - The scheme is matched case-insensitively (RFC 9110 §11.1), and may be
+///   followed by spaces or tabs: `bearer<TAB>abc` is a bearer token.
+/// - A request that names the `Bearer` scheme anywhere (in any
+///   `Authorization` line, also after a comma) but is not exactly one
+///   well-formed bearer credential is never "no credentials": more than one
+///   `Authorization` header, another credential before it, `Bearer` with no
+///   token, or a token that is not `token68` is
+///   [`AuthError::InvalidRequest`] (400); a token longer than `max_len`
+///   bytes is [`AuthError::InvalidCredentials`] (401), checked before
+///   looking at its characters.
 ///
 /// ```
 /// use auth_core::request::{bearer_token, DEFAULT_MAX_TOKEN_LEN};
@@ -194,6 +198,14 @@ fn is_token68(token: &[u8]) -> bool {
 ///     .body(())
 ///     .unwrap();
 /// assert_eq!(bearer_token(&req, DEFAULT_MAX_TOKEN_LEN), Ok("abc.def-ghi"));
+///
+/// // A bad bearer credential after another one is refused, not ignored.
+/// let req = http::Request::builder()
+///     .header("authorization", "Basic dXNlcjpwYXNz")
+///     .header("authorization", "Bearer not token68!")
+///     .body(())
+///     .unwrap();
+/// assert_eq!(bearer_token(&req, DEFAULT_MAX_TOKEN_LEN).unwrap_err().status(), 400);
 /// ```
 ///
 /// # Errors
@@ -202,38 +214,53 @@ pub fn bearer_token(req: &dyn RequestView, max_len: usize) -> Result<&str, AuthE
     bearer_bytes(req, max_len).and_then(token68)
 }
 
+/// Whether `b` is linear whitespace in a header value (SP or HTAB: header
+/// values carry no CR or LF).
+fn is_lws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// The scheme at the start of `value` and what follows it.
+fn split_scheme(value: &[u8]) -> (&[u8], &[u8]) {
+    let value = value.trim_ascii_start();
+    match value.iter().position(|b| is_lws(*b) || *b == b',') {
+        Some(end) => value.split_at(end),
+        None => (value, &[][..]),
+    }
+}
+
+/// Whether a header line names the `Bearer` scheme: as its first
+/// credential, or as one after a comma.
+fn names_bearer(line: &[u8]) -> bool {
+    let is_bearer = |part: &[u8]| split_scheme(part).0.eq_ignore_ascii_case(b"bearer");
+    is_bearer(line) || line.split(|b| *b == b',').skip(1).any(is_bearer)
+}
+
 /// [`bearer_token`] up to, not including, the `token68` check: for a cache
 /// of tokens that all passed it, whose hit then needs no second look.
 pub(crate) fn bearer_bytes(req: &dyn RequestView, max_len: usize) -> Result<&[u8], AuthError> {
     let mut first = None;
     let mut count = 0_usize;
+    let mut bearer_named = false;
     req.for_each_header("authorization", &mut |value| {
         count += 1;
-        if first.is_none() {
-            first = Some(value);
-            ControlFlow::Continue(())
-        } else {
-            ControlFlow::Break(())
-        }
+        first.get_or_insert(value);
+        bearer_named = bearer_named || names_bearer(value);
+        ControlFlow::Continue(())
     });
-    let Some(value) = first else {
+    let (Some(value), true) = (first, bearer_named) else {
         return Err(AuthError::MissingCredentials(Credential::Bearer));
     };
     let invalid = |reason| AuthError::InvalidRequest {
         credential: Credential::Bearer,
         reason,
     };
-    // Header values carry no CR/LF, so ASCII whitespace here is SP / HTAB.
-    let value = value.trim_ascii();
-    let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
-        Some(space) => (&value[..space], &value[space..]),
-        None => (value, &[][..]),
-    };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Err(AuthError::MissingCredentials(Credential::Bearer));
-    }
     if count > 1 {
         return Err(invalid("more than one Authorization header"));
+    }
+    let (scheme, rest) = split_scheme(value);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Err(invalid("a bearer token must be the only credential"));
     }
     let token = rest.trim_ascii();
     if token.is_empty() {
@@ -474,6 +501,10 @@ mod tests {
             &[][..],
             &[("authorization", &b"Basic dXNlcjpwYXNz"[..])][..],
             &[("authorization", &b"Bearerabc"[..])][..],
+            &[
+                ("authorization", &b"Basic dXNlcjpwYXNz"[..]),
+                ("authorization", &b"Digest username=\"bearer\""[..]),
+            ][..],
         ] {
             assert_eq!(
                 bearer(headers),
@@ -504,6 +535,36 @@ mod tests {
             ("authorization", &b"Bearer b"[..]),
         ];
         assert_eq!(status(bearer(&two)), 400);
+    }
+
+    #[test]
+    fn a_named_bearer_scheme_is_never_no_credentials() {
+        for headers in [
+            // Another credential first, a bad bearer one after.
+            &[
+                ("authorization", &b"Basic dXNlcjpwYXNz"[..]),
+                ("authorization", &b"Bearer not-token68!"[..]),
+            ][..],
+            &[
+                ("authorization", &b"Basic dXNlcjpwYXNz"[..]),
+                ("authorization", &b"Bearer good"[..]),
+            ][..],
+            // A tab (or several kinds of whitespace) after the scheme.
+            &[("authorization", &b"Bearer\tnot token68"[..])][..],
+            &[("authorization", &b"BEARER \t "[..])][..],
+            // Two credentials in one line.
+            &[("authorization", &b"Basic dXNlcjpwYXNz, Bearer abc"[..])][..],
+            &[("authorization", &b"Bearer abc, Basic dXNlcjpwYXNz"[..])][..],
+            &[("authorization", &b"Bearer, abc"[..])][..],
+        ] {
+            let result = bearer(headers);
+            assert_eq!(status(result.clone()), 400, "{headers:?}: {result:?}");
+        }
+        assert_eq!(
+            bearer(&[("authorization", &b"Bearer\tabc"[..])]),
+            Ok("abc".into()),
+            "a tab separates the scheme like a space"
+        );
     }
 
     #[test]

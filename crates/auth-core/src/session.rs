@@ -5,7 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use cookie::{Cookie, CookieJar, Key, SameSite};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cookie::{Cookie, SameSite};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::backend::{Authenticated, Backend, Outcome, missing};
 use crate::data::{AuthData, Source};
@@ -121,11 +125,14 @@ pub fn uuid_session_id() -> String {
 ///   Secure` by default, built with the `cookie` crate.
 /// - Ids come from a CSPRNG (UUID v4, 32 hex digits) unless you supply a
 ///   factory.
-/// - With a [signing key](AnonSessionBuilder::signing_key) the cookie carries
-///   an HMAC-SHA256 of the id (the `cookie` crate's signed cookies), so a
-///   client cannot pick its own identity: a tampered value is replaced.
-///   Without one, a client can send any well-formed id it likes: fine for
-///   telling browsers apart, not for anything a client would want to forge.
+/// - With a [signing key](AnonSessionBuilder::signing_key) the cookie value
+///   is `<id>.<issued>.<mac>`: an HMAC-SHA256 over the cookie's name, the
+///   id and the time it was issued. A client cannot pick its own identity,
+///   move a value to another cookie signed with the same key, or keep one
+///   past the server-side maximum age (the cookie's `Max-Age`): such a value
+///   is replaced by a new session. Without a key, a client can send any
+///   well-formed id it likes: fine for telling browsers apart, not for
+///   anything a client would want to forge.
 /// - Never fails for a well-formed request; `Cookie` headers over the size
 ///   cap give [`AuthError::InvalidRequest`] (400).
 ///
@@ -151,9 +158,62 @@ pub struct AnonSessionBackend {
     name: String,
     cookie_template: Cookie<'static>,
     id_factory: IdFactory,
-    key: Option<Key>,
+    signer: Option<Signer>,
     max_value_len: usize,
     max_header_len: usize,
+}
+
+/// Signs and checks anonymous session values: `<id>.<issued>.<mac>`.
+#[derive(Clone)]
+struct Signer {
+    /// Keyed once; cloned per use.
+    mac: Hmac<Sha256>,
+    /// Seconds a signed value is honoured after it was issued.
+    max_age: u64,
+}
+
+/// Clock skew tolerated on a value's issue time.
+const ISSUE_SKEW: u64 = 60;
+
+impl Signer {
+    fn mac(&self, name: &str, id: &str, issued: &str) -> Hmac<Sha256> {
+        let mut mac = self.mac.clone();
+        // Names are tokens and ids cookie octets: neither holds a NUL.
+        for part in [
+            b"whois-auth anonymous session v1".as_slice(),
+            name.as_bytes(),
+            id.as_bytes(),
+        ] {
+            mac.update(part);
+            mac.update(b"\0");
+        }
+        mac.update(issued.as_bytes());
+        mac
+    }
+
+    fn sign(&self, name: &str, id: &str, now: u64) -> String {
+        let issued = now.to_string();
+        let tag = self.mac(name, id, &issued).finalize().into_bytes();
+        format!("{id}.{issued}.{}", URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// The id of a value signed for cookie `name`, issued no more than
+    /// `max_age` before `now` (and not in the future).
+    fn verify<'v>(&self, name: &str, value: &'v str, now: u64) -> Option<&'v str> {
+        let (rest, tag) = value.rsplit_once('.')?;
+        let (id, issued) = rest.rsplit_once('.')?;
+        if id.is_empty() || issued.is_empty() || issued.len() > 20 {
+            return None;
+        }
+        let at: u64 = issued
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| issued.parse().ok())??;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        self.mac(name, id, issued).verify_slice(&tag).ok()?;
+        let fresh = at <= now.saturating_add(ISSUE_SKEW) && now.saturating_sub(at) < self.max_age;
+        fresh.then_some(id)
+    }
 }
 
 impl AnonSessionBackend {
@@ -180,24 +240,20 @@ impl AnonSessionBackend {
         }
     }
 
-    /// The session id in a cookie value, if the value is acceptable.
-    fn existing_id(&self, value: &str) -> Option<String> {
+    /// The session id in a cookie value, if the value is acceptable at
+    /// `now` (seconds since the epoch).
+    fn existing_id<'v>(&self, value: &'v str, now: u64) -> Option<&'v str> {
         if value.is_empty() || value.len() > self.max_value_len || !is_cookie_value(value) {
             return None;
         }
-        match &self.key {
-            None => Some(value.to_owned()),
-            Some(key) => {
-                let cookie = Cookie::new(self.name.clone(), value.to_owned());
-                let verified = CookieJar::new().signed(key).verify(cookie)?;
-                let id = verified.value();
-                (!id.is_empty() && is_cookie_value(id)).then(|| id.to_owned())
-            }
+        match &self.signer {
+            None => Some(value),
+            Some(signer) => signer.verify(&self.name, value, now),
         }
     }
 
     /// A new identity and the `Set-Cookie` value that carries it.
-    fn issue(&self) -> Result<Authenticated, AuthError> {
+    fn issue(&self, now: u64) -> Result<Authenticated, AuthError> {
         let id = (self.id_factory)();
         if id.is_empty() || id.len() > self.max_value_len || !is_cookie_value(&id) {
             return Err(AuthError::Misconfigured {
@@ -205,18 +261,9 @@ impl AnonSessionBackend {
             });
         }
         let mut cookie = self.cookie_template.clone();
-        match &self.key {
+        match &self.signer {
             None => cookie.set_value(id.clone()),
-            Some(key) => {
-                let mut jar = CookieJar::new();
-                jar.signed_mut(key)
-                    .add(Cookie::new(self.name.clone(), id.clone()));
-                let signed = jar
-                    .get(&self.name)
-                    .map(|c| c.value().to_owned())
-                    .unwrap_or_default();
-                cookie.set_value(signed);
-            }
+            Some(signer) => cookie.set_value(signer.sign(&self.name, &id, now)),
         }
         Ok(Authenticated::new(AuthData::bare(Source::Anonymous, id))
             .with_set_cookie(cookie.to_string()))
@@ -224,14 +271,15 @@ impl AnonSessionBackend {
 }
 
 impl Backend for AnonSessionBackend {
-    fn authenticate(&self, req: &dyn RequestView, _now: SystemTime) -> Outcome {
+    fn authenticate(&self, req: &dyn RequestView, now: SystemTime) -> Outcome {
+        let now = crate::jwt::unix_seconds(now);
         let existing = match cookie_value(req, &self.name, self.max_header_len) {
-            Ok(value) => value.and_then(|v| self.existing_id(v)),
+            Ok(value) => value.and_then(|v| self.existing_id(v, now)),
             Err(e) => return Outcome::err(e),
         };
         match existing {
             Some(id) => Outcome::ok(AuthData::bare(Source::Anonymous, id)),
-            None => Outcome::Done(self.issue()),
+            None => Outcome::Done(self.issue(now)),
         }
     }
 }
@@ -240,7 +288,7 @@ impl fmt::Debug for AnonSessionBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AnonSessionBackend")
             .field("cookie", &self.cookie_template.to_string())
-            .field("signed", &self.key.is_some())
+            .field("signed", &self.signer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -300,8 +348,9 @@ impl AnonSessionBuilder {
         self
     }
 
-    /// Signs issued ids with an HMAC-SHA256 key derived (HKDF) from `secret`,
-    /// which must be at least 32 bytes of high entropy.
+    /// Signs issued ids with HMAC-SHA256 under `secret` (at least 32 bytes
+    /// of high entropy), binding the cookie's name and the issue time; a
+    /// signed value is honoured for the cookie's `Max-Age`.
     pub fn signing_key(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.signing_secret = Some(secret.as_ref().to_vec());
         self
@@ -346,14 +395,20 @@ impl AnonSessionBuilder {
             name: "max_age",
             reason: "too large",
         })?;
-        let key = match self.signing_secret {
+        let signer = match self.signing_secret {
             Some(secret) if secret.len() < MIN_SIGNING_KEY_LEN => {
                 return Err(ConfigError::KeyTooShort {
                     len: secret.len(),
                     min: MIN_SIGNING_KEY_LEN,
                 });
             }
-            Some(secret) => Some(Key::derive_from(&secret)),
+            Some(secret) => Some(Signer {
+                mac: Hmac::<Sha256>::new_from_slice(&secret).map_err(|_| ConfigError::Invalid {
+                    name: "signing_key",
+                    reason: "not usable as an HMAC key",
+                })?,
+                max_age: self.max_age.as_secs(),
+            }),
             None => None,
         };
         let mut template = Cookie::build((name.clone(), ""))
@@ -367,8 +422,9 @@ impl AnonSessionBuilder {
         if let Some(domain) = self.domain {
             template = template.domain(domain);
         }
-        let max_value_len = if key.is_some() {
-            DEFAULT_MAX_SESSION_LEN + 64
+        // The signature adds `.<issued>.<43 characters>`.
+        let max_value_len = if signer.is_some() {
+            DEFAULT_MAX_SESSION_LEN + 80
         } else {
             DEFAULT_MAX_SESSION_LEN
         };
@@ -376,7 +432,7 @@ impl AnonSessionBuilder {
             name,
             cookie_template: template.build(),
             id_factory: self.id_factory,
-            key,
+            signer,
             max_value_len,
             max_header_len: self.max_header_len,
         })
@@ -582,7 +638,7 @@ mod tests {
         let set_cookie = first.set_cookie.unwrap_or_default();
         let sent = pair(&set_cookie).to_owned();
         assert_ne!(sent, format!("anon={id}"), "the value carries a signature");
-        assert!(sent.ends_with(&id));
+        assert!(sent.starts_with(&format!("anon={id}.0.")), "{sent}");
 
         let again = run(&anon, &[&sent]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -613,6 +669,74 @@ mod tests {
             run(&other, &[&sent]).map(|w| w.auth.identifier().to_owned()),
             Ok(id)
         );
+    }
+
+    fn at(backend: &dyn Backend, cookie: &str, secs: u64) -> Authenticated {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let req = with_cookies(&[cookie]);
+        match backend.authenticate(&req, now) {
+            Outcome::Done(Ok(who)) => who,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn signed_ids_are_bound_to_the_cookie_name_and_a_maximum_age() {
+        let secret = [7u8; 32];
+        let day = 86_400;
+        let signed = |name: &str| {
+            AnonSessionBackend::builder(name)
+                .signing_key(secret)
+                .max_age(Duration::from_secs(day))
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (anon, other) = (signed("anon"), signed("other"));
+        let now = 1_800_000_000;
+        let first = at(&anon, "", now);
+        let id = first.auth.identifier().to_owned();
+        let value = pair(&first.set_cookie.unwrap_or_default())["anon=".len()..].to_owned();
+        assert_eq!(
+            at(&anon, &format!("anon={value}"), now + day - 1)
+                .auth
+                .identifier(),
+            id
+        );
+        // Older than the maximum age: refused, a new session issued.
+        let late = at(&anon, &format!("anon={value}"), now + day);
+        assert_ne!(late.auth.identifier(), id);
+        assert!(late.set_cookie.is_some());
+        // Issued "in the future" (beyond the skew): refused.
+        assert_ne!(
+            at(&anon, &format!("anon={value}"), now - 61)
+                .auth
+                .identifier(),
+            id
+        );
+        assert_eq!(
+            at(&anon, &format!("anon={value}"), now - 60)
+                .auth
+                .identifier(),
+            id
+        );
+        // The same key, another cookie name: refused.
+        let moved = at(&other, &format!("other={value}"), now);
+        assert_ne!(moved.auth.identifier(), id);
+        assert!(moved.set_cookie.is_some());
+        // A forged issue time does not verify.
+        let (rest, tag) = value.rsplit_once('.').unwrap_or_default();
+        let (id_part, _) = rest.rsplit_once('.').unwrap_or_default();
+        let forged = format!("anon={id_part}.{}.{tag}", now + 1000);
+        assert_ne!(at(&anon, &forged, now + day + 10).auth.identifier(), id);
+        // Hostile shapes never panic and are replaced.
+        for shape in [
+            "anon=..",
+            "anon=a.b.c",
+            "anon=a.99999999999999999999999.x",
+            "anon=.1.AAAA",
+        ] {
+            assert!(at(&anon, shape, 1 << 40).set_cookie.is_some(), "{shape}");
+        }
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::time::SystemTime;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{Action, Authenticated, Backend, Outcome};
+use crate::backend::{Action, Authenticated, Backend, Effect, Outcome};
 use crate::error::AuthError;
 use crate::flight::Waiter;
 use crate::request::RequestView;
@@ -56,6 +57,21 @@ where
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, TransportError> {
         self(request)
+    }
+}
+
+/// A provider endpoint (JWKS, discovery, introspection): `https`, or plain
+/// `http` when allowed; with a host.
+pub(crate) fn endpoint_url(url: &str, allow_http: bool) -> Result<http::Uri, &'static str> {
+    let uri = url.parse::<http::Uri>().map_err(|_| "is not a valid URL")?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("has no host");
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if allow_http => Ok(uri),
+        Some("http") => Err("must be https (allow_http for tests and loopback)"),
+        _ => Err("must be an https URL"),
     }
 }
 
@@ -156,40 +172,65 @@ pub fn drive_blocking(
     }
 }
 
-/// Drives an [`Outcome`] to its answer without blocking: the caller says how
-/// to send a request (`send`, for example on a blocking pool with
-/// [`UreqTransport`], or with an async client) and how to wait for another
-/// request's provider call (`wait`, for example [`Waiter::wait`] under the
-/// runtime's timeout). No runtime of our own: the framework adapters use
-/// this with theirs. The future is `Send` when `R` is `Sync` and the two
-/// closures' futures are `Send` (axum); it need not be (actix).
-///
-/// ```
-/// use auth_core::transport::{drive, TransportError};
-/// use auth_core::{Backend, IpBackend, request::PeerAddr};
-/// use std::time::SystemTime;
-///
-/// let mut req = http::Request::new(());
-/// req.extensions_mut().insert(PeerAddr("192.0.2.1:9".parse().unwrap()));
-/// let (parts, ()) = req.into_parts();
-/// let outcome = IpBackend::new().authenticate(&parts, SystemTime::now());
-/// let send = |_req: http::Request<Vec<u8>>| async { Err::<http::Response<Vec<u8>>, _>(TransportError::Connect) };
-/// let wait = |waiter: auth_core::flight::Waiter| async move { waiter.wait().await };
-/// // Any executor polls it; a local answer is ready at once.
-/// let who = futures_lite_block_on(drive(outcome, &parts, send, wait));
-/// assert_eq!(who.unwrap().auth.identifier(), "192.0.2.1");
-/// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     use std::task::{Context, Poll, Waker};
-/// #     let mut f = std::pin::pin!(f);
-/// #     let mut cx = Context::from_waker(Waker::noop());
-/// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
-/// # }
-/// ```
-///
-/// # Errors
-/// The backend's [`AuthError`]; [`AuthError::ProviderUnavailable`] after
-/// [`MAX_STEPS`] steps.
-pub async fn drive<R, S, SF, W, WF>(
+/// How an async driver runs a pending decision's steps on its runtime:
+/// what the framework adapters implement (tokio, actix), and what your own
+/// async server implements to use [`Pending::drive`](crate::Pending::drive).
+pub trait Runtime {
+    /// Runs `job` where blocking is allowed (a blocking pool). It must run
+    /// to completion even if the returned future is dropped (a cancelled
+    /// request): the job applies what other requests rely on.
+    fn run_blocking(
+        &self,
+        job: BlockingSend,
+    ) -> impl Future<Output = Result<http::Response<Vec<u8>>, TransportError>> + Send;
+
+    /// Runs `send` to completion even if the returned future is dropped (a
+    /// spawned task), for the same reason.
+    fn spawn(
+        &self,
+        send: ResponseFuture,
+    ) -> impl Future<Output = Result<http::Response<Vec<u8>>, TransportError>> + Send;
+
+    /// Waits for another request's provider call ([`Waiter::wait`]), at
+    /// most [`MAX_WAIT`].
+    fn wait(&self, waiter: Waiter) -> impl Future<Output = ()> + Send;
+}
+
+/// One request to send on a blocking thread, with the effect to apply to
+/// its response there: what [`Runtime::run_blocking`] runs.
+pub struct BlockingSend {
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) request: http::Request<Vec<u8>>,
+    pub(crate) effect: Option<Effect>,
+}
+
+impl BlockingSend {
+    /// Sends the request, blocking the calling thread, and applies the
+    /// step's effect to the response.
+    ///
+    /// # Errors
+    /// The transport's.
+    pub fn run(self) -> Result<http::Response<Vec<u8>>, TransportError> {
+        let response = self.transport.send(self.request);
+        if let Some(effect) = self.effect {
+            effect.apply(&response, SystemTime::now());
+        }
+        response
+    }
+}
+
+impl std::fmt::Debug for BlockingSend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingSend")
+            .field("uri", &self.request.uri().path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Drives an [`Outcome`] to its answer without blocking: `send` sends a
+/// request and applies the step's effect where the response arrives;
+/// `wait` waits for another request's provider call.
+pub(crate) async fn drive<R, S, SF, W, WF>(
     mut outcome: Outcome,
     req: &R,
     mut send: S,
@@ -197,7 +238,7 @@ pub async fn drive<R, S, SF, W, WF>(
 ) -> Result<Authenticated, AuthError>
 where
     R: RequestView,
-    S: FnMut(http::Request<Vec<u8>>) -> SF,
+    S: FnMut(http::Request<Vec<u8>>, Option<Effect>) -> SF,
     SF: Future<Output = Result<http::Response<Vec<u8>>, TransportError>>,
     W: FnMut(Waiter) -> WF,
     WF: Future<Output = ()>,
@@ -206,10 +247,11 @@ where
         match outcome {
             Outcome::Done(result) => return result,
             Outcome::Send(step) => {
-                let (action, resume) = step.into_parts();
+                let (action, mut resume) = step.into_parts();
                 outcome = match action {
                     Action::Send(request) => {
-                        let response = send(request).await;
+                        let effect = resume.take_effect();
+                        let response = send(request, effect).await;
                         if let Err(e) = &response {
                             tracing::debug!(error = %e, "authentication network step failed");
                         }

@@ -213,3 +213,23 @@ fn closures_are_transports() {
     let who = authenticate_blocking(&backend, &with_sid("alice-sid"), &fake).unwrap();
     assert_eq!(who.auth.identifier(), "from-closure");
 }
+
+#[test]
+fn ip_literals_and_host_names_both_reach_the_server() {
+    use auth_core::transport::Transport;
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let _ = request.respond(tiny_http::Response::from_string("here"));
+        }
+    });
+    let transport = UreqTransport::new();
+    for host in ["127.0.0.1", "localhost"] {
+        let request = http::Request::get(format!("http://{host}:{port}/"))
+            .body(Vec::new())
+            .unwrap();
+        let response = transport.send(request).unwrap();
+        assert_eq!(response.body(), b"here", "{host}");
+    }
+}

@@ -136,6 +136,7 @@ fn the_request_follows_rfc_7662_and_6749() {
     assert!(basic.headers()["authorization"].is_sensitive());
 
     let post = IntrospectionBackend::builder("http://127.0.0.1:1/introspect", "api", "p&ss")
+        .allow_http(true)
         .client_auth(ClientAuth::ClientSecretPost)
         .build()
         .unwrap()
@@ -145,6 +146,22 @@ fn the_request_follows_rfc_7662_and_6749() {
         std::str::from_utf8(post.body()).unwrap(),
         "token=a+b%2Bc&token_type_hint=access_token&client_id=api&client_secret=p%26ss"
     );
+}
+
+#[test]
+fn the_raw_token_is_kept_only_on_request() {
+    let calls = AtomicUsize::new(0);
+    let keeping =
+        auth_core::IntrospectionBackend::keycloak("https://sso.example", "acme", "a", "s")
+            .keep_token(true)
+            .build()
+            .unwrap();
+    let who = drive(&keeping, TOKEN, NOW, &calls, &with(keycloak_user_answer())).unwrap();
+    assert_eq!(who.auth.get("access_token"), Some(&json!(TOKEN)));
+    // And the cached answer holds it too: a repeat is served from it.
+    let again = drive(&keeping, TOKEN, NOW, &calls, &with(keycloak_user_answer())).unwrap();
+    assert_eq!(again.auth.get("access_token"), Some(&json!(TOKEN)));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 #[test]
@@ -171,9 +188,10 @@ fn keycloak_user_token() {
     assert_eq!(auth.get("preferred_username"), Some(&json!("jane")));
     assert_eq!(
         auth.get("access_token"),
-        Some(&json!(TOKEN)),
-        "the seed library's data shape"
+        None,
+        "the raw token is not kept unless asked for"
     );
+    assert!(!format!("{:?}", auth.data()).contains(TOKEN));
     assert!(auth.has_realm_role("customer") && !auth.has_realm_role("admin"));
     assert_eq!(
         auth.client_roles("orders-api").collect::<Vec<_>>(),
@@ -416,6 +434,7 @@ fn no_token_is_no_credentials_and_configuration_is_checked() {
     for bad in ["", "not a url", "ftp://x/introspect", "/relative"] {
         assert!(
             IntrospectionBackend::builder(bad, "id", "s")
+                .allow_http(true)
                 .build()
                 .is_err(),
             "{bad}"
@@ -526,6 +545,7 @@ fn one_hundred_concurrent_requests_make_one_call() {
     let (url, calls, bodies) = slow_introspection_server(Duration::from_millis(300));
     let backend = Arc::new(
         IntrospectionBackend::builder(url, "api", "secret")
+            .allow_http(true)
             .build()
             .unwrap(),
     );
@@ -564,4 +584,57 @@ fn one_hundred_concurrent_requests_make_one_call() {
     // And the answer is cached for the next one.
     authenticate_blocking(&*backend, &bearer("the-same-new-token"), &*transport).unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_zero_ttl_asks_the_provider_every_time() {
+    let calls = AtomicUsize::new(0);
+    let uncached =
+        auth_core::IntrospectionBackend::keycloak("https://sso.example", "acme", "a", "s")
+            .max_cache_ttl(Duration::ZERO)
+            .build()
+            .unwrap();
+    for _ in 0..3 {
+        assert!(drive(&uncached, TOKEN, NOW, &calls, &with(keycloak_user_answer())).is_ok());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_leader_that_goes_away_still_answers_its_followers() {
+    let backend = keycloak();
+    let req = bearer(TOKEN);
+    let Outcome::Send(leader) = backend.authenticate(&req, at(NOW)) else {
+        panic!("the first request asks")
+    };
+    let Outcome::Send(follower) = backend.authenticate(&req, at(NOW)) else {
+        panic!("the second waits")
+    };
+    let (Action::Send(request), mut resume) = leader.into_parts() else {
+        panic!()
+    };
+    // The driver takes the effect to where the response arrives; the
+    // leader's request is then dropped before it resumes.
+    let effect = resume
+        .take_effect()
+        .expect("introspection steps are detached");
+    drop(resume);
+    assert!(request.body().starts_with(b"token="));
+    effect.apply(&json_reply(200, &keycloak_user_answer()), at(NOW));
+    let (Action::Wait(waiter), resume) = follower.into_parts() else {
+        panic!()
+    };
+    assert!(waiter.is_done());
+    let Outcome::Done(who) = resume.woken(&req, at(NOW)) else {
+        panic!()
+    };
+    assert_eq!(
+        who.unwrap().auth.identifier(),
+        "f:7b1d3c9e-0c2a-4a55-8f3e-9a1b2c3d4e5f:jane"
+    );
+    // And the answer is cached: no further call.
+    assert!(matches!(
+        backend.authenticate(&req, at(NOW)),
+        Outcome::Done(Ok(_))
+    ));
 }

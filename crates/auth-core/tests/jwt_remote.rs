@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_core::jwt::{Algorithm, Checked, JwtBackend, JwtValidator, TokenIssuer, TokenValidator};
-use auth_core::transport::{Transport, UreqTransport, authenticate_blocking};
+use auth_core::transport::{Transport, TransportError, UreqTransport, authenticate_blocking};
 use auth_core::{Action, AuthError, Authenticated, Backend, Outcome};
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::Jwk;
@@ -46,7 +46,11 @@ fn signer(file: &str, kid: &str) -> Signer {
 
 impl Signer {
     fn token(&self, sub: &str) -> String {
-        self.issuer.issue(json!({"sub": sub}), at(NOW)).unwrap()
+        self.token_at(sub, NOW)
+    }
+
+    fn token_at(&self, sub: &str, now: u64) -> String {
+        self.issuer.issue(json!({"sub": sub}), at(now)).unwrap()
     }
 }
 
@@ -61,6 +65,10 @@ struct State {
     status: u16,
     /// `issuer` to claim in the discovery document (default: the real one).
     claimed_issuer: Option<String>,
+    /// A `Cache-Control` header for JWKS answers.
+    cache_control: Option<String>,
+    /// `jwks_uri` to name in the discovery document (default: ours).
+    jwks_uri: Option<String>,
 }
 
 /// A real HTTP server with a discovery document and a JWKS, counting hits.
@@ -77,7 +85,7 @@ impl Provider {
         let state = Arc::new(Mutex::new(State {
             jwks,
             status: 200,
-            claimed_issuer: None,
+            ..State::default()
         }));
         let hits = Arc::new(Mutex::new(HashMap::new()));
         for _ in 0..2 {
@@ -96,12 +104,27 @@ impl Provider {
                         "/.well-known/openid-configuration" => {
                             let issuer =
                                 state.claimed_issuer.clone().unwrap_or_else(|| base.clone());
-                            let doc =
-                                json!({"issuer": issuer, "jwks_uri": format!("{base}/jwks.json")});
+                            let jwks_uri = state
+                                .jwks_uri
+                                .clone()
+                                .unwrap_or_else(|| format!("{base}/jwks.json"));
+                            let doc = json!({"issuer": issuer, "jwks_uri": jwks_uri});
                             tiny_http::Response::from_string(doc.to_string())
                         }
-                        "/jwks.json" => tiny_http::Response::from_string(state.jwks.clone())
-                            .with_status_code(state.status),
+                        "/jwks.json" => {
+                            let mut answer = tiny_http::Response::from_string(state.jwks.clone())
+                                .with_status_code(state.status);
+                            if let Some(value) = &state.cache_control {
+                                answer.add_header(
+                                    tiny_http::Header::from_bytes(
+                                        "cache-control",
+                                        value.as_bytes(),
+                                    )
+                                    .unwrap(),
+                                );
+                            }
+                            answer
+                        }
                         _ => tiny_http::Response::from_string("").with_status_code(404),
                     };
                     drop(state);
@@ -174,6 +197,7 @@ fn jwks_backend(provider: &Provider) -> JwtBackend {
     JwtBackend::new(
         JwtValidator::builder([Algorithm::RS256])
             .jwks_url(&format!("{}/jwks.json", provider.base))
+            .allow_http(true)
             .build()
             .unwrap(),
     )
@@ -220,6 +244,7 @@ fn oidc_discovery_requires_the_same_issuer() {
     let backend = JwtBackend::new(
         JwtValidator::builder([Algorithm::RS256])
             .oidc_issuer(&provider.base)
+            .allow_http(true)
             .build()
             .unwrap(),
     );
@@ -252,6 +277,7 @@ fn oidc_discovery_requires_the_same_issuer() {
     let backend = JwtBackend::new(
         JwtValidator::builder([Algorithm::RS256])
             .oidc_issuer(&lying.base)
+            .allow_http(true)
             .build()
             .unwrap(),
     );
@@ -336,7 +362,7 @@ fn failed_refresh_keeps_serving_the_last_good_keys() {
             .timeout(Duration::from_millis(200))
             .build();
         let broken = |req| match breakage {
-            "down" => Err(auth_core::transport::TransportError::Connect),
+            "down" => Err(TransportError::Connect),
             _ => down.send(req),
         };
         match breakage {
@@ -402,6 +428,7 @@ fn unusable_keys_are_skipped_and_the_count_is_bounded() {
     let capped = JwtBackend::new(
         JwtValidator::builder([Algorithm::RS256])
             .jwks_url(&format!("{}/jwks.json", provider.base))
+            .allow_http(true)
             .max_keys(5)
             .build()
             .unwrap(),
@@ -432,6 +459,7 @@ fn one_fetch_in_flight_at_a_time() {
     let provider = Provider::start(jwks(&[&k1.jwk]));
     let validator = JwtValidator::builder([Algorithm::RS256])
         .jwks_url(&format!("{}/jwks.json", provider.base))
+        .allow_http(true)
         .build()
         .unwrap();
     let token = k1.token("alice");
@@ -444,7 +472,7 @@ fn one_fetch_in_flight_at_a_time() {
     };
     assert!(!waiter.is_done());
     let request = fetch.request().clone();
-    fetch.apply(transport().send(request), at(NOW)).unwrap();
+    fetch.apply(&transport().send(request), at(NOW)).unwrap();
     assert!(waiter.is_done());
     assert!(matches!(
         validator.validate(&token, at(NOW)),
@@ -452,10 +480,12 @@ fn one_fetch_in_flight_at_a_time() {
     ));
     assert_eq!(provider.hits("/jwks.json"), 1);
 
-    // A fetch that is dropped unfinished (its request was cancelled) releases
-    // the waiters; the refresh interval still holds until the next attempt.
+    // A fetch that is dropped before it was sent (its request was cancelled
+    // first) releases the waiters and does not count: no provider was
+    // asked, so the next request may fetch at once.
     let validator = JwtValidator::builder([Algorithm::RS256])
         .jwks_url(&format!("{}/jwks.json", provider.base))
+        .allow_http(true)
         .build()
         .unwrap();
     let Checked::FetchKeys(lost) = validator.validate(&token, at(NOW)) else {
@@ -466,12 +496,19 @@ fn one_fetch_in_flight_at_a_time() {
     };
     drop(lost);
     assert!(waiter.wait_blocking(Duration::from_millis(10)));
-    match validator.validate(&token, at(NOW + 5)) {
+    let Checked::FetchKeys(fetch) = validator.validate(&token, at(NOW + 5)) else {
+        panic!("an unsent fetch does not hold the interval")
+    };
+    // One that finished, even failing, does: the interval runs from its end.
+    fetch
+        .apply(&Err(TransportError::Timeout), at(NOW + 7))
+        .unwrap_err();
+    match validator.validate(&token, at(NOW + 66)) {
         Checked::Invalid(e) => assert_eq!(e.status().as_u16(), 503, "no keys yet: {e}"),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        validator.validate(&token, at(NOW + 61)),
+        validator.validate(&token, at(NOW + 67)),
         Checked::FetchKeys(_)
     ));
 }
@@ -519,4 +556,348 @@ fn concurrent_first_requests_fetch_once() {
         16,
         "the others waited for it and succeeded"
     );
+}
+
+fn with_cache_control(provider: &Provider, value: &str) {
+    provider.state.lock().unwrap().cache_control = Some(value.into());
+}
+
+#[test]
+fn key_sets_expire_and_withdrawn_keys_stop_verifying() {
+    let (k1, k2) = (signer("rsa.key", "k1"), signer("rsa2.key", "k2"));
+    let provider = Provider::start(jwks(&[&k1.jwk, &k2.jwk]));
+    with_cache_control(&provider, "public, max-age=120");
+    let backend = jwks_backend(&provider);
+    let old = k1.token("alice");
+    assert!(drive_at(&backend, &old, NOW, &transport()).is_ok());
+    // The provider withdraws k1; nobody sends an unknown kid.
+    provider.set_jwks(jwks(&[&k2.jwk]));
+    assert!(
+        drive_at(&backend, &old, NOW + 119, &transport()).is_ok(),
+        "fresh for its max-age (and cached)"
+    );
+    assert_eq!(provider.hits("/jwks.json"), 1);
+    // Past max-age the next request refreshes, and k1 (even its cached
+    // verification) stops verifying.
+    let err = drive_at(&backend, &old, NOW + 121, &transport()).unwrap_err();
+    assert_eq!(err.to_string(), "invalid credentials: unknown signing key");
+    assert_eq!(provider.hits("/jwks.json"), 2);
+    assert!(drive_at(&backend, &k2.token("bob"), NOW + 122, &transport()).is_ok());
+    assert_eq!(provider.hits("/jwks.json"), 2);
+}
+
+#[test]
+fn a_stale_key_set_serves_while_the_provider_fails_then_503() {
+    let k1 = signer("rsa.key", "k1");
+    let provider = Provider::start(jwks(&[&k1.jwk]));
+    with_cache_control(&provider, "max-age=120");
+    let backend = JwtBackend::new(
+        JwtValidator::builder([Algorithm::RS256])
+            .jwks_url(&format!("{}/jwks.json", provider.base))
+            .allow_http(true)
+            .keys_stale_if_error(Duration::from_secs(600))
+            .build()
+            .unwrap(),
+    );
+    assert!(drive_at(&backend, &k1.token("alice"), NOW, &transport()).is_ok());
+    provider.set_status(500);
+    // Due at 120; fetches fail; the old set serves, one fetch per interval.
+    for t in [121, 150, 181, 300, 719] {
+        let token = k1.token_at(&format!("u{t}"), NOW + t);
+        let who = drive_at(&backend, &token, NOW + t, &transport());
+        assert!(who.is_ok(), "t={t}: {who:?}");
+    }
+    assert_eq!(provider.hits("/jwks.json"), 1 + 4, "121, 181, 300, 719");
+    // Past the stale limit (120 + 600): no key serves until a fetch works.
+    let late = k1.token_at("late", NOW + 721);
+    let err = drive_at(&backend, &late, NOW + 721, &transport()).unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+    provider.set_status(200);
+    let back = k1.token_at("back", NOW + 790);
+    assert!(drive_at(&backend, &back, NOW + 790, &transport()).is_ok());
+}
+
+#[test]
+fn cache_control_max_age_is_clamped() {
+    let k1 = signer("rsa.key", "k1");
+    for (header, fresh, due) in [
+        ("max-age=5", 59, 61),
+        ("no-store", 59, 61),
+        ("max-age=999999999", 86_399, 86_401),
+        ("private", 3_599, 3_601),
+    ] {
+        let provider = Provider::start(jwks(&[&k1.jwk]));
+        with_cache_control(&provider, header);
+        let backend = jwks_backend(&provider);
+        assert!(drive_at(&backend, &k1.token("a"), NOW, &transport()).is_ok());
+        let b = drive_at(
+            &backend,
+            &k1.token_at("b", NOW + fresh),
+            NOW + fresh,
+            &transport(),
+        );
+        assert!(b.is_ok(), "{header}: {b:?}");
+        assert_eq!(provider.hits("/jwks.json"), 1, "{header}: still fresh");
+        let c = k1.token_at("c", NOW + due);
+        assert!(drive_at(&backend, &c, NOW + due, &transport()).is_ok());
+        assert_eq!(provider.hits("/jwks.json"), 2, "{header}: refreshed");
+    }
+}
+
+#[test]
+fn new_material_under_a_known_kid_invalidates_cached_tokens() {
+    let k1 = signer("rsa.key", "k1");
+    let impostor = signer("rsa2.key", "k1");
+    let provider = Provider::start(jwks(&[&k1.jwk]));
+    let backend = jwks_backend(&provider);
+    let old = k1.token("alice");
+    assert!(drive_at(&backend, &old, NOW, &transport()).is_ok());
+    assert!(
+        drive_at(&backend, &old, NOW + 1, &transport()).is_ok(),
+        "cached"
+    );
+    // The provider replaces the material behind "k1"; a refresh happens
+    // (an unknown kid after the interval).
+    provider.set_jwks(jwks(&[&impostor.jwk]));
+    let unknown = signer("rsa2.key", "k9").token("x");
+    assert!(drive_at(&backend, &unknown, NOW + 61, &transport()).is_err());
+    assert_eq!(provider.hits("/jwks.json"), 2);
+    let err = drive_at(&backend, &old, NOW + 62, &transport()).unwrap_err();
+    assert_eq!(err.to_string(), "invalid credentials: invalid signature");
+    assert!(drive_at(&backend, &impostor.token("bob"), NOW + 62, &transport()).is_ok());
+}
+
+#[test]
+fn a_key_set_without_kids_is_compared_by_material() {
+    let mut plain1 = signer("rsa.key", "x").jwk;
+    plain1.common.key_id = None;
+    let mut plain2 = signer("rsa2.key", "x").jwk;
+    plain2.common.key_id = None;
+    let no_kid = |file: &str| {
+        TokenIssuer::new(
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(&key_file(file)).unwrap(),
+        )
+        .unwrap()
+    };
+    let provider = Provider::start(jwks(&[&plain1]));
+    with_cache_control(&provider, "max-age=60");
+    let backend = jwks_backend(&provider);
+    let old = no_kid("rsa.key")
+        .issue(json!({"sub": "alice"}), at(NOW))
+        .unwrap();
+    assert!(drive_at(&backend, &old, NOW, &transport()).is_ok());
+    // The same material again: the cached verification stays good.
+    assert!(drive_at(&backend, &old, NOW + 61, &transport()).is_ok());
+    assert_eq!(provider.hits("/jwks.json"), 2);
+    provider.set_jwks(jwks(&[&plain2]));
+    let err = drive_at(&backend, &old, NOW + 122, &transport()).unwrap_err();
+    assert_eq!(err.to_string(), "invalid credentials: invalid signature");
+    assert_eq!(provider.hits("/jwks.json"), 3);
+}
+
+#[test]
+fn local_keys_survive_a_remote_refresh() {
+    let k1 = signer("rsa.key", "k1");
+    let provider = Provider::start(jwks(&[&k1.jwk]));
+    let secret = b"a local 32-byte or longer secret!";
+    let backend = JwtBackend::builder(
+        JwtValidator::builder([Algorithm::RS256, Algorithm::HS256])
+            .hmac_secret(secret)
+            .jwks_url(&format!("{}/jwks.json", provider.base))
+            .allow_http(true)
+            .build()
+            .unwrap(),
+    )
+    .cache_capacity(0)
+    .build();
+    let local = TokenIssuer::hs256(secret)
+        .unwrap()
+        .issue(json!({"sub": "svc"}), at(NOW))
+        .unwrap();
+    assert!(drive_at(&backend, &local, NOW, &transport()).is_ok());
+    // Any client can trigger a refresh with a random kid.
+    let random = signer("rsa2.key", "rand").token("x");
+    assert!(drive_at(&backend, &random, NOW, &transport()).is_err());
+    assert!(drive_at(&backend, &random, NOW + 61, &transport()).is_err());
+    assert_eq!(provider.hits("/jwks.json"), 2);
+    assert!(drive_at(&backend, &local, NOW + 62, &transport()).is_ok());
+    assert!(drive_at(&backend, &k1.token("a"), NOW + 62, &transport()).is_ok());
+}
+
+#[test]
+fn remote_symmetric_keys_are_refused_unless_allowed() {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let secret = b"a 32-byte or longer shared secret";
+    let short = b"sixteen byte key";
+    let set = json!({"keys": [
+        {"kty": "oct", "k": b64(secret), "kid": "s1"},
+        {"kty": "oct", "k": b64(short), "kid": "s2"},
+    ]});
+    let provider = Provider::start(set.to_string());
+    let token = |key: &[u8], kid: &str| {
+        TokenIssuer::new(Algorithm::HS256, EncodingKey::from_secret(key).unwrap())
+            .unwrap()
+            .key_id(kid)
+            .issue(json!({"sub": "svc"}), at(NOW))
+            .unwrap()
+    };
+    let backend = |allow: bool| {
+        JwtBackend::new(
+            JwtValidator::builder([Algorithm::HS256])
+                .jwks_url(&format!("{}/jwks.json", provider.base))
+                .allow_http(true)
+                .allow_remote_symmetric_keys(allow)
+                .build()
+                .unwrap(),
+        )
+    };
+    // Refused: the set then has no usable key at all.
+    let err = drive_at(&backend(false), &token(secret, "s1"), NOW, &transport()).unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+    // Allowed: the 32-byte key verifies; the 16-byte one is never taken.
+    let allowed = backend(true);
+    assert!(drive_at(&allowed, &token(secret, "s1"), NOW, &transport()).is_ok());
+    let err = drive_at(&allowed, &token(short, "s2"), NOW, &transport()).unwrap_err();
+    assert_eq!(err.to_string(), "invalid credentials: unknown signing key");
+    // A short local secret is a configuration error, from every source.
+    let jwk: Jwk =
+        serde_json::from_value(json!({"kty": "oct", "k": b64(short), "kid": "l"})).unwrap();
+    for built in [
+        JwtValidator::builder([Algorithm::HS256]).jwk(jwk).build(),
+        JwtValidator::builder([Algorithm::HS256])
+            .decoding_key(None, jsonwebtoken::DecodingKey::from_secret(short).unwrap())
+            .build(),
+        JwtValidator::builder([Algorithm::HS256])
+            .hmac_secret(short)
+            .build(),
+    ] {
+        assert_eq!(
+            built.err(),
+            Some(auth_core::ConfigError::KeyTooShort { len: 16, min: 32 })
+        );
+    }
+}
+
+#[test]
+fn provider_urls_must_be_https_unless_allowed() {
+    use auth_core::ConfigError;
+    let url_error = |built: Result<JwtValidator, ConfigError>| match built {
+        Err(ConfigError::Invalid { name, reason }) => format!("{name}: {reason}"),
+        other => panic!("{other:?}", other = other.map(|_| ())),
+    };
+    let jwks = |url: &str| {
+        JwtValidator::builder([Algorithm::RS256])
+            .jwks_url(url)
+            .build()
+    };
+    assert_eq!(
+        url_error(jwks("http://idp.example/jwks.json")),
+        "jwks_url: must be https (allow_http for tests and loopback)"
+    );
+    assert_eq!(url_error(jwks("not a url")), "jwks_url: is not a valid URL");
+    assert_eq!(
+        url_error(jwks("ftp://idp.example/k")),
+        "jwks_url: must be an https URL"
+    );
+    assert_eq!(url_error(jwks("/relative")), "jwks_url: has no host");
+    assert!(jwks("https://idp.example/jwks.json").is_ok());
+    let issuer = |url: &str| {
+        JwtValidator::builder([Algorithm::RS256])
+            .oidc_issuer(url)
+            .build()
+    };
+    assert_eq!(
+        url_error(issuer("http://idp.example")),
+        "oidc_issuer: must be https (allow_http for tests and loopback)"
+    );
+    assert!(issuer("https://idp.example/realms/a").is_ok());
+    let introspection = |url: &str| {
+        auth_core::IntrospectionBackend::builder(url, "api", "secret")
+            .build()
+            .map(|_| ())
+    };
+    assert_eq!(
+        introspection("http://idp.example/introspect"),
+        Err(ConfigError::Invalid {
+            name: "endpoint",
+            reason: "must be https (allow_http for tests and loopback)"
+        })
+    );
+    assert!(introspection("https://idp.example/introspect").is_ok());
+}
+
+#[test]
+fn a_discovered_plain_http_jwks_uri_is_refused() {
+    let k1 = signer("rsa.key", "k1");
+    let provider = Provider::start(jwks(&[&k1.jwk]));
+    // The issuer is https; its document (served here through a transport
+    // that stands in for it) names a plain-http jwks_uri.
+    let jwks_uri = format!("{}/jwks.json", provider.base);
+    let document = json!({"issuer": "https://idp.example", "jwks_uri": jwks_uri}).to_string();
+    let fake =
+        move |req: http::Request<Vec<u8>>| -> Result<http::Response<Vec<u8>>, TransportError> {
+            if req.uri().path() == "/.well-known/openid-configuration" {
+                Ok(http::Response::new(document.clone().into_bytes()))
+            } else {
+                transport().send(req)
+            }
+        };
+    let backend = JwtBackend::new(
+        JwtValidator::builder([Algorithm::RS256])
+            .oidc_issuer("https://idp.example")
+            .build()
+            .unwrap(),
+    );
+    let token = k1
+        .issuer
+        .issue(json!({"sub": "a", "iss": "https://idp.example"}), at(NOW))
+        .unwrap();
+    let err = drive_at(&backend, &token, NOW, &fake).unwrap_err();
+    assert_eq!(err.status(), 503);
+    assert_eq!(
+        provider.hits("/jwks.json"),
+        0,
+        "the http jwks_uri is never fetched"
+    );
+}
+
+#[test]
+fn huge_durations_do_not_panic() {
+    let k1 = signer("rsa.key", "k1");
+    let provider = Provider::start(jwks(&[&k1.jwk]));
+    with_cache_control(&provider, "max-age=18446744073709551615");
+    let backend = JwtBackend::new(
+        JwtValidator::builder([Algorithm::RS256])
+            .jwks_url(&format!("{}/jwks.json", provider.base))
+            .allow_http(true)
+            .refresh_interval(Duration::MAX)
+            .keys_max_age(Duration::MAX)
+            .keys_max_age_range(Duration::MAX, Duration::MAX)
+            .keys_stale_if_error(Duration::MAX)
+            .leeway(Duration::MAX)
+            .build()
+            .unwrap(),
+    );
+    assert!(drive_at(&backend, &k1.token("a"), NOW, &transport()).is_ok());
+    let unknown = signer("rsa2.key", "k9").token("x");
+    assert!(drive_at(&backend, &unknown, NOW + 10, &transport()).is_err());
+    let far = k1.token_at("b", 1 << 40);
+    assert!(drive_at(&backend, &far, 1 << 40, &transport()).is_ok());
+    // The blocking wait with a timeout the clock cannot hold.
+    let validator = JwtValidator::builder([Algorithm::RS256])
+        .jwks_url(&format!("{}/jwks.json", provider.base))
+        .allow_http(true)
+        .build()
+        .unwrap();
+    let Checked::FetchKeys(fetch) = validator.validate(&k1.token("c"), at(NOW)) else {
+        panic!()
+    };
+    let Checked::WaitForKeys(waiter) = validator.validate(&k1.token("c"), at(NOW)) else {
+        panic!()
+    };
+    let request = fetch.request().clone();
+    fetch.apply(&transport().send(request), at(NOW)).unwrap();
+    assert!(waiter.wait_blocking(Duration::MAX));
 }

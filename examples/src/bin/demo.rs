@@ -7,8 +7,10 @@
 //! 32 bytes; random when unset), `DEMO_TRUSTED_PROXIES` (comma-separated
 //! CIDRs), `DEMO_SESSION_KEY` (signs anonymous session ids; at least 32
 //! bytes), `DEMO_INTROSPECTION_URL` + `DEMO_CLIENT_ID` +
-//! `DEMO_CLIENT_SECRET` (+ `DEMO_INTROSPECTION_IDENTIFIER`) for
-//! `/introspected`.
+//! `DEMO_CLIENT_SECRET` (+ `DEMO_INTROSPECTION_IDENTIFIER`,
+//! `DEMO_INTROSPECTION_CACHE_TTL` in seconds) for `/introspected` (plain
+//! `http` only to a provider on this machine). Rejections are logged at
+//! `debug`: `RUST_LOG=auth_core=debug`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -43,6 +45,11 @@ fn actix(demo: &Demo, addr: SocketAddr) -> std::io::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // RUST_LOG=auth_core=debug shows every refusal and why; warnings (a
+    // provider down) and errors (a misconfigured server) show by default.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let args: Vec<String> = std::env::args().collect();
     let framework = match args
         .iter()
@@ -86,6 +93,13 @@ fn main() -> ExitCode {
     );
     println!("  curl -i -H 'Authorization: Bearer {admin}' http://{addr}/admin");
     println!("  curl -i http://{addr}/ip");
+    if demo.has_introspection() {
+        println!("  curl -i -H 'Authorization: Bearer <opaque token>' http://{addr}/introspected");
+    } else {
+        println!(
+            "/introspected is off (set DEMO_INTROSPECTION_URL, DEMO_CLIENT_ID and DEMO_CLIENT_SECRET)"
+        );
+    }
     let served = match framework {
         "actix" => actix(&demo, addr),
         _ => axum(&demo, addr),

@@ -20,6 +20,11 @@ use auth_examples::{Demo, DemoConfig, local_addr, serve};
 const WORKERS: usize = 4;
 
 fn main() -> ExitCode {
+    // RUST_LOG=auth_core=debug shows every refusal and why; warnings (a
+    // provider down) and errors (a misconfigured server) show by default.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let demo = match Demo::new(&DemoConfig::from_env()) {
         Ok(demo) => Arc::new(demo),

@@ -1,7 +1,10 @@
-//! The verification keys of a [`JwtValidator`](super::JwtValidator): fixed,
-//! or fetched from a JWKS URL (directly or found by OIDC discovery) and
-//! refreshed on an unknown `kid`, at most once per interval and one fetch at
-//! a time.
+//! The verification keys of a [`JwtValidator`](super::JwtValidator): local
+//! keys, and keys fetched from a JWKS URL (directly or found by OIDC
+//! discovery). Remote keys are refreshed when their set is older than its
+//! maximum age, or on an unknown `kid`: one fetch at a time, and at most
+//! once per interval counted from the last *finished* fetch. A fetch that
+//! was sent always finishes (its response is applied even if the request
+//! that asked went away).
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -13,14 +16,16 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::crypto::{CryptoProvider, JwtVerifier};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::KeyFetch;
 use crate::error::AuthError;
 use crate::error::TransportError;
 use crate::flight::{Flights, Join, Waiter};
+use crate::transport::endpoint_url;
 
 /// One verification key, with the algorithms it may verify.
 pub(super) struct Key {
@@ -30,6 +35,9 @@ pub(super) struct Key {
     algorithms: Vec<Algorithm>,
     /// Unique in the process, for the per-thread verifiers.
     id: u64,
+    /// SHA-256 of the `kid` and the key material: a key set that no longer
+    /// holds this exact key withdrew it.
+    fingerprint: [u8; 32],
 }
 
 /// Verifiers kept per thread, at most this many (oldest out first).
@@ -51,11 +59,13 @@ impl Key {
     /// A key allowed to verify `algorithms` (of one family, non-empty).
     pub(super) fn new(kid: Option<String>, key: DecodingKey, algorithms: Vec<Algorithm>) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let fingerprint = fingerprint(kid.as_deref(), &key);
         Key {
             kid,
             key,
             algorithms,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            fingerprint,
         }
     }
 
@@ -121,6 +131,33 @@ pub(super) fn algorithms_for(key: &DecodingKey, allowed: &[Algorithm]) -> Vec<Al
         .collect()
 }
 
+/// SHA-256 over the `kid` and the key material, each length-prefixed.
+fn fingerprint(kid: Option<&str>, key: &DecodingKey) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_be_bytes());
+        hash.update(bytes);
+    };
+    part(kid.unwrap_or_default().as_bytes());
+    part(&[u8::from(kid.is_some())]);
+    match key.kind() {
+        DecodingKeyKind::SecretOrDer(bytes) => part(bytes),
+        DecodingKeyKind::RsaModulusExponent { n, e } => {
+            part(n);
+            part(e);
+        }
+    }
+    hash.finalize().into()
+}
+
+/// The HMAC secret's length, for an HMAC key.
+pub(super) fn hmac_len(key: &DecodingKey) -> Option<usize> {
+    match (key.family(), key.kind()) {
+        (AlgorithmFamily::Hmac, DecodingKeyKind::SecretOrDer(secret)) => Some(secret.len()),
+        _ => None,
+    }
+}
+
 /// Where remote keys come from.
 #[derive(Clone, Debug)]
 pub(super) enum RemoteSource {
@@ -128,22 +165,76 @@ pub(super) enum RemoteSource {
     Jwks(http::Uri),
     /// OIDC discovery at `<issuer>/.well-known/openid-configuration`; the
     /// document's `issuer` must equal this one exactly.
-    Discovery(String),
+    Discovery { issuer: String, document: http::Uri },
 }
 
+/// How remote keys are fetched and kept.
 #[derive(Clone, Debug)]
 pub(super) struct RemoteConfig {
     pub(super) source: RemoteSource,
     pub(super) allowed: Vec<Algorithm>,
     pub(super) refresh_interval: Duration,
     pub(super) max_keys: usize,
+    /// A discovered `jwks_uri` may be plain `http`.
+    pub(super) allow_http: bool,
+    /// `"kty":"oct"` keys are taken from the remote set.
+    pub(super) allow_symmetric: bool,
+    /// Maximum age of a key set whose answer says none.
+    pub(super) max_age: Duration,
+    /// Bounds on the maximum age an answer's `Cache-Control` asks for.
+    pub(super) max_age_range: (Duration, Duration),
+    /// How long past its maximum age a key set still serves while
+    /// refreshes fail.
+    pub(super) stale_if_error: Duration,
+}
+
+/// The keys in service, and how long the remote ones are good for.
+pub(super) struct KeySet {
+    local: Arc<[Key]>,
+    remote: Vec<Key>,
+    /// Whether a remote key set was ever installed.
+    fetched: bool,
+    /// After this the remote keys are due for a refresh (`None`: never,
+    /// the time being past what `SystemTime` holds).
+    fresh_until: Option<SystemTime>,
+    /// After this the remote keys no longer serve: a provider that has
+    /// failed for longer than the stale limit (`None`: never).
+    usable_until: Option<SystemTime>,
+}
+
+impl KeySet {
+    /// Whether the remote keys may verify tokens at `now`.
+    fn remote_usable(&self, now: SystemTime) -> bool {
+        self.fetched && self.usable_until.is_none_or(|until| now < until)
+    }
+
+    /// The keys that may verify a token at `now`: every local key, and the
+    /// remote ones unless they are past the stale limit.
+    pub(super) fn usable(&self, now: SystemTime) -> impl Iterator<Item = &Key> {
+        let remote: &[Key] = if self.remote_usable(now) {
+            &self.remote
+        } else {
+            &[]
+        };
+        self.local.iter().chain(remote)
+    }
 }
 
 #[derive(Debug, Default)]
 struct RefreshState {
     /// From discovery, once known.
     jwks_uri: Option<http::Uri>,
-    last_attempt: Option<SystemTime>,
+    /// When the last fetch finished, whatever its result.
+    last_finished: Option<SystemTime>,
+    /// Whether that fetch failed.
+    last_failed: bool,
+}
+
+struct Remote {
+    config: RemoteConfig,
+    state: Mutex<RefreshState>,
+    /// The one fetch in flight, if any (single flight, like introspection).
+    fetches: Arc<Flights<(), ()>>,
 }
 
 /// Why no refresh was started.
@@ -153,94 +244,121 @@ pub(super) enum NoRefresh {
     Fixed,
     /// Another request's fetch is under way: wait for it, then look again.
     InFlight(Waiter),
-    /// The last attempt was less than the refresh interval ago.
-    TooSoon,
+    /// The last fetch finished less than the refresh interval ago; `failed`
+    /// says whether it failed.
+    TooSoon { failed: bool },
+}
+
+/// `at + d`, or "never" when that is past what `SystemTime` can hold.
+fn later(at: SystemTime, d: Duration) -> Option<SystemTime> {
+    at.checked_add(d)
 }
 
 /// The current keys, shared with the fetches that replace them.
 pub(super) struct KeyStore {
-    keys: RwLock<Arc<[Key]>>,
+    set: RwLock<Arc<KeySet>>,
     generation: AtomicU64,
-    remote: Option<(RemoteConfig, Mutex<RefreshState>)>,
-    /// The one fetch in flight, if any (single flight, like introspection).
-    fetches: Arc<Flights<(), ()>>,
+    /// The set's `fresh_until` in seconds since the epoch (`u64::MAX`:
+    /// never), readable without the lock on every cache hit.
+    fresh_until: AtomicU64,
+    remote: Option<Remote>,
 }
 
 impl KeyStore {
-    pub(super) fn new(keys: Vec<Key>, remote: Option<RemoteConfig>) -> Self {
+    pub(super) fn new(local: Vec<Key>, remote: Option<RemoteConfig>) -> Self {
         KeyStore {
-            keys: RwLock::new(keys.into()),
+            set: RwLock::new(Arc::new(KeySet {
+                local: local.into(),
+                remote: Vec::new(),
+                fetched: false,
+                fresh_until: None,
+                usable_until: None,
+            })),
             generation: AtomicU64::new(0),
-            remote: remote.map(|r| (r, Mutex::new(RefreshState::default()))),
-            fetches: Flights::new(),
+            fresh_until: AtomicU64::new(u64::MAX),
+            remote: remote.map(|config| Remote {
+                config,
+                state: Mutex::new(RefreshState::default()),
+                fetches: Flights::new(),
+            }),
         }
     }
 
-    pub(super) fn current(&self) -> Arc<[Key]> {
-        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
+    pub(super) fn current(&self) -> Arc<KeySet> {
+        Arc::clone(&self.set.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     pub(super) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub(super) fn is_remote(&self) -> bool {
-        self.remote.is_some()
+    pub(super) fn fresh_until(&self) -> u64 {
+        self.fresh_until.load(Ordering::Acquire)
+    }
+
+    /// Whether exactly one key is configured and nothing can come from
+    /// elsewhere: it verifies every token, whatever its `kid`.
+    pub(super) fn single_fixed_key(&self, set: &KeySet) -> bool {
+        self.remote.is_none() && set.local.len() == 1
+    }
+
+    /// Whether remote keys are configured but none can serve at `now`
+    /// (none fetched yet, or past the stale limit).
+    pub(super) fn remote_unavailable(&self, set: &KeySet, now: SystemTime) -> bool {
+        self.remote.is_some() && !set.remote_usable(now)
+    }
+
+    /// Whether the remote key set is due for a refresh at `now`.
+    pub(super) fn refresh_due(&self, set: &KeySet, now: SystemTime) -> bool {
+        self.remote.is_some() && set.fetched && set.fresh_until.is_some_and(|f| now >= f)
     }
 
     /// Starts a key fetch if the rules allow one now.
     pub(super) fn start_refresh(self: &Arc<Self>, now: SystemTime) -> Result<KeyFetch, NoRefresh> {
-        let Some((config, state)) = &self.remote else {
+        let Some(remote) = &self.remote else {
             return Err(NoRefresh::Fixed);
         };
-        // One fetch at a time: the others wait for it. A fetch whose step is
-        // dropped unfinished releases them (the leader's Drop).
-        let leader = match self.fetches.join(&(), || ()) {
+        // One fetch at a time: the others wait for it. A fetch that is
+        // dropped before it was sent releases them (the leader's Drop) and
+        // does not count: no provider was asked.
+        let leader = match remote.fetches.join(&(), || ()) {
             Join::Follower(flight) => return Err(NoRefresh::InFlight(flight.waiter())),
             Join::Leader(leader) => leader,
         };
-        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(last) = state.last_attempt
-            && now < last + config.refresh_interval
+        let state = remote.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(last) = state.last_finished
+            && later(last, remote.config.refresh_interval).is_none_or(|next| now < next)
         {
-            return Err(NoRefresh::TooSoon);
+            return Err(NoRefresh::TooSoon {
+                failed: state.last_failed,
+            });
         }
-        let (uri, is_discovery) = match (&config.source, &state.jwks_uri) {
-            (RemoteSource::Jwks(uri), _) | (RemoteSource::Discovery(_), Some(uri)) => {
+        let (uri, is_discovery) = match (&remote.config.source, &state.jwks_uri) {
+            (RemoteSource::Jwks(uri), _) | (RemoteSource::Discovery { .. }, Some(uri)) => {
                 (uri.clone(), false)
             }
-            (RemoteSource::Discovery(issuer), None) => {
-                let url = format!(
-                    "{}/.well-known/openid-configuration",
-                    issuer.trim_end_matches('/')
-                );
-                match url.parse::<http::Uri>() {
-                    Ok(uri) => (uri, true),
-                    Err(_) => return Err(NoRefresh::Fixed),
-                }
-            }
+            (RemoteSource::Discovery { document, .. }, None) => (document.clone(), true),
         };
-        state.last_attempt = Some(now);
+        drop(state);
         let request = http::Request::get(uri)
             .header(http::header::ACCEPT, "application/json")
             .body(Vec::new())
             .unwrap_or_default();
         let store = Arc::clone(self);
-        Ok(KeyFetch::new(request, move |response, _now| {
+        Ok(KeyFetch::new(request, move |response, now| {
             let result = if is_discovery {
                 store.apply_discovery(response)
             } else {
-                store.apply_jwks(response)
+                store.apply_jwks(response, now)
             };
-            if let Some((_, state)) = &store.remote
-                && is_discovery
-                && result.is_ok()
-            {
-                // The JWKS itself is due at once.
-                state
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .last_attempt = None;
+            if let Some(remote) = &store.remote {
+                let mut state = remote.state.lock().unwrap_or_else(PoisonError::into_inner);
+                // A discovery document found the JWKS: that is due at once.
+                state.last_finished = (!(is_discovery && result.is_ok())).then_some(now);
+                state.last_failed = result.is_err();
+            }
+            if let Err(error) = &result {
+                tracing::warn!(%error, "JWT key fetch failed; the keys in service stay");
             }
             leader.finish(());
             result
@@ -249,15 +367,18 @@ impl KeyStore {
 
     fn apply_discovery(
         &self,
-        response: Result<http::Response<Vec<u8>>, TransportError>,
+        response: &Result<http::Response<Vec<u8>>, TransportError>,
     ) -> Result<(), AuthError> {
-        let Some((
-            RemoteConfig {
-                source: RemoteSource::Discovery(issuer),
-                ..
-            },
+        let Some(Remote {
+            config:
+                RemoteConfig {
+                    source: RemoteSource::Discovery { issuer, .. },
+                    allow_http,
+                    ..
+                },
             state,
-        )) = &self.remote
+            ..
+        }) = &self.remote
         else {
             return Ok(());
         };
@@ -270,10 +391,11 @@ impl KeyStore {
         let jwks_uri = document
             .get("jwks_uri")
             .and_then(Value::as_str)
-            .and_then(|u| u.parse::<http::Uri>().ok())
-            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
+            .and_then(|u| endpoint_url(u, *allow_http).ok())
             .ok_or_else(|| {
-                AuthError::provider_unavailable("OIDC discovery document has no usable jwks_uri")
+                AuthError::provider_unavailable(
+                    "OIDC discovery document has no usable jwks_uri (https, or http if allowed)",
+                )
             })?;
         state
             .lock()
@@ -284,44 +406,89 @@ impl KeyStore {
 
     fn apply_jwks(
         &self,
-        response: Result<http::Response<Vec<u8>>, TransportError>,
+        response: &Result<http::Response<Vec<u8>>, TransportError>,
+        now: SystemTime,
     ) -> Result<(), AuthError> {
-        let Some((config, _)) = &self.remote else {
+        let Some(Remote { config, .. }) = &self.remote else {
             return Ok(());
         };
         let document = json_document(response, "JWKS")?;
-        let keys = keys_from_jwks(&document, &config.allowed, config.max_keys);
+        let keys = keys_from_jwks(&document, config);
         if keys.is_empty() {
             // Stale on error: the keys we had stay in service.
             return Err(AuthError::provider_unavailable(
                 "JWKS has no usable signing key",
             ));
         }
-        self.replace(keys);
+        let max_age = response
+            .as_ref()
+            .ok()
+            .and_then(|r| cache_max_age(r.headers()))
+            .map_or(config.max_age, |asked| {
+                asked.clamp(config.max_age_range.0, config.max_age_range.1)
+            });
+        let fresh_until = later(now, max_age);
+        let usable_until = fresh_until.and_then(|fresh| later(fresh, config.stale_if_error));
+        self.replace(keys, fresh_until, usable_until);
         Ok(())
     }
 
-    /// Installs a new key set; withdrawing any key bumps the generation so
-    /// that tokens it verified are checked again.
-    fn replace(&self, keys: Vec<Key>) {
-        let new_kids: HashSet<Option<&str>> = keys.iter().map(|k| k.kid.as_deref()).collect();
-        let mut current = self.keys.write().unwrap_or_else(PoisonError::into_inner);
-        let withdrawn = current
-            .iter()
-            .any(|k| !new_kids.contains(&k.kid.as_deref()));
-        *current = keys.into();
+    /// Installs a new remote key set beside the local keys; withdrawing a
+    /// key (by `kid` and material: new material under a known `kid` is a
+    /// withdrawal too) bumps the generation, so that tokens it verified are
+    /// checked again.
+    fn replace(
+        &self,
+        keys: Vec<Key>,
+        fresh_until: Option<SystemTime>,
+        usable_until: Option<SystemTime>,
+    ) {
+        let new: HashSet<[u8; 32]> = keys.iter().map(|k| k.fingerprint).collect();
+        let mut set = self.set.write().unwrap_or_else(PoisonError::into_inner);
+        let withdrawn = set.remote.iter().any(|k| !new.contains(&k.fingerprint));
+        *set = Arc::new(KeySet {
+            local: Arc::clone(&set.local),
+            remote: keys,
+            fetched: true,
+            fresh_until,
+            usable_until,
+        });
+        let seconds = fresh_until.map_or(u64::MAX, super::unix_seconds);
+        self.fresh_until.store(seconds, Ordering::Release);
         if withdrawn {
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
 }
 
+/// `Cache-Control: max-age` of an answer (`no-store` and `no-cache` ask
+/// for zero), if it says.
+fn cache_max_age(headers: &http::HeaderMap) -> Option<Duration> {
+    let mut max_age = None;
+    for value in headers.get_all(http::header::CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else { continue };
+        for directive in value.split(',').map(str::trim) {
+            let lower = directive.to_ascii_lowercase();
+            if lower == "no-store" || lower == "no-cache" {
+                return Some(Duration::ZERO);
+            }
+            if let Some(seconds) = lower.strip_prefix("max-age=")
+                && let Ok(seconds) = seconds.trim_matches('"').parse::<u64>()
+            {
+                max_age = Some(Duration::from_secs(seconds));
+            }
+        }
+    }
+    max_age
+}
+
 /// The JSON object of a successful answer, or why there is none.
 fn json_document(
-    response: Result<http::Response<Vec<u8>>, TransportError>,
+    response: &Result<http::Response<Vec<u8>>, TransportError>,
     what: &'static str,
 ) -> Result<serde_json::Map<String, Value>, AuthError> {
     let response = response
+        .as_ref()
         .map_err(|e| AuthError::provider_unavailable(format!("{what} fetch failed: {e}")))?;
     if response.status() != http::StatusCode::OK {
         return Err(AuthError::provider_unavailable(format!(
@@ -337,13 +504,13 @@ fn json_document(
     }
 }
 
-/// The usable signing keys of a JWKS document, at most `max`. Keys that do
-/// not parse, are for encryption, or fit none of the `allowed` algorithms
-/// are skipped, not fatal.
+/// The usable signing keys of a remote JWKS document, at most
+/// `config.max_keys`. Keys that do not parse, are for encryption, fit none
+/// of the allowed algorithms, are symmetric (unless allowed) or are HMAC
+/// keys under 32 bytes are skipped, not fatal.
 pub(super) fn keys_from_jwks(
     document: &serde_json::Map<String, Value>,
-    allowed: &[Algorithm],
-    max: usize,
+    config: &RemoteConfig,
 ) -> Vec<Key> {
     let Some(Value::Array(entries)) = document.get("keys") else {
         return Vec::new();
@@ -351,31 +518,57 @@ pub(super) fn keys_from_jwks(
     entries
         .iter()
         .filter_map(|entry| {
-            key_from_jwk(&serde_json::from_value::<Jwk>(entry.clone()).ok()?, allowed)
+            let jwk = serde_json::from_value::<Jwk>(entry.clone()).ok()?;
+            if !config.allow_symmetric && is_symmetric(&jwk) {
+                return None;
+            }
+            key_from_jwk(&jwk, &config.allowed).ok()
         })
-        .take(max)
+        .take(config.max_keys)
         .collect()
 }
 
+/// Whether a JWK is a shared secret (`"kty":"oct"`).
+pub(super) fn is_symmetric(jwk: &Jwk) -> bool {
+    matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_))
+}
+
+/// Why a JWK is not a usable signing key.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Unusable {
+    /// For encryption, unparsable, or fits no allowed algorithm.
+    NotSigning,
+    /// An HMAC secret under the minimum length.
+    ShortSecret(usize),
+}
+
 /// A verification key from one JWK, if it is a usable signing key.
-pub(super) fn key_from_jwk(jwk: &Jwk, allowed: &[Algorithm]) -> Option<Key> {
+pub(super) fn key_from_jwk(jwk: &Jwk, allowed: &[Algorithm]) -> Result<Key, Unusable> {
     if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
-        return None;
+        return Err(Unusable::NotSigning);
     }
-    let key = DecodingKey::from_jwk(jwk).ok()?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| Unusable::NotSigning)?;
+    if let Some(len) = hmac_len(&key)
+        && len < super::MIN_HMAC_SECRET_LEN
+    {
+        return Err(Unusable::ShortSecret(len));
+    }
     let algorithms = match &jwk.common.key_algorithm {
         // A JWK that names its algorithm may verify only that one.
         Some(named) => {
-            let named: Algorithm = serde_json::to_value(named).ok()?.as_str()?.parse().ok()?;
+            let named: Algorithm = serde_json::to_value(named)
+                .ok()
+                .and_then(|v| v.as_str()?.parse().ok())
+                .ok_or(Unusable::NotSigning)?;
             if !allowed.contains(&named) || named.family() != key.family() {
-                return None;
+                return Err(Unusable::NotSigning);
             }
             vec![named]
         }
         None => algorithms_for(&key, allowed),
     };
     if algorithms.is_empty() {
-        return None;
+        return Err(Unusable::NotSigning);
     }
-    Some(Key::new(jwk.common.key_id.clone(), key, algorithms))
+    Ok(Key::new(jwk.common.key_id.clone(), key, algorithms))
 }

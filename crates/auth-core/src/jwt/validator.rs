@@ -15,11 +15,13 @@ use serde_json::{Map, Value};
 use super::claims::{Claim, Registered};
 use super::header::{self, HeaderFacts};
 use super::keys::{
-    Key, KeyStore, NoRefresh, RemoteConfig, RemoteSource, algorithms_for, key_from_jwk,
+    Key, KeySet, KeyStore, NoRefresh, RemoteConfig, RemoteSource, Unusable, algorithms_for,
+    hmac_len, key_from_jwk,
 };
 use super::{Checked, TokenValidator, VerifiedClaims, invalid, unix_seconds};
 use crate::error::{AuthError, ConfigError, Credential};
 use crate::request::DEFAULT_MAX_TOKEN_LEN;
+use crate::transport::endpoint_url;
 
 /// Default clock skew allowed on `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
@@ -27,6 +29,15 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 /// Default most keys kept from a remote key set.
 pub const DEFAULT_MAX_KEYS: usize = 32;
+/// Default maximum age of a remote key set whose answer has no
+/// `Cache-Control: max-age`.
+pub const DEFAULT_KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Default bounds on the maximum age a key set's `Cache-Control` asks for.
+pub const DEFAULT_KEYS_MAX_AGE_RANGE: (Duration, Duration) =
+    (Duration::from_secs(60), Duration::from_secs(86_400));
+/// Default time a key set past its maximum age still serves while
+/// refreshes fail.
+pub const DEFAULT_KEYS_STALE_IF_ERROR: Duration = Duration::from_secs(3600);
 /// Shortest HMAC secret accepted (RFC 7518 §3.2: at least the hash size).
 pub const MIN_HMAC_SECRET_LEN: usize = 32;
 
@@ -95,18 +106,30 @@ impl JwtValidator {
             remote: None,
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             max_keys: DEFAULT_MAX_KEYS,
+            allow_http: false,
+            allow_remote_symmetric: false,
+            max_age: DEFAULT_KEYS_MAX_AGE,
+            max_age_range: DEFAULT_KEYS_MAX_AGE_RANGE,
+            stale_if_error: DEFAULT_KEYS_STALE_IF_ERROR,
         }
     }
 
-    /// Starts a key fetch, or says why the token cannot be checked now.
-    fn keys_needed(&self, now: SystemTime, have_keys: bool) -> Checked {
+    /// Starts a key fetch, or says why the token cannot be checked now: its
+    /// key is not among the usable ones.
+    fn keys_needed(&self, now: SystemTime, set: &KeySet) -> Checked {
         match self.store.start_refresh(now) {
             Ok(fetch) => Checked::FetchKeys(Box::new(fetch)),
             Err(NoRefresh::InFlight(waiter)) => Checked::WaitForKeys(waiter),
-            Err(NoRefresh::TooSoon) if !have_keys => Checked::Invalid(
-                AuthError::provider_unavailable("signing keys are unavailable"),
-            ),
-            Err(NoRefresh::TooSoon | NoRefresh::Fixed) => {
+            // We cannot tell whether the key exists: the provider failed,
+            // or no remote key can serve.
+            Err(NoRefresh::TooSoon { failed })
+                if failed || self.store.remote_unavailable(set, now) =>
+            {
+                Checked::Invalid(AuthError::provider_unavailable(
+                    "signing keys are unavailable",
+                ))
+            }
+            Err(NoRefresh::TooSoon { .. } | NoRefresh::Fixed) => {
                 Checked::Invalid(invalid("unknown signing key"))
             }
         }
@@ -192,11 +215,18 @@ impl TokenValidator for JwtValidator {
             Ok(header) => header,
             Err(e) => return Checked::Invalid(e),
         };
-        let keys = self.store.current();
+        let set = self.store.current();
+        // A remote key set past its maximum age: this request fetches a new
+        // one; while that runs (or if it fails) the keys in service serve.
+        if self.store.refresh_due(&set, now)
+            && let Ok(fetch) = self.store.start_refresh(now)
+        {
+            return Checked::FetchKeys(Box::new(fetch));
+        }
         // One fixed key verifies every token, whatever its `kid`.
-        let only = keys.len() == 1 && !self.store.is_remote();
-        let mut candidates = keys
-            .iter()
+        let only = self.store.single_fixed_key(&set);
+        let mut candidates = set
+            .usable(now)
             .filter(|k| match &header.kid {
                 _ if only => true,
                 Some(kid) => k.kid.as_deref() == Some(&**kid),
@@ -204,7 +234,7 @@ impl TokenValidator for JwtValidator {
             })
             .peekable();
         if candidates.peek().is_none() {
-            return self.keys_needed(now, !keys.is_empty());
+            return self.keys_needed(now, &set);
         }
         let mut first_error = None;
         for key in candidates {
@@ -224,6 +254,10 @@ impl TokenValidator for JwtValidator {
 
     fn key_generation(&self) -> u64 {
         self.store.generation()
+    }
+
+    fn keys_fresh_until(&self) -> u64 {
+        self.store.fresh_until()
     }
 }
 
@@ -307,9 +341,20 @@ pub struct JwtValidatorBuilder {
     leeway: Duration,
     required: Vec<String>,
     max_token_len: usize,
-    remote: Option<RemoteSource>,
+    remote: Option<RemoteSpec>,
     refresh_interval: Duration,
     max_keys: usize,
+    allow_http: bool,
+    allow_remote_symmetric: bool,
+    max_age: Duration,
+    max_age_range: (Duration, Duration),
+    stale_if_error: Duration,
+}
+
+/// A remote key source as configured, checked by `build`.
+enum RemoteSpec {
+    Jwks(String),
+    Discovery(String),
 }
 
 impl JwtValidatorBuilder {
@@ -379,8 +424,18 @@ impl JwtValidatorBuilder {
         self.key(None, Ok(DecodingKey::from_ed_der(der.as_ref())), "ed_der")
     }
 
-    /// Any `jsonwebtoken` key, with an optional `kid` to match.
-    pub fn decoding_key(self, kid: Option<&str>, key: DecodingKey) -> Self {
+    /// Any `jsonwebtoken` key, with an optional `kid` to match (an HMAC
+    /// secret must be at least 32 bytes).
+    pub fn decoding_key(mut self, kid: Option<&str>, key: DecodingKey) -> Self {
+        if let Some(len) = hmac_len(&key)
+            && len < MIN_HMAC_SECRET_LEN
+        {
+            self.error.get_or_insert(ConfigError::KeyTooShort {
+                len,
+                min: MIN_HMAC_SECRET_LEN,
+            });
+            return self;
+        }
         self.key(kid, Ok(key), "decoding_key")
     }
 
@@ -404,34 +459,62 @@ impl JwtValidatorBuilder {
         }
     }
 
-    /// Fetches keys from a JWKS URL (as network steps) and refreshes them on
-    /// an unknown `kid`.
+    /// Fetches keys from a JWKS URL (as network steps): when the set is
+    /// older than its maximum age, and on an unknown `kid`. Must be `https`
+    /// unless [`allow_http`](Self::allow_http); checked by `build`. Local
+    /// keys given as well stay in service beside the remote ones.
     pub fn jwks_url(mut self, url: &str) -> Self {
-        match url.parse::<http::Uri>() {
-            Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) => {
-                self.remote = Some(RemoteSource::Jwks(uri));
-                self
-            }
-            _ => self.fail("jwks_url", "must be an http(s) URL"),
-        }
+        self.remote = Some(RemoteSpec::Jwks(url.to_owned()));
+        self
     }
 
     /// Finds the JWKS by OIDC discovery at
     /// `<issuer>/.well-known/openid-configuration`, and accepts only tokens
     /// whose `iss` is `issuer`; the discovered document must name the same
-    /// issuer exactly.
+    /// issuer exactly, and its `jwks_uri` must be `https` (unless
+    /// [`allow_http`](Self::allow_http)).
     pub fn oidc_issuer(mut self, issuer: &str) -> Self {
-        let discovery = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
-        match discovery.parse::<http::Uri>() {
-            Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) => {
-                self.remote = Some(RemoteSource::Discovery(issuer.to_owned()));
-                self.issuer(issuer)
-            }
-            _ => self.fail("oidc_issuer", "must be an http(s) URL"),
-        }
+        self.remote = Some(RemoteSpec::Discovery(issuer.to_owned()));
+        self.issuer(issuer)
+    }
+
+    /// Lets the JWKS URL, the OIDC issuer and the discovered `jwks_uri` be
+    /// plain `http` (default `false`): for tests and a provider on loopback,
+    /// never across a network (keys fetched in the clear can be swapped).
+    pub fn allow_http(mut self, yes: bool) -> Self {
+        self.allow_http = yes;
+        self
+    }
+
+    /// Takes symmetric keys (`"kty":"oct"`, HMAC secrets) from the remote
+    /// key set (default `false`: a key set is public, a shared secret in it
+    /// is a misconfiguration or an attack). Local ones are always taken.
+    pub fn allow_remote_symmetric_keys(mut self, yes: bool) -> Self {
+        self.allow_remote_symmetric = yes;
+        self
+    }
+
+    /// Maximum age of a remote key set whose answer has no
+    /// `Cache-Control: max-age` (default 1 h). Past it, the next request
+    /// fetches a new set; the old one serves meanwhile.
+    pub fn keys_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Bounds on the maximum age an answer's `Cache-Control: max-age` asks
+    /// for (default 1 min to 24 h).
+    pub fn keys_max_age_range(mut self, min: Duration, max: Duration) -> Self {
+        self.max_age_range = (min, max.max(min));
+        self
+    }
+
+    /// How long a key set past its maximum age still serves while
+    /// refreshes fail (default 1 h); after that, tokens its keys would
+    /// verify get 503 until a fetch succeeds.
+    pub fn keys_stale_if_error(mut self, limit: Duration) -> Self {
+        self.stale_if_error = limit;
+        self
     }
 
     /// Accepts tokens from this issuer (`iss`); repeat for several. Without
@@ -466,8 +549,9 @@ impl JwtValidatorBuilder {
         self
     }
 
-    /// Shortest time between two remote key refreshes (default 60 s): a
-    /// stream of unknown `kid`s cannot make us hammer the provider.
+    /// Shortest time between the end of one remote key fetch and the start
+    /// of the next (default 60 s): a stream of unknown `kid`s cannot make us
+    /// hammer the provider.
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
         self
@@ -509,9 +593,15 @@ impl JwtValidatorBuilder {
         }
         for jwk in &self.jwks {
             keys.push(
-                key_from_jwk(jwk, &self.algorithms).ok_or(ConfigError::Invalid {
-                    name: "jwk",
-                    reason: "not a usable signing key for the allowed algorithms",
+                key_from_jwk(jwk, &self.algorithms).map_err(|unusable| match unusable {
+                    Unusable::ShortSecret(len) => ConfigError::KeyTooShort {
+                        len,
+                        min: MIN_HMAC_SECRET_LEN,
+                    },
+                    Unusable::NotSigning => ConfigError::Invalid {
+                        name: "jwk",
+                        reason: "not a usable signing key for the allowed algorithms",
+                    },
                 })?,
             );
         }
@@ -521,11 +611,42 @@ impl JwtValidatorBuilder {
                 reason: "no key and no remote key source",
             });
         }
-        let remote = self.remote.map(|source| RemoteConfig {
+        let allow_http = self.allow_http;
+        let source = match self.remote {
+            None => None,
+            Some(RemoteSpec::Jwks(url)) => Some(RemoteSource::Jwks(
+                endpoint_url(&url, allow_http).map_err(|reason| ConfigError::Invalid {
+                    name: "jwks_url",
+                    reason,
+                })?,
+            )),
+            Some(RemoteSpec::Discovery(issuer)) => {
+                endpoint_url(&issuer, allow_http).map_err(|reason| ConfigError::Invalid {
+                    name: "oidc_issuer",
+                    reason,
+                })?;
+                let document = format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer.trim_end_matches('/')
+                );
+                let document =
+                    endpoint_url(&document, allow_http).map_err(|reason| ConfigError::Invalid {
+                        name: "oidc_issuer",
+                        reason,
+                    })?;
+                Some(RemoteSource::Discovery { issuer, document })
+            }
+        };
+        let remote = source.map(|source| RemoteConfig {
             source,
             allowed: self.algorithms.clone(),
             refresh_interval: self.refresh_interval,
             max_keys: self.max_keys,
+            allow_http,
+            allow_symmetric: self.allow_remote_symmetric,
+            max_age: self.max_age,
+            max_age_range: self.max_age_range,
+            stale_if_error: self.stale_if_error,
         });
         Ok(JwtValidator {
             store: Arc::new(KeyStore::new(keys, remote)),

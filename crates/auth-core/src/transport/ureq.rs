@@ -1,7 +1,11 @@
 //! The default blocking transport, on `ureq` 3.
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use super::{Transport, TransportError};
 
@@ -99,7 +103,11 @@ impl UreqTransportBuilder {
             .user_agent(concat!("auth-core/", env!("CARGO_PKG_VERSION")))
             .build();
         UreqTransport {
-            agent: ureq::Agent::new_with_config(config),
+            agent: ureq::Agent::with_parts(
+                config,
+                DefaultConnector::new(),
+                LiteralFirst::default(),
+            ),
             max_response_len: self.max_response_len,
         }
     }
@@ -118,6 +126,39 @@ impl Transport for UreqTransport {
             .read_to_vec()
             .map_err(map_error)?;
         Ok(http::Response::from_parts(parts, bytes))
+    }
+}
+
+/// ureq's resolver starts a thread per lookup whenever a timeout is set (so
+/// that a slow `getaddrinfo` can be abandoned): one more thread per provider
+/// call. A host that is an IP address needs no lookup and gets none.
+#[derive(Debug, Default)]
+struct LiteralFirst(DefaultResolver);
+
+impl Resolver for LiteralFirst {
+    fn resolve(
+        &self,
+        uri: &http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let literal = uri.host().and_then(|host| {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            host.parse::<IpAddr>().ok()
+        });
+        let port = uri.port_u16().or(match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        match (literal, port) {
+            (Some(ip), Some(port)) => {
+                let mut addrs = self.empty();
+                addrs.push(SocketAddr::new(ip, port));
+                Ok(addrs)
+            }
+            _ => self.0.resolve(uri, config, timeout),
+        }
     }
 }
 
