@@ -255,12 +255,13 @@ fn not_found() -> http::Response<String> {
     response
 }
 
-/// The demo's routes on axum: one `AuthLayer` per route (as a route layer,
-/// so a wrong method is axum's 405 before authentication), from the same
-/// policies. Serve it with
+/// The demo's routes on axum: one `AuthLayer` per route, on its GET (and
+/// HEAD) handler only, so a wrong method is axum's 405 before
+/// authentication; from the same policies. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn axum_router(demo: &Demo) -> axum::Router {
     use auth_axum::{Auth, AuthLayer};
+    use axum::handler::Handler;
     async fn identity(Auth(who): Auth) -> impl axum::response::IntoResponse {
         (
             [(http::header::CONTENT_TYPE, "application/json")],
@@ -269,10 +270,8 @@ pub fn axum_router(demo: &Demo) -> axum::Router {
     }
     let mut app = axum::Router::new();
     for (path, policy) in demo.routes() {
-        let route = axum::Router::new()
-            .route(path, axum::routing::get(identity))
-            .route_layer(AuthLayer::new(policy.clone()));
-        app = app.merge(route);
+        let guarded = identity.layer(AuthLayer::new(policy.clone()));
+        app = app.route(path, axum::routing::get(guarded));
     }
     app
 }
@@ -359,7 +358,8 @@ fn to_http(request: &tiny_http::Request) -> http::Request<()> {
 pub fn serve(demo: &Demo, server: &tiny_http::Server) {
     for request in server.incoming_requests() {
         let response = demo.handle(&to_http(&request));
-        let mut out = tiny_http::Response::from_string(response.body().as_str())
+        // from_data: no content type of tiny_http's own.
+        let mut out = tiny_http::Response::from_data(response.body().as_bytes())
             .with_status_code(response.status().as_u16());
         for (name, value) in response.headers() {
             if let Ok(header) =
