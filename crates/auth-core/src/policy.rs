@@ -133,11 +133,7 @@ impl Policy {
     /// steps use [`UreqTransport`](crate::transport::UreqTransport) (feature
     /// `ureq`) with its defaults.
     pub fn new(backend: impl Backend + 'static) -> Self {
-        Self::shared(Arc::new(backend))
-    }
-
-    /// The same with a shared backend.
-    pub fn shared(backend: Arc<dyn Backend>) -> Self {
+        let backend: Arc<dyn Backend> = Arc::new(backend);
         #[cfg(feature = "ureq")]
         let transport: Arc<dyn Transport> = Arc::new(crate::transport::UreqTransport::new());
         #[cfg(not(feature = "ureq"))]
@@ -232,16 +228,6 @@ impl Policy {
 
     fn wording(&self) -> Arc<Wording> {
         Arc::clone(&self.0.wording)
-    }
-
-    /// The backend.
-    pub fn backend(&self) -> &dyn Backend {
-        &*self.0.backend
-    }
-
-    /// Whether requests without credentials go through.
-    pub fn is_optional(&self) -> bool {
-        self.0.optional
     }
 
     pub(crate) fn blocking_transport(&self) -> &Arc<dyn Transport> {
