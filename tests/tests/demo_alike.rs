@@ -95,6 +95,9 @@ fn call(base: &str, method: &str, path: &str, headers: &[(&str, String)]) -> Ans
     }
 }
 
+/// A name, method, path, headers and the expected status.
+type Case<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, String)>, u16);
+
 #[test]
 fn axum_actix_and_direct_answer_alike() {
     let demo = Arc::new(Demo::new(&DemoConfig::default()).unwrap());
@@ -106,7 +109,7 @@ fn axum_actix_and_direct_answer_alike() {
     let reader = format!("Bearer {}", demo.sample_token("demo-user", "read"));
     let admin = format!("Bearer {}", demo.sample_token("demo-admin", "read admin"));
     let bearer = |value: &str| vec![("authorization", value.to_owned())];
-    let cases: Vec<(&str, &str, &str, Vec<(&str, String)>, u16)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("anonymous visitor", "GET", "/whoami", vec![], 200),
         ("token", "GET", "/whoami", bearer(&reader), 200),
         ("bad token", "GET", "/whoami", bearer("Bearer x.y.z"), 401),
@@ -116,7 +119,13 @@ fn axum_actix_and_direct_answer_alike() {
         ("client address", "GET", "/ip", vec![], 200),
         ("HEAD", "HEAD", "/whoami", bearer(&reader), 200),
         ("wrong method", "POST", "/whoami", vec![], 405),
-        ("wrong method, no token needed", "DELETE", "/private", vec![], 405),
+        (
+            "wrong method, no token needed",
+            "DELETE",
+            "/private",
+            vec![],
+            405,
+        ),
         (
             "preflight to a GET route",
             "OPTIONS",
@@ -138,17 +147,26 @@ fn axum_actix_and_direct_answer_alike() {
             .collect();
         let (_, first) = &answers[0];
         if first.status != *status {
-            failures.push(format!("{name}: axum answered {} (want {status})", first.status));
+            failures.push(format!(
+                "{name}: axum answered {} (want {status})",
+                first.status
+            ));
         }
         if *status == 405
-            && first.headers.iter().find(|(n, _)| n == "allow").map(|(_, v)| v.as_str())
+            && first
+                .headers
+                .iter()
+                .find(|(n, _)| n == "allow")
+                .map(|(_, v)| v.as_str())
                 != Some("GET,HEAD")
         {
             failures.push(format!("{name}: 405 without Allow: GET,HEAD: {first:?}"));
         }
         for (way, answer) in &answers[1..] {
             if answer != first {
-                failures.push(format!("{name}: {way} differs:\n  axum: {first:?}\n  {way}: {answer:?}"));
+                failures.push(format!(
+                    "{name}: {way} differs:\n  axum: {first:?}\n  {way}: {answer:?}"
+                ));
             }
         }
     }

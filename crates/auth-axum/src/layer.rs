@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use auth_core::{Admit, Deciding, Decision, Policy};
-use http::{HeaderValue, Request, Response, header};
+use auth_core::{Admit, Deciding, Decision, Policy, Refusal};
+use http::{Extensions, HeaderValue, Request, Response, header};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -92,26 +92,23 @@ pub struct AuthService<S> {
     policy: Policy,
 }
 
-/// The request to call the handler with and the cookie to append, or the
-/// refusal's response.
-fn apply<B, ResBody: From<String>>(
-    decision: Decision,
-    mut req: Request<B>,
-) -> Result<(Request<B>, Option<HeaderValue>), Response<ResBody>> {
+/// Leaves the verdict in the request for the extractors and returns the
+/// cookie to append; or the refusal.
+fn apply(decision: Decision, extensions: &mut Extensions) -> Result<Option<HeaderValue>, Refusal> {
     match decision {
         Decision::Admit(Admit {
             verdict,
             set_cookie,
             ..
         }) => {
-            req.extensions_mut().insert(verdict);
-            Ok((req, set_cookie))
+            extensions.insert(verdict);
+            Ok(set_cookie)
         }
         Decision::PassThrough(verdict) => {
-            req.extensions_mut().insert(verdict);
-            Ok((req, None))
+            extensions.insert(verdict);
+            Ok(None)
         }
-        Decision::Refuse(refusal) => Err(refusal.into_response()),
+        Decision::Refuse(refusal) => Err(refusal),
     }
 }
 
@@ -130,14 +127,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let pending = match self.policy.decide(&View(&req), SystemTime::now()) {
             // The common case (local backends, cache hits): decided here,
             // and the ready inner service is called at once.
             Deciding::Done(decision) => {
-                return match apply(decision, req) {
-                    Ok((req, set_cookie)) => AuthFuture::handler(self.inner.call(req), set_cookie),
-                    Err(refusal) => AuthFuture::refused(refusal),
+                return match apply(decision, req.extensions_mut()) {
+                    Ok(set_cookie) => AuthFuture::handler(self.inner.call(req), set_cookie),
+                    Err(refusal) => AuthFuture::refused(refusal.into_response()),
                 };
             }
             Deciding::Pending(pending) => pending,
@@ -147,12 +144,15 @@ where
         // across the wait, not the request (its body need not be Sync).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         AuthFuture::network(Box::pin(async move {
             let decision = drive(pending, &View(&parts)).await;
-            match apply(decision, Request::from_parts(parts, body)) {
-                Ok((req, set_cookie)) => Ok(with_cookie(inner.call(req).await?, set_cookie)),
-                Err(refusal) => Ok(refusal),
+            match apply(decision, &mut parts.extensions) {
+                Ok(set_cookie) => {
+                    let response = inner.call(Request::from_parts(parts, body)).await?;
+                    Ok(with_cookie(response, set_cookie))
+                }
+                Err(refusal) => Ok(refusal.into_response()),
             }
         }))
     }

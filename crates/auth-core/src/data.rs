@@ -67,12 +67,13 @@ impl fmt::Display for Source {
 /// ```
 #[derive(Clone)]
 pub struct AuthData {
-    identifier: String,
+    /// Shared, so that a cached identity clones without allocating.
+    identifier: Arc<str>,
     /// Shared so that cached identities clone cheaply; `None` when empty, so
     /// backends without attributes allocate nothing for them.
     data: Option<Attrs>,
     source: Source,
-    key: Option<String>,
+    key: Option<Arc<str>>,
 }
 
 /// The attributes: a map, or the verified JSON text of a token's claims,
@@ -130,14 +131,14 @@ impl PartialEq for AuthData {
 impl AuthData {
     /// An identity with attributes. The rate-limiting key is derived from the
     /// source and identifier (see [`key`](Self::key)).
-    pub fn new(source: Source, identifier: impl Into<String>, data: Map<String, Value>) -> Self {
+    pub fn new(source: Source, identifier: impl Into<Arc<str>>, data: Map<String, Value>) -> Self {
         Self::shared(source, identifier, Arc::new(data))
     }
 
     /// An identity whose attributes are shared with others (a cache entry).
     pub fn shared(
         source: Source,
-        identifier: impl Into<String>,
+        identifier: impl Into<Arc<str>>,
         data: Arc<Map<String, Value>>,
     ) -> Self {
         AuthData {
@@ -157,18 +158,18 @@ impl AuthData {
         key: Option<String>,
     ) -> Self {
         AuthData {
-            identifier,
+            identifier: identifier.into(),
             data: Some(Attrs::Json(Arc::new(JsonAttrs {
                 payload,
                 map: OnceLock::new(),
             }))),
             source: Source::Jwt,
-            key,
+            key: key.map(Into::into),
         }
     }
 
     /// An identity with no attributes.
-    pub fn bare(source: Source, identifier: impl Into<String>) -> Self {
+    pub fn bare(source: Source, identifier: impl Into<Arc<str>>) -> Self {
         AuthData {
             identifier: identifier.into(),
             data: None,
@@ -180,7 +181,7 @@ impl AuthData {
     /// Replaces the part of the rate-limiting key after `source:`; used when
     /// several identifiers should share one key (an IPv6 /64, for example).
     pub fn with_key_part(mut self, part: impl fmt::Display) -> Self {
-        self.key = Some(format!("{}:{part}", self.source));
+        self.key = Some(format!("{}:{part}", self.source).into());
         self
     }
 
@@ -205,7 +206,7 @@ impl AuthData {
                 Err(shared) => Attrs::Json(shared).map().clone(),
             },
         };
-        (self.identifier, data)
+        (self.identifier.to_string(), data)
     }
 
     /// Which backend produced this identity.
@@ -256,7 +257,7 @@ impl AuthData {
             _ if self.source == Source::Jwt && !self.data().contains_key("sub") => {
                 // A custom validator's claims, without the subject.
                 let mut all = self.data().clone();
-                all.insert("sub".into(), Value::String(self.identifier.clone()));
+                all.insert("sub".into(), Value::String(self.identifier.to_string()));
                 serde_path_to_error::deserialize(&all).map_err(ClaimsError::from_path)
             }
             _ => serde_path_to_error::deserialize(self.data()).map_err(ClaimsError::from_path),
@@ -334,7 +335,7 @@ impl AuthData {
     /// percent-encoded), because a subject is only unique within its issuer.
     pub fn key(&self) -> String {
         if let Some(key) = &self.key {
-            return key.clone();
+            return key.to_string();
         }
         match (self.source, self.get("iss").and_then(Value::as_str)) {
             (Source::Jwt, Some(iss)) => jwt_key(iss, &self.identifier),
@@ -420,7 +421,7 @@ impl fmt::Debug for AuthData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthData")
             .field("source", &self.source)
-            .field("identifier", &self.identifier)
+            .field("identifier", &&*self.identifier)
             .field("data", &self.data().keys().collect::<Vec<_>>())
             .finish()
     }

@@ -19,6 +19,7 @@ use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
 use auth_core::{AnonSessionBackend, IpBackend};
 use axum::Router;
 use axum::routing::get;
+use tower_layer::Layer;
 
 /// Fixed so the script can mint the token once.
 const SECRET: &[u8] = b"load-benchmark-secret-0123456789";
@@ -31,12 +32,23 @@ fn validator() -> Option<JwtValidator> {
         .ok()
 }
 
-fn app(mode: &str) -> Option<Router> {
+/// The hello router, wrapped by the auth layer unless `bare`. The layer
+/// wraps the whole router, as a service-level tower layer: `Router::layer`
+/// would add axum's own boxing of the layered route (a boxed clone of the
+/// service and a boxed future per request, for any layer).
+fn app(mode: &str) -> Option<Service> {
     let hello = Router::new().route("/hello", get(|| async { "hello" }));
     if mode == "bare" {
-        return Some(hello);
+        return Some(Service::Bare(hello));
     }
-    Some(hello.layer(AuthLayer::new(backend(mode)?)))
+    Some(Service::Auth(AuthLayer::new(backend(mode)?).layer(hello)))
+}
+
+/// A bare router, or one behind the layer.
+#[derive(Clone)]
+enum Service {
+    Bare(Router),
+    Auth(auth_axum::AuthService<Router>),
 }
 
 fn backend(mode: &str) -> Option<Box<dyn auth_core::Backend>> {
@@ -118,11 +130,22 @@ fn main() -> ExitCode {
             };
             let served = runtime.block_on(async {
                 let listener = tokio::net::TcpListener::bind(addr).await?;
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .await
+                match app {
+                    Service::Bare(router) => {
+                        axum::serve(
+                            listener,
+                            router.into_make_service_with_connect_info::<SocketAddr>(),
+                        )
+                        .await
+                    }
+                    Service::Auth(service) => {
+                        axum::serve(
+                            listener,
+                            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(service),
+                        )
+                        .await
+                    }
+                }
             });
             if let Err(e) = served {
                 eprintln!("bench_server: {e}");
