@@ -14,8 +14,9 @@ use auth_core::introspect::IntrospectionBackend;
 use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
 use auth_core::request::PeerAddr;
 use auth_core::session::uuid_session_id;
-use auth_core::{
-    AnonSessionBackend, AuthData, Chain, ConfigError, Decision, IpBackend, Policy, RequireScopes,
+use auth_core::{AnonSessionBackend, AuthData, Chain, Decision, IpBackend, Policy, RequireScopes};
+use auth_throttle::{
+    Callers, Checked, MemoryStore, Quota, RedisStore, Rule, Store, StoreError, Throttle, Throttled,
 };
 use serde_json::json;
 
@@ -34,6 +35,10 @@ pub struct DemoConfig {
     /// The introspection route, when `DEMO_INTROSPECTION_URL`,
     /// `DEMO_CLIENT_ID` and `DEMO_CLIENT_SECRET` are all set.
     pub introspection: Option<IntrospectionConfig>,
+    /// `/limited` counts in this Redis (`DEMO_REDIS_URL`, for example
+    /// `redis://127.0.0.1:6379`), shared by every demo with the same
+    /// `DEMO_JWT_SECRET`; in this process when unset.
+    pub redis_url: Option<String>,
 }
 
 /// Settings of the `/introspected` route.
@@ -52,6 +57,28 @@ pub struct IntrospectionConfig {
     /// seconds; `0` asks the provider every time, so a revoked token stops
     /// working at once). Default: the backend's, 300 s.
     pub cache_ttl: Option<Duration>,
+}
+
+/// `/limited`'s rules: tokens 5 per 10 s; anonymous sessions 3 per 10 s,
+/// and 20 per 10 s per client address (a client that drops its cookie
+/// gains nothing). In Redis when configured (the key secret is the JWT
+/// secret, the same on every demo that shares the limits).
+fn limits(config: &DemoConfig, secret: &str, client_ip: IpBackend) -> Result<Throttle, DemoError> {
+    let store: Store = match &config.redis_url {
+        Some(url) => RedisStore::builder(url, secret.as_bytes()).build()?.into(),
+        None => MemoryStore::default().into(),
+    };
+    let ten_seconds = Duration::from_secs(10);
+    Ok(Throttle::builder(store)
+        .client_ip(client_ip)
+        .rule(Rule::new("tokens", Quota::new(5, ten_seconds))?.callers(Callers::AUTHENTICATED))
+        .rule(Rule::new("visitors", Quota::new(3, ten_seconds))?.callers(Callers::ANONYMOUS))
+        .rule(
+            Rule::new("visitors-per-address", Quota::new(20, ten_seconds))?
+                .callers(Callers::ANONYMOUS)
+                .by_client_ip(),
+        )
+        .build()?)
 }
 
 /// Whether `url` names this machine (`localhost`, `127.0.0.0/8`, `::1`).
@@ -107,9 +134,26 @@ impl DemoConfig {
             trusted_proxies,
             session_key: env("DEMO_SESSION_KEY"),
             introspection,
+            redis_url: env("DEMO_REDIS_URL"),
         }
     }
 }
+
+/// One of the demo's routes: its path, the core policy that guards it and,
+/// for `/limited`, its rate limits.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Route {
+    /// The path.
+    pub path: &'static str,
+    /// Who may call it.
+    pub policy: Policy,
+    /// How often (after the policy).
+    pub throttle: Option<Throttle>,
+}
+
+/// Why the demo could not be built.
+pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The demo's routes and their backends.
 ///
@@ -119,13 +163,23 @@ impl DemoConfig {
 /// | `GET /private` | bearer JWT required |
 /// | `GET /admin` | bearer JWT with scope `admin` |
 /// | `GET /ip` | the client address (trusted proxies honoured) |
+/// | `GET /limited` | as `/whoami`, rate limited: tokens 5 per 10 s, anonymous sessions 3 per 10 s and 20 per 10 s per client address |
 /// | `GET /introspected` | RFC 7662 introspection; 404 when not configured |
 ///
-/// Each route is a core [`Policy`]: the axum and actix demos and the
-/// framework-free server ([`Demo::handle`]) apply the same values.
+/// Each route is a core [`Policy`] (and a [`Throttle`]): the axum and
+/// actix demos and the framework-free server ([`Demo::handle`]) apply the
+/// same values.
 pub struct Demo {
-    routes: Vec<(&'static str, Policy)>,
+    routes: Vec<Route>,
     issuer: TokenIssuer,
+}
+
+fn route(path: &'static str, policy: Policy) -> Route {
+    Route {
+        path,
+        policy,
+        throttle: None,
+    }
 }
 
 impl Demo {
@@ -133,8 +187,8 @@ impl Demo {
     ///
     /// # Errors
     /// An invalid trusted proxy, a session key or JWT secret under 32 bytes,
-    /// an invalid introspection URL.
-    pub fn new(config: &DemoConfig) -> Result<Self, ConfigError> {
+    /// an invalid introspection or Redis URL.
+    pub fn new(config: &DemoConfig) -> Result<Self, DemoError> {
         let secret = config
             .jwt_secret
             .clone()
@@ -149,17 +203,17 @@ impl Demo {
         if let Some(key) = &config.session_key {
             anon = anon.signing_key(key.as_bytes());
         }
+        let anon = anon.build()?;
+        let client_ip = IpBackend::new().trust_proxies(&config.trusted_proxies)?;
+        let whoami = Policy::new(Chain::new().or(jwt.clone()).or(anon));
+        let mut limited = route("/limited", whoami.clone());
+        limited.throttle = Some(limits(config, &secret, client_ip.clone())?);
         let mut routes = vec![
-            (
-                "/whoami",
-                Policy::new(Chain::new().or(jwt.clone()).or(anon.build()?)),
-            ),
-            ("/private", Policy::new(jwt.clone())),
-            ("/admin", Policy::new(RequireScopes::new(jwt, ["admin"]))),
-            (
-                "/ip",
-                Policy::new(IpBackend::new().trust_proxies(&config.trusted_proxies)?),
-            ),
+            route("/whoami", whoami),
+            route("/private", Policy::new(jwt.clone())),
+            route("/admin", Policy::new(RequireScopes::new(jwt, ["admin"]))),
+            route("/ip", Policy::new(client_ip)),
+            limited,
         ];
         if let Some(c) = &config.introspection {
             let mut introspection =
@@ -170,7 +224,7 @@ impl Demo {
             if let Some(ttl) = c.cache_ttl {
                 introspection = introspection.max_cache_ttl(ttl);
             }
-            routes.push(("/introspected", Policy::new(introspection.build()?)));
+            routes.push(route("/introspected", Policy::new(introspection.build()?)));
         }
         Ok(Demo {
             routes,
@@ -183,11 +237,19 @@ impl Demo {
     /// Whether `/introspected` is served (the introspection settings were
     /// given).
     pub fn has_introspection(&self) -> bool {
-        self.routes.iter().any(|(path, _)| *path == "/introspected")
+        self.routes.iter().any(|r| r.path == "/introspected")
     }
 
-    /// The routes: a path and the policy that guards it.
-    pub fn routes(&self) -> &[(&'static str, Policy)] {
+    /// Whether `/limited` counts in Redis.
+    pub fn counts_in_redis(&self) -> bool {
+        self.routes
+            .iter()
+            .filter_map(|r| r.throttle.as_ref())
+            .any(|t| matches!(t.store(), Store::Redis(_)))
+    }
+
+    /// The routes.
+    pub fn routes(&self) -> &[Route] {
         &self.routes
     }
 
@@ -206,34 +268,62 @@ impl Demo {
     /// than GET or HEAD is 405 with `Allow`, before any authentication (as
     /// the axum and actix demos answer).
     pub fn handle<B>(&self, req: &http::Request<B>) -> http::Response<String> {
-        let Some((_, policy)) = self
-            .routes
-            .iter()
-            .find(|(path, _)| *path == req.uri().path())
-        else {
+        let Some(route) = self.routes.iter().find(|r| r.path == req.uri().path()) else {
             return not_found();
         };
         if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
             return method_not_allowed();
         }
-        let (verdict, set_cookie) = match policy.decide_blocking(req) {
+        let (verdict, set_cookie) = match route.policy.decide_blocking(req) {
             Decision::Admit(admit) => (admit.verdict, admit.set_cookie),
             Decision::PassThrough(verdict) => (verdict, None),
             Decision::Refuse(refusal) => return refusal.into_response(),
         };
-        match verdict.require() {
-            Ok(who) => {
+        let throttled = route.throttle.as_ref().map(|throttle| {
+            match throttle.check(Some(&verdict), req, SystemTime::now()) {
+                Checked::Done(throttled) => throttled,
+                // A round trip to Redis, on a runtime of its own (this
+                // server is synchronous).
+                Checked::Store(step) => match store_runtime() {
+                    Some(runtime) => runtime.block_on(step.run()),
+                    None => step.finish(Err(StoreError::Unavailable("no runtime".into()))),
+                },
+            }
+        });
+        let mut response = match (throttled, verdict.require()) {
+            (Some(Throttled::Deny(refusal)), _) | (_, Err(refusal)) => refusal.into_response(),
+            (allowed, Ok(who)) => {
                 let mut response = json_response(identity_json(who).to_string());
-                if let Some(cookie) = set_cookie {
-                    response
-                        .headers_mut()
-                        .append(http::header::SET_COOKIE, cookie);
+                if let Some(Throttled::Allow(allowance)) = allowed {
+                    for (name, value) in allowance.into_headers() {
+                        response.headers_mut().append(name, value);
+                    }
                 }
                 response
             }
-            Err(refusal) => refusal.into_response(),
+        };
+        if let Some(cookie) = set_cookie {
+            response
+                .headers_mut()
+                .append(http::header::SET_COOKIE, cookie);
         }
+        response
     }
+}
+
+/// The runtime the framework-free server runs Redis round trips on.
+fn store_runtime() -> Option<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
+        std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .ok()
+        })
+        .as_ref()
 }
 
 /// The value of `Allow` on the demo's 405 answers (axum's own wording for
@@ -260,7 +350,7 @@ fn not_found() -> http::Response<String> {
 /// authentication; from the same policies. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn axum_router(demo: &Demo) -> axum::Router {
-    use auth_axum::{Auth, AuthLayer};
+    use auth_axum::{Auth, AuthLayer, ThrottleLayer};
     use axum::handler::Handler;
     async fn identity(Auth(who): Auth) -> impl axum::response::IntoResponse {
         (
@@ -269,9 +359,18 @@ pub fn axum_router(demo: &Demo) -> axum::Router {
         )
     }
     let mut app = axum::Router::new();
-    for (path, policy) in demo.routes() {
-        let guarded = identity.layer(AuthLayer::new(policy.clone()));
-        app = app.route(path, axum::routing::get(guarded));
+    for route in demo.routes() {
+        let auth = AuthLayer::new(route.policy.clone());
+        app = match &route.throttle {
+            // The throttle inside the auth layer: it reads the identity.
+            Some(throttle) => {
+                let guarded = identity
+                    .layer(ThrottleLayer::new(throttle.clone()))
+                    .layer(auth);
+                app.route(route.path, axum::routing::get(guarded))
+            }
+            None => app.route(route.path, axum::routing::get(identity.layer(auth))),
+        };
     }
     app
 }
@@ -284,7 +383,7 @@ pub fn actix_routes(
     demo: &Demo,
 ) -> impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static {
     use actix_web::{HttpResponse, web};
-    use auth_actix::{Auth, Authentication};
+    use auth_actix::{Auth, Authentication, Throttling};
     async fn identity(Auth(who): Auth) -> HttpResponse {
         HttpResponse::Ok()
             .content_type("application/json")
@@ -297,12 +396,21 @@ pub fn actix_routes(
     }
     let routes = demo.routes().to_vec();
     move |config: &mut web::ServiceConfig| {
-        for (path, policy) in &routes {
-            let auth = Authentication::new(policy.clone());
+        for route in &routes {
+            let auth = Authentication::new(route.policy.clone());
+            // actix runs the last `wrap` first: authentication, then the
+            // throttle that reads its identity.
+            let guarded = |method: actix_web::Route| match &route.throttle {
+                Some(throttle) => method
+                    .to(identity)
+                    .wrap(Throttling::new(throttle.clone()))
+                    .wrap(auth.clone()),
+                None => method.to(identity).wrap(auth.clone()),
+            };
             config.service(
-                web::resource(*path)
-                    .route(web::get().to(identity).wrap(auth.clone()))
-                    .route(web::head().to(identity).wrap(auth))
+                web::resource(route.path)
+                    .route(guarded(web::get()))
+                    .route(guarded(web::head()))
                     .default_service(web::to(wrong_method)),
             );
         }

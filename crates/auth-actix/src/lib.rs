@@ -14,11 +14,14 @@
 //! | [`Scoped<T>`](Scoped) | the identity, if it holds `T`'s scopes |
 //! | [`AuthRejection`] | an extractor's refusal, as a `ResponseError` |
 //! | [`ActixView`] | the core's request view over actix's request, to call the core yourself |
+//! | `Throttling` (feature `throttle`) | `auth-throttle`'s rate limits, keyed by the identity `Authentication` found |
 
 mod drive;
 mod extract;
 mod middleware;
 mod rejection;
+#[cfg(feature = "throttle")]
+mod throttle;
 mod view;
 
 pub use auth_core;
@@ -26,4 +29,6 @@ pub use auth_core::Scope;
 pub use extract::{Auth, AuthState, Claims, ExtractFuture, IssuedCookie, Scoped};
 pub use middleware::{AuthFuture, Authentication, AuthenticationMiddleware};
 pub use rejection::AuthRejection;
+#[cfg(feature = "throttle")]
+pub use throttle::{ThrottleFuture, Throttling, ThrottlingMiddleware};
 pub use view::ActixView;

@@ -13,6 +13,7 @@
 //! | [`Scoped<T>`](Scoped) | the identity, if it holds `T`'s scopes |
 //! | [`AuthState`] + [`StateAuth`] | the same decision from the router state, without the layer |
 //! | [`AuthRejection`] | an extractor's refusal, as a response |
+//! | `ThrottleLayer` (feature `throttle`) | `auth-throttle`'s rate limits, keyed by the identity `AuthLayer` found |
 //!
 //! `IpBackend` needs the client address: serve with
 //! `into_make_service_with_connect_info::<SocketAddr>()` (feature `axum`,
@@ -24,6 +25,8 @@ mod extract;
 mod hyper_transport;
 mod layer;
 mod rejection;
+#[cfg(feature = "throttle")]
+mod throttle;
 mod view;
 
 pub use auth_core;
@@ -33,6 +36,8 @@ pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scoped, StateAuth};
 pub use hyper_transport::HyperTransport;
 pub use layer::{AuthFuture, AuthLayer, AuthService};
 pub use rejection::AuthRejection;
+#[cfg(feature = "throttle")]
+pub use throttle::{ThrottleFuture, ThrottleLayer, ThrottleService};
 
 /// The README's examples (core and axum), compiled and run as doctests.
 #[cfg(doctest)]

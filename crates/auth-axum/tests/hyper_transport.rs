@@ -4,7 +4,6 @@
 #![cfg(feature = "hyper-transport")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::time::Duration;
 

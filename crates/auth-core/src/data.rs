@@ -330,6 +330,32 @@ impl AuthData {
         self.client_roles(client).any(|r| r == role)
     }
 
+    /// Feeds the bytes of [`key`](Self::key), in order and in pieces, to `f`,
+    /// without building the string: for hashing it on every request (a rate
+    /// limiter does).
+    ///
+    /// ```
+    /// use auth_core::{AuthData, Source};
+    ///
+    /// let auth = AuthData::bare(Source::Anonymous, "abc");
+    /// let mut key = Vec::new();
+    /// auth.key_bytes(|piece| key.extend_from_slice(piece));
+    /// assert_eq!(key, auth.key().as_bytes());
+    /// ```
+    pub fn key_bytes(&self, mut f: impl FnMut(&[u8])) {
+        if let Some(key) = &self.key {
+            return f(key.as_bytes());
+        }
+        match (self.source, self.get("iss").and_then(Value::as_str)) {
+            (Source::Jwt, Some(iss)) => jwt_key_pieces(iss, &self.identifier, &mut f),
+            (source, _) => {
+                f(source.as_str().as_bytes());
+                f(b":");
+                f(self.identifier.as_bytes());
+            }
+        }
+    }
+
     /// The rate-limiting key: `<source>:<identifier>`, except for JWTs, whose
     /// key is `jwt:<iss>|<sub>` (with `%` and `|` in the issuer
     /// percent-encoded), because a subject is only unique within its issuer.
@@ -395,6 +421,24 @@ impl ClaimsError {
             None => ClaimsError::Unexpected(short(path)),
         }
     }
+}
+
+/// Feeds the pieces of `jwt:<iss>|<sub>` (see [`jwt_key`]) to `f`.
+fn jwt_key_pieces(iss: &str, sub: &str, f: &mut dyn FnMut(&[u8])) {
+    f(b"jwt:");
+    let mut rest = iss;
+    while let Some(at) = rest.find(['%', '|']) {
+        f(&rest.as_bytes()[..at]);
+        f(if rest.as_bytes()[at] == b'%' {
+            b"%25"
+        } else {
+            b"%7C"
+        });
+        rest = &rest[at + 1..];
+    }
+    f(rest.as_bytes());
+    f(b"|");
+    f(sub.as_bytes());
 }
 
 /// `jwt:<iss>|<sub>` with `%` and `|` in the issuer percent-encoded, so no
@@ -478,6 +522,22 @@ mod tests {
         );
         assert_eq!(one.key(), "jwt:a%7Cb|c");
         assert_ne!(one.key(), two.key());
+    }
+
+    #[test]
+    fn key_bytes_are_the_key() {
+        let cases = [
+            AuthData::bare(Source::Ip, "1.2.3.4"),
+            jwt(json!({"iss": "https://a%b|c|"})),
+            jwt(json!({})),
+            AuthData::bare(Source::Ip, "2001:db8::1").with_key_part("2001:db8::/64"),
+            AuthData::bare(Source::Custom("apikey"), "k"),
+        ];
+        for auth in cases {
+            let mut bytes = Vec::new();
+            auth.key_bytes(|piece| bytes.extend_from_slice(piece));
+            assert_eq!(String::from_utf8(bytes).unwrap_or_default(), auth.key());
+        }
     }
 
     #[test]

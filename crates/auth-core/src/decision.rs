@@ -67,14 +67,18 @@ pub struct Verdict {
     /// Why there is no identity (optional mode: no credentials); `None`
     /// with no identity means the request was a passed-through preflight.
     unidentified: Option<AuthError>,
+    /// The identity was issued for this very request (a new anonymous
+    /// session).
+    issued: bool,
     wording: Arc<Wording>,
 }
 
 impl Verdict {
-    pub(crate) fn admitted(auth: AuthData, wording: Arc<Wording>) -> Self {
+    pub(crate) fn admitted(auth: AuthData, issued: bool, wording: Arc<Wording>) -> Self {
         Verdict {
             auth: Some(auth),
             unidentified: None,
+            issued,
             wording,
         }
     }
@@ -83,8 +87,16 @@ impl Verdict {
         Verdict {
             auth: None,
             unidentified: why,
+            issued: false,
             wording,
         }
+    }
+
+    /// Whether the identity was issued for this very request (a new
+    /// anonymous session, whose cookie goes out with the response): a rate
+    /// limiter can cap how many a client address gets.
+    pub fn is_new_session(&self) -> bool {
+        self.issued
     }
 
     /// The identity, if the request was admitted with one.

@@ -278,10 +278,13 @@ impl Policy {
     /// The decision for an authentication's result.
     pub(crate) fn conclude(&self, result: Result<Authenticated, AuthError>) -> Decision {
         match result {
-            Ok(who) => Decision::Admit(Admit {
-                verdict: Verdict::admitted(who.auth, self.wording()),
-                set_cookie: who.set_cookie.and_then(|c| HeaderValue::try_from(c).ok()),
-            }),
+            Ok(who) => {
+                let set_cookie = who.set_cookie.and_then(|c| HeaderValue::try_from(c).ok());
+                Decision::Admit(Admit {
+                    verdict: Verdict::admitted(who.auth, set_cookie.is_some(), self.wording()),
+                    set_cookie,
+                })
+            }
             Err(error) if self.0.optional && error.is_missing() => {
                 Decision::PassThrough(Verdict::unidentified(Some(error), self.wording()))
             }

@@ -9,7 +9,8 @@
 //! bytes), `DEMO_INTROSPECTION_URL` + `DEMO_CLIENT_ID` +
 //! `DEMO_CLIENT_SECRET` (+ `DEMO_INTROSPECTION_IDENTIFIER`,
 //! `DEMO_INTROSPECTION_CACHE_TTL` in seconds) for `/introspected` (plain
-//! `http` only to a provider on this machine). Rejections are logged at
+//! `http` only to a provider on this machine), `DEMO_REDIS_URL` to count
+//! `/limited`'s requests in Redis. Rejections are logged at
 //! `debug`: `RUST_LOG=auth_core=debug`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -93,6 +94,14 @@ fn main() -> ExitCode {
     );
     println!("  curl -i -H 'Authorization: Bearer {admin}' http://{addr}/admin");
     println!("  curl -i http://{addr}/ip");
+    println!(
+        "  for i in 1 2 3 4; do curl -s -o /dev/null -w '%{{http_code}}\\n' -b anon=me http://{addr}/limited; done   # 200 200 200 429"
+    );
+    if demo.counts_in_redis() {
+        println!("/limited counts in Redis (DEMO_REDIS_URL)");
+    } else {
+        println!("/limited counts in this process (set DEMO_REDIS_URL to share the limits)");
+    }
     if demo.has_introspection() {
         println!("  curl -i -H 'Authorization: Bearer <opaque token>' http://{addr}/introspected");
     } else {

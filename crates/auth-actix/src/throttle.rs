@@ -1,0 +1,218 @@
+//! [`Throttling`] (feature `throttle`): an `auth-throttle` decision for
+//! every request, after [`Authentication`](crate::Authentication) found who
+//! it is.
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{Error, HttpMessage};
+use auth_core::Verdict;
+use auth_throttle::{Checked, Throttle, Throttled};
+use futures_util::future::LocalBoxFuture;
+use pin_project_lite::pin_project;
+
+use crate::rejection::render;
+use crate::view::ActixView;
+
+/// Applies an [`auth_throttle::Throttle`] to each request of an app,
+/// scope or resource: wrap it *inside* [`Authentication`](crate::Authentication)
+/// (actix runs the last `wrap` first, so add `Throttling` before
+/// `Authentication`), and it reads the identity the middleware left. The
+/// same answers as `auth-axum`'s `ThrottleLayer`.
+///
+/// ```
+/// use actix_web::{App, web};
+/// use auth_actix::{Auth, Authentication, Throttling};
+/// use auth_core::AnonSessionBackend;
+/// use auth_throttle::{MemoryStore, Quota, Rule, Throttle};
+/// use std::time::Duration;
+///
+/// let throttle = Throttle::builder(MemoryStore::default())
+///     .rule(Rule::new("per-caller", Quota::new(3, Duration::from_secs(10)))?)
+///     .build()?;
+/// let app = App::new().service(
+///     web::scope("/limited")
+///         .wrap(Throttling::new(throttle))
+///         .wrap(Authentication::new(AnonSessionBackend::new("anon")?))
+///         .route("", web::get().to(|Auth(who): Auth| async move { who.key() })),
+/// );
+/// # drop(app);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Throttling {
+    throttle: Throttle,
+}
+
+impl Throttling {
+    /// Applies `throttle`.
+    pub fn new(throttle: Throttle) -> Self {
+        Throttling { throttle }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for Throttling
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = ThrottlingMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(ThrottlingMiddleware {
+            service: Rc::new(service),
+            throttle: self.throttle.clone(),
+        }))
+    }
+}
+
+/// The service [`Throttling`] wraps around the app.
+pub struct ThrottlingMiddleware<S> {
+    service: Rc<S>,
+    throttle: Throttle,
+}
+
+type Headers = Vec<(HeaderName, HeaderValue)>;
+
+/// The allowance's headers in actix's types (`http` 0.2).
+fn headers(allowance: auth_throttle::Allowance) -> Headers {
+    allowance
+        .into_headers()
+        .into_iter()
+        .filter_map(|(name, value)| {
+            Some((
+                HeaderName::from_bytes(name.as_str().as_bytes()).ok()?,
+                HeaderValue::from_bytes(value.as_bytes()).ok()?,
+            ))
+        })
+        .collect()
+}
+
+impl<S, B> Service<ServiceRequest> for ThrottlingMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = ThrottleFuture<S::Future, B>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let checked = {
+            let extensions = req.extensions();
+            let verdict = extensions.get::<Verdict>();
+            self.throttle
+                .check(verdict, &ActixView(req.request()), SystemTime::now())
+        };
+        let step = match checked {
+            Checked::Done(Throttled::Allow(allowance)) => {
+                return ThrottleFuture::handler(self.service.call(req), headers(allowance));
+            }
+            Checked::Done(Throttled::Deny(refusal)) => {
+                return ThrottleFuture::refused(
+                    req.into_response(render(refusal)).map_into_right_body(),
+                );
+            }
+            Checked::Store(step) => step,
+        };
+        let service = Rc::clone(&self.service);
+        ThrottleFuture::store(Box::pin(async move {
+            match step.run().await {
+                Throttled::Allow(allowance) => {
+                    let response = service.call(req).await?;
+                    Ok(with_headers(response, headers(allowance)).map_into_left_body())
+                }
+                Throttled::Deny(refusal) => {
+                    Ok(req.into_response(render(refusal)).map_into_right_body())
+                }
+            }
+        }))
+    }
+}
+
+fn with_headers<B>(mut response: ServiceResponse<B>, headers: Headers) -> ServiceResponse<B> {
+    let map = response.headers_mut();
+    for (name, value) in headers {
+        map.append(name, value);
+    }
+    response
+}
+
+type StoreFuture<B> = LocalBoxFuture<'static, Result<ServiceResponse<EitherBody<B>>, Error>>;
+
+pin_project! {
+    /// The response future of [`ThrottlingMiddleware`]: the handler's own
+    /// future (plus the headers to add) or the ready refusal with the
+    /// in-process store, unboxed; a boxed future only for a round trip to a
+    /// shared store.
+    pub struct ThrottleFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        Handler { #[pin] future: F, headers: Headers },
+        Refused { response: Option<ServiceResponse<EitherBody<B>>> },
+        Store { future: StoreFuture<B> },
+    }
+}
+
+impl<F, B> ThrottleFuture<F, B> {
+    fn handler(future: F, headers: Headers) -> Self {
+        ThrottleFuture {
+            state: State::Handler { future, headers },
+        }
+    }
+
+    fn refused(response: ServiceResponse<EitherBody<B>>) -> Self {
+        ThrottleFuture {
+            state: State::Refused {
+                response: Some(response),
+            },
+        }
+    }
+
+    fn store(future: StoreFuture<B>) -> Self {
+        ThrottleFuture {
+            state: State::Store { future },
+        }
+    }
+}
+
+impl<F, B> Future for ThrottleFuture<F, B>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+{
+    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Handler { future, headers } => future.poll(cx).map_ok(|response| {
+                with_headers(response, std::mem::take(headers)).map_into_left_body()
+            }),
+            StateProj::Refused { response } => {
+                #[allow(clippy::expect_used, reason = "the Future contract")]
+                let response = response
+                    .take()
+                    .expect("ThrottleFuture polled after completion");
+                Poll::Ready(Ok(response))
+            }
+            StateProj::Store { future } => future.as_mut().poll(cx),
+        }
+    }
+}

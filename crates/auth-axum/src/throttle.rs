@@ -1,0 +1,193 @@
+//! [`ThrottleLayer`] (feature `throttle`): an `auth-throttle` decision for
+//! every request, after [`AuthLayer`](crate::AuthLayer) found who it is.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use auth_core::Verdict;
+use auth_throttle::{Checked, Throttle, Throttled};
+use http::{HeaderName, HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::view::View;
+
+/// A tower [`Layer`] that applies an [`auth_throttle::Throttle`]: put it
+/// inside [`AuthLayer`](crate::AuthLayer) (applied after it, so it reads the
+/// identity the auth layer left), on a router or per route
+/// (`route_layer`).
+///
+/// - allowed: the handler runs; its response gets the `RateLimit` fields
+///   of the most constrained rule;
+/// - over a limit: the throttle's 429 (`Retry-After`, `RateLimit-Policy`,
+///   `RateLimit`, problem+json), the handler does not run; an anonymous
+///   session issued by the auth layer still gets its `Set-Cookie`;
+/// - with a Redis store, one round trip per request, on the request's task.
+///
+/// ```
+/// use auth_axum::{Auth, AuthLayer, ThrottleLayer};
+/// use auth_core::AnonSessionBackend;
+/// use auth_throttle::{MemoryStore, Quota, Rule, Throttle};
+/// use axum::{Router, routing::get};
+/// use std::time::Duration;
+///
+/// let throttle = Throttle::builder(MemoryStore::default())
+///     .rule(Rule::new("per-caller", Quota::new(3, Duration::from_secs(10)))?)
+///     .build()?;
+/// let app: Router = Router::new()
+///     .route("/limited", get(|Auth(who): Auth| async move { who.key() }))
+///     .layer(ThrottleLayer::new(throttle))
+///     .layer(AuthLayer::new(AnonSessionBackend::new("anon")?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ThrottleLayer {
+    throttle: Throttle,
+}
+
+impl ThrottleLayer {
+    /// Applies `throttle`.
+    pub fn new(throttle: Throttle) -> Self {
+        ThrottleLayer { throttle }
+    }
+}
+
+impl<S> Layer<S> for ThrottleLayer {
+    type Service = ThrottleService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ThrottleService {
+            inner,
+            throttle: self.throttle.clone(),
+        }
+    }
+}
+
+/// The [`Service`] of [`ThrottleLayer`].
+#[derive(Clone, Debug)]
+pub struct ThrottleService<S> {
+    inner: S,
+    throttle: Throttle,
+}
+
+type Headers = Vec<(HeaderName, HeaderValue)>;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ThrottleService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<String> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ThrottleFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let verdict = req.extensions().get::<Verdict>();
+        let step = match self.throttle.check(verdict, &View(&req), SystemTime::now()) {
+            Checked::Done(Throttled::Allow(allowance)) => {
+                return ThrottleFuture::handler(self.inner.call(req), allowance.into_headers());
+            }
+            Checked::Done(Throttled::Deny(refusal)) => {
+                return ThrottleFuture::refused(refusal.into_response());
+            }
+            Checked::Store(step) => step,
+        };
+        // A round trip to the shared store first: the ready service goes
+        // into the future, a clone stays for next time.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        ThrottleFuture::store(Box::pin(async move {
+            match step.run().await {
+                Throttled::Allow(allowance) => {
+                    let response = inner.call(req).await?;
+                    Ok(with_headers(response, allowance.into_headers()))
+                }
+                Throttled::Deny(refusal) => Ok(refusal.into_response()),
+            }
+        }))
+    }
+}
+
+fn with_headers<B>(mut response: Response<B>, headers: Headers) -> Response<B> {
+    let map = response.headers_mut();
+    for (name, value) in headers {
+        map.append(name, value);
+    }
+    response
+}
+
+type StoreFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+
+pin_project! {
+    /// The response future of [`ThrottleService`]: the handler's own future
+    /// (plus the headers to add) or the ready refusal with the in-process
+    /// store, unboxed; a boxed future only for a round trip to a shared
+    /// store.
+    pub struct ThrottleFuture<F, B, E> {
+        #[pin]
+        state: State<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B, E> {
+        Handler { #[pin] future: F, headers: Headers },
+        Refused { response: Option<Response<B>> },
+        Store { future: StoreFuture<B, E> },
+    }
+}
+
+impl<F, B, E> ThrottleFuture<F, B, E> {
+    fn handler(future: F, headers: Headers) -> Self {
+        ThrottleFuture {
+            state: State::Handler { future, headers },
+        }
+    }
+
+    fn refused(response: Response<B>) -> Self {
+        ThrottleFuture {
+            state: State::Refused {
+                response: Some(response),
+            },
+        }
+    }
+
+    fn store(future: StoreFuture<B, E>) -> Self {
+        ThrottleFuture {
+            state: State::Store { future },
+        }
+    }
+}
+
+impl<F, B, E> Future for ThrottleFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Handler { future, headers } => future
+                .poll(cx)
+                .map_ok(|response| with_headers(response, std::mem::take(headers))),
+            StateProj::Refused { response } => {
+                #[allow(clippy::expect_used, reason = "the Future contract")]
+                let response = response
+                    .take()
+                    .expect("ThrottleFuture polled after completion");
+                Poll::Ready(Ok(response))
+            }
+            StateProj::Store { future } => future.as_mut().poll(cx),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The answers: `RateLimit-Policy` and `RateLimit` (the IETF RateLimit
+//! header fields draft, draft-ietf-httpapi-ratelimit-headers), the
+//! optional legacy `X-RateLimit-*` fields, and the 429 with an integer
+//! `Retry-After` and an `application/problem+json` body (RFC 9457).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use auth_core::Refusal;
+use http::{HeaderName, HeaderValue, StatusCode};
+
+use crate::error::StoreError;
+use crate::gcra::Cell;
+use crate::rule::Rule;
+use crate::throttle::Fallback;
+
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+static LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+static REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+static RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// Whole seconds, rounded up: a client told "t" seconds is never early.
+fn seconds_up(micros: u64) -> u64 {
+    micros.div_ceil(1_000_000)
+}
+
+/// Which headers a throttle shows.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shown {
+    pub(crate) on_allowed: bool,
+    pub(crate) legacy: bool,
+}
+
+impl Default for Shown {
+    fn default() -> Self {
+        Shown {
+            on_allowed: true,
+            legacy: false,
+        }
+    }
+}
+
+/// `"<id>";q=<limit>;w=<window>`: the rule's quota.
+fn policy(rule: &Rule) -> HeaderValue {
+    let quota = rule.quota();
+    let text = format!(
+        "\"{}\";q={};w={}",
+        rule.id(),
+        quota.limit(),
+        quota.window_secs()
+    );
+    // Ids are checked at construction: letters, digits and `-_.`.
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("\"?\""))
+}
+
+/// `"<id>";r=<remaining>;t=<seconds>`: what is left, and when more is.
+fn state(rule: &Rule, remaining: u64, seconds: u64) -> HeaderValue {
+    let text = format!("\"{}\";r={remaining};t={seconds}", rule.id());
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("\"?\""))
+}
+
+impl Shown {
+    fn fields(
+        self,
+        rule: &Rule,
+        remaining: u64,
+        seconds: u64,
+        reset: u64,
+        now: u64,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        let mut headers = vec![
+            (RATELIMIT_POLICY.clone(), policy(rule)),
+            (RATELIMIT.clone(), state(rule, remaining, seconds)),
+        ];
+        if self.legacy {
+            let reset_at = seconds_up(now.saturating_add(reset));
+            headers.push((LIMIT.clone(), HeaderValue::from(rule.quota().limit())));
+            headers.push((REMAINING.clone(), HeaderValue::from(remaining)));
+            headers.push((RESET.clone(), HeaderValue::from(reset_at)));
+        }
+        headers
+    }
+
+    /// An allowed request's headers: its most constrained rule, `t` the
+    /// seconds until the quota is whole again.
+    pub(crate) fn allowed(
+        self,
+        rule: &Rule,
+        cell: &Cell,
+        now: u64,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        if !self.on_allowed {
+            return Vec::new();
+        }
+        self.fields(
+            rule,
+            cell.remaining,
+            seconds_up(cell.reset),
+            cell.reset,
+            now,
+        )
+    }
+
+    /// The 429 for the violated rule: `Retry-After` (whole seconds, at
+    /// least 1), the rule's fields with `r=0` and `t` = `Retry-After`, and a
+    /// problem+json body.
+    pub(crate) fn denied(self, rule: &Rule, cell: &Cell, now: u64) -> Refusal {
+        let retry = seconds_up(cell.retry).max(1);
+        let problem = serde_json::json!({
+            "type": "about:blank",
+            "title": "Too Many Requests",
+            "status": 429,
+            "detail": format!("rate limit \"{}\" exceeded; retry in {retry} s", rule.id()),
+        });
+        let mut refusal = Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            HeaderValue::from_static("application/problem+json"),
+            problem.to_string(),
+        );
+        refusal.append_header(http::header::RETRY_AFTER, HeaderValue::from(retry));
+        for (name, value) in self.fields(rule, 0, retry, cell.reset, now) {
+            refusal.append_header(name, value);
+        }
+        refusal
+    }
+}
+
+/// The 503 of [`Fallback::Deny`](crate::Fallback::Deny).
+pub(crate) fn store_unavailable() -> Refusal {
+    let problem = serde_json::json!({
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "the rate limit store is unavailable",
+    });
+    let mut refusal = Refusal::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        HeaderValue::from_static("application/problem+json"),
+        problem.to_string(),
+    );
+    refusal.append_header(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    refusal
+}
+
+/// A warning that the shared store failed, at most once a second (an
+/// outage must not flood the log).
+pub(crate) fn warn_store_failed(error: &StoreError, fallback: Fallback) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!(%error, ?fallback, "rate limit store failed; the fallback applies");
+    }
+}

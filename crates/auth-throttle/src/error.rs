@@ -1,0 +1,36 @@
+//! [`ThrottleError`] (a throttle that cannot be built) and [`StoreError`]
+//! (a shared store that did not answer).
+
+/// Why a rule or throttle could not be built. Returned at construction,
+/// never at request time.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ThrottleError {
+    /// An invalid setting, named.
+    #[error("invalid {name}: {reason}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The shared store could not be set up (a bad Redis URL).
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// Why a shared store gave no answer: the throttle then applies its
+/// [fallback](crate::Fallback), never a 500.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No answer within the store's timeout.
+    #[error("the store did not answer in time")]
+    Timeout,
+    /// The connection failed or was refused.
+    #[error("the store is unreachable: {0}")]
+    Unavailable(String),
+    /// An answer that is not what the script returns.
+    #[error("the store answered something unexpected")]
+    Unexpected,
+}

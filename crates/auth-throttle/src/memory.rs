@@ -1,0 +1,249 @@
+//! [`MemoryStore`]: counters in this process, bounded.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::gcra::{Cell, Rate};
+use crate::key::{CallerKey, KeyHasher};
+
+/// Default most counters kept.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// Shards: a request locks only the shards of its callers.
+const SHARDS: usize = 16;
+
+type Counters = quick_cache::unsync::Cache<(u32, CallerKey), u64>;
+
+struct Shard {
+    counters: Counters,
+    /// Last sweep of full buckets (seconds), so a full shard is swept at
+    /// most once a second.
+    swept: u64,
+}
+
+/// Counters kept in this process: one timestamp per (rule, caller), at
+/// most `capacity` of them (a flood of unique callers evicts old entries
+/// instead of growing memory; entries whose bucket is full again are
+/// dropped first, they hold no information). Cloning shares the store.
+///
+/// Not shared between servers: each counts its own requests (see
+/// `RedisStore`, feature `redis`, for one limit across servers).
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shards: Box<[Mutex<Shard>]>,
+    /// Rule ids, interned: counters of rules with the same id are shared.
+    ids: Mutex<HashMap<Arc<str>, u32>>,
+    capacity: usize,
+    evicted_sweeps: AtomicU64,
+    /// Caller keys under a secret of this store's own (random): every
+    /// throttle counting here hashes callers alike.
+    keys: KeyHasher,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl MemoryStore {
+    /// A store of at most `capacity` counters (at least one per shard).
+    pub fn new(capacity: usize) -> Self {
+        let per_shard = capacity.div_ceil(SHARDS).max(1);
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(Shard {
+                    counters: Counters::new(per_shard),
+                    swept: 0,
+                })
+            })
+            .collect();
+        MemoryStore {
+            inner: Arc::new(Inner {
+                shards,
+                ids: Mutex::new(HashMap::new()),
+                capacity: per_shard * SHARDS,
+                evicted_sweeps: AtomicU64::new(0),
+                keys: KeyHasher::random(),
+            }),
+        }
+    }
+
+    /// The most counters kept.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
+    /// Counters kept now.
+    pub fn len(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .counters
+                    .len()
+            })
+            .sum()
+    }
+
+    /// Whether no counter is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn keys(&self) -> &KeyHasher {
+        &self.inner.keys
+    }
+
+    /// The number for a rule id (the same id, the same counters).
+    pub(crate) fn intern(&self, id: &Arc<str>) -> u32 {
+        let mut ids = self
+            .inner
+            .ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let next = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+        *ids.entry(Arc::clone(id)).or_insert(next)
+    }
+
+    /// Checks one request against its counters at `now` (µs), all or
+    /// nothing: `cells[i]` for `counters[i]`; the new timestamps are stored
+    /// only if every counter allows the request.
+    pub(crate) fn apply(
+        &self,
+        counters: &[(u32, CallerKey, Rate)],
+        now: u64,
+        cells: &mut Vec<Cell>,
+    ) {
+        let shard_of = |key: &CallerKey| usize::from(key.0[0]) % SHARDS;
+        // Lock each shard involved once, in index order (no deadlock).
+        let mut involved = [false; SHARDS];
+        for (_, key, _) in counters {
+            involved[shard_of(key)] = true;
+        }
+        let mut guards: [Option<std::sync::MutexGuard<'_, Shard>>; SHARDS] = Default::default();
+        for (index, guard) in guards.iter_mut().enumerate() {
+            if involved[index] {
+                *guard = Some(
+                    self.inner.shards[index]
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner),
+                );
+            }
+        }
+        cells.clear();
+        let mut allowed = true;
+        for (rule, key, rate) in counters {
+            let Some(shard) = guards[shard_of(key)].as_mut() else {
+                continue;
+            };
+            let stored = shard
+                .counters
+                .get(&(*rule, *key))
+                .copied()
+                .filter(|&tat| tat > now);
+            let cell = rate.check(stored, now);
+            allowed &= cell.allowed;
+            cells.push(cell);
+        }
+        if !allowed {
+            return;
+        }
+        let now_secs = now / 1_000_000;
+        for ((rule, key, _), cell) in counters.iter().zip(cells.iter()) {
+            let Some(shard) = guards[shard_of(key)].as_mut() else {
+                continue;
+            };
+            if shard.counters.len() as u64 >= shard.counters.capacity() && shard.swept < now_secs {
+                // Full: drop the counters whose bucket is full again before
+                // the cache evicts live ones.
+                shard.swept = now_secs;
+                shard.counters.retain(|_, tat| *tat > now);
+                self.inner.evicted_sweeps.fetch_add(1, Ordering::Relaxed);
+            }
+            shard.counters.insert((*rule, *key), cell.next);
+        }
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("capacity", &self.inner.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u32) -> CallerKey {
+        let mut bytes = [0u8; 16];
+        bytes[..4].copy_from_slice(&n.to_le_bytes());
+        bytes[4] = 7;
+        CallerKey(bytes)
+    }
+
+    const RATE: Rate = Rate {
+        interval: 1_000_000,
+        burst: 2,
+    };
+
+    #[test]
+    fn all_or_nothing_across_counters() {
+        let store = MemoryStore::new(64);
+        let (a, b) = (key(1), key(2));
+        let mut cells = Vec::new();
+        // b has one request left, a two.
+        store.apply(&[(0, b, RATE)], 0, &mut cells);
+        let both = [(0, a, RATE), (0, b, RATE)];
+        store.apply(&both, 0, &mut cells);
+        assert!(cells.iter().all(|c| c.allowed));
+        // b is exhausted: the pair is denied and a is not charged.
+        store.apply(&both, 0, &mut cells);
+        assert_eq!(
+            cells.iter().map(|c| c.allowed).collect::<Vec<_>>(),
+            [true, false]
+        );
+        store.apply(&[(0, a, RATE)], 0, &mut cells);
+        assert!(cells[0].allowed, "a still has its second request");
+    }
+
+    #[test]
+    fn memory_stays_within_the_capacity() {
+        let store = MemoryStore::new(1_000);
+        let mut cells = Vec::new();
+        for n in 0..20_000 {
+            store.apply(&[(0, key(n), RATE)], 0, &mut cells);
+        }
+        assert!(
+            store.len() <= store.capacity(),
+            "{} > {}",
+            store.len(),
+            store.capacity()
+        );
+        // Later, full buckets are swept before live ones are evicted (each
+        // shard when it is next written to).
+        for shard in 0..16 {
+            store.apply(&[(0, key(1_000_000 + shard), RATE)], 10_000_000, &mut cells);
+        }
+        assert!(store.len() <= 16, "{}", store.len());
+    }
+
+    #[test]
+    fn the_same_rule_id_shares_counters() {
+        let store = MemoryStore::new(64);
+        let id: Arc<str> = "r".into();
+        assert_eq!(store.intern(&id), store.intern(&Arc::from("r")));
+        assert_ne!(store.intern(&id), store.intern(&Arc::from("s")));
+    }
+}

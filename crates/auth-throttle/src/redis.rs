@@ -1,0 +1,201 @@
+//! [`RedisStore`] (feature `redis`): counters in Redis, shared by every
+//! server that uses it, and the driver of the throttle's store steps.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::error::{StoreError, ThrottleError};
+use crate::key::KeyHasher;
+use crate::memory::{DEFAULT_CAPACITY, MemoryStore};
+use crate::throttle::{SCRIPT, Store, StoreStep, Throttled};
+
+/// Default time one request waits for Redis before the fallback applies.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+/// Default prefix of the counters' keys.
+pub const DEFAULT_PREFIX: &str = "auth-throttle";
+
+/// Counters in Redis: one limit across many servers.
+///
+/// - One multiplexed connection (`redis`'s `ConnectionManager`, which
+///   reconnects after Redis restarts), opened by the first request on the
+///   runtime requests run on, so a server starts while Redis is down.
+/// - One round trip per request for all of its rules: `EVALSHA` of one Lua
+///   script (loaded again on `NOSCRIPT`, after a Redis restart), which runs
+///   the same arithmetic as the in-process store with Redis's own `TIME`
+///   as the clock (servers with skewed clocks agree), all or nothing.
+/// - Keys `<prefix>:{<caller>}:<rule>`: the caller is a keyed hash (the
+///   secret, shared by the servers, never leaves them), so no session id or
+///   token reaches Redis; the hash tag keeps a caller's counters in one
+///   Redis Cluster slot. Counters expire by themselves.
+/// - No answer within the timeout (default 50 ms): the throttle's fallback
+///   applies (in-process counting by default), with a warning in the log;
+///   never a 500.
+///
+/// ```no_run
+/// use auth_throttle::{Quota, RedisStore, Rule, Throttle};
+/// use std::time::Duration;
+///
+/// let secret = std::env::var("THROTTLE_SECRET")?; // the same on every server
+/// let redis = RedisStore::builder("redis://127.0.0.1:6379", secret.as_bytes())
+///     .timeout(Duration::from_millis(30))
+///     .build()?;
+/// let throttle = Throttle::builder(redis)
+///     .rule(Rule::new("api", Quota::new(100, Duration::from_secs(60)))?)
+///     .build()?;
+/// # drop(throttle);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// Opened by the first request (it needs the runtime the requests run
+    /// on), again after a failed first attempt.
+    connection: tokio::sync::OnceCell<ConnectionManager>,
+    script: redis::Script,
+    prefix: String,
+    timeout: Duration,
+    keys: KeyHasher,
+    fallback: MemoryStore,
+}
+
+impl RedisStore {
+    /// A store at `url` (`redis://host:port[/db]`), its keys hashed under
+    /// `key_secret` (at least 16 bytes; the same on every server sharing the
+    /// limits).
+    pub fn builder(url: &str, key_secret: &[u8]) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.to_owned(),
+            keys: KeyHasher::from_secret(key_secret),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            fallback_capacity: DEFAULT_CAPACITY,
+        }
+    }
+
+    pub(crate) fn keys(&self) -> &KeyHasher {
+        &self.inner.keys
+    }
+
+    /// The in-process store the fallback counts in.
+    pub fn fallback_store(&self) -> &MemoryStore {
+        &self.inner.fallback
+    }
+
+    /// Runs a store step's script: one `EVALSHA`, under the timeout.
+    async fn run(&self, step: &StoreStep) -> Result<Vec<i64>, StoreError> {
+        let mut invocation = self.inner.script.prepare_invoke();
+        for key in step.keys(&self.inner.prefix) {
+            invocation.key(key);
+        }
+        for arg in step.args() {
+            invocation.arg(arg);
+        }
+        let round_trip = async {
+            let mut connection = self
+                .inner
+                .connection
+                .get_or_try_init(|| {
+                    self.inner
+                        .client
+                        .get_connection_manager_with_config(self.inner.config.clone())
+                })
+                .await?
+                .clone();
+            invocation.invoke_async(&mut connection).await
+        };
+        match tokio::time::timeout(self.inner.timeout, round_trip).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(error)) if error.is_timeout() => Err(StoreError::Timeout),
+            Ok(Err(error)) => Err(StoreError::Unavailable(error.category().to_owned())),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreStep {
+    /// Runs the step against its throttle's Redis store (one round trip,
+    /// under the store's timeout), then [`finish`](Self::finish)es. Needs a
+    /// tokio runtime (axum's, or actix-web's).
+    pub async fn run(self) -> Throttled {
+        let reply = match self.throttle.store() {
+            Store::Redis(redis) => redis.clone().run(&self).await,
+            Store::Memory(_) => Err(StoreError::Unexpected),
+        };
+        self.finish(reply)
+    }
+}
+
+/// Builds a [`RedisStore`]; see [`RedisStore::builder`].
+#[must_use]
+pub struct RedisStoreBuilder {
+    url: String,
+    keys: Result<KeyHasher, ThrottleError>,
+    prefix: String,
+    timeout: Duration,
+    fallback_capacity: usize,
+}
+
+impl RedisStoreBuilder {
+    /// The keys' prefix (default `auth-throttle`).
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        prefix.clone_into(&mut self.prefix);
+        self
+    }
+
+    /// How long a request waits for Redis, connecting included (default
+    /// 50 ms); then the throttle's fallback applies.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Counters the fallback's in-process store keeps (default 100,000).
+    pub fn fallback_capacity(mut self, capacity: usize) -> Self {
+        self.fallback_capacity = capacity;
+        self
+    }
+
+    /// The store. Connects on first use, not here.
+    ///
+    /// # Errors
+    /// A short key secret; a URL `redis` does not take.
+    pub fn build(self) -> Result<RedisStore, ThrottleError> {
+        let keys = self.keys?;
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|e| ThrottleError::Store(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                connection: tokio::sync::OnceCell::new(),
+                script: redis::Script::new(SCRIPT),
+                prefix: self.prefix,
+                timeout: self.timeout,
+                keys,
+                fallback: MemoryStore::new(self.fallback_capacity),
+            }),
+        })
+    }
+}

@@ -1,0 +1,368 @@
+//! [`Rule`]: a quota, whom it applies to and what it counts by.
+
+use std::fmt;
+use std::ops::BitOr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_core::{AuthData, Source};
+use http::Method;
+
+use crate::error::ThrottleError;
+use crate::gcra::Rate;
+
+/// How many requests a rule allows: `limit` per `window`, in bursts of up
+/// to `burst` (default `limit`) at once.
+///
+/// ```
+/// use auth_throttle::Quota;
+/// use std::time::Duration;
+///
+/// let five_per_ten_seconds = Quota::new(5, Duration::from_secs(10));
+/// let steadier = Quota::new(60, Duration::from_secs(60)).burst(10);
+/// # drop((five_per_ten_seconds, steadier));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    limit: u64,
+    window: Duration,
+    burst: Option<u64>,
+}
+
+impl Quota {
+    /// `limit` requests per `window`.
+    pub fn new(limit: u64, window: Duration) -> Self {
+        Quota {
+            limit,
+            window,
+            burst: None,
+        }
+    }
+
+    /// Requests allowed at once (default: the limit).
+    #[must_use]
+    pub fn burst(mut self, burst: u64) -> Self {
+        self.burst = Some(burst);
+        self
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The window.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// The window in whole seconds, at least 1 (what `RateLimit-Policy`'s
+    /// `w` says).
+    pub(crate) fn window_secs(&self) -> u64 {
+        self.window
+            .as_micros()
+            .div_ceil(1_000_000)
+            .clamp(1, u128::from(u64::MAX)) as u64
+    }
+
+    /// The arithmetic: the emission interval rounded up to the microsecond,
+    /// so the sustained rate never exceeds `limit / window`.
+    fn rate(&self) -> Result<Rate, ThrottleError> {
+        let burst = self.burst.unwrap_or(self.limit);
+        let window = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
+        if self.limit == 0 || window == 0 || burst == 0 {
+            return Err(ThrottleError::Invalid {
+                name: "quota",
+                reason: "limit, window and burst must be positive",
+            });
+        }
+        // Counters stay below 2^53 µs ahead of the clock, so the Redis
+        // script's Lua numbers (doubles) hold them exactly.
+        let interval = window.div_ceil(self.limit).max(1);
+        if interval.checked_mul(burst).is_none_or(|t| t > 1 << 50) {
+            return Err(ThrottleError::Invalid {
+                name: "quota",
+                reason: "window times burst is too long (at most about 35 years)",
+            });
+        }
+        Ok(Rate { interval, burst })
+    }
+}
+
+/// Which callers a rule applies to, by the kind of identity the request
+/// has (see [`Callers::of`]). Combine with `|`.
+///
+/// ```
+/// use auth_throttle::Callers;
+///
+/// let clients = Callers::ANONYMOUS | Callers::UNIDENTIFIED;
+/// assert!(clients.contains(Callers::ANONYMOUS));
+/// assert!(!clients.contains(Callers::AUTHENTICATED));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Callers(u8);
+
+impl Callers {
+    /// Identities a credential vouched for: a JWT, an introspected token, a
+    /// session cookie, a custom backend's.
+    pub const AUTHENTICATED: Callers = Callers(1);
+    /// Anonymous sessions (issued on this request or returning).
+    pub const ANONYMOUS: Callers = Callers(2);
+    /// Anonymous sessions issued on this very request: with
+    /// [`Rule::by_client_ip`], a cap on new sessions per address, so a
+    /// client that drops its cookie gains nothing.
+    pub const NEW_SESSIONS: Callers = Callers(4);
+    /// Identities that are the client address (`IpBackend`).
+    pub const IP: Callers = Callers(8);
+    /// Requests without an identity (no auth layer, optional mode, a
+    /// preflight): only rules keyed by client address can count them.
+    pub const UNIDENTIFIED: Callers = Callers(16);
+    /// Everybody.
+    pub const EVERYONE: Callers = Callers(31);
+
+    /// Whether every caller kind of `other` is among these.
+    pub fn contains(self, other: Callers) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The kinds a request's identity has (its verdict says whether the
+    /// session is new).
+    pub fn of(auth: Option<&AuthData>, new_session: bool) -> Callers {
+        match auth.map(AuthData::source) {
+            None => Callers::UNIDENTIFIED,
+            Some(Source::Anonymous) if new_session => Callers::ANONYMOUS | Callers::NEW_SESSIONS,
+            Some(Source::Anonymous) => Callers::ANONYMOUS,
+            Some(Source::Ip) => Callers::IP,
+            Some(_) => Callers::AUTHENTICATED,
+        }
+    }
+
+    fn intersects(self, other: Callers) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl BitOr for Callers {
+    type Output = Callers;
+
+    fn bitor(self, other: Callers) -> Callers {
+        Callers(self.0 | other.0)
+    }
+}
+
+/// What a rule counts by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyBy {
+    /// The identity's rate-limiting key (`AuthData::key`).
+    Identity,
+    /// The client address, as the throttle's `IpBackend` finds it.
+    ClientIp,
+}
+
+/// One limit: an id, a [`Quota`], the [`Callers`] it applies to, and
+/// optionally a scope the identity must hold and the methods it counts.
+///
+/// A route's rules all apply to each request they match: the request is
+/// allowed only when every one allows it, and a denied request consumes
+/// none of them.
+///
+/// ```
+/// use auth_throttle::{Callers, Quota, Rule};
+/// use std::time::Duration;
+///
+/// let ten_seconds = Duration::from_secs(10);
+/// let members = Rule::new("members", Quota::new(5, ten_seconds))?.callers(Callers::AUTHENTICATED);
+/// let visitors = Rule::new("visitors", Quota::new(3, ten_seconds))?.callers(Callers::ANONYMOUS);
+/// // Anonymous sessions are the client's own choice: also count them by
+/// // address, so dropping the cookie gains nothing.
+/// let per_address = Rule::new("visitors-ip", Quota::new(20, ten_seconds))?
+///     .callers(Callers::ANONYMOUS)
+///     .by_client_ip();
+/// let writers = Rule::new("writes", Quota::new(100, Duration::from_secs(60)))?
+///     .scope("write")
+///     .methods([http::Method::POST, http::Method::PUT]);
+/// # drop((members, visitors, per_address, writers));
+/// # Ok::<(), auth_throttle::ThrottleError>(())
+/// ```
+#[derive(Clone)]
+pub struct Rule {
+    pub(crate) id: Arc<str>,
+    pub(crate) quota: Quota,
+    pub(crate) rate: Rate,
+    pub(crate) callers: Callers,
+    pub(crate) scope: Option<Arc<str>>,
+    pub(crate) methods: Option<Arc<[Method]>>,
+    pub(crate) key: KeyBy,
+}
+
+impl Rule {
+    /// A rule named `id` (letters, digits, `-`, `_` and `.`, at most 64:
+    /// it appears in headers and store keys), counting every caller by
+    /// identity.
+    ///
+    /// # Errors
+    /// An invalid id; a quota with a zero limit, window or burst, or too
+    /// long to count.
+    pub fn new(id: &str, quota: Quota) -> Result<Self, ThrottleError> {
+        let valid = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !valid {
+            return Err(ThrottleError::Invalid {
+                name: "rule id",
+                reason: "1 to 64 of A-Z a-z 0-9 - _ .",
+            });
+        }
+        Ok(Rule {
+            id: id.into(),
+            rate: quota.rate()?,
+            quota,
+            callers: Callers::EVERYONE,
+            scope: None,
+            methods: None,
+            key: KeyBy::Identity,
+        })
+    }
+
+    /// Applies only to these callers (default: everybody).
+    #[must_use]
+    pub fn callers(mut self, callers: Callers) -> Self {
+        self.callers = callers;
+        self
+    }
+
+    /// Applies only to identities granted `scope` (the space-separated
+    /// `scope` claim, or the `scp` array); an identity without it is not
+    /// counted by this rule.
+    #[must_use]
+    pub fn scope(mut self, scope: &str) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Applies only to these methods (default: all).
+    #[must_use]
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.methods = Some(methods.into_iter().collect());
+        self
+    }
+
+    /// Counts by the client address (trusted-proxy aware, the throttle's
+    /// `IpBackend`) instead of by identity: for identities the client
+    /// chooses itself.
+    #[must_use]
+    pub fn by_client_ip(mut self) -> Self {
+        self.key = KeyBy::ClientIp;
+        self
+    }
+
+    /// The rule's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The quota.
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// Whether the rule counts this request.
+    pub(crate) fn applies(&self, auth: Option<&AuthData>, kinds: Callers, method: &str) -> bool {
+        if !self.callers.intersects(kinds) {
+            return false;
+        }
+        if let Some(methods) = &self.methods
+            && !methods.iter().any(|m| m.as_str() == method)
+        {
+            return false;
+        }
+        match (&self.scope, auth) {
+            (None, _) => true,
+            (Some(scope), Some(auth)) => auth.has_scope(scope),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rule")
+            .field("id", &self.id)
+            .field("quota", &self.quota)
+            .field("callers", &self.callers)
+            .field("scope", &self.scope)
+            .field("methods", &self.methods)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ids_and_quotas_are_checked() {
+        let q = Quota::new(5, Duration::from_secs(10));
+        for bad in ["", "a b", "a\\r\\nb", "\"x\"", &"a".repeat(65)] {
+            assert!(Rule::new(bad, q).is_err(), "{bad:?}");
+        }
+        assert!(Rule::new("ok-1_a.b", q).is_ok());
+        for bad in [
+            Quota::new(0, Duration::from_secs(1)),
+            Quota::new(1, Duration::ZERO),
+            Quota::new(1, Duration::from_secs(1)).burst(0),
+            Quota::new(1, Duration::from_secs(u64::MAX)),
+        ] {
+            assert!(Rule::new("r", bad).is_err(), "{bad:?}");
+        }
+        let rate = Rule::new("r", Quota::new(3, Duration::from_secs(10)))
+            .map(|r| r.rate)
+            .ok();
+        assert_eq!(
+            rate,
+            Some(Rate {
+                interval: 3_333_334,
+                burst: 3
+            }),
+            "the interval rounds up: never more than 3 per 10 s"
+        );
+    }
+
+    #[test]
+    fn callers_scopes_and_methods() {
+        let q = Quota::new(5, Duration::from_secs(10));
+        let token = |claims: serde_json::Value| {
+            AuthData::new(
+                Source::Jwt,
+                "alice",
+                claims.as_object().cloned().unwrap_or_default(),
+            )
+        };
+        let anon = AuthData::bare(Source::Anonymous, "a");
+        let scoped = Rule::new("r", q)
+            .map(|r| r.scope("write").methods([Method::POST]))
+            .ok();
+        let Some(scoped) = scoped else { return };
+        let writer = token(json!({"scope": "read write"}));
+        let kinds = Callers::of(Some(&writer), false);
+        assert!(scoped.applies(Some(&writer), kinds, "POST"));
+        assert!(!scoped.applies(Some(&writer), kinds, "GET"));
+        // No scope claim at all: not counted, and no panic.
+        let plain = token(json!({}));
+        assert!(!scoped.applies(Some(&plain), kinds, "POST"));
+        assert!(!scoped.applies(None, Callers::UNIDENTIFIED, "POST"));
+        let anons = Rule::new("a", q)
+            .map(|r| r.callers(Callers::ANONYMOUS))
+            .ok();
+        let Some(anons) = anons else { return };
+        assert!(anons.applies(Some(&anon), Callers::of(Some(&anon), false), "GET"));
+        assert!(!anons.applies(Some(&writer), kinds, "GET"));
+        let new = Callers::of(Some(&anon), true);
+        assert!(new.contains(Callers::NEW_SESSIONS) && new.contains(Callers::ANONYMOUS));
+        assert!(!Callers::of(Some(&anon), false).contains(Callers::NEW_SESSIONS));
+    }
+}
