@@ -11,6 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 pub mod faults;
+pub mod redis;
 
 /// A real OpenID provider (`oidc-provider` on Node.js, see
 /// `tests/oidc/provider.mjs`) on 127.0.0.1 with a random port, stopped when

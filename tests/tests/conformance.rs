@@ -26,6 +26,7 @@ use auth_core::{
     SessionBackend, Verdict,
 };
 use auth_tests::{serve_axum, serve_axum_with};
+use auth_throttle::{Callers, Checked, MemoryStore, Quota, Rule, Throttle, Throttled};
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::Jwk;
 use serde_json::{Value, json};
@@ -204,7 +205,46 @@ fn anon() -> AnonSessionBackend {
 /// The routes: a path, its handler and the core policy that guards it. Each
 /// way builds its own (as a server would, with its own caches), so each
 /// way's first request to a remote-key route drives the key fetch itself.
-fn routes() -> Vec<(&'static str, Handler, Policy)> {
+/// One route: its path, its handler, its policy and its rate limits.
+struct Route {
+    path: &'static str,
+    handler: Handler,
+    policy: Policy,
+    throttle: Option<Throttle>,
+}
+
+/// The rate limits of `/limited`: anonymous sessions 3 per 900 s (one every
+/// 300 s, so the seconds in the headers are whole and stable), and writers
+/// (scope `write`) once per 600 s.
+fn limits() -> Throttle {
+    Throttle::builder(MemoryStore::default())
+        .rule(
+            Rule::new("visitors", Quota::new(3, Duration::from_secs(900)))
+                .unwrap()
+                .callers(Callers::ANONYMOUS),
+        )
+        .rule(
+            Rule::new("writers", Quota::new(1, Duration::from_secs(600)))
+                .unwrap()
+                .scope("write"),
+        )
+        .build()
+        .unwrap()
+}
+
+fn routes() -> Vec<Route> {
+    routes_and_policies()
+        .into_iter()
+        .map(|(path, handler, policy)| Route {
+            path,
+            handler,
+            throttle: (path == "/limited").then(limits),
+            policy,
+        })
+        .collect()
+}
+
+fn routes_and_policies() -> Vec<(&'static str, Handler, Policy)> {
     use Handler::*;
     let ip_proxied = || IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap();
     let remote = |validator: auth_core::jwt::JwtValidatorBuilder| {
@@ -217,6 +257,11 @@ fn routes() -> Vec<(&'static str, Handler, Policy)> {
     vec![
         (
             "/whoami",
+            Identity,
+            Policy::new(Chain::new().or(jwt()).or(anon())),
+        ),
+        (
+            "/limited",
             Identity,
             Policy::new(Chain::new().or(jwt()).or(anon())),
         ),
@@ -531,6 +576,70 @@ const SCENARIOS: &[Scenario] = &[
         NO_WWW,
         1,
         Id::Issued,
+    ),
+    // Rate limits after the identity (the throttle inside the auth layer).
+    row(
+        "limited: a new session's first request counts",
+        "/limited",
+        &[],
+        200,
+        NO_WWW,
+        1,
+        Id::Issued,
+    ),
+    row(
+        "limited: 1st of 3",
+        "/limited",
+        &[("cookie", "anon=limited-visitor")],
+        200,
+        NO_WWW,
+        0,
+        Id::Is("limited-visitor"),
+    ),
+    row(
+        "limited: 2nd of 3",
+        "/limited",
+        &[("cookie", "anon=limited-visitor")],
+        200,
+        NO_WWW,
+        0,
+        Id::Is("limited-visitor"),
+    ),
+    row(
+        "limited: 3rd of 3",
+        "/limited",
+        &[("cookie", "anon=limited-visitor")],
+        200,
+        NO_WWW,
+        0,
+        Id::Is("limited-visitor"),
+    ),
+    row(
+        "limited: the 4th is a 429",
+        "/limited",
+        &[("cookie", "anon=limited-visitor")],
+        429,
+        NO_WWW,
+        0,
+        Id::Other,
+    ),
+    row(
+        "limited: a token without a scope claim is counted by no rule",
+        "/limited",
+        &[("authorization", "Bearer {token:reader}")],
+        200,
+        NO_WWW,
+        0,
+        Id::Is("alice"),
+    ),
+    row(
+        "limited: a bad token is refused before any counting",
+        "/limited",
+        &[("authorization", "Bearer not.a.jwt")],
+        401,
+        INVALID,
+        0,
+        Id::Refused,
     ),
     // JWT required, with a realm.
     row(
@@ -1130,12 +1239,13 @@ fn refused(refusal: Refusal) -> Answer {
 /// The core directly: the policy's decision, rendered as the adapters and
 /// handlers render it.
 fn through_core(s: &Scenario) -> Answer {
-    static ROUTES: OnceLock<Vec<(&'static str, Handler, Policy)>> = OnceLock::new();
-    let (_, handler, policy) = ROUTES
+    static ROUTES: OnceLock<Vec<Route>> = OnceLock::new();
+    let route = ROUTES
         .get_or_init(routes)
         .iter()
-        .find(|(p, _, _)| *p == s.path)
+        .find(|r| r.path == s.path)
         .unwrap();
+    let (handler, policy) = (&route.handler, &route.policy);
     let mut req = http::Request::builder().method(s.method);
     for (name, value) in s.headers {
         req = req.header(*name, expand(value));
@@ -1153,7 +1263,25 @@ fn through_core(s: &Scenario) -> Answer {
         Decision::PassThrough(verdict) => (verdict, None),
         Decision::Refuse(refusal) => return refused(refusal),
     };
-    match handle(*handler, &verdict) {
+    let throttled = route.throttle.as_ref().map(|throttle| {
+        match throttle.check(Some(&verdict), &req, SystemTime::now()) {
+            Checked::Done(throttled) => throttled,
+            Checked::Store(_) => panic!("in-process counters"),
+        }
+    });
+    let handled = match throttled {
+        Some(Throttled::Deny(refusal)) => Err(refusal),
+        Some(Throttled::Allow(allowance)) => {
+            handle(*handler, &verdict).map(|(body, mut headers)| {
+                for (name, value) in allowance.headers() {
+                    headers.push((name.to_string(), value.to_str().unwrap().to_owned()));
+                }
+                (body, headers)
+            })
+        }
+        None => handle(*handler, &verdict),
+    };
+    match handled {
         Ok((body, mut headers)) => {
             if let Some(cookie) = set_cookie {
                 headers.push(("set-cookie".into(), cookie.to_str().unwrap().to_owned()));
@@ -1200,7 +1328,13 @@ fn axum_app() -> axum::Router {
         (who.set_cookie(), identity_body(Some(who.auth.identifier())))
     }
     let mut app = axum::Router::new();
-    for (path, handler, policy) in routes() {
+    for Route {
+        path,
+        handler,
+        policy,
+        throttle,
+    } in routes()
+    {
         let method: MethodRouter = match handler {
             Handler::Identity => get(identity).options(identity),
             Handler::Required => get(required).options(required),
@@ -1217,7 +1351,10 @@ fn axum_app() -> axum::Router {
                 continue;
             }
         };
-        let route = axum::Router::new().route(path, method);
+        let mut route = axum::Router::new().route(path, method);
+        if let Some(throttle) = throttle {
+            route = route.layer(auth_axum::ThrottleLayer::new(throttle));
+        }
         app = app.merge(match handler {
             Handler::NoLayer => route,
             _ => route.layer(AuthLayer::new(policy)),
@@ -1265,7 +1402,13 @@ fn serve_actix() -> String {
         actix_web::rt::System::new().block_on(async move {
             HttpServer::new(|| {
                 let mut app = App::new();
-                for (path, handler, policy) in routes() {
+                for Route {
+                    path,
+                    handler,
+                    policy,
+                    throttle,
+                } in routes()
+                {
                     let options = web::method(actix_web::http::Method::OPTIONS);
                     let scope = web::scope(path);
                     let scope = match handler {
@@ -1288,9 +1431,15 @@ fn serve_actix() -> String {
                             continue;
                         }
                     };
-                    app = match handler {
-                        Handler::NoLayer => app.service(scope),
-                        _ => app.service(scope.wrap(Authentication::new(policy))),
+                    app = match (handler, throttle) {
+                        (Handler::NoLayer, _) => app.service(scope),
+                        // actix runs the last wrap first.
+                        (_, Some(throttle)) => app.service(
+                            scope
+                                .wrap(auth_actix::Throttling::new(throttle))
+                                .wrap(Authentication::new(policy)),
+                        ),
+                        (_, None) => app.service(scope.wrap(Authentication::new(policy))),
                     };
                 }
                 app

@@ -88,7 +88,6 @@ type Headers = Vec<(HeaderName, HeaderValue)>;
 fn headers(allowance: auth_throttle::Allowance) -> Headers {
     allowance
         .into_headers()
-        .into_iter()
         .filter_map(|(name, value)| {
             Some((
                 HeaderName::from_bytes(name.as_str().as_bytes()).ok()?,

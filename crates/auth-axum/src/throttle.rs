@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use auth_core::Verdict;
-use auth_throttle::{Checked, Throttle, Throttled};
-use http::{HeaderName, HeaderValue, Request, Response};
+use auth_throttle::{Allowance, Checked, Throttle, Throttled};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -73,8 +73,6 @@ pub struct ThrottleService<S> {
     throttle: Throttle,
 }
 
-type Headers = Vec<(HeaderName, HeaderValue)>;
-
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ThrottleService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -94,7 +92,7 @@ where
         let verdict = req.extensions().get::<Verdict>();
         let step = match self.throttle.check(verdict, &View(&req), SystemTime::now()) {
             Checked::Done(Throttled::Allow(allowance)) => {
-                return ThrottleFuture::handler(self.inner.call(req), allowance.into_headers());
+                return ThrottleFuture::handler(self.inner.call(req), allowance);
             }
             Checked::Done(Throttled::Deny(refusal)) => {
                 return ThrottleFuture::refused(refusal.into_response());
@@ -109,7 +107,7 @@ where
             match step.run().await {
                 Throttled::Allow(allowance) => {
                     let response = inner.call(req).await?;
-                    Ok(with_headers(response, allowance.into_headers()))
+                    Ok(with_headers(response, allowance))
                 }
                 Throttled::Deny(refusal) => Ok(refusal.into_response()),
             }
@@ -117,9 +115,9 @@ where
     }
 }
 
-fn with_headers<B>(mut response: Response<B>, headers: Headers) -> Response<B> {
+fn with_headers<B>(mut response: Response<B>, allowance: Allowance) -> Response<B> {
     let map = response.headers_mut();
-    for (name, value) in headers {
+    for (name, value) in allowance.into_headers() {
         map.append(name, value);
     }
     response
@@ -141,16 +139,16 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F, B, E> {
-        Handler { #[pin] future: F, headers: Headers },
+        Handler { #[pin] future: F, allowance: Allowance },
         Refused { response: Option<Response<B>> },
         Store { future: StoreFuture<B, E> },
     }
 }
 
 impl<F, B, E> ThrottleFuture<F, B, E> {
-    fn handler(future: F, headers: Headers) -> Self {
+    fn handler(future: F, allowance: Allowance) -> Self {
         ThrottleFuture {
-            state: State::Handler { future, headers },
+            state: State::Handler { future, allowance },
         }
     }
 
@@ -177,9 +175,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Handler { future, headers } => future
+            StateProj::Handler { future, allowance } => future
                 .poll(cx)
-                .map_ok(|response| with_headers(response, std::mem::take(headers))),
+                .map_ok(|response| with_headers(response, std::mem::take(allowance))),
             StateProj::Refused { response } => {
                 #[allow(clippy::expect_used, reason = "the Future contract")]
                 let response = response

@@ -12,7 +12,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use crate::error::StoreError;
 use crate::gcra::Cell;
 use crate::rule::Rule;
-use crate::throttle::Fallback;
+use crate::throttle::{Fallback, Headers};
 
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -41,38 +41,24 @@ impl Default for Shown {
     }
 }
 
-/// `"<id>";q=<limit>;w=<window>`: the rule's quota.
-fn policy(rule: &Rule) -> HeaderValue {
-    let quota = rule.quota();
-    let text = format!(
-        "\"{}\";q={};w={}",
-        rule.id(),
-        quota.limit(),
-        quota.window_secs()
-    );
+/// `"<id>";r=<remaining>;t=<seconds>`: what is left, and when more is.
+/// (`"<id>";q=<limit>;w=<window>`, the policy, is made with the rule.)
+fn state(rule: &Rule, remaining: u64, seconds: u64) -> HeaderValue {
+    let mut numbers = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (remaining, seconds) = (numbers.0.format(remaining), numbers.1.format(seconds));
+    let mut text = String::with_capacity(rule.id().len() + remaining.len() + seconds.len() + 8);
+    for part in ["\"", rule.id(), "\";r=", remaining, ";t=", seconds] {
+        text.push_str(part);
+    }
     // Ids are checked at construction: letters, digits and `-_.`.
     HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("\"?\""))
 }
 
-/// `"<id>";r=<remaining>;t=<seconds>`: what is left, and when more is.
-fn state(rule: &Rule, remaining: u64, seconds: u64) -> HeaderValue {
-    let text = format!("\"{}\";r={remaining};t={seconds}", rule.id());
-    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("\"?\""))
-}
-
 impl Shown {
-    fn fields(
-        self,
-        rule: &Rule,
-        remaining: u64,
-        seconds: u64,
-        reset: u64,
-        now: u64,
-    ) -> Vec<(HeaderName, HeaderValue)> {
-        let mut headers = vec![
-            (RATELIMIT_POLICY.clone(), policy(rule)),
-            (RATELIMIT.clone(), state(rule, remaining, seconds)),
-        ];
+    fn fields(self, rule: &Rule, remaining: u64, seconds: u64, reset: u64, now: u64) -> Headers {
+        let mut headers = Headers::new();
+        headers.push((RATELIMIT_POLICY.clone(), rule.policy.clone()));
+        headers.push((RATELIMIT.clone(), state(rule, remaining, seconds)));
         if self.legacy {
             let reset_at = seconds_up(now.saturating_add(reset));
             headers.push((LIMIT.clone(), HeaderValue::from(rule.quota().limit())));
@@ -84,14 +70,9 @@ impl Shown {
 
     /// An allowed request's headers: its most constrained rule, `t` the
     /// seconds until the quota is whole again.
-    pub(crate) fn allowed(
-        self,
-        rule: &Rule,
-        cell: &Cell,
-        now: u64,
-    ) -> Vec<(HeaderName, HeaderValue)> {
+    pub(crate) fn allowed(self, rule: &Rule, cell: &Cell, now: u64) -> Headers {
         if !self.on_allowed {
-            return Vec::new();
+            return Headers::new();
         }
         self.fields(
             rule,

@@ -5,8 +5,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::gcra::{Cell, Rate};
+use crate::gcra::Rate;
 use crate::key::{CallerKey, KeyHasher};
+use crate::throttle::Cells;
 
 /// Default most counters kept.
 pub const DEFAULT_CAPACITY: usize = 100_000;
@@ -117,12 +118,7 @@ impl MemoryStore {
     /// Checks one request against its counters at `now` (µs), all or
     /// nothing: `cells[i]` for `counters[i]`; the new timestamps are stored
     /// only if every counter allows the request.
-    pub(crate) fn apply(
-        &self,
-        counters: &[(u32, CallerKey, Rate)],
-        now: u64,
-        cells: &mut Vec<Cell>,
-    ) {
+    pub(crate) fn apply(&self, counters: &[(u32, CallerKey, Rate)], now: u64, cells: &mut Cells) {
         let shard_of = |key: &CallerKey| usize::from(key.0[0]) % SHARDS;
         // Lock each shard involved once, in index order (no deadlock).
         let mut involved = [false; SHARDS];
@@ -202,7 +198,7 @@ mod tests {
     fn all_or_nothing_across_counters() {
         let store = MemoryStore::new(64);
         let (a, b) = (key(1), key(2));
-        let mut cells = Vec::new();
+        let mut cells = Cells::new();
         // b has one request left, a two.
         store.apply(&[(0, b, RATE)], 0, &mut cells);
         let both = [(0, a, RATE), (0, b, RATE)];
@@ -221,7 +217,7 @@ mod tests {
     #[test]
     fn memory_stays_within_the_capacity() {
         let store = MemoryStore::new(1_000);
-        let mut cells = Vec::new();
+        let mut cells = Cells::new();
         for n in 0..20_000 {
             store.apply(&[(0, key(n), RATE)], 0, &mut cells);
         }

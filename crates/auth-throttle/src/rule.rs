@@ -193,6 +193,8 @@ pub struct Rule {
     pub(crate) scope: Option<Arc<str>>,
     pub(crate) methods: Option<Arc<[Method]>>,
     pub(crate) key: KeyBy,
+    /// `RateLimit-Policy`'s value, made once.
+    pub(crate) policy: http::HeaderValue,
 }
 
 impl Rule {
@@ -215,7 +217,12 @@ impl Rule {
                 reason: "1 to 64 of A-Z a-z 0-9 - _ .",
             });
         }
+        let policy = format!("\"{id}\";q={};w={}", quota.limit(), quota.window_secs());
         Ok(Rule {
+            policy: http::HeaderValue::try_from(policy).map_err(|_| ThrottleError::Invalid {
+                name: "rule id",
+                reason: "not a header value",
+            })?,
             id: id.into(),
             rate: quota.rate()?,
             quota,

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use auth_core::request::RequestView;
 use auth_core::{AuthData, IpBackend, Refusal, Verdict};
 use http::{HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 use crate::answer::{self, Shown};
 use crate::error::{StoreError, ThrottleError};
@@ -139,8 +140,11 @@ pub enum Throttled {
 /// most constrained rule, if shown).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Allowance {
-    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) headers: Headers,
 }
+
+/// A few response headers, kept on the stack.
+pub(crate) type Headers = SmallVec<[(HeaderName, HeaderValue); 2]>;
 
 impl Allowance {
     /// The headers to add to the response.
@@ -149,10 +153,16 @@ impl Allowance {
     }
 
     /// Takes the headers out.
-    pub fn into_headers(self) -> Vec<(HeaderName, HeaderValue)> {
-        self.headers
+    pub fn into_headers(self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        self.headers.into_iter()
     }
 }
+
+/// Rules a request usually meets, kept on the stack (more spill to the
+/// heap).
+pub(crate) const INLINE: usize = 8;
+type Counters = SmallVec<[Counter; INLINE]>;
+pub(crate) type Cells = SmallVec<[Cell; INLINE]>;
 
 /// One request's counters: which rule, and whose.
 #[derive(Clone, Copy)]
@@ -243,7 +253,7 @@ impl StoreStep {
 pub(crate) const SCRIPT: &str = include_str!("redis.lua");
 
 /// The script's answer: the server's time and one cell per counter.
-fn parse(reply: &[i64], counters: usize) -> Result<(u64, Vec<Cell>), StoreError> {
+fn parse(reply: &[i64], counters: usize) -> Result<(u64, Cells), StoreError> {
     let unsigned = |v: i64| u64::try_from(v).map_err(|_| StoreError::Unexpected);
     if reply.len() != 2 + 4 * counters {
         return Err(StoreError::Unexpected);
@@ -311,7 +321,7 @@ impl Throttle {
         let kinds = Callers::of(auth, verdict.is_some_and(Verdict::is_new_session));
         let method = req.method();
         let mut address = None;
-        let mut counters = Vec::with_capacity(inner.rules.len());
+        let mut counters = Counters::new();
         for (index, rule) in inner.rules.iter().enumerate() {
             if !rule.applies(auth, kinds, method) {
                 continue;
@@ -346,7 +356,7 @@ impl Throttle {
             #[cfg(feature = "redis")]
             Store::Redis(_) => Checked::Store(StoreStep {
                 throttle: self.clone(),
-                counters,
+                counters: counters.into_vec(),
                 now,
             }),
         }
@@ -367,11 +377,11 @@ impl Throttle {
 impl Inner {
     /// The in-process store's decision at `now` (µs).
     fn in_memory(&self, counters: &[Counter], now: u64) -> Throttled {
-        let numbered: Vec<(u32, CallerKey, Rate)> = counters
+        let numbered: SmallVec<[(u32, CallerKey, Rate); INLINE]> = counters
             .iter()
             .map(|c| (self.numbers[c.rule], c.caller, self.rules[c.rule].rate))
             .collect();
-        let mut cells = Vec::with_capacity(counters.len());
+        let mut cells = Cells::new();
         self.memory.apply(&numbered, now, &mut cells);
         self.settle(counters, &cells, now)
     }
@@ -390,7 +400,7 @@ impl Inner {
                     .iter()
                     .zip(cells)
                     .min_by_key(|(_, cell)| (cell.remaining, std::cmp::Reverse(cell.reset)));
-                let headers = tightest.map_or_else(Vec::new, |(counter, cell)| {
+                let headers = tightest.map_or_else(Headers::new, |(counter, cell)| {
                     self.shown.allowed(&self.rules[counter.rule], cell, now)
                 });
                 Throttled::Allow(Allowance { headers })

@@ -1,0 +1,377 @@
+//! The throttle through its public API, with the in-process store: which
+//! rules count which callers, all-or-nothing denials, the answers checked
+//! against the RateLimit header fields draft, log-only mode, exemptions,
+//! and memory under a flood of unique callers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, SystemTime};
+
+use auth_core::jwt::{Algorithm, TokenIssuer};
+use auth_core::request::PeerAddr;
+use auth_core::{
+    AnonSessionBackend, Decision, IpBackend, JwtBackend, JwtValidator, Policy, Verdict,
+};
+use auth_throttle::{Callers, Checked, MemoryStore, Quota, Rule, Throttle, Throttled};
+use serde_json::{Value, json};
+
+const SECRET: &[u8] = b"throttle-tests-secret-0123456789";
+
+fn request(headers: &[(&str, &str)], peer: &str) -> http::Request<()> {
+    let mut req = http::Request::builder().method("POST");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let mut req = req.body(()).unwrap();
+    req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    req
+}
+
+/// What the auth layer would leave: a JWT, else an anonymous session.
+fn verdict(req: &http::Request<()>) -> Verdict {
+    let jwt = JwtBackend::new(
+        JwtValidator::builder([Algorithm::HS256])
+            .hmac_secret(SECRET)
+            .build()
+            .unwrap(),
+    );
+    let policy = Policy::new(
+        auth_core::Chain::new()
+            .or(jwt)
+            .or(AnonSessionBackend::new("anon").unwrap()),
+    );
+    match policy.decide_blocking(req) {
+        Decision::Admit(admit) => admit.verdict,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn token(claims: Value) -> String {
+    TokenIssuer::hs256(SECRET)
+        .unwrap()
+        .issue(claims, SystemTime::now())
+        .unwrap()
+}
+
+fn check(throttle: &Throttle, req: &http::Request<()>, at: SystemTime) -> Throttled {
+    match throttle.check(Some(&verdict(req)), req, at) {
+        Checked::Done(throttled) => throttled,
+        Checked::Store(_) => panic!("the in-process store decides at once"),
+    }
+}
+
+fn header<'a>(headers: &'a [(http::HeaderName, http::HeaderValue)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.as_str() == name)
+        .map(|(_, v)| v.to_str().unwrap())
+}
+
+fn seconds(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// An RFC 9651 list of one item: a string (the policy's name) and integer
+/// parameters, as the draft defines `RateLimit-Policy` and `RateLimit`.
+fn parse_item(value: &str) -> (String, Vec<(String, u64)>) {
+    let (name, params) = value
+        .strip_prefix('"')
+        .and_then(|rest| rest.split_once('"'))
+        .unwrap_or_else(|| panic!("not a string item: {value}"));
+    assert!(
+        name.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    );
+    let params: Vec<(String, u64)> = params
+        .split(';')
+        .skip(1)
+        .map(|param| {
+            let (key, number) = param.split_once('=').unwrap();
+            assert!(key.bytes().all(|b| b.is_ascii_lowercase()), "{key}");
+            assert!(
+                !number.is_empty() && number.len() <= 15,
+                "sf-integer: {number}"
+            );
+            (key.to_owned(), number.parse().unwrap())
+        })
+        .collect();
+    assert!(!params.is_empty(), "{value}");
+    (name.to_owned(), params)
+}
+
+#[test]
+fn the_answers_follow_the_draft() {
+    let throttle = Throttle::builder(MemoryStore::default())
+        .rule(Rule::new("visitors", Quota::new(3, seconds(9))).unwrap())
+        .legacy_headers(true)
+        .build()
+        .unwrap();
+    let req = request(&[("cookie", "anon=v1")], "192.0.2.1:1");
+    let now = SystemTime::UNIX_EPOCH + seconds(1_800_000_000);
+    let mut remaining = Vec::new();
+    for i in 0..3 {
+        let Throttled::Allow(allowance) = check(&throttle, &req, now) else {
+            panic!("request {i}")
+        };
+        let headers = allowance.headers();
+        let (name, params) = parse_item(header(headers, "ratelimit-policy").unwrap());
+        assert_eq!(
+            (name.as_str(), params),
+            ("visitors", vec![("q".into(), 3), ("w".into(), 9)])
+        );
+        let (name, params) = parse_item(header(headers, "ratelimit").unwrap());
+        assert_eq!(name, "visitors");
+        remaining.push(params);
+        // Legacy fields with their usual meanings: the quota, what is
+        // left, the Unix time the quota is whole again.
+        assert_eq!(header(headers, "x-ratelimit-limit"), Some("3"));
+        assert_eq!(
+            header(headers, "x-ratelimit-remaining"),
+            Some(&*(2 - i).to_string())
+        );
+        let reset = 1_800_000_000 + 3 * (i + 1);
+        assert_eq!(
+            header(headers, "x-ratelimit-reset"),
+            Some(&*reset.to_string())
+        );
+    }
+    // r counts down; t is the seconds until the quota is whole again.
+    assert_eq!(
+        remaining,
+        [
+            vec![("r".into(), 2), ("t".into(), 3)],
+            vec![("r".into(), 1), ("t".into(), 6)],
+            vec![("r".into(), 0), ("t".into(), 9)]
+        ]
+    );
+    let Throttled::Deny(refusal) = check(&throttle, &req, now + Duration::from_millis(500)) else {
+        panic!("over the limit")
+    };
+    assert_eq!(refusal.status(), 429);
+    // An integer Retry-After (2.5 s rounds up), and t equal to it.
+    assert_eq!(refusal.header("retry-after").unwrap(), "3");
+    let (_, params) = parse_item(refusal.header("ratelimit").unwrap().to_str().unwrap());
+    assert_eq!(params, vec![("r".into(), 0), ("t".into(), 3)]);
+    assert_eq!(
+        refusal.header("content-type").unwrap(),
+        "application/problem+json"
+    );
+    let body: Value = serde_json::from_str(refusal.body()).unwrap();
+    assert_eq!(body["status"], 429);
+    assert_eq!(body["type"], "about:blank");
+    assert_eq!(body["title"], "Too Many Requests");
+    // A retry a whisker before it is due still says 1, never 0.
+    let almost = now + seconds(3) - Duration::from_micros(1);
+    let Throttled::Deny(refusal) = check(&throttle, &req, almost) else {
+        panic!()
+    };
+    assert_eq!(refusal.header("retry-after").unwrap(), "1");
+    assert!(matches!(
+        check(&throttle, &req, now + seconds(3)),
+        Throttled::Allow(_)
+    ));
+}
+
+#[test]
+fn rules_count_their_callers_and_a_denial_consumes_none() {
+    let throttle = Throttle::builder(MemoryStore::default())
+        .rule(
+            Rule::new("members", Quota::new(5, seconds(600)))
+                .unwrap()
+                .callers(Callers::AUTHENTICATED),
+        )
+        .rule(
+            Rule::new("visitors", Quota::new(2, seconds(600)))
+                .unwrap()
+                .callers(Callers::ANONYMOUS),
+        )
+        .rule(
+            Rule::new("per-address", Quota::new(3, seconds(600)))
+                .unwrap()
+                .callers(Callers::ANONYMOUS)
+                .by_client_ip(),
+        )
+        .rule(
+            Rule::new("writers", Quota::new(1, seconds(600)))
+                .unwrap()
+                .scope("write")
+                .methods([http::Method::POST]),
+        )
+        .build()
+        .unwrap();
+    let now = SystemTime::now();
+    let allowed =
+        |req: &http::Request<()>| matches!(check(&throttle, req, now), Throttled::Allow(_));
+    // Two anonymous sessions from one address: 2 each by session, but 3
+    // in all by address; the denied one consumes nothing of its session.
+    let (a, b) = (
+        request(&[("cookie", "anon=a")], "192.0.2.1:1"),
+        request(&[("cookie", "anon=b")], "192.0.2.1:2"),
+    );
+    assert_eq!(
+        [
+            allowed(&a),
+            allowed(&a),
+            allowed(&a),
+            allowed(&b),
+            allowed(&b)
+        ],
+        [true, true, false, true, false]
+    );
+    // Another address is not charged for them.
+    assert!(allowed(&request(&[("cookie", "anon=c")], "192.0.2.9:1")));
+    // A token without any scope claim: the scope rule does not count it
+    // (and nothing panics); members count it.
+    let plain = format!("Bearer {}", token(json!({"sub": "alice"})));
+    let plain = request(&[("authorization", &plain)], "192.0.2.1:3");
+    assert!((0..5).all(|_| allowed(&plain)));
+    assert!(!allowed(&plain), "five members' requests");
+    // With the scope: one POST, then denied by "writers".
+    let writer = format!(
+        "Bearer {}",
+        token(json!({"sub": "bob", "scope": "read write"}))
+    );
+    let writer = request(&[("authorization", &writer)], "192.0.2.1:4");
+    assert!(allowed(&writer));
+    let Throttled::Deny(refusal) = check(&throttle, &writer, now) else {
+        panic!()
+    };
+    assert!(refusal.body().contains("writers"), "{}", refusal.body());
+}
+
+#[test]
+fn new_sessions_per_address_are_capped() {
+    let throttle = Throttle::builder(MemoryStore::default())
+        .client_ip(IpBackend::new().trust_proxies(["10.0.0.0/8"]).unwrap())
+        .rule(
+            Rule::new("new-sessions", Quota::new(2, seconds(600)))
+                .unwrap()
+                .callers(Callers::NEW_SESSIONS)
+                .by_client_ip(),
+        )
+        .build()
+        .unwrap();
+    let now = SystemTime::now();
+    // A client behind a trusted proxy drops its cookie every time: each
+    // request issues a session, and the third from its address is denied.
+    let fresh = || request(&[("x-forwarded-for", "203.0.113.7")], "10.0.0.1:1");
+    let decisions: Vec<bool> = (0..3)
+        .map(|_| matches!(check(&throttle, &fresh(), now), Throttled::Allow(_)))
+        .collect();
+    assert_eq!(decisions, [true, true, false]);
+    // Returning sessions are not new: not counted.
+    let returning = request(
+        &[("cookie", "anon=kept"), ("x-forwarded-for", "203.0.113.7")],
+        "10.0.0.1:1",
+    );
+    assert!(matches!(
+        check(&throttle, &returning, now),
+        Throttled::Allow(_)
+    ));
+    // Another client behind the same proxy has its own count.
+    let other = request(&[("x-forwarded-for", "203.0.113.8")], "10.0.0.1:1");
+    assert!(matches!(check(&throttle, &other, now), Throttled::Allow(_)));
+}
+
+#[test]
+fn log_only_and_exempt_identities() {
+    let rule = || Rule::new("r", Quota::new(1, seconds(600))).unwrap();
+    let log_only = Throttle::builder(MemoryStore::default())
+        .rule(rule())
+        .log_only(true)
+        .build()
+        .unwrap();
+    let exempt = Throttle::builder(MemoryStore::default())
+        .rule(rule())
+        .exempt(|auth| auth.identifier() == "operator")
+        .build()
+        .unwrap();
+    let now = SystemTime::now();
+    let visitor = request(&[("cookie", "anon=v")], "192.0.2.1:1");
+    let operator = request(&[("cookie", "anon=operator")], "192.0.2.1:1");
+    for _ in 0..3 {
+        assert!(matches!(
+            check(&log_only, &visitor, now),
+            Throttled::Allow(_)
+        ));
+        assert!(matches!(
+            check(&exempt, &operator, now),
+            Throttled::Allow(_)
+        ));
+    }
+    assert!(matches!(check(&exempt, &visitor, now), Throttled::Allow(_)));
+    assert!(matches!(check(&exempt, &visitor, now), Throttled::Deny(_)));
+}
+
+#[test]
+fn requests_without_identity_count_only_by_address() {
+    let throttle = Throttle::builder(MemoryStore::default())
+        .rule(Rule::new("by-identity", Quota::new(1, seconds(600))).unwrap())
+        .rule(
+            Rule::new("by-address", Quota::new(2, seconds(600)))
+                .unwrap()
+                .callers(Callers::UNIDENTIFIED)
+                .by_client_ip(),
+        )
+        .build()
+        .unwrap();
+    let req = request(&[], "192.0.2.1:1");
+    let now = SystemTime::now();
+    let decisions: Vec<bool> = (0..3)
+        .map(|_| {
+            matches!(
+                throttle.check(None, &req, now),
+                Checked::Done(Throttled::Allow(_))
+            )
+        })
+        .collect();
+    assert_eq!(decisions, [true, true, false]);
+    // No address known (a server that does not supply it): a 500 named in
+    // the log, not a silent pass.
+    let no_peer = http::Request::new(());
+    let Checked::Done(Throttled::Deny(refusal)) = throttle.check(None, &no_peer, now) else {
+        panic!()
+    };
+    assert_eq!(refusal.status(), 500);
+}
+
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_flood_of_unique_callers_stays_within_the_capacity() {
+    let store = MemoryStore::new(10_000);
+    let throttle = Throttle::builder(store.clone())
+        .rule(Rule::new("per-caller", Quota::new(5, seconds(60))).unwrap())
+        .build()
+        .unwrap();
+    let now = SystemTime::now();
+    // Warm up: the store at its capacity.
+    let caller = |i: u32| request(&[("cookie", &format!("anon=flood-{i}"))], "192.0.2.1:1");
+    for i in 0..20_000 {
+        let _ = check(&throttle, &caller(i), now);
+    }
+    let settled = rss_kib();
+    for i in 20_000..120_000 {
+        let _ = check(&throttle, &caller(i), now);
+    }
+    assert!(
+        store.len() <= store.capacity(),
+        "{} > {}",
+        store.len(),
+        store.capacity()
+    );
+    let grown = rss_kib().saturating_sub(settled);
+    println!(
+        "100,000 more unique callers: {} counters kept, RSS +{grown} KiB",
+        store.len()
+    );
+    assert!(grown < 8 * 1024, "RSS grew {grown} KiB past a full store");
+}

@@ -1,0 +1,430 @@
+//! The throttle's Redis store against a real Redis (Debian's
+//! `redis-server`, started on a free port and stopped after): servers
+//! sharing one limit, an outage and its fallbacks, skewed clocks, one round
+//! trip per request, and the Lua script held to the Rust arithmetic.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+use auth_axum::{AuthLayer, ThrottleLayer};
+use auth_core::{AnonSessionBackend, Decision, Policy, Verdict};
+use auth_tests::redis::RedisServer;
+use auth_tests::serve_axum;
+use auth_throttle::{
+    Callers, Checked, Fallback, MemoryStore, Quota, RedisStore, Rule, Store, StoreStep, Throttle,
+    Throttled,
+};
+use proptest::prelude::*;
+
+const SECRET: &[u8] = b"a secret the servers share, 32b!";
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+fn redis_store(url: &str, timeout: Duration) -> RedisStore {
+    RedisStore::builder(url, SECRET)
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+/// 3 requests per 600 s per anonymous session.
+fn visitors(store: impl Into<Store>, fallback: Fallback) -> Throttle {
+    Throttle::builder(store)
+        .rule(
+            Rule::new("visitors", Quota::new(3, Duration::from_secs(600)))
+                .unwrap()
+                .callers(Callers::ANONYMOUS),
+        )
+        .fallback(fallback)
+        .build()
+        .unwrap()
+}
+
+/// A server: anonymous sessions, then the throttle, then "ok".
+fn server(throttle: Throttle) -> String {
+    let policy = Policy::new(AnonSessionBackend::new("anon").unwrap());
+    serve_axum(
+        axum::Router::new()
+            .route("/limited", axum::routing::get(|| async { "ok" }))
+            .layer(ThrottleLayer::new(throttle))
+            .layer(AuthLayer::new(policy)),
+    )
+}
+
+fn status(base: &str, visitor: &str) -> (u16, Option<String>) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let response = agent
+        .get(format!("{base}/limited"))
+        .header("cookie", format!("anon={visitor}"))
+        .call()
+        .unwrap();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (response.status().as_u16(), retry_after)
+}
+
+fn statuses(bases: &[&str], visitor: &str) -> Vec<u16> {
+    bases.iter().map(|base| status(base, visitor).0).collect()
+}
+
+fn commandstat(url: &str, command: &str) -> u64 {
+    runtime().block_on(async {
+        let mut connection = redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    })
+}
+
+#[test]
+fn two_servers_share_one_limit_in_redis_but_not_in_process() {
+    let redis = RedisServer::start().unwrap();
+    let (a, b) = (
+        server(visitors(
+            redis_store(&redis.url(), Duration::from_millis(500)),
+            Fallback::Deny,
+        )),
+        server(visitors(
+            redis_store(&redis.url(), Duration::from_millis(500)),
+            Fallback::Deny,
+        )),
+    );
+    assert_eq!(
+        statuses(&[&a, &b, &a, &b, &a], "shared"),
+        [200, 200, 200, 429, 429]
+    );
+    // In process, each server counts its own requests: the same five
+    // requests are all let through.
+    let (c, d) = (
+        server(visitors(MemoryStore::default(), Fallback::Deny)),
+        server(visitors(MemoryStore::default(), Fallback::Deny)),
+    );
+    assert_eq!(statuses(&[&c, &d, &c, &d, &c], "shared"), [200; 5]);
+}
+
+#[test]
+fn one_round_trip_per_request() {
+    let redis = RedisServer::start().unwrap();
+    let throttle = Throttle::builder(redis_store(&redis.url(), Duration::from_millis(500)))
+        .rule(Rule::new("a", Quota::new(1000, Duration::from_secs(60))).unwrap())
+        .rule(Rule::new("b", Quota::new(500, Duration::from_secs(60))).unwrap())
+        .rule(
+            Rule::new("c", Quota::new(800, Duration::from_secs(60)))
+                .unwrap()
+                .by_client_ip(),
+        )
+        .build()
+        .unwrap();
+    let base = server(throttle);
+    // The first request loads the script (NOSCRIPT, SCRIPT LOAD, EVALSHA).
+    assert_eq!(status(&base, "warm").0, 200);
+    let before = commandstat(&redis.url(), "evalsha");
+    for i in 0..20 {
+        assert_eq!(status(&base, &format!("v{i}")).0, 200);
+    }
+    assert_eq!(
+        commandstat(&redis.url(), "evalsha") - before,
+        20,
+        "three rules, one EVALSHA per request"
+    );
+}
+
+#[test]
+fn an_outage_gives_the_fallback_in_time_and_redis_is_used_again_after() {
+    let mut redis = RedisServer::start().unwrap();
+    let timeout = Duration::from_millis(100);
+    let in_process = server(visitors(
+        redis_store(&redis.url(), timeout),
+        Fallback::Memory,
+    ));
+    let allow = server(visitors(
+        redis_store(&redis.url(), timeout),
+        Fallback::Allow,
+    ));
+    let deny = server(visitors(redis_store(&redis.url(), timeout), Fallback::Deny));
+    for base in [&in_process, &allow, &deny] {
+        assert_eq!(status(base, "before").0, 200, "counted in Redis");
+    }
+    redis.stop();
+    let started = Instant::now();
+    // In process: a fresh count (3 allowed) while Redis is away.
+    assert_eq!(
+        statuses(&[in_process.as_str(); 4], "during"),
+        [200, 200, 200, 429]
+    );
+    // Allow: uncounted. Deny: 503, retry in a second.
+    assert_eq!(statuses(&[allow.as_str(); 5], "during"), [200; 5]);
+    for _ in 0..3 {
+        assert_eq!(status(&deny, "during"), (503, Some("1".into())));
+    }
+    // Twelve requests, none waited much past the timeout.
+    assert!(
+        started.elapsed() < 12 * (timeout + Duration::from_millis(300)),
+        "{:?}",
+        started.elapsed()
+    );
+    redis.restart().unwrap();
+    // Each server reconnects within a few seconds: counted in Redis again
+    // (a request that reaches Redis shows in its command statistics).
+    let back = Instant::now();
+    for base in [&in_process, &allow, &deny] {
+        loop {
+            let counted = commandstat(&redis.url(), "evalsha");
+            let (code, _) = status(base, "after");
+            if commandstat(&redis.url(), "evalsha") > counted {
+                assert_eq!(code, 200);
+                break;
+            }
+            assert!(
+                back.elapsed() < Duration::from_secs(10),
+                "{base}: Redis is not used again"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The decision of `throttle` for an anonymous caller at `now`, driving a
+/// store step on the test runtime.
+fn decide(throttle: &Throttle, verdict: &Verdict, now: SystemTime) -> Throttled {
+    let req = http::Request::new(());
+    match throttle.check(Some(verdict), &req, now) {
+        Checked::Done(throttled) => throttled,
+        Checked::Store(step) => runtime().block_on(step.run()),
+    }
+}
+
+fn anonymous(id: &str) -> Verdict {
+    let policy = Policy::new(AnonSessionBackend::new("anon").unwrap());
+    let req = http::Request::builder()
+        .header("cookie", format!("anon={id}"))
+        .body(())
+        .unwrap();
+    match policy.decide_blocking(&req) {
+        Decision::Admit(admit) => admit.verdict,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn allowed(throttled: &Throttled) -> bool {
+    matches!(throttled, Throttled::Allow(_))
+}
+
+#[test]
+fn servers_with_skewed_clocks_make_the_same_decisions() {
+    let redis = RedisServer::start().unwrap();
+    let now = SystemTime::now();
+    let ahead = now + Duration::from_secs(300);
+    let (a, b) = (
+        visitors(
+            redis_store(&redis.url(), Duration::from_secs(1)),
+            Fallback::Deny,
+        ),
+        visitors(
+            redis_store(&redis.url(), Duration::from_secs(1)),
+            Fallback::Deny,
+        ),
+    );
+    let visitor = anonymous("skewed");
+    let decisions: Vec<bool> = [(&a, now), (&b, ahead), (&a, now), (&b, ahead), (&a, now)]
+        .into_iter()
+        .map(|(throttle, at)| allowed(&decide(throttle, &visitor, at)))
+        .collect();
+    assert_eq!(decisions, [true, true, true, false, false]);
+    // In process, the clock the server is given is the clock counted by:
+    // five minutes ahead, a burst already spent is whole again.
+    let local = visitors(MemoryStore::default(), Fallback::Deny);
+    let spent: Vec<bool> = (0..4)
+        .map(|_| allowed(&decide(&local, &visitor, now)))
+        .collect();
+    assert_eq!(spent, [true, true, true, false]);
+    assert!(allowed(&decide(&local, &visitor, ahead)));
+}
+
+/// One step of a generated sequence: which caller, how far the clock
+/// moved (µs).
+#[derive(Clone, Debug)]
+struct Request {
+    caller: u8,
+    advance: u64,
+}
+
+fn requests() -> impl Strategy<Value = Vec<Request>> {
+    prop::collection::vec(
+        (
+            0u8..3,
+            prop_oneof![Just(0u64), 0u64..2_000_000, 0u64..40_000_000],
+        )
+            .prop_map(|(caller, advance)| Request { caller, advance }),
+        1..40,
+    )
+}
+
+/// What a client sees of a decision: the status and every header.
+fn seen(throttled: Throttled) -> (u16, Vec<(String, String)>) {
+    match throttled {
+        Throttled::Allow(allowance) => (
+            200,
+            allowance
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                .collect(),
+        ),
+        Throttled::Deny(refusal) => (
+            refusal.status().as_u16(),
+            refusal
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                .collect(),
+        ),
+    }
+}
+
+/// Runs the store step's script on `connection` at an explicit time (the
+/// script takes one in `ARGV[1]` instead of `TIME`).
+fn run_at(
+    connection: &mut redis::aio::MultiplexedConnection,
+    step: StoreStep,
+    now: u64,
+) -> Throttled {
+    let keys = step.keys("crosscheck");
+    let mut args = step.args();
+    args[0] = now.to_string();
+    let reply: redis::RedisResult<Vec<i64>> = runtime().block_on(
+        redis::cmd("EVAL")
+            .arg(StoreStep::script())
+            .arg(keys.len())
+            .arg(&keys)
+            .arg(&args)
+            .query_async(connection),
+    );
+    step.finish(reply.map_err(|_| auth_throttle::StoreError::Unexpected))
+}
+
+#[test]
+fn the_lua_script_and_the_rust_arithmetic_agree() {
+    let redis = RedisServer::start().unwrap();
+    let connection = runtime().block_on(async {
+        redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    });
+    let config = ProptestConfig {
+        cases: 64,
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let case = std::sync::atomic::AtomicU64::new(0);
+    let quotas = (1u64..8, 1u64..30, 1u64..8).prop_map(|(limit, window, burst)| {
+        Quota::new(limit, Duration::from_secs(window)).burst(burst)
+    });
+    runner
+        .run(
+            &(quotas.clone(), quotas, requests()),
+            |(q1, q2, sequence)| {
+                let case = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut connection = connection.clone();
+                let rules = |store: Store| {
+                    Throttle::builder(store)
+                        .rule(Rule::new("one", q1).unwrap())
+                        .rule(Rule::new("two", q2).unwrap().callers(Callers::ANONYMOUS))
+                        .legacy_headers(true)
+                        .build()
+                        .unwrap()
+                };
+                let memory = rules(MemoryStore::default().into());
+                let shared = rules(redis_store(&redis.url(), Duration::from_secs(1)).into());
+                let verdicts: Vec<Verdict> = (0..3)
+                    .map(|c| anonymous(&format!("case{case}-{c}")))
+                    .collect();
+                let mut now: u64 = 1_800_000_000_000_000;
+                let req = http::Request::new(());
+                for request in sequence {
+                    now += request.advance;
+                    let at = SystemTime::UNIX_EPOCH + Duration::from_micros(now);
+                    let verdict = &verdicts[usize::from(request.caller)];
+                    let Checked::Done(rust) = memory.check(Some(verdict), &req, at) else {
+                        panic!("the in-process store decides at once")
+                    };
+                    let Checked::Store(step) = shared.check(Some(verdict), &req, at) else {
+                        panic!("the shared store is asked")
+                    };
+                    let lua = run_at(&mut connection, step, now);
+                    prop_assert_eq!(seen(rust), seen(lua), "at {}", now);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+#[test]
+fn hashed_keys_only_reach_redis() {
+    let redis = RedisServer::start().unwrap();
+    let store = redis_store(&redis.url(), Duration::from_secs(1));
+    let throttle = visitors(store, Fallback::Deny);
+    let secret_id = "session-id-that-must-not-leak";
+    let verdict = anonymous(secret_id);
+    assert!(allowed(&decide(&throttle, &verdict, SystemTime::now())));
+    let keys: Vec<String> = runtime().block_on(async {
+        let mut connection = redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut connection)
+            .await
+            .unwrap()
+    });
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(!keys[0].contains(secret_id) && keys[0].starts_with("auth-throttle:{"));
+    let ttl: i64 = runtime().block_on(async {
+        let mut connection = redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("PTTL")
+            .arg(&keys[0])
+            .query_async(&mut connection)
+            .await
+            .unwrap()
+    });
+    assert!(
+        ttl > 0 && ttl <= 200_000,
+        "expires by itself when full again: {ttl}"
+    );
+}
