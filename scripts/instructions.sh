@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 frameworks=("${@:-axum}")
 [[ $# -eq 0 ]] && frameworks=(axum actix)
-modes=(bare jwt jwt-cached ip anon)
+modes=(bare jwt jwt-cached ip anon ip-throttle anon-throttle)
 
 command -v valgrind >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark against the peers: the same hello route on bare axum 0.8,
-# auth-axum (HS256 / RS256, verified-token cache off / on), bare axum 0.7,
+# auth-axum (HS256 / RS256, verified-token cache off / on), auth-throttle
+# and tower_governor each keyed by peer IP with a quota nothing reaches,
+# bare axum 0.7,
 # axum 0.7 + jwt-authorizer, bare actix-web, auth-actix, and actix-web +
 # actix-web-httpauth with jsonwebtoken (peer-bench/, its own workspace).
 # The server gets CPU 0 (one thread), wrk gets CPU 1 (1 thread, 32
@@ -43,7 +45,7 @@ for round in $(seq "$rounds"); do
         with=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$port/hello")
         without=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/hello")
         expected_without=401
-        [[ $mode == *-bare ]] && expected_without=200
+        [[ $mode == *-bare || $mode == *-ip ]] && expected_without=200
         if [ "$with" != 200 ] || [ "$without" != "$expected_without" ]; then
             echo "$mode: with token $with (want 200), without $without (want $expected_without)" >&2
             kill "$pid"
@@ -92,7 +94,8 @@ for mode in rps:
     runs = ", ".join(f"{v:,.0f}" for v in rps[mode])
     print(f"| {mode} | {m:,.0f} | {ratio} | {pratio} | {c:.2f} | {cratio} | {runs} |")
 # Head to head: each round, ours and the peer, each over its own bare.
-pairs = [("axum-ours-hs256", "axum07-jwt-authorizer-hs256"),
+pairs = [("axum-throttle-ip", "axum-governor-ip"),
+         ("axum-ours-hs256", "axum07-jwt-authorizer-hs256"),
          ("axum-ours-rs256", "axum07-jwt-authorizer-rs256"),
          ("actix-ours-hs256", "actix-httpauth-hs256"),
          ("actix-ours-rs256", "actix-httpauth-rs256")]

@@ -13,7 +13,7 @@ bless=false
 [[ "${1:-}" == "--bless" ]] && bless=true
 
 status=0
-for crate in auth-core auth-axum auth-actix; do
+for crate in auth-core auth-axum auth-actix auth-throttle; do
     lib=${crate//-/_}
     RUSTC_BOOTSTRAP=1 cargo rustdoc -q -p "$crate" --lib --all-features --locked \
         -- -Z unstable-options --output-format json

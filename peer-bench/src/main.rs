@@ -24,8 +24,10 @@ const RSA_PUBLIC: &[u8] = include_bytes!("../../crates/auth-core/tests/keys/rsa.
 const ISSUER: &str = "bench";
 
 /// Every mode: `<framework>-<authenticator>`.
-const MODES: [&str; 15] = [
+const MODES: [&str; 17] = [
     "axum-bare",
+    "axum-throttle-ip",
+    "axum-governor-ip",
     "axum-ours-hs256",
     "axum-ours-hs256-cached",
     "axum-ours-rs256",
@@ -87,14 +89,43 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// axum 0.8: bare or with our layer.
+/// The quota of both rate limiters: a billion a second, so nothing is
+/// denied and every request does the whole bookkeeping.
+const PER_SECOND: u32 = 1_000_000_000;
+
+/// axum 0.8: bare, with our auth layer, with our throttle keyed by peer IP,
+/// or with tower_governor keyed by peer IP.
 fn axum(mode: &str, addr: SocketAddr) -> Result<(), String> {
     use axum::{Router, routing::get};
     let hello = Router::new().route("/hello", get(|| async { "hello" }));
-    let app = if mode == "axum-bare" {
-        hello
-    } else {
-        hello.layer(auth_axum::AuthLayer::new(ours(mode)?))
+    let app = match mode {
+        "axum-bare" => hello,
+        "axum-throttle-ip" => {
+            use auth_throttle::{Callers, MemoryStore, Quota, Rule, Throttle};
+            let rule = Rule::new("ip", Quota::new(u64::from(PER_SECOND), Duration::from_secs(1)))
+                .map_err(|e| e.to_string())?
+                .callers(Callers::EVERYONE)
+                .by_client_ip();
+            let throttle = Throttle::builder(MemoryStore::default())
+                .rule(rule)
+                .build()
+                .map_err(|e| e.to_string())?;
+            hello.layer(auth_axum::ThrottleLayer::new(throttle))
+        }
+        "axum-governor-ip" => {
+            use tower_governor::governor::GovernorConfigBuilder;
+            use tower_governor::key_extractor::PeerIpKeyExtractor;
+            use tower_governor::GovernorLayer;
+            let config = GovernorConfigBuilder::default()
+                .period(Duration::from_secs(1) / PER_SECOND)
+                .burst_size(PER_SECOND)
+                .key_extractor(PeerIpKeyExtractor)
+                .use_headers()
+                .finish()
+                .ok_or("governor configuration")?;
+            hello.layer(GovernorLayer::new(Arc::new(config)))
+        }
+        _ => hello.layer(auth_axum::AuthLayer::new(ours(mode)?)),
     };
     current_thread()
         .map_err(|e| e.to_string())?

@@ -46,8 +46,11 @@ impl Default for Shown {
 fn state(rule: &Rule, remaining: u64, seconds: u64) -> HeaderValue {
     let mut numbers = (itoa::Buffer::new(), itoa::Buffer::new());
     let (remaining, seconds) = (numbers.0.format(remaining), numbers.1.format(seconds));
-    let mut text = String::with_capacity(rule.id().len() + remaining.len() + seconds.len() + 8);
-    for part in ["\"", rule.id(), "\";r=", remaining, ";t=", seconds] {
+    let parts = ["\"", rule.id(), "\";r=", remaining, ";t=", seconds];
+    // Exactly as long as it needs: the header value takes the allocation
+    // over as it is.
+    let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
         text.push_str(part);
     }
     // Ids are checked at construction: letters, digits and `-_.`.

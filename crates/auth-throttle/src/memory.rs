@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::gcra::Rate;
+use crate::gcra::{Cell, Rate};
 use crate::key::{CallerKey, KeyHasher};
 use crate::throttle::Cells;
 
@@ -119,6 +119,11 @@ impl MemoryStore {
     /// nothing: `cells[i]` for `counters[i]`; the new timestamps are stored
     /// only if every counter allows the request.
     pub(crate) fn apply(&self, counters: &[(u32, CallerKey, Rate)], now: u64, cells: &mut Cells) {
+        if let [(rule, key, rate)] = counters {
+            cells.clear();
+            cells.push(self.apply_one(*rule, *key, *rate, now));
+            return;
+        }
         let shard_of = |key: &CallerKey| usize::from(key.0[0]) % SHARDS;
         // Lock each shard involved once, in index order (no deadlock).
         let mut involved = [false; SHARDS];
@@ -167,6 +172,35 @@ impl MemoryStore {
             }
             shard.counters.insert((*rule, *key), cell.next);
         }
+    }
+}
+
+impl MemoryStore {
+    /// [`apply`](Self::apply) for one counter, the common case: one lock,
+    /// one look-up, the timestamp updated in place.
+    fn apply_one(&self, rule: u32, key: CallerKey, rate: Rate, now: u64) -> Cell {
+        let index = usize::from(key.0[0]) % SHARDS;
+        let mut shard = self.inner.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(mut stored) = shard.counters.get_mut(&(rule, key)) {
+            let cell = rate.check(Some(*stored).filter(|&tat| tat > now), now);
+            if cell.allowed {
+                *stored = cell.next;
+            }
+            return cell;
+        }
+        let cell = rate.check(None, now);
+        if cell.allowed {
+            let now_secs = now / 1_000_000;
+            if shard.counters.len() as u64 >= shard.counters.capacity() && shard.swept < now_secs {
+                shard.swept = now_secs;
+                shard.counters.retain(|_, tat| *tat > now);
+                self.inner.evicted_sweeps.fetch_add(1, Ordering::Relaxed);
+            }
+            shard.counters.insert((rule, key), cell.next);
+        }
+        cell
     }
 }
 

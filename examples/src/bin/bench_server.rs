@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! bench_server token                       # prints the benchmark's bearer token
-//! bench_server axum <mode> <addr>          # mode: bare | jwt | jwt-cached | ip | anon
+//! bench_server axum <mode> <addr>          # mode: bare | jwt | jwt-cached | ip | anon,
+//!                                          #   or ip-throttle | anon-throttle (+ a rate limit)
 //! bench_server actix <mode> <addr>         # the same with actix-web (one worker)
 //! ```
 
@@ -41,14 +42,32 @@ fn app(mode: &str) -> Option<Service> {
     if mode == "bare" {
         return Some(Service::Bare(hello));
     }
+    if let Some(auth) = mode.strip_suffix("-throttle") {
+        let throttled = auth_axum::ThrottleLayer::new(throttle()?).layer(hello);
+        return Some(Service::Throttled(
+            AuthLayer::new(backend(auth)?).layer(throttled),
+        ));
+    }
     Some(Service::Auth(AuthLayer::new(backend(mode)?).layer(hello)))
 }
 
-/// A bare router, or one behind the layer.
+/// One rule per caller, with a quota no benchmark reaches: every request
+/// does the whole bookkeeping (and gets the `RateLimit` fields).
+fn throttle() -> Option<auth_throttle::Throttle> {
+    use auth_throttle::{MemoryStore, Quota, Rule, Throttle};
+    let quota = Quota::new(1_000_000_000, Duration::from_secs(1));
+    Throttle::builder(MemoryStore::default())
+        .rule(Rule::new("per-caller", quota).ok()?)
+        .build()
+        .ok()
+}
+
+/// A bare router, or one behind the layers.
 #[derive(Clone)]
 enum Service {
     Bare(Router),
     Auth(auth_axum::AuthService<Router>),
+    Throttled(auth_axum::AuthService<auth_axum::ThrottleService<Router>>),
 }
 
 fn backend(mode: &str) -> Option<Box<dyn auth_core::Backend>> {
@@ -61,36 +80,39 @@ fn backend(mode: &str) -> Option<Box<dyn auth_core::Backend>> {
     })
 }
 
-/// The actix-web server: one worker; bare, or wrapped in the middleware.
+/// The actix-web server: one worker; bare, or wrapped in the middleware
+/// (and the throttle, for `<mode>-throttle`).
 fn actix(mode: &str, addr: &str) -> std::io::Result<()> {
     use actix_web::{App, HttpServer, web};
-    let auth = match mode {
+    let unknown = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "unknown mode");
+    let (auth_mode, throttled) = match mode.strip_suffix("-throttle") {
+        Some(auth) => (auth, Some(throttle().ok_or_else(unknown)?)),
+        None => (mode, None),
+    };
+    let auth = match auth_mode {
         "bare" => None,
-        other => Some(auth_actix::Authentication::new(backend(other).ok_or_else(
-            || std::io::Error::new(std::io::ErrorKind::InvalidInput, "unknown mode"),
-        )?)),
+        other => Some(auth_actix::Authentication::new(
+            backend(other).ok_or_else(unknown)?,
+        )),
     };
     actix_web::rt::System::new().block_on(async move {
-        match auth {
-            None => {
-                HttpServer::new(|| App::new().route("/hello", web::get().to(|| async { "hello" })))
-                    .workers(1)
-                    .bind(addr)?
-                    .run()
-                    .await
+        HttpServer::new(move || {
+            let hello = web::resource("/hello").route(web::get().to(|| async { "hello" }));
+            // actix runs the last wrap first: authentication, then the throttle.
+            match (&auth, &throttled) {
+                (None, _) => App::new().service(hello),
+                (Some(auth), None) => App::new().service(hello.wrap(auth.clone())),
+                (Some(auth), Some(throttle)) => App::new().service(
+                    hello
+                        .wrap(auth_actix::Throttling::new(throttle.clone()))
+                        .wrap(auth.clone()),
+                ),
             }
-            Some(auth) => {
-                HttpServer::new(move || {
-                    App::new()
-                        .wrap(auth.clone())
-                        .route("/hello", web::get().to(|| async { "hello" }))
-                })
-                .workers(1)
-                .bind(addr)?
-                .run()
-                .await
-            }
-        }
+        })
+        .workers(1)
+        .bind(addr)?
+        .run()
+        .await
     })
 }
 
@@ -139,6 +161,13 @@ fn main() -> ExitCode {
                         .await
                     }
                     Service::Auth(service) => {
+                        axum::serve(
+                            listener,
+                            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(service),
+                        )
+                        .await
+                    }
+                    Service::Throttled(service) => {
                         axum::serve(
                             listener,
                             axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(service),
