@@ -5,7 +5,8 @@
 //! ```text
 //! bench_server token                       # prints the benchmark's bearer token
 //! bench_server axum <mode> <addr>          # mode: bare | jwt | jwt-cached | ip | anon,
-//!                                          #   or ip-throttle | anon-throttle (+ a rate limit)
+//!                                          #   or ip-throttle | anon-throttle (+ a rate limit),
+//!                                          #   anon-throttle-redis (in Redis at BENCH_REDIS_URL)
 //! bench_server actix <mode> <addr>         # the same with actix-web (one worker)
 //! ```
 
@@ -42,8 +43,8 @@ fn app(mode: &str) -> Option<Service> {
     if mode == "bare" {
         return Some(Service::Bare(hello));
     }
-    if let Some(auth) = mode.strip_suffix("-throttle") {
-        let throttled = auth_axum::ThrottleLayer::new(throttle()?).layer(hello);
+    if let Some((auth, store)) = throttled(mode) {
+        let throttled = auth_axum::ThrottleLayer::new(throttle(store)?).layer(hello);
         return Some(Service::Throttled(
             AuthLayer::new(backend(auth)?).layer(throttled),
         ));
@@ -51,12 +52,25 @@ fn app(mode: &str) -> Option<Service> {
     Some(Service::Auth(AuthLayer::new(backend(mode)?).layer(hello)))
 }
 
+/// `<auth>-throttle` (in-process counters) or `<auth>-throttle-redis`
+/// (in Redis at `BENCH_REDIS_URL`): the auth mode and the store.
+fn throttled(mode: &str) -> Option<(&str, Option<String>)> {
+    if let Some(auth) = mode.strip_suffix("-throttle-redis") {
+        return Some((auth, std::env::var("BENCH_REDIS_URL").ok()));
+    }
+    mode.strip_suffix("-throttle").map(|auth| (auth, None))
+}
+
 /// One rule per caller, with a quota no benchmark reaches: every request
 /// does the whole bookkeeping (and gets the `RateLimit` fields).
-fn throttle() -> Option<auth_throttle::Throttle> {
-    use auth_throttle::{MemoryStore, Quota, Rule, Throttle};
+fn throttle(redis: Option<String>) -> Option<auth_throttle::Throttle> {
+    use auth_throttle::{MemoryStore, Quota, RedisStore, Rule, Store, Throttle};
+    let store: Store = match redis {
+        Some(url) => RedisStore::builder(&url, SECRET).build().ok()?.into(),
+        None => MemoryStore::default().into(),
+    };
     let quota = Quota::new(1_000_000_000, Duration::from_secs(1));
-    Throttle::builder(MemoryStore::default())
+    Throttle::builder(store)
         .rule(Rule::new("per-caller", quota).ok()?)
         .build()
         .ok()
@@ -85,8 +99,8 @@ fn backend(mode: &str) -> Option<Box<dyn auth_core::Backend>> {
 fn actix(mode: &str, addr: &str) -> std::io::Result<()> {
     use actix_web::{App, HttpServer, web};
     let unknown = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "unknown mode");
-    let (auth_mode, throttled) = match mode.strip_suffix("-throttle") {
-        Some(auth) => (auth, Some(throttle().ok_or_else(unknown)?)),
+    let (auth_mode, throttled) = match throttled(mode) {
+        Some((auth, store)) => (auth, Some(throttle(store).ok_or_else(unknown)?)),
         None => (mode, None),
     };
     let auth = match auth_mode {
