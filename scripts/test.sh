@@ -2,9 +2,11 @@
 # The project's test command (README.md): installs what the tests need, then
 # runs every test of the workspace, unit to end-to-end. Fails on any failure.
 #
-# Needs: a Rust toolchain; a C compiler (ring, aws-lc); Node.js 20+ and npm
-# for the real OpenID provider (oidc-provider) of the end-to-end tests;
-# Debian's chromium and chromium-driver for the browser test.
+# Needs a Rust toolchain. Installs, when missing, with apt-get (so as root,
+# on Debian or Ubuntu): a C compiler (ring, aws-lc), Node.js and npm for the
+# real OpenID provider (oidc-provider, pinned by tests/oidc/package-lock.json),
+# Chromium and chromedriver for the browser test, and redis-server for the
+# rate limiter's shared store. Without apt-get it names what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,13 +21,14 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if ((${#missing[@]})); then
-    if command -v apt-get >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
         echo "scripts/test.sh: installing ${missing[*]}"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     else
-        echo "scripts/test.sh: please install: ${missing[*]}" >&2
+        echo "scripts/test.sh: please install (as root, with apt-get): ${missing[*]}" >&2
         exit 1
     fi
 fi
@@ -33,4 +36,7 @@ fi
 # The OpenID provider, pinned by tests/oidc/package-lock.json.
 npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 
-cargo test --workspace --locked
+# The optional features too (the Redis store, the throttle layers, the async
+# transport), with one JWT crypto backend (CI tests both in .ci/run).
+cargo test --workspace --locked \
+    --features auth-axum/hyper-transport,auth-axum/throttle-redis,auth-actix/throttle-redis,auth-throttle/redis

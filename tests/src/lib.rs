@@ -47,13 +47,36 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// Fails the calling test at once with a message that says what to run:
+/// the end-to-end suites need tools `scripts/test.sh` installs (Node.js
+/// and oidc-provider, Chromium, Redis), and a plain `cargo test` on a
+/// machine without them stops here rather than somewhere deep in a fixture.
+///
+/// # Panics
+/// Always: it is the test's failure.
+#[track_caller]
+#[allow(clippy::panic)]
+pub fn missing(what: &StartError) -> ! {
+    panic!("{what}\n(run the suite with `bash scripts/test.sh`: it installs what the end-to-end tests need)")
+}
+
 impl OidcProvider {
     /// Starts the provider and waits (up to 20 s) until it serves.
     ///
-    /// # Errors
+    /// # Panics
     /// Node.js or the npm packages are missing (`scripts/test.sh` installs
-    /// them), or the provider did not come up.
-    pub fn start() -> Result<Self, StartError> {
+    /// them), or the provider did not come up: the test fails at once,
+    /// saying so.
+    #[track_caller]
+    pub fn start() -> Self {
+        Self::try_start().unwrap_or_else(|e| missing(&e))
+    }
+
+    /// [`start`](Self::start), returning the failure.
+    ///
+    /// # Errors
+    /// As `start` panics.
+    pub fn try_start() -> Result<Self, StartError> {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc");
         if !dir.join("node_modules/oidc-provider").is_dir() {
             return Err(StartError(format!(

@@ -19,10 +19,19 @@ impl RedisServer {
     /// Starts a server on a free port and waits (up to 10 s) until it
     /// accepts connections.
     ///
-    /// # Errors
+    /// # Panics
     /// `redis-server` is not installed (`bash scripts/test.sh` installs it),
-    /// or it did not come up.
-    pub fn start() -> Result<Self, StartError> {
+    /// or it did not come up: the test fails at once, saying so.
+    #[track_caller]
+    pub fn start() -> Self {
+        Self::try_start().unwrap_or_else(|e| crate::missing(&e))
+    }
+
+    /// [`start`](Self::start), returning the failure.
+    ///
+    /// # Errors
+    /// As `start` panics.
+    pub fn try_start() -> Result<Self, StartError> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| StartError(format!("no free port: {e}")))?

@@ -36,7 +36,7 @@ fn fetch(url: &str, token: Option<&str>) -> (u16, String) {
 
 #[test]
 fn introspection_through_the_axum_layer() {
-    let mut provider = OidcProvider::start().unwrap();
+    let mut provider = OidcProvider::start();
     let backend =
         IntrospectionBackend::builder(provider.introspection_url(), CLIENT_ID, CLIENT_SECRET)
             .allow_http(true)

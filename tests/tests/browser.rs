@@ -37,7 +37,11 @@ impl Driver {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("chromedriver is not installed: bash scripts/test.sh installs chromium and chromium-driver");
+            .unwrap_or_else(|e| {
+                auth_tests::missing(&auth_tests::StartError(format!(
+                    "cannot run chromedriver ({e}): Debian's chromium and chromium-driver are needed"
+                )))
+            });
         let url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         while ureq::get(format!("{url}/status")).call().is_err() {

@@ -177,7 +177,7 @@ fn introspection_route_against_a_real_provider() {
     let unconfigured = start(DemoConfig::default());
     assert_eq!(unconfigured.get("/introspected", &[]).status, 404);
 
-    let mut provider = OidcProvider::start().unwrap();
+    let mut provider = OidcProvider::start();
     let demo = start(DemoConfig {
         introspection: Some(IntrospectionConfig {
             url: provider.introspection_url(),
@@ -218,7 +218,7 @@ fn introspection_route_against_a_real_provider() {
 /// revoked token keeps working until it expires); `0` asks every time.
 #[test]
 fn the_revocation_window_is_the_operators_choice() {
-    let provider = OidcProvider::start().unwrap();
+    let provider = OidcProvider::start();
     let demo = |cache_ttl| {
         start(DemoConfig {
             introspection: Some(IntrospectionConfig {

@@ -30,7 +30,7 @@ fn check(backend: &IntrospectionBackend, token: &str) -> Result<Authenticated, A
 
 #[test]
 fn active_garbage_and_revoked_tokens() {
-    let provider = OidcProvider::start().unwrap();
+    let provider = OidcProvider::start();
     let introspect = backend(&provider, CLIENT_SECRET);
     let token = provider.client_credentials("urn:opaque", "read").unwrap();
 
@@ -58,7 +58,7 @@ fn active_garbage_and_revoked_tokens() {
 
 #[test]
 fn client_secret_post_works_too() {
-    let provider = OidcProvider::start().unwrap();
+    let provider = OidcProvider::start();
     let token = provider.client_credentials("urn:opaque", "read").unwrap();
     let post = IntrospectionBackend::builder(
         provider.introspection_url(),
@@ -76,7 +76,7 @@ fn client_secret_post_works_too() {
 
 #[test]
 fn wrong_client_secret_is_503_not_the_callers_fault() {
-    let provider = OidcProvider::start().unwrap();
+    let provider = OidcProvider::start();
     let token = provider.client_credentials("urn:opaque", "read").unwrap();
     let err = check(&backend(&provider, "wrong-secret"), &token).unwrap_err();
     assert_eq!(err.status().as_u16(), 503, "{err}");
@@ -89,7 +89,7 @@ fn wrong_client_secret_is_503_not_the_callers_fault() {
 
 #[test]
 fn cache_hit_makes_no_call_and_a_down_provider_is_503() {
-    let mut provider = OidcProvider::start().unwrap();
+    let mut provider = OidcProvider::start();
     let introspect = backend(&provider, CLIENT_SECRET);
     let cached = provider.client_credentials("urn:opaque", "read").unwrap();
     let fresh = provider.client_credentials("urn:opaque", "read").unwrap();

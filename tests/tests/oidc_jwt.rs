@@ -23,7 +23,7 @@ fn backend(provider: &OidcProvider, audience: &str) -> JwtBackend {
 
 #[test]
 fn at_jwt_from_a_real_provider_verifies_through_discovery() {
-    let provider = OidcProvider::start().unwrap();
+    let provider = OidcProvider::start();
     let token = provider
         .client_credentials("urn:jwt", "read%20write")
         .unwrap();
@@ -57,7 +57,7 @@ fn at_jwt_from_a_real_provider_verifies_through_discovery() {
 
 #[test]
 fn wrong_audience_and_opaque_tokens_are_rejected() {
-    let provider = OidcProvider::start().unwrap();
+    let provider = OidcProvider::start();
     let token = provider.client_credentials("urn:jwt", "read").unwrap();
     let elsewhere = backend(&provider, "urn:other-api");
     let err = authenticate_blocking(&elsewhere, &bearer(&token), &transport()).unwrap_err();
@@ -74,7 +74,7 @@ fn wrong_audience_and_opaque_tokens_are_rejected() {
 
 #[test]
 fn provider_down_before_the_first_key_fetch_is_503() {
-    let mut provider = OidcProvider::start().unwrap();
+    let mut provider = OidcProvider::start();
     let token = provider.client_credentials("urn:jwt", "read").unwrap();
     let jwt = backend(&provider, "urn:jwt");
     provider.stop();

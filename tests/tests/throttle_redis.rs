@@ -105,7 +105,7 @@ fn commandstat(url: &str, command: &str) -> u64 {
 
 #[test]
 fn two_servers_share_one_limit_in_redis_but_not_in_process() {
-    let redis = RedisServer::start().unwrap();
+    let redis = RedisServer::start();
     let (a, b) = (
         server(visitors(
             redis_store(&redis.url(), Duration::from_millis(500)),
@@ -131,7 +131,7 @@ fn two_servers_share_one_limit_in_redis_but_not_in_process() {
 
 #[test]
 fn one_round_trip_per_request() {
-    let redis = RedisServer::start().unwrap();
+    let redis = RedisServer::start();
     let throttle = Throttle::builder(redis_store(&redis.url(), Duration::from_millis(500)))
         .rule(Rule::new("a", Quota::new(1000, Duration::from_secs(60))).unwrap())
         .rule(Rule::new("b", Quota::new(500, Duration::from_secs(60))).unwrap())
@@ -158,7 +158,7 @@ fn one_round_trip_per_request() {
 
 #[test]
 fn an_outage_gives_the_fallback_in_time_and_redis_is_used_again_after() {
-    let mut redis = RedisServer::start().unwrap();
+    let mut redis = RedisServer::start();
     let timeout = Duration::from_millis(100);
     let in_process = server(visitors(
         redis_store(&redis.url(), timeout),
@@ -239,7 +239,7 @@ fn allowed(throttled: &Throttled) -> bool {
 
 #[test]
 fn servers_with_skewed_clocks_make_the_same_decisions() {
-    let redis = RedisServer::start().unwrap();
+    let redis = RedisServer::start();
     let now = SystemTime::now();
     let ahead = now + Duration::from_secs(300);
     let (a, b) = (
@@ -332,7 +332,7 @@ fn run_at(
 
 #[test]
 fn the_lua_script_and_the_rust_arithmetic_agree() {
-    let redis = RedisServer::start().unwrap();
+    let redis = RedisServer::start();
     let connection = runtime().block_on(async {
         redis::Client::open(redis.url())
             .unwrap()
@@ -391,7 +391,7 @@ fn the_lua_script_and_the_rust_arithmetic_agree() {
 
 #[test]
 fn hashed_keys_only_reach_redis() {
-    let redis = RedisServer::start().unwrap();
+    let redis = RedisServer::start();
     let store = redis_store(&redis.url(), Duration::from_secs(1));
     let throttle = visitors(store, Fallback::Deny);
     let secret_id = "session-id-that-must-not-leak";
