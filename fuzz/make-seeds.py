@@ -46,6 +46,16 @@ write("jwt", {
     "none": jwt("none", claims).encode(),
     "expired": jwt("HS256", {**claims, "exp": 1}).encode(),
 })
+# jwt_signed: the harness signs; a seed is `<header> 0x00 <claims>` or claims.
+header = json.dumps({"alg": "HS256", "typ": "JWT"}).encode()
+write("jwt_signed", {
+    "claims": json.dumps(claims).encode(),
+    "header-claims": header + b"\x00" + json.dumps(claims).encode(),
+    "hs384-kid": json.dumps({"alg": "HS384", "kid": "k1"}).encode() + b"\x00"
+    + json.dumps({**claims, "aud": ["other", "api"], "nbf": 1, "roles": ["admin"]}).encode(),
+    "nested": json.dumps({**claims, "x": {"y": [1.5, None, True, "\u00e9"]}}).encode(),
+    "crit": json.dumps({"alg": "HS256", "crit": ["exp"]}).encode() + b"\x00" + json.dumps(claims).encode(),
+})
 write("bearer", {
     "plain": b"Bearer abc.def-ghi~+/==",
     "two": b"bearer x\nBearer y",

@@ -2,7 +2,8 @@
 # Fuzzes the parsers that read attacker-controlled bytes (fuzz/, its own
 # workspace). Usage:
 #   scripts/fuzz.sh [seconds per target] [target...]
-# Default: 60 s for each of bearer cookie forwarded jwt introspection.
+# Default: 60 s for each of bearer cookie forwarded jwt jwt_signed
+# introspection.
 # First replays fuzz/regressions/<target>/ (every input a run ever failed
 # on), then fuzzes from fuzz/seeds/<target>/ plus the local corpus.
 # Fails on any crash, panic or failed oracle; libFuzzer's final stats
@@ -14,7 +15,7 @@ secs=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(bearer cookie forwarded jwt introspection)
+    targets=(bearer cookie forwarded jwt jwt_signed introspection)
 fi
 
 if ! command -v cargo-fuzz >/dev/null; then

@@ -57,7 +57,9 @@ impl std::error::Error for StartError {}
 #[track_caller]
 #[allow(clippy::panic)]
 pub fn missing(what: &StartError) -> ! {
-    panic!("{what}\n(run the suite with `bash scripts/test.sh`: it installs what the end-to-end tests need)")
+    panic!(
+        "{what}\n(run the suite with `bash scripts/test.sh`: it installs what the end-to-end tests need)"
+    )
 }
 
 impl OidcProvider {

@@ -87,27 +87,20 @@ enum Attrs {
 }
 
 struct JsonAttrs {
-    /// A verified JWT's payload: a JSON object, base64url-encoded.
-    payload: Box<str>,
+    /// A verified JWT's claims: a JSON object, as text the validator
+    /// checked to the last string.
+    json: Box<str>,
     map: OnceLock<Map<String, Value>>,
 }
 
 impl JsonAttrs {
     /// The claims but `sub` (it is the identifier).
     fn parse(&self) -> Map<String, Value> {
-        let mut map = jwt_payload_claims(&self.payload).unwrap_or_default();
+        // Checked by the validator: an object of valid JSON values.
+        let mut map: Map<String, Value> = serde_json::from_str(&self.json).unwrap_or_default();
         map.remove("sub");
         map
     }
-}
-
-/// Every claim in a JWT payload (the token's base64url middle part).
-fn jwt_payload_claims(payload: &str) -> Option<Map<String, Value>> {
-    use base64::Engine as _;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    serde_json::from_slice(&json).ok()
 }
 
 impl Attrs {
@@ -149,18 +142,14 @@ impl AuthData {
         }
     }
 
-    /// A verified JWT's identity: its attributes are the claims in
-    /// `payload` (the token's middle part) but `sub`, decoded on first use;
-    /// `key` is [`jwt_key`] when the token names its issuer.
-    pub(crate) fn from_jwt_payload(
-        identifier: String,
-        payload: Box<str>,
-        key: Option<String>,
-    ) -> Self {
+    /// A verified JWT's identity: its attributes are the claims in `json`
+    /// but `sub`, built on first use; `key` is [`jwt_key`] when the token
+    /// names its issuer.
+    pub(crate) fn from_jwt_claims(identifier: String, json: Box<str>, key: Option<String>) -> Self {
         AuthData {
             identifier: identifier.into(),
             data: Some(Attrs::Json(Arc::new(JsonAttrs {
-                payload,
+                json,
                 map: OnceLock::new(),
             }))),
             source: Source::Jwt,
@@ -247,11 +236,7 @@ impl AuthData {
     pub fn claims<T: DeserializeOwned>(&self) -> Result<T, ClaimsError> {
         match &self.data {
             Some(Attrs::Json(json)) => {
-                use base64::Engine as _;
-                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(&*json.payload)
-                    .map_err(|_| ClaimsError::shape())?;
-                let mut de = serde_json::Deserializer::from_slice(&bytes);
+                let mut de = serde_json::Deserializer::from_str(&json.json);
                 serde_path_to_error::deserialize(&mut de).map_err(ClaimsError::from_path)
             }
             _ if self.source == Source::Jwt && !self.data().contains_key("sub") => {
@@ -397,10 +382,6 @@ pub enum ClaimsError {
 }
 
 impl ClaimsError {
-    fn shape() -> Self {
-        ClaimsError::Shape
-    }
-
     fn from_path(error: serde_path_to_error::Error<serde_json::Error>) -> Self {
         const MAX_NAME: usize = 64;
         let short = |name: String| name.chars().take(MAX_NAME).collect::<String>();

@@ -73,8 +73,8 @@ pub struct VerifiedClaims {
     pub(crate) iss: Option<String>,
     pub(crate) exp: Option<u64>,
     pub(crate) nbf: Option<u64>,
-    /// The token's payload: the claims object as base64url JSON.
-    pub(crate) payload: Box<str>,
+    /// The claims object, as JSON text (checked, decoded once).
+    pub(crate) json: Box<str>,
 }
 
 /// Shows the subject and issuer, not the other claims.
@@ -278,10 +278,10 @@ impl JwtBackend {
                     iss,
                     exp,
                     nbf,
-                    payload,
+                    json,
                 } = claims;
                 let key = iss.map(|iss| jwt_key(&iss, &sub));
-                let auth = AuthData::from_jwt_payload(sub, payload, key);
+                let auth = AuthData::from_jwt_claims(sub, json, key);
                 self.remember(token, &auth, exp, nbf, generation);
                 Outcome::ok(auth)
             }
@@ -460,14 +460,19 @@ pub(crate) fn unix_seconds(now: SystemTime) -> u64 {
     now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// A NumericDate claim as whole seconds: fractions rounded down, dates past
-/// `u64::MAX` saturate (float-to-int `as` saturates); negative, non-finite or
-/// non-numbers are `None`.
+/// A NumericDate claim as whole seconds; `None` for anything else.
 pub(crate) fn seconds(value: &Value) -> Option<u64> {
-    value.as_u64().or_else(|| {
-        value
-            .as_f64()
-            .filter(|f| f.is_finite() && *f >= 0.0)
-            .map(|f| f as u64)
-    })
+    value
+        .as_u64()
+        .or_else(|| value.as_f64().and_then(float_seconds))
+}
+
+/// A NumericDate given as a float: it may have a fraction (RFC 7519 §2),
+/// and the whole seconds count. A negative or non-finite date, or one past
+/// `u64` seconds, is none anybody means: `None` (unusable), never read as
+/// "never expires".
+pub(crate) fn float_seconds(date: f64) -> Option<u64> {
+    const PAST_U64: f64 = 18_446_744_073_709_551_616.0;
+    // In range, `as` only drops the fraction.
+    (0.0..PAST_U64).contains(&date).then_some(date as u64)
 }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// One registered claim as the checks see it. Any JSON is accepted here; a
 /// check that finds a shape it cannot use (`"exp": "soon"`, `"iss": 5`)
@@ -56,12 +56,7 @@ impl<'de> Deserialize<'de> for Claim<'de> {
                 Ok(u64::try_from(v).map_or(Claim::Other, Claim::Seconds))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Claim<'de>, E> {
-                Ok(if v.is_finite() && v >= 0.0 {
-                    // Saturating, as `f64 as u64` is.
-                    Claim::Seconds(v as u64)
-                } else {
-                    Claim::Other
-                })
+                Ok(super::float_seconds(v).map_or(Claim::Other, Claim::Seconds))
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Claim<'de>, E> {
                 Ok(Claim::Str(Cow::Borrowed(v)))
@@ -85,7 +80,7 @@ impl<'de> Deserialize<'de> for Claim<'de> {
                 Ok(Claim::Strs(strs))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claim<'de>, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                while map.next_entry::<Checked, Checked>()?.is_some() {}
                 Ok(Claim::Other)
             }
         }
@@ -93,8 +88,58 @@ impl<'de> Deserialize<'de> for Claim<'de> {
     }
 }
 
-/// The registered claims the checks read; other members are skipped
-/// without being built. Only a JSON object is accepted (a derived struct
+/// Any JSON value, read to the end and checked (strings must be valid
+/// UTF-8 with valid escapes, as they will be when the attributes are read),
+/// but not built. serde's `IgnoredAny` skips strings unchecked: a token whose
+/// other claims held a lone surrogate would pass here and lose its
+/// attributes when they are read.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = Checked;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_unit<E>(self) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+                while seq.next_element::<Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+                while map.next_entry::<Checked, Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
+}
+
+/// The registered claims the checks read; other members are checked
+/// (see [`Checked`]) without being built. Only a JSON object is accepted (a derived struct
 /// would also take an array, by position), and a registered claim given
 /// twice is refused (RFC 7519 §4 allows refusing or taking the last;
 /// refusing leaves no ambiguity). `"exp": null` is no `exp`.
@@ -141,7 +186,7 @@ impl<'de> Deserialize<'de> for Registered<'de> {
                         Field::Iss => (&mut claims.iss, "iss", 8),
                         Field::Aud => (&mut claims.aud, "aud", 16),
                         Field::Other => {
-                            map.next_value::<IgnoredAny>()?;
+                            map.next_value::<Checked>()?;
                             continue;
                         }
                     };
@@ -194,6 +239,13 @@ mod tests {
         // 1e400 is out of f64's range: serde_json refuses it.
         assert!(claims.is_err());
         assert_eq!(parse(r#"{"exp":-0.5}"#).unwrap().exp, Some(Claim::Other));
+        assert_eq!(
+            parse(r#"{"exp":1.8446744073709552e19}"#).unwrap().exp,
+            Some(Claim::Other)
+        );
+        assert_eq!(parse(r#"{"exp":1e300}"#).unwrap().exp, Some(Claim::Other));
+        let fraction = parse(r#"{"exp":4102444800.75}"#).unwrap();
+        assert_eq!(fraction.exp.unwrap().seconds(), Some(4_102_444_800));
     }
 
     #[test]
@@ -208,6 +260,27 @@ mod tests {
         assert_eq!(parse(r#"{"exp":null}"#).unwrap().exp, None);
         let err = parse(r#"{"exp":null,"exp":5}"#).unwrap_err();
         assert!(err.to_string().contains("duplicate field `exp`"), "{err}");
+    }
+
+    #[test]
+    fn skipped_claims_are_checked_not_ignored() {
+        // A lone surrogate, in a claim the checks do not read, in a nested
+        // object, in an array, in a key: refused, as reading the attributes
+        // later would refuse it.
+        for json in [
+            r#"{"sub":"a","scope":"\ud800"}"#,
+            r#"{"sub":"a","x":{"y":"\udfff"}}"#,
+            r#"{"sub":"a","x":["ok","\ud800"]}"#,
+            r#"{"sub":"a","\ud800":1}"#,
+            r#"{"sub":"a","x":"\q"}"#,
+        ] {
+            assert!(parse(json).is_err(), "{json}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(json).is_err(),
+                "{json}"
+            );
+        }
+        assert!(parse(r#"{"sub":"a","x":{"y":["\u00e9",1.5,null,true]}}"#).is_ok());
     }
 
     #[test]

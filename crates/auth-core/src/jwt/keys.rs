@@ -75,14 +75,17 @@ impl Key {
 
     /// Whether `signature` (base64url, as in the token) is this key's
     /// signature of `message` with `algorithm`, checked by jsonwebtoken's
-    /// crypto provider as `jsonwebtoken::decode` checks it. The caller has
-    /// checked that the key [`allows`](Self::allows) the algorithm.
+    /// crypto provider as `jsonwebtoken::decode` checks it; an algorithm
+    /// this key may not use is an error, whatever the signature.
     pub(super) fn verify(
         &self,
         algorithm: Algorithm,
         message: &[u8],
         signature: &str,
     ) -> Result<bool, jsonwebtoken::errors::Error> {
+        if !self.allows(algorithm) {
+            return Err(ErrorKind::InvalidAlgorithm.into());
+        }
         let signature = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|e| jsonwebtoken::errors::Error::from(ErrorKind::Base64(e)))?;
