@@ -867,6 +867,15 @@ fn a_duplicated_or_misplaced_claim_is_refused() {
             r#"{{"sub":"alice","iss":"https://issuer.example","aud":"api","exp":{exp},"exp":{}}}"#,
             exp + 1
         ),
+        // A claim the checks do not read, holding a string no JSON reader
+        // can build (a lone surrogate): refused here, not accepted with its
+        // scopes and typed claims lost when they are read.
+        format!(
+            r#"{{"sub":"alice","iss":"https://issuer.example","aud":"api","exp":{exp},"scope":"read","x":"\ud800"}}"#
+        ),
+        format!(
+            r#"{{"sub":"alice","iss":"https://issuer.example","aud":"api","exp":{exp},"scope":"read","x":{{"y":["\q"]}}}}"#
+        ),
         // Claims that are not an object.
         format!(r#"["alice",{exp},null,"https://issuer.example","api"]"#),
         "\"alice\"".to_owned(),
