@@ -207,7 +207,9 @@ impl Demo {
         let client_ip = IpBackend::new().trust_proxies(&config.trusted_proxies)?;
         let whoami = Policy::new(Chain::new().or(jwt.clone()).or(anon));
         let mut limited = route("/limited", whoami.clone());
-        limited.throttle = Some(limits(config, &secret, client_ip.clone())?);
+        // Rate limits count IPv6 clients per /64 (`/ip` shows the address).
+        let limits_ip = client_ip.clone().ipv6_prefix(64)?;
+        limited.throttle = Some(limits(config, &secret, limits_ip)?);
         let mut routes = vec![
             route("/whoami", whoami),
             route("/private", Policy::new(jwt.clone())),
@@ -506,4 +508,8 @@ mod guides {
     struct Actix;
     #[doc = include_str!("../../docs/guides/direct.md")]
     struct Direct;
+    #[doc = include_str!("../../docs/guides/throttle.md")]
+    struct Throttle;
+    #[doc = include_str!("../../docs/guides/logging.md")]
+    struct Logging;
 }

@@ -121,6 +121,24 @@ impl IpBackend {
         Ok(self)
     }
 
+    /// The client address of `req` as a rate limit counts it:
+    /// [`client_ip`](Self::client_ip), an IPv6 address cut to its
+    /// [`ipv6_prefix`](Self::ipv6_prefix) (the host bits zero) when one is
+    /// set, so one host cannot spread its requests over the addresses of
+    /// its own network.
+    ///
+    /// # Errors
+    /// As [`client_ip`](Self::client_ip).
+    pub fn client_group(&self, req: &dyn RequestView) -> Result<IpAddr, AuthError> {
+        let ip = self.client_ip(req)?;
+        Ok(match (ip, self.ipv6_prefix) {
+            (IpAddr::V6(v6), Some(len)) => {
+                ipnet::Ipv6Net::new(v6, len).map_or(ip, |net| IpAddr::V6(net.network()))
+            }
+            _ => ip,
+        })
+    }
+
     fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
@@ -536,6 +554,13 @@ mod tests {
         let v4 = b.authenticate(&request(Some("192.0.2.1:1"), &[]), SystemTime::UNIX_EPOCH);
         let v4 = v4.into_done().and_then(Result::ok).map(|a| a.auth.key());
         assert_eq!(v4.as_deref(), Some("ip:192.0.2.1"));
+        // The address a rate limit counts: the same grouping.
+        let group = |b: &IpBackend, peer| b.client_group(&request(Some(peer), &[])).ok();
+        let net: Option<IpAddr> = "2001:db8:1:2::".parse().ok();
+        assert_eq!(group(&b, "[2001:db8:1:2:3:4:5:6]:1"), net);
+        assert_eq!(group(&b, "192.0.2.1:1"), "192.0.2.1".parse().ok());
+        let full: Option<IpAddr> = "2001:db8:1:2:3:4:5:6".parse().ok();
+        assert_eq!(group(&IpBackend::new(), "[2001:db8:1:2:3:4:5:6]:1"), full);
     }
 
     proptest! {

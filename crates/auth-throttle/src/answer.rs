@@ -59,6 +59,7 @@ fn state(rule: &Rule, remaining: u64, seconds: u64) -> HeaderValue {
 
 impl Shown {
     fn fields(self, rule: &Rule, remaining: u64, seconds: u64, reset: u64, now: u64) -> Headers {
+        let reset = reset.min(rule.full);
         let mut headers = Headers::new();
         headers.push((RATELIMIT_POLICY.clone(), rule.policy.clone()));
         headers.push((RATELIMIT.clone(), state(rule, remaining, seconds)));
@@ -80,7 +81,7 @@ impl Shown {
         self.fields(
             rule,
             cell.remaining,
-            seconds_up(cell.reset),
+            seconds_up(cell.reset.min(rule.full)),
             cell.reset,
             now,
         )

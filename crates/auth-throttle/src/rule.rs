@@ -65,6 +65,13 @@ impl Quota {
             .clamp(1, u128::from(u64::MAX)) as u64
     }
 
+    /// Microseconds to refill a whole burst at exactly `limit / window`.
+    fn full(&self) -> u64 {
+        let burst = self.burst.unwrap_or(self.limit);
+        let micros = self.window.as_micros().saturating_mul(u128::from(burst));
+        u64::try_from(micros.div_ceil(u128::from(self.limit.max(1)))).unwrap_or(u64::MAX)
+    }
+
     /// The arithmetic: the emission interval rounded up to the microsecond,
     /// so the sustained rate never exceeds `limit / window`.
     fn rate(&self) -> Result<Rate, ThrottleError> {
@@ -195,6 +202,11 @@ pub struct Rule {
     pub(crate) key: KeyBy,
     /// `RateLimit-Policy`'s value, made once.
     pub(crate) policy: http::HeaderValue,
+    /// Microseconds from empty to a full burst at the exact rate
+    /// (`window * burst / limit`, rounded up): the interval is rounded up
+    /// to the microsecond, so a counter's own reset can overshoot this by
+    /// a few microseconds, which must not show as one more second.
+    pub(crate) full: u64,
 }
 
 impl Rule {
@@ -225,6 +237,7 @@ impl Rule {
             })?,
             id: id.into(),
             rate: quota.rate()?,
+            full: quota.full(),
             quota,
             callers: Callers::EVERYONE,
             scope: None,

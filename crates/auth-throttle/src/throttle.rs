@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use auth_core::request::RequestView;
@@ -113,6 +114,11 @@ pub(crate) struct Inner {
     mode: Mode,
     exempt: Option<Box<Exempt>>,
     pub(crate) shown: Shown,
+    /// A rule that counts only identified callers: a request without an
+    /// auth verdict passes it uncounted.
+    needs_identity: bool,
+    /// Whether that was logged (once per throttle).
+    warned_no_verdict: AtomicBool,
 }
 
 /// The decision: now, or after one round trip to the shared store.
@@ -280,6 +286,13 @@ fn micros(now: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
+/// The peer address, IPv6 clients grouped per /64.
+fn default_client_ip() -> IpBackend {
+    IpBackend::new()
+        .ipv6_prefix(64)
+        .unwrap_or_else(|_| IpBackend::new())
+}
+
 impl Throttle {
     /// A throttle counting in `store` (a [`MemoryStore`], or a
     /// `RedisStore` with the `redis` feature).
@@ -287,7 +300,7 @@ impl Throttle {
         ThrottleBuilder {
             store: store.into(),
             rules: Vec::new(),
-            client_ip: IpBackend::new(),
+            client_ip: default_client_ip(),
             fallback: Fallback::default(),
             mode: Mode::default(),
             exempt: None,
@@ -312,6 +325,17 @@ impl Throttle {
         now: SystemTime,
     ) -> Checked {
         let inner = &self.inner;
+        if verdict.is_none()
+            && inner.needs_identity
+            && !inner.warned_no_verdict.swap(true, Ordering::Relaxed)
+        {
+            // Legitimate on a route without authentication, but more often
+            // a throttle layered outside the auth layer: said once.
+            tracing::warn!(
+                "a request reached the throttle without an auth verdict: its rules for \
+                 identified callers do not count it (is the throttle inside the auth layer?)"
+            );
+        }
         let auth = verdict.and_then(Verdict::auth);
         if let (Some(exempt), Some(auth)) = (&inner.exempt, auth)
             && exempt(auth)
@@ -334,7 +358,7 @@ impl Throttle {
                 },
                 KeyBy::ClientIp => match address {
                     Some(key) => key,
-                    None => match inner.client_ip.client_ip(req) {
+                    None => match inner.client_ip.client_group(req) {
                         Ok(ip) => *address.insert(inner.keys.address(ip)),
                         Err(error) => {
                             return Checked::Done(Throttled::Deny(Refusal::for_error(error, None)));
@@ -362,10 +386,10 @@ impl Throttle {
         }
     }
 
-    /// The client address a rule keyed by it would count (for tests and
-    /// logs).
+    /// The client address a rule keyed by it would count, IPv6 cut to the
+    /// prefix (for tests and logs).
     pub fn client_ip(&self, req: &dyn RequestView) -> Option<IpAddr> {
-        self.inner.client_ip.client_ip(req).ok()
+        self.inner.client_ip.client_group(req).ok()
     }
 
     /// Where the counters live.
@@ -450,9 +474,13 @@ impl ThrottleBuilder {
         self
     }
 
-    /// How rules keyed by client address find it (default
-    /// `IpBackend::new()`: the peer address; give it your trusted proxies,
-    /// the same as the auth layer's).
+    /// How rules keyed by client address find it, and how they group IPv6
+    /// clients (default `IpBackend::new().ipv6_prefix(64)`: the peer
+    /// address, IPv6 clients counted per /64, the smallest network a
+    /// provider gives one subscriber). Give it your trusted proxies, the
+    /// same as the auth layer's, and a prefix:
+    /// `IpBackend::new().trust_proxies(["10.0.0.0/8"])?.ipv6_prefix(64)?`
+    /// (without one, every IPv6 address counts apart).
     pub fn client_ip(mut self, ip: IpBackend) -> Self {
         self.client_ip = ip;
         self
@@ -512,6 +540,10 @@ impl ThrottleBuilder {
             Store::Redis(redis) => (redis.fallback_store().clone(), redis.keys().clone()),
         };
         let numbers = self.rules.iter().map(|r| memory.intern(&r.id)).collect();
+        let needs_identity = self
+            .rules
+            .iter()
+            .any(|r| r.key == KeyBy::Identity || !r.callers.contains(Callers::UNIDENTIFIED));
         Ok(Throttle {
             inner: Arc::new(Inner {
                 rules: self.rules,
@@ -524,6 +556,8 @@ impl ThrottleBuilder {
                 mode: self.mode,
                 exempt: self.exempt,
                 shown: self.shown,
+                needs_identity,
+                warned_no_verdict: AtomicBool::new(false),
             }),
         })
     }

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use auth_core::jwt::{Algorithm, TokenIssuer};
@@ -97,6 +98,33 @@ fn parse_item(value: &str) -> (String, Vec<(String, u64)>) {
         .collect();
     assert!(!params.is_empty(), "{value}");
     (name.to_owned(), params)
+}
+
+/// 3 per 10 s: the emission interval rounds up to 3,333,334 µs, so three
+/// requests take the counter 2 µs past 10 s; `t` still never exceeds the
+/// window (the quota is whole again 10 s after a full burst, not 11).
+#[test]
+fn the_reset_never_exceeds_the_window() {
+    let throttle = Throttle::builder(MemoryStore::default())
+        .rule(Rule::new("visitors", Quota::new(3, seconds(10))).unwrap())
+        .legacy_headers(true)
+        .build()
+        .unwrap();
+    let req = request(&[("cookie", "anon=v1")], "192.0.2.1:1");
+    let now = SystemTime::UNIX_EPOCH + seconds(1_800_000_000);
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let Throttled::Allow(allowance) = check(&throttle, &req, now) else {
+            panic!("request {i}")
+        };
+        let (_, params) = parse_item(header(allowance.headers(), "ratelimit").unwrap());
+        let reset_at = header(allowance.headers(), "x-ratelimit-reset").unwrap();
+        seen.push((
+            params[1].1,
+            reset_at.parse::<u64>().unwrap() - 1_800_000_000,
+        ));
+    }
+    assert_eq!(seen, [(4, 4), (7, 7), (10, 10)]);
 }
 
 #[test]
@@ -239,6 +267,37 @@ fn rules_count_their_callers_and_a_denial_consumes_none() {
     assert!(refusal.body().contains("writers"), "{}", refusal.body());
 }
 
+/// By default, rules by client address count an IPv6 client per /64: a
+/// host that owns a /64 cannot get a fresh quota per address.
+#[test]
+fn ipv6_clients_are_counted_per_64_by_default() {
+    let per_address = |throttle: Throttle| {
+        let now = SystemTime::now();
+        let from = |peer: &str| request(&[], peer);
+        let first = check(&throttle, &from("[2001:db8:1:2::1]:1"), now);
+        let same_64 = check(&throttle, &from("[2001:db8:1:2:ffff::9]:1"), now);
+        let other_64 = check(&throttle, &from("[2001:db8:1:3::1]:1"), now);
+        [first, same_64, other_64].map(|t| matches!(t, Throttled::Allow(_)))
+    };
+    let rule = || {
+        Rule::new("addresses", Quota::new(1, seconds(60)))
+            .unwrap()
+            .by_client_ip()
+    };
+    let default = Throttle::builder(MemoryStore::default())
+        .rule(rule())
+        .build()
+        .unwrap();
+    assert_eq!(per_address(default), [true, false, true]);
+    // Without a prefix, every address counts apart.
+    let apart = Throttle::builder(MemoryStore::default())
+        .client_ip(IpBackend::new())
+        .rule(rule())
+        .build()
+        .unwrap();
+    assert_eq!(per_address(apart), [true, true, true]);
+}
+
 #[test]
 fn new_sessions_per_address_are_capped() {
     let throttle = Throttle::builder(MemoryStore::default())
@@ -374,4 +433,81 @@ fn a_flood_of_unique_callers_stays_within_the_capacity() {
         store.len()
     );
     assert!(grown < 8 * 1024, "RSS grew {grown} KiB past a full store");
+}
+
+/// What `f` logs on this thread.
+fn logs_of(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = buffer.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// A throttle that never sees an auth verdict (layered outside the auth
+/// layer) cannot count identified callers: it says so in the log, once,
+/// instead of silently letting everybody through uncounted.
+#[test]
+fn rules_for_identities_without_a_verdict_are_logged_once() {
+    let run = |rule: Rule| {
+        let throttle = Throttle::builder(MemoryStore::default())
+            .rule(rule)
+            .build()
+            .unwrap();
+        let req = request(&[("cookie", "anon=v1")], "192.0.2.1:1");
+        logs_of(|| {
+            for _ in 0..3 {
+                assert!(matches!(
+                    throttle.check(None, &req, SystemTime::now()),
+                    Checked::Done(Throttled::Allow(_))
+                ));
+            }
+        })
+    };
+    let quota = Quota::new(1, seconds(60));
+    let by_identity = run(Rule::new("members", quota).unwrap());
+    assert_eq!(
+        by_identity.matches("without an auth verdict").count(),
+        1,
+        "{by_identity}"
+    );
+    let anonymous_by_address = run(Rule::new("visitors", quota)
+        .unwrap()
+        .callers(Callers::ANONYMOUS)
+        .by_client_ip());
+    assert_eq!(
+        anonymous_by_address
+            .matches("without an auth verdict")
+            .count(),
+        1
+    );
+    // A rule by address for everybody counts such requests: nothing to say.
+    let everybody = Rule::new("everybody", quota).unwrap().by_client_ip();
+    let throttle = Throttle::builder(MemoryStore::default())
+        .rule(everybody)
+        .build()
+        .unwrap();
+    let req = request(&[], "192.0.2.1:1");
+    let log = logs_of(|| {
+        let first = throttle.check(None, &req, SystemTime::now());
+        let second = throttle.check(None, &req, SystemTime::now());
+        assert!(matches!(first, Checked::Done(Throttled::Allow(_))));
+        assert!(matches!(second, Checked::Done(Throttled::Deny(_))));
+    });
+    assert!(!log.contains("without an auth verdict"), "{log}");
 }
