@@ -26,6 +26,8 @@ mod view;
 
 pub use auth_core;
 pub use auth_core::Scope;
+#[cfg(feature = "throttle")]
+pub use auth_throttle;
 pub use extract::{Auth, AuthState, Claims, ExtractFuture, IssuedCookie, Scoped};
 pub use middleware::{AuthFuture, Authentication, AuthenticationMiddleware};
 pub use rejection::AuthRejection;

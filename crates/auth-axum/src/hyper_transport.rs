@@ -1,6 +1,5 @@
 //! [`HyperTransport`]: the policy's network steps on hyper's client, as
-//! futures on the request's task, without the blocking pool (feature
-//! `hyper-transport`).
+//! tokio tasks, without the blocking pool (feature `hyper-transport`).
 
 use std::time::Duration;
 

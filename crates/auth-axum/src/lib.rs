@@ -31,6 +31,8 @@ mod view;
 
 pub use auth_core;
 pub use auth_core::Scope;
+#[cfg(feature = "throttle")]
+pub use auth_throttle;
 pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scoped, StateAuth};
 #[cfg(feature = "hyper-transport")]
 pub use hyper_transport::HyperTransport;

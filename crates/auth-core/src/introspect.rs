@@ -60,7 +60,9 @@ type TokenHash = [u8; 32];
 ///   id and secret (Basic by default, or in the body).
 /// - Identifier: the answer's `sub` (or another claim, for example
 ///   `client_id` for client-credentials tokens, which have no `sub`); `data`:
-///   the whole answer plus `access_token`. Key: `introspect:<identifier>`.
+///   the whole answer (plus the token as `access_token` only with
+///   [`keep_token`](IntrospectionBuilder::keep_token)). Key:
+///   `introspect:<identifier>`.
 /// - `active` must be `true`; optional checks of `aud`, `iss`,
 ///   `client_id`/`azp` and `token_type`.
 /// - Errors: no bearer token → no credentials (a chain moves on); inactive

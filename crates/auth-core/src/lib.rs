@@ -21,7 +21,6 @@
 //!
 //! ```
 //! use auth_core::{AnonSessionBackend, Backend, Chain, IpBackend, SessionBackend};
-//! use std::time::SystemTime;
 //!
 //! // Logged-in users by session, everybody else by an anonymous session.
 //! let who_is_it = Chain::new()
@@ -29,7 +28,7 @@
 //!     .or(AnonSessionBackend::new("anon")?);
 //!
 //! let req = http::Request::builder().header("cookie", "session=u-42").body(())?;
-//! let who = who_is_it.authenticate(&req, SystemTime::now()).into_done().unwrap()?;
+//! let who = who_is_it.identify(&req)?; // local backends: one call, no network step
 //! assert_eq!(who.auth.key(), "session:u-42");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -61,3 +60,8 @@ pub use session::{AnonSessionBackend, AnonSessionBuilder, SessionBackend};
 
 /// Re-exported so callers can name `SameSite` without depending on `cookie`.
 pub use cookie::SameSite;
+
+/// The `http` crate this one is built on (requests, responses, headers):
+/// `auth_core::http::Request` is the type the backends take, whichever
+/// `http` version your own dependencies pull in.
+pub use http;
