@@ -337,7 +337,7 @@ impl JwtBackend {
             }
         };
         let exp = claims.get("exp").and_then(seconds);
-        let nbf = claims.get("nbf").and_then(seconds);
+        let nbf = claims.get("nbf").and_then(seconds_up);
         let auth = AuthData::new(Source::Jwt, sub, claims);
         self.remember(token, &auth, exp, nbf, generation);
         Ok(crate::Authenticated::new(auth))
@@ -460,11 +460,19 @@ pub(crate) fn unix_seconds(now: SystemTime) -> u64 {
     now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// A NumericDate claim as whole seconds; `None` for anything else.
+/// A NumericDate claim as whole seconds, a fraction rounded down (for
+/// `exp`); `None` for anything else.
 pub(crate) fn seconds(value: &Value) -> Option<u64> {
     value
         .as_u64()
         .or_else(|| value.as_f64().and_then(float_seconds))
+}
+
+/// The same, a fraction rounded up (for `nbf`).
+pub(crate) fn seconds_up(value: &Value) -> Option<u64> {
+    let up =
+        |date: f64| float_seconds(date).map(|s| s.saturating_add(u64::from(date.fract() != 0.0)));
+    value.as_u64().or_else(|| value.as_f64().and_then(up))
 }
 
 /// A NumericDate given as a float: it may have a fraction (RFC 7519 §2),

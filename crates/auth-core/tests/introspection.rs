@@ -427,6 +427,41 @@ fn cache_by_exp_max_ttl_and_inactive_ttl() {
     assert_eq!(calls.load(Ordering::SeqCst), 8);
 }
 
+/// `Duration::MAX` for both TTLs, and answers whose `exp` is far in the
+/// future or at the edge of u64: no panic (the arithmetic saturates), and
+/// `exp` still bounds the cache.
+#[test]
+fn huge_ttls_and_far_exps_do_not_panic() {
+    let calls = AtomicUsize::new(0);
+    let backend =
+        auth_core::IntrospectionBackend::keycloak("https://sso.example", "acme", "orders-api", "x")
+            .max_cache_ttl(Duration::MAX)
+            .inactive_cache_ttl(Duration::MAX)
+            .build()
+            .unwrap();
+    for (token, exp) in [
+        ("far", json!(u64::MAX)),
+        ("float", json!(1e300)),
+        ("soon", json!(NOW + 10)),
+    ] {
+        let mut answer = keycloak_user_answer();
+        answer["exp"] = exp;
+        let answer = with(answer);
+        drive(&backend, token, NOW, &calls, &answer).unwrap();
+        drive(&backend, token, NOW + 5, &calls, &answer).unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "every answer was cached");
+    // Past its exp, the short-lived token is asked about again.
+    let mut soon = keycloak_user_answer();
+    soon["exp"] = json!(NOW + 10);
+    assert!(drive(&backend, "soon", NOW + 10, &calls, &with(soon)).is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    let inactive = with(json!({"active": false}));
+    for t in [NOW, NOW + 1_000_000_000] {
+        assert!(drive(&backend, "revoked", t, &calls, &inactive).is_err());
+    }
+}
+
 #[test]
 fn no_token_is_no_credentials_and_configuration_is_checked() {
     let outcome = keycloak().authenticate(&http::Request::new(()), at(NOW));

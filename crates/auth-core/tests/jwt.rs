@@ -811,10 +811,16 @@ fn sign_raw(claims: &str) -> String {
 
 /// HS256-signs a raw JSON header and raw JSON claims.
 fn sign_raw_with(header: &str, claims: &str) -> String {
+    sign_raw_bytes(header, claims.as_bytes())
+}
+
+/// HS256-signs a raw JSON header and claims given as bytes (which need not
+/// be UTF-8).
+fn sign_raw_bytes(header: &str, claims: &[u8]) -> String {
     // jsonwebtoken's signing needs the crypto provider our validator
     // installs (with both crypto features on, nothing else picks one).
     let _ = hs256();
-    let input = format!("{}.{}", b64(header), b64(claims));
+    let input = format!("{}.{}", b64(header), B64.encode(claims));
     let key = EncodingKey::from_secret(SECRET).unwrap();
     let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
     format!("{input}.{signature}")
@@ -889,6 +895,66 @@ fn a_duplicated_or_misplaced_claim_is_refused() {
             "{claims}"
         );
     }
+}
+
+/// Claims whose skipped members could not be read back later (bytes that
+/// are not UTF-8, a number past f64) are refused when the token is checked:
+/// an identity is never admitted with attributes it cannot show.
+#[test]
+fn unreadable_claims_are_refused_at_validation() {
+    let exp = NOW + 600;
+    let head =
+        format!(r#"{{"sub":"alice","iss":"https://issuer.example","aud":"api","exp":{exp},"#);
+    let mut not_utf8 = format!(r#"{head}"scope":"read","x":""#).into_bytes();
+    not_utf8.extend_from_slice(b"\xff\xfe\"}");
+    let too_big = format!(r#"{head}"scope":"read","x":1e400}}"#).into_bytes();
+    for claims in [not_utf8, too_big] {
+        let token = sign_raw_bytes(r#"{"alg":"HS256"}"#, &claims);
+        let (status, text) = rejected(run(&hs256(), &token), &token);
+        assert_eq!(
+            (status, text.as_str()),
+            (401, "invalid credentials: malformed token"),
+            "{}",
+            String::from_utf8_lossy(&claims)
+        );
+    }
+}
+
+/// Registered claims of a shape RFC 7519 does not define are refused, not
+/// read as absent or pruned: `"nbf": null`, an audience array holding a
+/// number. A `nbf` with a fraction counts from the next whole second.
+#[test]
+fn registered_claims_of_the_wrong_shape_are_refused() {
+    let exp = NOW + 600;
+    let with = |extra: &str| {
+        sign_raw(&format!(
+            r#"{{"sub":"alice","iss":"https://issuer.example","exp":{exp},{extra}}}"#
+        ))
+    };
+    for (extra, reason) in [
+        (
+            r#""aud":"api","nbf":null"#,
+            "token has an invalid nbf claim",
+        ),
+        (r#""aud":["api",1]"#, "token has the wrong audience"),
+        (r#""aud":["api",null]"#, "token has the wrong audience"),
+        (r#""aud":null"#, "token has the wrong audience"),
+    ] {
+        let token = with(extra);
+        assert_eq!(
+            rejected(run(&hs256(), &token), &token),
+            (401, format!("invalid credentials: {reason}")),
+            "{extra}"
+        );
+    }
+    assert!(run(&hs256(), &with(r#""aud":["x","api"]"#)).is_ok());
+    // Leeway 60 s: a nbf of NOW + 60.5 starts at NOW + 61, not yet valid.
+    let early = with(&format!(r#""aud":"api","nbf":{}.5"#, NOW + 60));
+    assert_eq!(
+        rejected(run(&hs256(), &early), &early).1,
+        "invalid credentials: token not yet valid"
+    );
+    assert!(run_at(&hs256(), &early, NOW + 1).is_ok());
 }
 
 #[test]

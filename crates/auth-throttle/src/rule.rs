@@ -65,10 +65,17 @@ impl Quota {
             .clamp(1, u128::from(u64::MAX)) as u64
     }
 
-    /// Microseconds to refill a whole burst at exactly `limit / window`.
-    fn full(&self) -> u64 {
-        let burst = self.burst.unwrap_or(self.limit);
-        let micros = self.window.as_micros().saturating_mul(u128::from(burst));
+    /// Microseconds to refill a whole burst: at exactly `limit / window`
+    /// when `rate`'s interval is that rounded up to the microsecond (off by
+    /// less than a microsecond per request of the burst); `rate`'s own when
+    /// more than one request fits in a microsecond (its interval is raised
+    /// to 1 µs: a full burst really takes longer).
+    fn full(&self, rate: Rate) -> u64 {
+        let window = self.window.as_micros();
+        if window < u128::from(self.limit) {
+            return rate.tolerance();
+        }
+        let micros = window.saturating_mul(u128::from(rate.burst));
         u64::try_from(micros.div_ceil(u128::from(self.limit.max(1)))).unwrap_or(u64::MAX)
     }
 
@@ -230,14 +237,15 @@ impl Rule {
             });
         }
         let policy = format!("\"{id}\";q={};w={}", quota.limit(), quota.window_secs());
+        let rate = quota.rate()?;
         Ok(Rule {
             policy: http::HeaderValue::try_from(policy).map_err(|_| ThrottleError::Invalid {
                 name: "rule id",
                 reason: "not a header value",
             })?,
             id: id.into(),
-            rate: quota.rate()?,
-            full: quota.full(),
+            full: quota.full(rate),
+            rate,
             quota,
             callers: Callers::EVERYONE,
             scope: None,
@@ -323,6 +331,24 @@ impl fmt::Debug for Rule {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_full_burst_refills_at_the_rate_the_counter_keeps() {
+        let full = |limit, window, burst: Option<u64>| {
+            let mut quota = Quota::new(limit, Duration::from_secs(window));
+            if let Some(burst) = burst {
+                quota = quota.burst(burst);
+            }
+            quota.full(quota.rate().unwrap())
+        };
+        // 3 per 10 s: the interval rounds up by a fraction of a µs; the
+        // window is what a client is told.
+        assert_eq!(full(3, 10, None), 10_000_000);
+        assert_eq!(full(3, 10, Some(6)), 20_000_000);
+        // 2,000,000 per second: the interval is raised to 1 µs, so a full
+        // burst really takes 2 s.
+        assert_eq!(full(2_000_000, 1, None), 2_000_000);
+    }
 
     #[test]
     fn ids_and_quotas_are_checked() {

@@ -540,10 +540,11 @@ impl ThrottleBuilder {
             Store::Redis(redis) => (redis.fallback_store().clone(), redis.keys().clone()),
         };
         let numbers = self.rules.iter().map(|r| memory.intern(&r.id)).collect();
-        let needs_identity = self
-            .rules
-            .iter()
-            .any(|r| r.key == KeyBy::Identity || !r.callers.contains(Callers::UNIDENTIFIED));
+        let needs_identity = self.rules.iter().any(|r| {
+            r.key == KeyBy::Identity
+                || r.scope.is_some()
+                || !r.callers.contains(Callers::UNIDENTIFIED)
+        });
         Ok(Throttle {
             inner: Arc::new(Inner {
                 rules: self.rules,

@@ -496,6 +496,16 @@ fn rules_for_identities_without_a_verdict_are_logged_once() {
             .count(),
         1
     );
+    // A scope is an identity's: a scoped rule by address cannot count them.
+    let scoped = run(Rule::new("writers", quota)
+        .unwrap()
+        .scope("write")
+        .by_client_ip());
+    assert_eq!(
+        scoped.matches("without an auth verdict").count(),
+        1,
+        "{scoped}"
+    );
     // A rule by address for everybody counts such requests: nothing to say.
     let everybody = Rule::new("everybody", quota).unwrap().by_client_ip();
     let throttle = Throttle::builder(MemoryStore::default())

@@ -9,14 +9,17 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// One registered claim as the checks see it. Any JSON is accepted here; a
-/// check that finds a shape it cannot use (`"exp": "soon"`, `"iss": 5`)
-/// fails with its own reason.
+/// check that finds a shape it cannot use (`"exp": "soon"`, `"iss": 5`,
+/// `"nbf": null`, `"aud": ["api", 1]`) fails with its own reason.
 #[derive(Debug, PartialEq)]
 pub(super) enum Claim<'a> {
     Str(Cow<'a, str>),
-    /// A non-negative number of seconds (fractions dropped).
+    /// A whole, non-negative number of seconds.
     Seconds(u64),
-    /// An array; only its string members, as `aud` reads them.
+    /// A non-negative number of seconds with a fraction (RFC 7519 §2
+    /// allows one): the whole seconds here.
+    Fractional(u64),
+    /// An array of strings (as `aud` may be).
     Strs(Vec<Cow<'a, str>>),
     Other,
 }
@@ -29,9 +32,19 @@ impl Claim<'_> {
         }
     }
 
+    /// The date, a fraction rounded down (for `exp`: the earlier end).
     pub(super) fn seconds(&self) -> Option<u64> {
         match self {
+            Claim::Seconds(s) | Claim::Fractional(s) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// The date, a fraction rounded up (for `nbf`: the later start).
+    pub(super) fn seconds_up(&self) -> Option<u64> {
+        match self {
             Claim::Seconds(s) => Some(*s),
+            Claim::Fractional(s) => Some(s.saturating_add(1)),
             _ => None,
         }
     }
@@ -56,7 +69,11 @@ impl<'de> Deserialize<'de> for Claim<'de> {
                 Ok(u64::try_from(v).map_or(Claim::Other, Claim::Seconds))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Claim<'de>, E> {
-                Ok(super::float_seconds(v).map_or(Claim::Other, Claim::Seconds))
+                Ok(match super::float_seconds(v) {
+                    Some(s) if v.fract() == 0.0 => Claim::Seconds(s),
+                    Some(s) => Claim::Fractional(s),
+                    None => Claim::Other,
+                })
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Claim<'de>, E> {
                 Ok(Claim::Str(Cow::Borrowed(v)))
@@ -71,13 +88,16 @@ impl<'de> Deserialize<'de> for Claim<'de> {
                 Ok(Claim::Other)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Claim<'de>, A::Error> {
-                let mut strs = Vec::new();
+                let mut strs = Some(Vec::new());
                 while let Some(item) = seq.next_element::<Claim<'de>>()? {
-                    if let Claim::Str(s) = item {
-                        strs.push(s);
+                    // A member that is not a string makes the array
+                    // unusable (read to its end all the same).
+                    match (&mut strs, item) {
+                        (Some(strs), Claim::Str(s)) => strs.push(s),
+                        _ => strs = None,
                     }
                 }
-                Ok(Claim::Strs(strs))
+                Ok(strs.map_or(Claim::Other, Claim::Strs))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claim<'de>, A::Error> {
                 while map.next_entry::<Checked, Checked>()?.is_some() {}
@@ -142,7 +162,9 @@ impl<'de> Deserialize<'de> for Checked {
 /// (see [`Checked`]) without being built. Only a JSON object is accepted (a derived struct
 /// would also take an array, by position), and a registered claim given
 /// twice is refused (RFC 7519 §4 allows refusing or taking the last;
-/// refusing leaves no ambiguity). `"exp": null` is no `exp`.
+/// refusing leaves no ambiguity). A registered claim given as `null` is
+/// there with an unusable value (`Claim::Other`): `"nbf": null` is refused,
+/// not read as no `nbf`.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Registered<'a> {
     pub(super) sub: Option<Claim<'a>>,
@@ -194,7 +216,7 @@ impl<'de> Deserialize<'de> for Registered<'de> {
                         return Err(de::Error::duplicate_field(name));
                     }
                     seen |= bit;
-                    *slot = map.next_value::<Option<Claim<'de>>>()?;
+                    *slot = Some(map.next_value::<Claim<'de>>()?);
                 }
                 Ok(claims)
             }
@@ -223,7 +245,17 @@ mod tests {
         assert_eq!(claims.exp.unwrap().seconds(), Some(1_700_000_000));
         assert_eq!(claims.nbf.unwrap().seconds(), Some(1_500_000_000));
         assert_eq!(claims.iss.unwrap().as_str(), Some("https://id"));
+        assert_eq!(
+            claims.aud,
+            Some(Claim::Other),
+            "a number among the audiences"
+        );
+        let claims = parse(r#"{"aud":["a","b"],"nbf":1.5,"exp":2.0}"#).unwrap();
         assert_eq!(claims.aud, Some(Claim::Strs(vec!["a".into(), "b".into()])));
+        let nbf = claims.nbf.unwrap();
+        assert_eq!((nbf.seconds(), nbf.seconds_up()), (Some(1), Some(2)));
+        let exp = claims.exp.unwrap();
+        assert_eq!((exp.seconds(), exp.seconds_up()), (Some(2), Some(2)));
     }
 
     #[test]
@@ -256,8 +288,10 @@ mod tests {
     }
 
     #[test]
-    fn null_is_absent_but_still_counts_as_given() {
-        assert_eq!(parse(r#"{"exp":null}"#).unwrap().exp, None);
+    fn null_is_an_unusable_value_not_an_absence() {
+        assert_eq!(parse(r#"{"exp":null}"#).unwrap().exp, Some(Claim::Other));
+        assert_eq!(parse(r#"{"nbf":null}"#).unwrap().nbf, Some(Claim::Other));
+        assert_eq!(parse(r#"{}"#).unwrap().nbf, None);
         let err = parse(r#"{"exp":null,"exp":5}"#).unwrap_err();
         assert!(err.to_string().contains("duplicate field `exp`"), "{err}");
     }

@@ -156,7 +156,7 @@ impl JwtValidator {
         };
         Ok(VerifiedClaims {
             exp: claims.exp.as_ref().and_then(Claim::seconds),
-            nbf: claims.nbf.as_ref().and_then(Claim::seconds),
+            nbf: claims.nbf.as_ref().and_then(Claim::seconds_up),
             iss: match claims.iss {
                 Some(Claim::Str(iss)) => Some(iss.into_owned()),
                 _ => None,
@@ -289,7 +289,7 @@ impl ClaimChecks {
         }
         if let Some(nbf) = &claims.nbf {
             let nbf = nbf
-                .seconds()
+                .seconds_up()
                 .ok_or_else(|| invalid("token has an invalid nbf claim"))?;
             if nbf > now.saturating_add(self.leeway) {
                 return Err(invalid("token not yet valid"));
