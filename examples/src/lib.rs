@@ -513,3 +513,44 @@ mod guides {
     #[doc = include_str!("../../docs/guides/logging.md")]
     struct Logging;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_provider(url: &str) -> Result<Demo, DemoError> {
+        Demo::new(&DemoConfig {
+            introspection: Some(IntrospectionConfig {
+                url: url.to_owned(),
+                client_id: "demo".to_owned(),
+                client_secret: "secret".to_owned(),
+                identifier: "sub".to_owned(),
+                cache_ttl: None,
+            }),
+            ..DemoConfig::default()
+        })
+    }
+
+    /// Plain `http` to the provider only on this machine: tokens and the
+    /// client secret would otherwise cross a network in the clear.
+    #[test]
+    fn plain_http_introspection_only_to_loopback() {
+        for local in [
+            "http://127.0.0.1:9/introspect",
+            "http://localhost:9/introspect",
+            "http://[::1]:9/introspect",
+            "https://id.example/introspect",
+        ] {
+            assert!(with_provider(local).is_ok(), "{local}");
+        }
+        for remote in [
+            "http://id.example/introspect",
+            "http://localhost.id.example/introspect",
+            "http://127.0.0.1.id.example/introspect",
+            "http://10.0.0.1/introspect",
+            "not a url",
+        ] {
+            assert!(with_provider(remote).is_err(), "{remote}");
+        }
+    }
+}

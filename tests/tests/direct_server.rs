@@ -198,6 +198,8 @@ fn introspection_route_against_a_real_provider() {
         (200, Some(CLIENT_ID))
     );
     assert_eq!(ok.body["source"], "introspect");
+    // The demo answers with the identity, never the token it was given.
+    assert!(!ok.body.to_string().contains(&token), "{}", ok.body);
     let garbage = demo.get(
         "/introspected",
         &[("authorization", "Bearer garbage-token")],
