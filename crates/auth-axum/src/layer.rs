@@ -13,6 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::drive::drive;
+use crate::respond::{self, AddTo, Responding};
 use crate::view::View;
 
 /// A tower [`Layer`] that applies a core [`Policy`] to every request of the
@@ -133,8 +134,12 @@ where
             // and the ready inner service is called at once.
             Deciding::Done(decision) => {
                 return match apply(decision, req.extensions_mut()) {
-                    Ok(set_cookie) => AuthFuture::handler(self.inner.call(req), set_cookie),
-                    Err(refusal) => AuthFuture::refused(refusal.into_response()),
+                    Ok(set_cookie) => AuthFuture {
+                        inner: Responding::handler(self.inner.call(req), set_cookie),
+                    },
+                    Err(refusal) => AuthFuture {
+                        inner: Responding::ready(refusal.into_response()),
+                    },
                 };
             }
             Deciding::Pending(pending) => pending,
@@ -145,29 +150,29 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (mut parts, body) = req.into_parts();
-        AuthFuture::network(Box::pin(async move {
-            let decision = drive(pending, &View(&parts)).await;
-            match apply(decision, &mut parts.extensions) {
-                Ok(set_cookie) => {
-                    let response = inner.call(Request::from_parts(parts, body)).await?;
-                    Ok(with_cookie(response, set_cookie))
+        AuthFuture {
+            inner: Responding::boxed(Box::pin(async move {
+                let decision = drive(pending, &View(&parts)).await;
+                match apply(decision, &mut parts.extensions) {
+                    Ok(set_cookie) => {
+                        let response = inner.call(Request::from_parts(parts, body)).await?;
+                        Ok(respond::with(response, set_cookie))
+                    }
+                    Err(refusal) => Ok(refusal.into_response()),
                 }
-                Err(refusal) => Ok(refusal.into_response()),
-            }
-        }))
+            })),
+        }
     }
 }
 
-/// Appends an issued anonymous-session cookie (never replacing the
+/// An issued anonymous-session cookie, appended (never replacing the
 /// handler's own `Set-Cookie` headers).
-fn with_cookie<B>(mut response: Response<B>, set_cookie: Option<HeaderValue>) -> Response<B> {
-    if let Some(cookie) = set_cookie {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+impl<B> AddTo<B> for HeaderValue {
+    fn add_to(self, mut response: Response<B>) -> Response<B> {
+        response.headers_mut().append(header::SET_COOKIE, self);
+        response
     }
-    response
 }
-
-type NetworkFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
 pin_project! {
     /// The response future of [`AuthService`]: the handler's own future
@@ -176,38 +181,7 @@ pin_project! {
     /// had to be driven.
     pub struct AuthFuture<F, B, E> {
         #[pin]
-        state: State<F, B, E>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F, B, E> {
-        Handler { #[pin] future: F, set_cookie: Option<HeaderValue> },
-        Refused { response: Option<Response<B>> },
-        Network { future: NetworkFuture<B, E> },
-    }
-}
-
-impl<F, B, E> AuthFuture<F, B, E> {
-    fn handler(future: F, set_cookie: Option<HeaderValue>) -> Self {
-        AuthFuture {
-            state: State::Handler { future, set_cookie },
-        }
-    }
-
-    fn refused(response: Response<B>) -> Self {
-        AuthFuture {
-            state: State::Refused {
-                response: Some(response),
-            },
-        }
-    }
-
-    fn network(future: NetworkFuture<B, E>) -> Self {
-        AuthFuture {
-            state: State::Network { future },
-        }
+        inner: Responding<F, B, E, HeaderValue>,
     }
 }
 
@@ -218,16 +192,6 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Handler { future, set_cookie } => future
-                .poll(cx)
-                .map_ok(|response| with_cookie(response, set_cookie.take())),
-            StateProj::Refused { response } => {
-                #[allow(clippy::expect_used, reason = "the Future contract")]
-                let response = response.take().expect("AuthFuture polled after completion");
-                Poll::Ready(Ok(response))
-            }
-            StateProj::Network { future } => future.as_mut().poll(cx),
-        }
+        self.project().inner.poll(cx)
     }
 }

@@ -25,6 +25,7 @@ mod extract;
 mod hyper_transport;
 mod layer;
 mod rejection;
+mod respond;
 #[cfg(feature = "throttle")]
 mod throttle;
 mod view;

@@ -13,6 +13,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::respond::{AddTo, Responding};
 use crate::view::View;
 
 /// A tower [`Layer`] that applies an [`auth_throttle::Throttle`]: put it
@@ -92,10 +93,14 @@ where
         let verdict = req.extensions().get::<Verdict>();
         let step = match self.throttle.check(verdict, &View(&req), SystemTime::now()) {
             Checked::Done(Throttled::Allow(allowance)) => {
-                return ThrottleFuture::handler(self.inner.call(req), allowance);
+                return ThrottleFuture {
+                    inner: Responding::handler(self.inner.call(req), Some(allowance)),
+                };
             }
             Checked::Done(Throttled::Deny(refusal)) => {
-                return ThrottleFuture::refused(refusal.into_response());
+                return ThrottleFuture {
+                    inner: Responding::ready(refusal.into_response()),
+                };
             }
             Checked::Store(step) => step,
         };
@@ -103,27 +108,30 @@ where
         // into the future, a clone stays for next time.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        ThrottleFuture::store(Box::pin(async move {
-            match step.run().await {
-                Throttled::Allow(allowance) => {
-                    let response = inner.call(req).await?;
-                    Ok(with_headers(response, allowance))
+        ThrottleFuture {
+            inner: Responding::boxed(Box::pin(async move {
+                match step.run().await {
+                    Throttled::Allow(allowance) => {
+                        let response = inner.call(req).await?;
+                        Ok(allowance.add_to(response))
+                    }
+                    Throttled::Deny(refusal) => Ok(refusal.into_response()),
                 }
-                Throttled::Deny(refusal) => Ok(refusal.into_response()),
-            }
-        }))
+            })),
+        }
     }
 }
 
-fn with_headers<B>(mut response: Response<B>, allowance: Allowance) -> Response<B> {
-    let map = response.headers_mut();
-    for (name, value) in allowance.into_headers() {
-        map.append(name, value);
+/// The allowed request's `RateLimit` fields, appended to its response.
+impl<B> AddTo<B> for Allowance {
+    fn add_to(self, mut response: Response<B>) -> Response<B> {
+        let map = response.headers_mut();
+        for (name, value) in self.into_headers() {
+            map.append(name, value);
+        }
+        response
     }
-    response
 }
-
-type StoreFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
 pin_project! {
     /// The response future of [`ThrottleService`]: the handler's own future
@@ -132,38 +140,7 @@ pin_project! {
     /// store.
     pub struct ThrottleFuture<F, B, E> {
         #[pin]
-        state: State<F, B, E>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F, B, E> {
-        Handler { #[pin] future: F, allowance: Allowance },
-        Refused { response: Option<Response<B>> },
-        Store { future: StoreFuture<B, E> },
-    }
-}
-
-impl<F, B, E> ThrottleFuture<F, B, E> {
-    fn handler(future: F, allowance: Allowance) -> Self {
-        ThrottleFuture {
-            state: State::Handler { future, allowance },
-        }
-    }
-
-    fn refused(response: Response<B>) -> Self {
-        ThrottleFuture {
-            state: State::Refused {
-                response: Some(response),
-            },
-        }
-    }
-
-    fn store(future: StoreFuture<B, E>) -> Self {
-        ThrottleFuture {
-            state: State::Store { future },
-        }
+        inner: Responding<F, B, E, Allowance>,
     }
 }
 
@@ -174,18 +151,6 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Handler { future, allowance } => future
-                .poll(cx)
-                .map_ok(|response| with_headers(response, std::mem::take(allowance))),
-            StateProj::Refused { response } => {
-                #[allow(clippy::expect_used, reason = "the Future contract")]
-                let response = response
-                    .take()
-                    .expect("ThrottleFuture polled after completion");
-                Poll::Ready(Ok(response))
-            }
-            StateProj::Store { future } => future.as_mut().poll(cx),
-        }
+        self.project().inner.poll(cx)
     }
 }
