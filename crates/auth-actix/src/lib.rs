@@ -20,6 +20,7 @@ mod drive;
 mod extract;
 mod middleware;
 mod rejection;
+mod respond;
 #[cfg(feature = "throttle")]
 mod throttle;
 mod view;

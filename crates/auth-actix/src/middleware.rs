@@ -12,11 +12,11 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{Error, HttpMessage};
 use auth_core::{Admit, Deciding, Decision, Policy, Refusal};
-use futures_util::future::LocalBoxFuture;
 use pin_project_lite::pin_project;
 
 use crate::drive::drive;
 use crate::rejection::render;
+use crate::respond::{self, AddTo, Responding};
 use crate::view::ActixView;
 
 /// Applies a core [`Policy`] to each request (wrap an `App`, a `Scope` or a
@@ -131,41 +131,42 @@ where
             // and the service is called at once.
             Deciding::Done(decision) => {
                 return match apply(decision, &req) {
-                    Ok(set_cookie) => AuthFuture::handler(self.service.call(req), set_cookie),
-                    Err(refusal) => AuthFuture::refused(
-                        req.into_response(render(refusal)).map_into_right_body(),
-                    ),
+                    Ok(set_cookie) => AuthFuture {
+                        inner: Responding::handler(self.service.call(req), set_cookie),
+                    },
+                    Err(refusal) => AuthFuture {
+                        inner: Responding::ready(
+                            req.into_response(render(refusal)).map_into_right_body(),
+                        ),
+                    },
                 };
             }
             Deciding::Pending(pending) => pending,
         };
         let service = Rc::clone(&self.service);
-        AuthFuture::network(Box::pin(async move {
-            let decision = drive(pending, &ActixView(req.request())).await;
-            match apply(decision, &req) {
-                Ok(set_cookie) => {
-                    let response = service.call(req).await?;
-                    Ok(with_cookie(response, set_cookie).map_into_left_body())
+        AuthFuture {
+            inner: Responding::boxed(Box::pin(async move {
+                let decision = drive(pending, &ActixView(req.request())).await;
+                match apply(decision, &req) {
+                    Ok(set_cookie) => {
+                        let response = service.call(req).await?;
+                        Ok(respond::with(response, set_cookie).map_into_left_body())
+                    }
+                    Err(refusal) => Ok(req.into_response(render(refusal)).map_into_right_body()),
                 }
-                Err(refusal) => Ok(req.into_response(render(refusal)).map_into_right_body()),
-            }
-        }))
+            })),
+        }
     }
 }
 
-/// Appends an issued anonymous-session cookie (never replacing the
+/// An issued anonymous-session cookie, appended (never replacing the
 /// handler's own `Set-Cookie` headers).
-fn with_cookie<B>(
-    mut response: ServiceResponse<B>,
-    set_cookie: Option<HeaderValue>,
-) -> ServiceResponse<B> {
-    if let Some(cookie) = set_cookie {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+impl AddTo for HeaderValue {
+    fn add_to<B>(self, mut response: ServiceResponse<B>) -> ServiceResponse<B> {
+        response.headers_mut().append(header::SET_COOKIE, self);
+        response
     }
-    response
 }
-
-type NetworkFuture<B> = LocalBoxFuture<'static, Result<ServiceResponse<EitherBody<B>>, Error>>;
 
 pin_project! {
     /// The response future of [`AuthenticationMiddleware`]: the handler's
@@ -174,38 +175,7 @@ pin_project! {
     /// network steps had to be driven.
     pub struct AuthFuture<F, B> {
         #[pin]
-        state: State<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F, B> {
-        Handler { #[pin] future: F, set_cookie: Option<HeaderValue> },
-        Refused { response: Option<ServiceResponse<EitherBody<B>>> },
-        Network { future: NetworkFuture<B> },
-    }
-}
-
-impl<F, B> AuthFuture<F, B> {
-    fn handler(future: F, set_cookie: Option<HeaderValue>) -> Self {
-        AuthFuture {
-            state: State::Handler { future, set_cookie },
-        }
-    }
-
-    fn refused(response: ServiceResponse<EitherBody<B>>) -> Self {
-        AuthFuture {
-            state: State::Refused {
-                response: Some(response),
-            },
-        }
-    }
-
-    fn network(future: NetworkFuture<B>) -> Self {
-        AuthFuture {
-            state: State::Network { future },
-        }
+        inner: Responding<F, B, HeaderValue>,
     }
 }
 
@@ -216,16 +186,6 @@ where
     type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Handler { future, set_cookie } => future
-                .poll(cx)
-                .map_ok(|response| with_cookie(response, set_cookie.take()).map_into_left_body()),
-            StateProj::Refused { response } => {
-                #[allow(clippy::expect_used, reason = "the Future contract")]
-                let response = response.take().expect("AuthFuture polled after completion");
-                Poll::Ready(Ok(response))
-            }
-            StateProj::Network { future } => future.as_mut().poll(cx),
-        }
+        self.project().inner.poll(cx)
     }
 }

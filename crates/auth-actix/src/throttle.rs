@@ -14,10 +14,10 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage};
 use auth_core::Verdict;
 use auth_throttle::{Checked, Throttle, Throttled};
-use futures_util::future::LocalBoxFuture;
 use pin_project_lite::pin_project;
 
 use crate::rejection::render;
+use crate::respond::{AddTo, Responding};
 use crate::view::ActixView;
 
 /// Applies an [`auth_throttle::Throttle`] to each request of an app,
@@ -117,39 +117,46 @@ where
         };
         let step = match checked {
             Checked::Done(Throttled::Allow(allowance)) => {
-                return ThrottleFuture::handler(self.service.call(req), headers(allowance));
+                return ThrottleFuture {
+                    inner: Responding::handler(self.service.call(req), Some(headers(allowance))),
+                };
             }
             Checked::Done(Throttled::Deny(refusal)) => {
-                return ThrottleFuture::refused(
-                    req.into_response(render(refusal)).map_into_right_body(),
-                );
+                return ThrottleFuture {
+                    inner: Responding::ready(
+                        req.into_response(render(refusal)).map_into_right_body(),
+                    ),
+                };
             }
             Checked::Store(step) => step,
         };
         let service = Rc::clone(&self.service);
-        ThrottleFuture::store(Box::pin(async move {
-            match step.run().await {
-                Throttled::Allow(allowance) => {
-                    let response = service.call(req).await?;
-                    Ok(with_headers(response, headers(allowance)).map_into_left_body())
+        ThrottleFuture {
+            inner: Responding::boxed(Box::pin(async move {
+                match step.run().await {
+                    Throttled::Allow(allowance) => {
+                        let response = service.call(req).await?;
+                        Ok(headers(allowance).add_to(response).map_into_left_body())
+                    }
+                    Throttled::Deny(refusal) => {
+                        Ok(req.into_response(render(refusal)).map_into_right_body())
+                    }
                 }
-                Throttled::Deny(refusal) => {
-                    Ok(req.into_response(render(refusal)).map_into_right_body())
-                }
-            }
-        }))
+            })),
+        }
     }
 }
 
-fn with_headers<B>(mut response: ServiceResponse<B>, headers: Headers) -> ServiceResponse<B> {
-    let map = response.headers_mut();
-    for (name, value) in headers {
-        map.append(name, value);
+/// The allowed request's `RateLimit` fields, appended to its response.
+impl AddTo for Headers {
+    fn add_to<B>(self, mut response: ServiceResponse<B>) -> ServiceResponse<B> {
+        let map = response.headers_mut();
+        for (name, value) in self {
+            map.append(name, value);
+        }
+        response
     }
-    response
 }
-
-type StoreFuture<B> = LocalBoxFuture<'static, Result<ServiceResponse<EitherBody<B>>, Error>>;
 
 pin_project! {
     /// The response future of [`ThrottlingMiddleware`]: the handler's own
@@ -158,38 +165,7 @@ pin_project! {
     /// shared store.
     pub struct ThrottleFuture<F, B> {
         #[pin]
-        state: State<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F, B> {
-        Handler { #[pin] future: F, headers: Headers },
-        Refused { response: Option<ServiceResponse<EitherBody<B>>> },
-        Store { future: StoreFuture<B> },
-    }
-}
-
-impl<F, B> ThrottleFuture<F, B> {
-    fn handler(future: F, headers: Headers) -> Self {
-        ThrottleFuture {
-            state: State::Handler { future, headers },
-        }
-    }
-
-    fn refused(response: ServiceResponse<EitherBody<B>>) -> Self {
-        ThrottleFuture {
-            state: State::Refused {
-                response: Some(response),
-            },
-        }
-    }
-
-    fn store(future: StoreFuture<B>) -> Self {
-        ThrottleFuture {
-            state: State::Store { future },
-        }
+        inner: Responding<F, B, Headers>,
     }
 }
 
@@ -200,18 +176,6 @@ where
     type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Handler { future, headers } => future.poll(cx).map_ok(|response| {
-                with_headers(response, std::mem::take(headers)).map_into_left_body()
-            }),
-            StateProj::Refused { response } => {
-                #[allow(clippy::expect_used, reason = "the Future contract")]
-                let response = response
-                    .take()
-                    .expect("ThrottleFuture polled after completion");
-                Poll::Ready(Ok(response))
-            }
-            StateProj::Store { future } => future.as_mut().poll(cx),
-        }
+        self.project().inner.poll(cx)
     }
 }
