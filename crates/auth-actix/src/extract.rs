@@ -39,6 +39,13 @@ fn with_verdict<T: 'static>(
     let policy = state.policy.clone();
     let req = req.clone();
     Either::Right(Box::pin(async move {
+        // actix builds every extractor of a handler before it polls any:
+        // one polled earlier may have decided meanwhile. Deciding again
+        // would issue a second anonymous session, its cookie replacing
+        // the one of the identity already handed out.
+        if let Some(verdict) = req.extensions().get::<Verdict>() {
+            return read(verdict).map_err(AuthRejection);
+        }
         let view = ActixView(&req);
         let decision = match policy.decide(&view, SystemTime::now()) {
             Deciding::Done(decision) => decision,
@@ -69,9 +76,15 @@ fn with_verdict<T: 'static>(
 /// From the [`Authentication`](crate::Authentication) middleware's verdict
 /// (a ready future) when it ran; otherwise decided from an [`AuthState`] in
 /// `app_data`; otherwise a 500 (details in the log). Without an identity
-/// (optional mode, no credentials) it refuses as the policy words it. Use
-/// `Option<Auth>` where a request may be anonymous (actix turns any refusal
-/// into `None` there).
+/// (optional mode, no credentials) it refuses as the policy words it.
+///
+/// `Option<Auth>` is actix's own extractor: it turns *any* refusal into
+/// `None`. Behind the middleware that is safe (the middleware has already
+/// refused invalid credentials; in optional mode only a request without
+/// credentials reaches the handler without an identity). Deciding from an
+/// [`AuthState`] instead, an invalid or expired token would become `None`
+/// too: for optional authentication use the middleware with
+/// `Policy::optional()`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Auth(pub AuthData);
 

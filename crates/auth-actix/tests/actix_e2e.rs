@@ -71,13 +71,19 @@ async fn with_own_cookie(Auth(who): Auth) -> HttpResponse {
 }
 
 /// Without the middleware: the identity comes from the `AuthState` in
-/// `app_data`, and the handler sends any issued cookie itself.
-async fn state_me(req: HttpRequest, Auth(who): Auth) -> HttpResponse {
+/// `app_data`, and the handler sends any issued cookie itself. Two
+/// extractors (actix builds both before polling either) must see one
+/// decision: one identity, one issued cookie.
+async fn state_me(req: HttpRequest, Auth(who): Auth, Auth(again): Auth) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     if let Some(IssuedCookie(cookie)) = req.extensions().get::<IssuedCookie>() {
         response.append_header(("set-cookie", cookie.clone()));
     }
-    response.body(who.key())
+    if who == again {
+        response.body(who.key())
+    } else {
+        response.body(format!("two identities: {} and {}", who.key(), again.key()))
+    }
 }
 
 fn slow_provider(delay: Duration) -> (String, Arc<Calls>) {
@@ -313,6 +319,13 @@ fn provider_down_is_503_and_state_extractor_works() {
     let issued = get_(&base, "/state", &[]);
     assert!(issued.body.starts_with("anon:"), "{}", issued.body);
     assert_eq!(issued.set_cookie.len(), 1);
+    // The cookie sent is the identity's.
+    let id = issued.body.trim_start_matches("anon:");
+    assert!(
+        issued.set_cookie[0].starts_with(&format!("anon={id};")),
+        "{:?} for {id}",
+        issued.set_cookie
+    );
     assert_eq!(
         get_(&base, "/state", &[("cookie", "session=s-1")]).body,
         "session:s-1"

@@ -184,6 +184,10 @@ impl IntoResponseParts for IssuedCookie {
     }
 }
 
+/// The verdict a [`StateAuth`] decided, kept for a second extraction.
+#[derive(Clone)]
+struct StateVerdict(Verdict);
+
 impl<S> FromRequestParts<S> for StateAuth
 where
     AuthState: FromRef<S>,
@@ -192,6 +196,14 @@ where
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Extracted twice for one request: the same identity, and the
+        // cookie (if one was issued) only with the first.
+        if let Some(StateVerdict(verdict)) = parts.extensions.get::<StateVerdict>() {
+            return Ok(StateAuth {
+                auth: verdict.require()?.clone(),
+                issued_cookie: None,
+            });
+        }
         let AuthState { policy } = AuthState::from_ref(state);
         let view = View(&*parts);
         let decision = match policy.decide(&view, SystemTime::now()) {
@@ -203,8 +215,10 @@ where
             Decision::PassThrough(verdict) => (verdict, None),
             Decision::Refuse(refusal) => return Err(AuthRejection(refusal)),
         };
+        let auth = verdict.require().map(AuthData::clone);
+        parts.extensions.insert(StateVerdict(verdict));
         Ok(StateAuth {
-            auth: verdict.require()?.clone(),
+            auth: auth?,
             issued_cookie,
         })
     }

@@ -74,8 +74,18 @@ async fn with_own_cookie(Auth(who): Auth) -> impl IntoResponse {
     )
 }
 
-async fn state_me(who: StateAuth) -> impl IntoResponse {
-    (who.set_cookie(), who.auth.key())
+/// Extracted twice: one identity, its cookie with the first.
+async fn state_me(who: StateAuth, again: StateAuth) -> impl IntoResponse {
+    let body = if who.auth == again.auth {
+        who.auth.key()
+    } else {
+        format!(
+            "two identities: {} and {}",
+            who.auth.key(),
+            again.auth.key()
+        )
+    };
+    (who.set_cookie(), again.set_cookie(), body)
 }
 
 /// What the slow provider saw: calls in all, and the most at once.
@@ -415,6 +425,8 @@ fn state_extractor_without_the_layer() {
         1,
         "the handler returned the issued cookie"
     );
+    let id = issued.body.trim_start_matches("anon:");
+    assert!(issued.set_cookie[0].starts_with(&format!("anon={id};")));
     let session = get_(&f.base, "/state", &[("cookie", "session=s-1")]);
     assert_eq!(
         (session.body.as_str(), session.set_cookie.len()),
