@@ -215,7 +215,7 @@ where
             Decision::PassThrough(verdict) => (verdict, None),
             Decision::Refuse(refusal) => return Err(AuthRejection(refusal)),
         };
-        let auth = verdict.require().map(AuthData::clone);
+        let auth = verdict.require().cloned();
         parts.extensions.insert(StateVerdict(verdict));
         Ok(StateAuth {
             auth: auth?,
