@@ -211,6 +211,51 @@ fn an_outage_gives_the_fallback_in_time_and_redis_is_used_again_after() {
     }
 }
 
+/// A "Redis" that accepts connections and never answers (a hung server, a
+/// path that drops packets): an in-process double, since a real Redis
+/// cannot be made to hang. The first request waits out the timeout; for
+/// the backoff after it, requests go straight to the fallback instead of
+/// each waiting the timeout again.
+#[test]
+fn a_silent_redis_costs_one_timeout_per_backoff() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let timeout = Duration::from_millis(200);
+    let store = |backoff| {
+        RedisStore::builder(&url, SECRET)
+            .timeout(timeout)
+            .backoff(backoff)
+            .build()
+            .unwrap()
+    };
+    let run = |throttle: &Throttle, requests: usize| {
+        let verdict = anonymous("silent");
+        let started = Instant::now();
+        for _ in 0..requests {
+            let decided = decide(throttle, &verdict, SystemTime::now());
+            assert!(matches!(decided, Throttled::Allow(_)), "{decided:?}");
+        }
+        started.elapsed()
+    };
+    let backing_off = visitors(store(Duration::from_secs(30)), Fallback::Allow);
+    let took = run(&backing_off, 10);
+    assert!(
+        took >= timeout,
+        "the first request waited for an answer: {took:?}"
+    );
+    assert!(took < 3 * timeout, "ten requests, one timeout: {took:?}");
+    // Without a backoff, every request waits the timeout.
+    let asking = visitors(store(Duration::ZERO), Fallback::Allow);
+    let took = run(&asking, 3);
+    assert!(took >= 3 * timeout, "{took:?}");
+}
+
 /// The decision of `throttle` for an anonymous caller at `now`, driving a
 /// store step on the test runtime.
 fn decide(throttle: &Throttle, verdict: &Verdict, now: SystemTime) -> Throttled {

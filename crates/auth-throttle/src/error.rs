@@ -33,4 +33,8 @@ pub enum StoreError {
     /// An answer that is not what the script returns.
     #[error("the store answered something unexpected")]
     Unexpected,
+    /// Not asked: it failed moments ago, and the store waits out its
+    /// backoff before it asks again.
+    #[error("the store failed moments ago; not asked until its backoff ends")]
+    Backoff,
 }

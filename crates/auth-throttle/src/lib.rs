@@ -47,7 +47,7 @@ pub use error::{StoreError, ThrottleError};
 pub use key::MIN_KEY_SECRET_LEN;
 pub use memory::{DEFAULT_CAPACITY, MemoryStore};
 #[cfg(feature = "redis")]
-pub use redis::{DEFAULT_PREFIX, DEFAULT_TIMEOUT, RedisStore, RedisStoreBuilder};
+pub use redis::{DEFAULT_BACKOFF, DEFAULT_PREFIX, DEFAULT_TIMEOUT, RedisStore, RedisStoreBuilder};
 pub use rule::{Callers, Quota, Rule};
 pub use throttle::{
     Allowance, Checked, Fallback, Store, StoreStep, Throttle, ThrottleBuilder, Throttled,

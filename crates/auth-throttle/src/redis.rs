@@ -3,7 +3,8 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -16,6 +17,9 @@ use crate::throttle::{SCRIPT, Store, StoreStep, Throttled};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// Default prefix of the counters' keys.
 pub const DEFAULT_PREFIX: &str = "auth-throttle";
+/// Default time Redis is not asked after it failed (the fallback applies
+/// at once meanwhile).
+pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Counters in Redis: one limit across many servers.
 ///
@@ -32,7 +36,9 @@ pub const DEFAULT_PREFIX: &str = "auth-throttle";
 ///   Redis Cluster slot. Counters expire by themselves.
 /// - No answer within the timeout (default 50 ms): the throttle's fallback
 ///   applies (in-process counting by default), with a warning in the log;
-///   never a 500.
+///   never a 500. For the backoff after a failure (default 1 s) Redis is
+///   not asked: the fallback applies at once, so an outage does not add
+///   the timeout to every request.
 ///
 /// ```no_run
 /// use auth_throttle::{Quota, RedisStore, Rule, Throttle};
@@ -64,6 +70,11 @@ struct Inner {
     timeout: Duration,
     keys: KeyHasher,
     fallback: MemoryStore,
+    backoff: Duration,
+    /// When this store was built: the clock of `asleep_until`.
+    started: Instant,
+    /// Milliseconds after `started` before which Redis is not asked.
+    asleep_until: AtomicU64,
 }
 
 impl RedisStore {
@@ -77,6 +88,7 @@ impl RedisStore {
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             fallback_capacity: DEFAULT_CAPACITY,
+            backoff: DEFAULT_BACKOFF,
         }
     }
 
@@ -89,8 +101,28 @@ impl RedisStore {
         &self.inner.fallback
     }
 
-    /// Runs a store step's script: one `EVALSHA`, under the timeout.
+    /// Milliseconds since the store was built.
+    fn clock(&self) -> u64 {
+        u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Runs a store step's script: one `EVALSHA`, under the timeout; not
+    /// at all during the backoff after a failure.
     async fn run(&self, step: &StoreStep) -> Result<Vec<i64>, StoreError> {
+        if self.clock() < self.inner.asleep_until.load(Ordering::Relaxed) {
+            return Err(StoreError::Backoff);
+        }
+        let reply = self.ask(step).await;
+        if reply.is_err() {
+            let backoff = u64::try_from(self.inner.backoff.as_millis()).unwrap_or(u64::MAX);
+            let until = self.clock().saturating_add(backoff);
+            self.inner.asleep_until.fetch_max(until, Ordering::Relaxed);
+        }
+        reply
+    }
+
+    /// One `EVALSHA`, under the timeout.
+    async fn ask(&self, step: &StoreStep) -> Result<Vec<i64>, StoreError> {
         let mut invocation = self.inner.script.prepare_invoke();
         for key in step.keys(&self.inner.prefix) {
             invocation.key(key);
@@ -135,7 +167,7 @@ impl StoreStep {
     /// tokio runtime (axum's, or actix-web's).
     pub async fn run(self) -> Throttled {
         let reply = match self.throttle.store() {
-            Store::Redis(redis) => redis.clone().run(&self).await,
+            Store::Redis(redis) => redis.run(&self).await,
             Store::Memory(_) => Err(StoreError::Unexpected),
         };
         self.finish(reply)
@@ -150,6 +182,7 @@ pub struct RedisStoreBuilder {
     prefix: String,
     timeout: Duration,
     fallback_capacity: usize,
+    backoff: Duration,
 }
 
 impl RedisStoreBuilder {
@@ -163,6 +196,15 @@ impl RedisStoreBuilder {
     /// 50 ms); then the throttle's fallback applies.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long Redis is not asked after a failure (default 1 s): the
+    /// fallback applies at once meanwhile, then the next request tries
+    /// again. Zero asks on every request, each waiting up to the timeout
+    /// while Redis is away.
+    pub fn backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
         self
     }
 
@@ -195,6 +237,9 @@ impl RedisStoreBuilder {
                 timeout: self.timeout,
                 keys,
                 fallback: MemoryStore::new(self.fallback_capacity),
+                backoff: self.backoff,
+                started: Instant::now(),
+                asleep_until: AtomicU64::new(0),
             }),
         })
     }
