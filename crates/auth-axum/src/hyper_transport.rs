@@ -3,17 +3,15 @@
 
 use std::time::Duration;
 
-use auth_core::transport::{AsyncTransport, ResponseFuture, TransportError};
+use auth_core::transport::{
+    AsyncTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_LEN, DEFAULT_TIMEOUT,
+    ResponseFuture, TransportError,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
-
-/// Default time for one exchange, connect to last body byte.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default cap on a response body.
-pub(crate) const DEFAULT_MAX_RESPONSE_LEN: usize = 1024 * 1024;
 
 /// An [`AsyncTransport`] on hyper-util's pooled client: give it to
 /// [`Policy::async_transport`](auth_core::Policy::async_transport) and the
@@ -46,10 +44,11 @@ pub struct HyperTransport<C> {
 }
 
 impl HyperTransport<HttpConnector> {
-    /// Plain HTTP with the defaults (5 s per exchange, 1 MiB answers).
+    /// Plain HTTP with the defaults (2 s to connect, 5 s per exchange, 1 MiB
+    /// answers: the blocking transport's).
     pub fn http() -> Self {
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(DEFAULT_TIMEOUT));
+        connector.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
         Self::new(Client::builder(TokioExecutor::new()).build(connector))
     }
 }
@@ -60,7 +59,9 @@ impl<C> HyperTransport<C> {
         HyperTransport {
             client,
             timeout: DEFAULT_TIMEOUT,
-            max_response_len: DEFAULT_MAX_RESPONSE_LEN,
+            // The blocking transport's defaults (always built: the
+            // adapters keep it as the default driver).
+            max_response_len: usize::try_from(DEFAULT_MAX_RESPONSE_LEN).unwrap_or(usize::MAX),
         }
     }
 

@@ -143,9 +143,9 @@ impl AuthData {
     }
 
     /// A verified JWT's identity: its attributes are the claims in `json`
-    /// but `sub`, built on first use; `key` is [`jwt_key`] when the token
-    /// names its issuer.
-    pub(crate) fn from_jwt_claims(identifier: String, json: Box<str>, key: Option<String>) -> Self {
+    /// but `sub`, built on first use; `key` is its rate-limiting key, made
+    /// at verification so that reading it never builds the attributes.
+    pub(crate) fn from_jwt_claims(identifier: String, json: Box<str>, key: String) -> Self {
         AuthData {
             identifier: identifier.into(),
             data: Some(Attrs::Json(Arc::new(JsonAttrs {
@@ -153,7 +153,7 @@ impl AuthData {
                 map: OnceLock::new(),
             }))),
             source: Source::Jwt,
-            key: key.map(Into::into),
+            key: Some(key.into()),
         }
     }
 

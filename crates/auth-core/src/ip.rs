@@ -131,12 +131,18 @@ impl IpBackend {
     /// As [`client_ip`](Self::client_ip).
     pub fn client_group(&self, req: &dyn RequestView) -> Result<IpAddr, AuthError> {
         let ip = self.client_ip(req)?;
-        Ok(match (ip, self.ipv6_prefix) {
-            (IpAddr::V6(v6), Some(len)) => {
-                ipnet::Ipv6Net::new(v6, len).map_or(ip, |net| IpAddr::V6(net.network()))
-            }
-            _ => ip,
+        Ok(match ip {
+            IpAddr::V6(v6) => self
+                .v6_group(v6)
+                .map_or(ip, |net| IpAddr::V6(net.network())),
+            IpAddr::V4(_) => ip,
         })
+    }
+
+    /// The network an IPv6 client is counted in, when a prefix is set.
+    fn v6_group(&self, ip: Ipv6Addr) -> Option<ipnet::Ipv6Net> {
+        let len = self.ipv6_prefix?;
+        ipnet::Ipv6Net::new(ip, len).ok().map(|net| net.trunc())
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -204,15 +210,12 @@ impl Backend for IpBackend {
                 AuthData::bare(Source::Ip, text)
             }
         };
-        let auth = match (ip, self.ipv6_prefix) {
-            (IpAddr::V6(v6), Some(len)) => {
-                let net = ipnet::Ipv6Net::new(v6, len).map(|n| n.trunc());
-                match net {
-                    Ok(net) => auth.with_key_part(net),
-                    Err(_) => auth,
-                }
-            }
-            _ => auth,
+        let auth = match ip {
+            IpAddr::V6(v6) => match self.v6_group(v6) {
+                Some(net) => auth.with_key_part(net),
+                None => auth,
+            },
+            IpAddr::V4(_) => auth,
         };
         Outcome::Done(Ok(Authenticated::new(auth)))
     }

@@ -280,7 +280,12 @@ impl JwtBackend {
                     nbf,
                     json,
                 } = claims;
-                let key = iss.map(|iss| jwt_key(&iss, &sub));
+                // Without a string `iss`, the key is `jwt:<sub>` (as
+                // `AuthData::key` says), made here all the same.
+                let key = match iss {
+                    Some(iss) => jwt_key(&iss, &sub),
+                    None => format!("jwt:{sub}"),
+                };
                 let auth = AuthData::from_jwt_claims(sub, json, key);
                 self.remember(token, &auth, exp, nbf, generation);
                 Outcome::ok(auth)

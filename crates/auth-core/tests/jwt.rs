@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_core::jwt::{Algorithm, Checked, JwtBackend, JwtValidator, TokenIssuer, TokenValidator};
-use auth_core::{AuthError, Authenticated, Backend, ConfigError, Source};
+use auth_core::{AuthData, AuthError, Authenticated, Backend, ConfigError, Source};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::{EncodingKey, Header};
@@ -859,6 +859,38 @@ fn claims_are_read_lazily_but_mean_the_same() {
         who.auth,
         auth_core::AuthData::new(Source::Jwt, "alice", map)
     );
+}
+
+/// Without a string `iss`, the rate-limiting key is `jwt:<sub>`, the same
+/// as an identity built from the claims map would have.
+#[test]
+fn the_key_without_an_issuer() {
+    let any_issuer = JwtBackend::new(
+        JwtValidator::builder([Algorithm::HS256])
+            .hmac_secret(SECRET)
+            .build()
+            .unwrap(),
+    );
+    let exp = NOW + 600;
+    for (claims, iss) in [
+        (format!(r#"{{"sub":"alice","exp":{exp}}}"#), None),
+        (
+            format!(r#"{{"sub":"alice","exp":{exp},"iss":5}}"#),
+            Some(json!(5)),
+        ),
+    ] {
+        let who = run(&any_issuer, &sign_raw(&claims)).unwrap();
+        assert_eq!(who.auth.key(), "jwt:alice", "{claims}");
+        let mut map = serde_json::Map::new();
+        map.insert("exp".into(), json!(exp));
+        if let Some(iss) = iss {
+            map.insert("iss".into(), iss);
+        }
+        assert_eq!(
+            AuthData::new(Source::Jwt, "alice", map).key(),
+            who.auth.key()
+        );
+    }
 }
 
 #[test]

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::gcra::{Cell, Rate};
@@ -24,6 +23,20 @@ struct Shard {
     swept: u64,
 }
 
+impl Shard {
+    /// Stores a counter's new timestamp. A full shard first drops the
+    /// counters whose bucket is full again (at most once a second), before
+    /// the cache evicts live ones.
+    fn store(&mut self, key: (u32, CallerKey), tat: u64, now: u64) {
+        let now_secs = now / 1_000_000;
+        if self.counters.len() as u64 >= self.counters.capacity() && self.swept < now_secs {
+            self.swept = now_secs;
+            self.counters.retain(|_, stored| *stored > now);
+        }
+        self.counters.insert(key, tat);
+    }
+}
+
 /// Counters kept in this process: one timestamp per (rule, caller), at
 /// most `capacity` of them (a flood of unique callers evicts old entries
 /// instead of growing memory; entries whose bucket is full again are
@@ -41,7 +54,6 @@ struct Inner {
     /// Rule ids, interned: counters of rules with the same id are shared.
     ids: Mutex<HashMap<Arc<str>, u32>>,
     capacity: usize,
-    evicted_sweeps: AtomicU64,
     /// Caller keys under a secret of this store's own (random): every
     /// throttle counting here hashes callers alike.
     keys: KeyHasher,
@@ -70,7 +82,6 @@ impl MemoryStore {
                 shards,
                 ids: Mutex::new(HashMap::new()),
                 capacity: per_shard * SHARDS,
-                evicted_sweeps: AtomicU64::new(0),
                 keys: KeyHasher::random(),
             }),
         }
@@ -158,19 +169,10 @@ impl MemoryStore {
         if !allowed {
             return;
         }
-        let now_secs = now / 1_000_000;
         for ((rule, key, _), cell) in counters.iter().zip(cells.iter()) {
-            let Some(shard) = guards[shard_of(key)].as_mut() else {
-                continue;
-            };
-            if shard.counters.len() as u64 >= shard.counters.capacity() && shard.swept < now_secs {
-                // Full: drop the counters whose bucket is full again before
-                // the cache evicts live ones.
-                shard.swept = now_secs;
-                shard.counters.retain(|_, tat| *tat > now);
-                self.inner.evicted_sweeps.fetch_add(1, Ordering::Relaxed);
+            if let Some(shard) = guards[shard_of(key)].as_mut() {
+                shard.store((*rule, *key), cell.next, now);
             }
-            shard.counters.insert((*rule, *key), cell.next);
         }
     }
 }
@@ -192,13 +194,7 @@ impl MemoryStore {
         }
         let cell = rate.check(None, now);
         if cell.allowed {
-            let now_secs = now / 1_000_000;
-            if shard.counters.len() as u64 >= shard.counters.capacity() && shard.swept < now_secs {
-                shard.swept = now_secs;
-                shard.counters.retain(|_, tat| *tat > now);
-                self.inner.evicted_sweeps.fetch_add(1, Ordering::Relaxed);
-            }
-            shard.counters.insert((rule, key), cell.next);
+            shard.store((rule, key), cell.next, now);
         }
         cell
     }

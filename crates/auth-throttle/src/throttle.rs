@@ -182,7 +182,7 @@ pub(crate) struct Counter {
 pub struct StoreStep {
     pub(crate) throttle: Throttle,
     pub(crate) counters: Vec<Counter>,
-    /// For the fallback's log line: the injected time.
+    /// The injected time (µs), for the in-process fallback's counting.
     pub(crate) now: u64,
 }
 
@@ -344,7 +344,8 @@ impl Throttle {
         }
         let kinds = Callers::of(auth, verdict.is_some_and(Verdict::is_new_session));
         let method = req.method();
-        let mut address = None;
+        // Each key is hashed once, whatever the number of rules using it.
+        let (mut identity, mut address) = (None, None);
         let mut counters = Counters::new();
         for (index, rule) in inner.rules.iter().enumerate() {
             if !rule.applies(auth, kinds, method) {
@@ -352,7 +353,7 @@ impl Throttle {
             }
             let caller = match rule.key {
                 KeyBy::Identity => match auth {
-                    Some(auth) => inner.keys.identity(auth),
+                    Some(auth) => *identity.get_or_insert_with(|| inner.keys.identity(auth)),
                     // No identity to count by.
                     None => continue,
                 },
@@ -429,10 +430,9 @@ impl Inner {
                 });
                 Throttled::Allow(Allowance { headers })
             }
-            (Some((counter, cell)), Mode::LogOnly) => {
+            (Some((counter, _)), Mode::LogOnly) => {
                 let rule = &self.rules[counter.rule];
                 tracing::warn!(rule = %rule.id, "rate limit exceeded (log-only: let through)");
-                let _ = cell;
                 Throttled::Allow(Allowance::default())
             }
             (Some((counter, cell)), Mode::Enforce) => {
