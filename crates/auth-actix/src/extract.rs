@@ -12,6 +12,7 @@ use auth_core::{AuthData, Deciding, Decision, Policy, Refusal, Scope, Verdict};
 use futures_util::future::{Either, LocalBoxFuture};
 use serde::de::DeserializeOwned;
 
+use crate::convert;
 use crate::drive::drive;
 use crate::rejection::AuthRejection;
 use crate::view::ActixView;
@@ -53,9 +54,7 @@ fn with_verdict<T: 'static>(
         };
         let verdict = match decision {
             Decision::Admit(admit) => {
-                let cookie = admit.set_cookie.as_ref().and_then(|c| {
-                    actix_web::http::header::HeaderValue::from_bytes(c.as_bytes()).ok()
-                });
+                let cookie = admit.set_cookie.as_ref().and_then(convert::value);
                 if let Some(cookie) = cookie {
                     req.extensions_mut().insert(IssuedCookie(cookie));
                 }

@@ -16,6 +16,7 @@
 //! | [`ActixView`] | the core's request view over actix's request, to call the core yourself |
 //! | `Throttling` (feature `throttle`) | `auth-throttle`'s rate limits, keyed by the identity `Authentication` found |
 
+mod convert;
 mod drive;
 mod extract;
 mod middleware;

@@ -14,6 +14,7 @@ use actix_web::{Error, HttpMessage};
 use auth_core::{Admit, Deciding, Decision, Policy, Refusal};
 use pin_project_lite::pin_project;
 
+use crate::convert;
 use crate::drive::drive;
 use crate::rejection::render;
 use crate::respond::{self, AddTo, Responding};
@@ -99,7 +100,7 @@ fn apply(decision: Decision, req: &ServiceRequest) -> Result<Option<HeaderValue>
             ..
         }) => {
             req.extensions_mut().insert(verdict);
-            Ok(set_cookie.and_then(|c| HeaderValue::from_bytes(c.as_bytes()).ok()))
+            Ok(set_cookie.as_ref().and_then(convert::value))
         }
         Decision::PassThrough(verdict) => {
             req.extensions_mut().insert(verdict);

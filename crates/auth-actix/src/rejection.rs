@@ -3,9 +3,10 @@
 use std::fmt;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use auth_core::Refusal;
+
+use crate::convert;
 
 /// Why an extractor refused a request: the core's [`Refusal`] (status,
 /// headers, body), sent as it is — the same answer `auth-axum` sends.
@@ -51,10 +52,7 @@ pub(crate) fn render(refusal: Refusal) -> HttpResponse {
     let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::with_body(status, body);
     for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_str().as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
+        if let Some((name, value)) = convert::header(&name, &value) {
             response.headers_mut().append(name, value);
         }
     }

@@ -10,12 +10,12 @@ use std::time::SystemTime;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage};
 use auth_core::Verdict;
-use auth_throttle::{Checked, Throttle, Throttled};
+use auth_throttle::{Allowance, Checked, Throttle, Throttled};
 use pin_project_lite::pin_project;
 
+use crate::convert;
 use crate::rejection::render;
 use crate::respond::{AddTo, Responding};
 use crate::view::ActixView;
@@ -82,21 +82,6 @@ pub struct ThrottlingMiddleware<S> {
     throttle: Throttle,
 }
 
-type Headers = Vec<(HeaderName, HeaderValue)>;
-
-/// The allowance's headers in actix's types (`http` 0.2).
-fn headers(allowance: auth_throttle::Allowance) -> Headers {
-    allowance
-        .into_headers()
-        .filter_map(|(name, value)| {
-            Some((
-                HeaderName::from_bytes(name.as_str().as_bytes()).ok()?,
-                HeaderValue::from_bytes(value.as_bytes()).ok()?,
-            ))
-        })
-        .collect()
-}
-
 impl<S, B> Service<ServiceRequest> for ThrottlingMiddleware<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
@@ -118,7 +103,7 @@ where
         let step = match checked {
             Checked::Done(Throttled::Allow(allowance)) => {
                 return ThrottleFuture {
-                    inner: Responding::handler(self.service.call(req), Some(headers(allowance))),
+                    inner: Responding::handler(self.service.call(req), Some(allowance)),
                 };
             }
             Checked::Done(Throttled::Deny(refusal)) => {
@@ -136,7 +121,7 @@ where
                 match step.run().await {
                     Throttled::Allow(allowance) => {
                         let response = service.call(req).await?;
-                        Ok(headers(allowance).add_to(response).map_into_left_body())
+                        Ok(allowance.add_to(response).map_into_left_body())
                     }
                     Throttled::Deny(refusal) => {
                         Ok(req.into_response(render(refusal)).map_into_right_body())
@@ -148,11 +133,13 @@ where
 }
 
 /// The allowed request's `RateLimit` fields, appended to its response.
-impl AddTo for Headers {
+impl AddTo for Allowance {
     fn add_to<B>(self, mut response: ServiceResponse<B>) -> ServiceResponse<B> {
         let map = response.headers_mut();
-        for (name, value) in self {
-            map.append(name, value);
+        for (name, value) in self.into_headers() {
+            if let Some((name, value)) = convert::header(&name, &value) {
+                map.append(name, value);
+            }
         }
         response
     }
@@ -165,7 +152,7 @@ pin_project! {
     /// shared store.
     pub struct ThrottleFuture<F, B> {
         #[pin]
-        inner: Responding<F, B, Headers>,
+        inner: Responding<F, B, Allowance>,
     }
 }
 
