@@ -14,7 +14,7 @@ use auth_core::introspect::IntrospectionBackend;
 use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
 use auth_core::request::PeerAddr;
 use auth_core::session::uuid_session_id;
-use auth_core::{AnonSessionBackend, AuthData, Chain, Decision, IpBackend, Policy, RequireScopes};
+use auth_core::{AnonSessionBackend, AuthData, Chain, IpBackend, Policy, RequireScopes};
 use auth_throttle::{
     Callers, Checked, MemoryStore, Quota, RedisStore, Rule, Store, StoreError, Throttle, Throttled,
 };
@@ -276,10 +276,9 @@ impl Demo {
         if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
             return method_not_allowed();
         }
-        let (verdict, set_cookie) = match route.policy.decide_blocking(req) {
-            Decision::Admit(admit) => (admit.verdict, admit.set_cookie),
-            Decision::PassThrough(verdict) => (verdict, None),
-            Decision::Refuse(refusal) => return refusal.into_response(),
+        let (verdict, set_cookie) = match route.policy.decide_blocking(req).into_verdict() {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refusal.into_response(),
         };
         let throttled = route.throttle.as_ref().map(|throttle| {
             match throttle.check(Some(&verdict), req, SystemTime::now()) {

@@ -22,8 +22,8 @@ use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
 use auth_core::request::PeerAddr;
 use auth_core::transport::UreqTransport;
 use auth_core::{
-    AnonSessionBackend, Chain, Decision, IpBackend, Policy, Refusal, RequireScopes, Scope,
-    SessionBackend, Verdict,
+    AnonSessionBackend, Chain, IpBackend, Policy, Refusal, RequireScopes, Scope, SessionBackend,
+    Verdict,
 };
 use auth_tests::{serve_axum, serve_axum_with};
 use auth_throttle::{Callers, Checked, MemoryStore, Quota, Rule, Throttle, Throttled};
@@ -1258,10 +1258,9 @@ fn through_core(s: &Scenario) -> Answer {
     if *handler == Handler::NoLayer {
         return refused(Refusal::server_error("no layer"));
     }
-    let (verdict, set_cookie) = match policy.decide_blocking(&req) {
-        Decision::Admit(admit) => (admit.verdict, admit.set_cookie),
-        Decision::PassThrough(verdict) => (verdict, None),
-        Decision::Refuse(refusal) => return refused(refusal),
+    let (verdict, set_cookie) = match policy.decide_blocking(&req).into_verdict() {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refused(refusal),
     };
     let throttled = route.throttle.as_ref().map(|throttle| {
         match throttle.check(Some(&verdict), &req, SystemTime::now()) {

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
-use auth_core::{AuthData, Deciding, Decision, Policy, Refusal, Scope, Verdict};
+use auth_core::{AuthData, Deciding, Policy, Refusal, Scope, Verdict};
 use futures_util::future::{Either, LocalBoxFuture};
 use serde::de::DeserializeOwned;
 
@@ -52,17 +52,10 @@ fn with_verdict<T: 'static>(
             Deciding::Done(decision) => decision,
             Deciding::Pending(pending) => drive(pending, &view).await,
         };
-        let verdict = match decision {
-            Decision::Admit(admit) => {
-                let cookie = admit.set_cookie.as_ref().and_then(convert::value);
-                if let Some(cookie) = cookie {
-                    req.extensions_mut().insert(IssuedCookie(cookie));
-                }
-                admit.verdict
-            }
-            Decision::PassThrough(verdict) => verdict,
-            Decision::Refuse(refusal) => return Err(AuthRejection(refusal)),
-        };
+        let (verdict, set_cookie) = decision.into_verdict().map_err(AuthRejection)?;
+        if let Some(cookie) = set_cookie.as_ref().and_then(convert::value) {
+            req.extensions_mut().insert(IssuedCookie(cookie));
+        }
         let answer = read(&verdict).map_err(AuthRejection);
         // Later extractors of the same request reuse it.
         req.extensions_mut().insert(verdict);

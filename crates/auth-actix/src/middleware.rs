@@ -11,7 +11,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{Error, HttpMessage};
-use auth_core::{Admit, Deciding, Decision, Policy, Refusal};
+use auth_core::{Deciding, Decision, Policy, Refusal};
 use pin_project_lite::pin_project;
 
 use crate::convert;
@@ -93,21 +93,9 @@ pub struct AuthenticationMiddleware<S> {
 /// Leaves the verdict for the extractors and returns the cookie to append;
 /// or the refusal.
 fn apply(decision: Decision, req: &ServiceRequest) -> Result<Option<HeaderValue>, Refusal> {
-    match decision {
-        Decision::Admit(Admit {
-            verdict,
-            set_cookie,
-            ..
-        }) => {
-            req.extensions_mut().insert(verdict);
-            Ok(set_cookie.as_ref().and_then(convert::value))
-        }
-        Decision::PassThrough(verdict) => {
-            req.extensions_mut().insert(verdict);
-            Ok(None)
-        }
-        Decision::Refuse(refusal) => Err(refusal),
-    }
+    let (verdict, set_cookie) = decision.into_verdict()?;
+    req.extensions_mut().insert(verdict);
+    Ok(set_cookie.as_ref().and_then(convert::value))
 }
 
 impl<S, B> Service<ServiceRequest> for AuthenticationMiddleware<S>

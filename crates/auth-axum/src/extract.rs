@@ -5,7 +5,7 @@
 use std::marker::PhantomData;
 use std::time::SystemTime;
 
-use auth_core::{AuthData, Deciding, Decision, Policy, Refusal, Scope, Verdict};
+use auth_core::{AuthData, Deciding, Policy, Refusal, Scope, Verdict};
 use axum_core::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponseParts, ResponseParts};
 use http::request::Parts;
@@ -210,11 +210,7 @@ where
             Deciding::Done(decision) => decision,
             Deciding::Pending(pending) => drive(pending, &view).await,
         };
-        let (verdict, issued_cookie) = match decision {
-            Decision::Admit(admit) => (admit.verdict, admit.set_cookie),
-            Decision::PassThrough(verdict) => (verdict, None),
-            Decision::Refuse(refusal) => return Err(AuthRejection(refusal)),
-        };
+        let (verdict, issued_cookie) = decision.into_verdict().map_err(AuthRejection)?;
         let auth = verdict.require().cloned();
         parts.extensions.insert(StateVerdict(verdict));
         Ok(StateAuth {

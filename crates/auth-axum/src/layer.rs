@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use auth_core::{Admit, Deciding, Decision, Policy, Refusal};
+use auth_core::{Deciding, Decision, Policy, Refusal};
 use http::{Extensions, HeaderValue, Request, Response, header};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -96,21 +96,9 @@ pub struct AuthService<S> {
 /// Leaves the verdict in the request for the extractors and returns the
 /// cookie to append; or the refusal.
 fn apply(decision: Decision, extensions: &mut Extensions) -> Result<Option<HeaderValue>, Refusal> {
-    match decision {
-        Decision::Admit(Admit {
-            verdict,
-            set_cookie,
-            ..
-        }) => {
-            extensions.insert(verdict);
-            Ok(set_cookie)
-        }
-        Decision::PassThrough(verdict) => {
-            extensions.insert(verdict);
-            Ok(None)
-        }
-        Decision::Refuse(refusal) => Err(refusal),
-    }
+    let (verdict, set_cookie) = decision.into_verdict()?;
+    extensions.insert(verdict);
+    Ok(set_cookie)
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S>

@@ -47,6 +47,26 @@ pub enum Decision {
     Refuse(Refusal),
 }
 
+impl Decision {
+    /// What a server does with the decision, admitted or passed through
+    /// alike: the [`Verdict`] to hand to the handler and the `Set-Cookie`
+    /// to append to its response; or the [`Refusal`] to answer with
+    /// instead.
+    ///
+    /// # Errors
+    /// The refusal, for [`Decision::Refuse`].
+    pub fn into_verdict(self) -> Result<(Verdict, Option<HeaderValue>), Refusal> {
+        match self {
+            Decision::Admit(Admit {
+                verdict,
+                set_cookie,
+            }) => Ok((verdict, set_cookie)),
+            Decision::PassThrough(verdict) => Ok((verdict, None)),
+            Decision::Refuse(refusal) => Err(refusal),
+        }
+    }
+}
+
 /// An admitted request: its verdict, and a cookie to send back.
 #[derive(Debug)]
 #[non_exhaustive]
