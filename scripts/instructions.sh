@@ -8,18 +8,22 @@
 # is the cost of one request, start-up and the connection cancelling out.
 # Instruction counts do not depend on what else the machine is doing.
 #
-# "peer" measures peer-bench's axum server instead (bare, our IP-keyed
-# throttle, tower_governor keyed by peer IP) with N=100 and N=5100:
-# tower_governor calibrates its clock at start-up for a varying number of
-# instructions, which 5,000 requests dilute.
+# "peer" measures peer-bench's servers instead, on axum and on actix-web:
+# bare, our rate limits alone (one rule by peer address) and
+# tower_governor / actix-governor keyed by peer IP, each with its rate
+# limit headers and without, with N=100 and N=40,100: the governors
+# calibrate their clock at start-up for a varying number of instructions
+# (millions), which 40,000 requests dilute.
 #
 #   bash scripts/instructions.sh [framework ...]     # axum, actix, peer; default: axum actix
 set -euo pipefail
 cd "$(dirname "$0")/.."
 frameworks=("${@:-axum}")
 [[ $# -eq 0 ]] && frameworks=(axum actix)
-modes=(bare jwt jwt-cached ip anon ip-throttle anon-throttle)
-peer_modes=(axum-bare axum-throttle-ip axum-governor-ip)
+modes=(bare jwt jwt-cached ip anon ip-throttle anon-throttle ip-throttle-quiet anon-throttle-quiet
+    limit-ip limit-ip-quiet)
+peer_modes=(axum-bare axum-limit-ip axum-limit-ip-quiet axum-governor-ip axum-governor-ip-quiet
+    actix-bare actix-limit-ip actix-limit-ip-quiet actix-governor-ip actix-governor-ip-quiet)
 
 command -v valgrind >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind
@@ -52,14 +56,17 @@ instructions() {
 results="$work/results"
 for framework in "${frameworks[@]}"; do
     if [[ $framework == peer ]]; then
-        runs=("${peer_modes[@]}") extra=5000
+        runs=("${peer_modes[@]}") extra=40000
     else
         runs=("${modes[@]}") extra=500
     fi
     for mode in "${runs[@]}"; do
         low=$(instructions "$framework" "$mode" 100)
         high=$(instructions "$framework" "$mode" $((100 + extra)))
-        echo "$framework $mode $(( (high - low) / extra ))" | tee -a "$results"
+        # Peer rows are named <framework>-<mode>: grouped by framework.
+        label=$framework
+        [[ $framework == peer ]] && label="peer-${mode%%-*}"
+        echo "$label $mode $(( (high - low) / extra ))" | tee -a "$results"
     done
 done
 

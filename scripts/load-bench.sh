@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3}
 seconds=${2:-10}
 framework=${3:-axum}
-modes=(bare jwt jwt-cached ip anon ip-throttle anon-throttle)
+modes=(bare jwt jwt-cached ip anon ip-throttle anon-throttle limit-ip limit-ip-quiet)
 
 if ! command -v wrk >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Load benchmark against the peers: the same hello route on bare axum 0.8,
-# auth-axum (HS256 / RS256, verified-token cache off / on), auth-throttle
-# and tower_governor each keyed by peer IP with a quota nothing reaches,
-# bare axum 0.7,
+# auth-axum (HS256 / RS256, verified-token cache off / on), bare axum 0.7,
 # axum 0.7 + jwt-authorizer, bare actix-web, auth-actix, and actix-web +
-# actix-web-httpauth with jsonwebtoken (peer-bench/, its own workspace).
+# actix-web-httpauth with jsonwebtoken; and rate limits alone keyed by
+# peer IP with a quota nothing reaches, each with its headers and without:
+# ours and tower_governor on axum, ours and actix-governor on actix-web
+# (peer-bench/, its own workspace).
 # The server gets CPU 0 (one thread), wrk gets CPU 1 (1 thread, 32
 # connections); all modes run once per round, alternating, so machine noise
 # hits them alike. Before measuring, each authenticating server must answer
@@ -45,7 +46,7 @@ for round in $(seq "$rounds"); do
         with=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$port/hello")
         without=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/hello")
         expected_without=401
-        [[ $mode == *-bare || $mode == *-ip ]] && expected_without=200
+        [[ $mode == *-bare || $mode == *-ip || $mode == *-ip-quiet ]] && expected_without=200
         if [ "$with" != 200 ] || [ "$without" != "$expected_without" ]; then
             echo "$mode: with token $with (want 200), without $without (want $expected_without)" >&2
             kill "$pid"
@@ -94,7 +95,10 @@ for mode in rps:
     runs = ", ".join(f"{v:,.0f}" for v in rps[mode])
     print(f"| {mode} | {m:,.0f} | {ratio} | {pratio} | {c:.2f} | {cratio} | {runs} |")
 # Head to head: each round, ours and the peer, each over its own bare.
-pairs = [("axum-throttle-ip", "axum-governor-ip"),
+pairs = [("axum-limit-ip", "axum-governor-ip"),
+         ("axum-limit-ip-quiet", "axum-governor-ip-quiet"),
+         ("actix-limit-ip", "actix-governor-ip"),
+         ("actix-limit-ip-quiet", "actix-governor-ip-quiet"),
          ("axum-ours-hs256", "axum07-jwt-authorizer-hs256"),
          ("axum-ours-rs256", "axum07-jwt-authorizer-rs256"),
          ("actix-ours-hs256", "actix-httpauth-hs256"),

@@ -39,4 +39,4 @@ npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 # The optional features too (the Redis store, the throttle layers, the async
 # transport), with one JWT crypto backend (CI tests both in .ci/run).
 cargo test --workspace --locked \
-    --features auth-axum/hyper-transport,auth-axum/throttle-redis,auth-actix/throttle-redis,auth-throttle/redis
+    --features auth-axum/hyper-transport,auth-throttle/redis

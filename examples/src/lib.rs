@@ -1,23 +1,20 @@
 //! Runnable examples of the auth workspace.
 //!
-//! [`Demo`] holds the demo's routes as core [`Policy`] values, and the
-//! servers that apply them alike: [`axum_router`] and [`actix_routes`]
-//! (`cargo run -p auth-examples --bin demo [-- --framework actix]`), and
-//! [`Demo::handle`] with [`serve`], a framework-free `tiny_http` server
-//! that asks the core for each request's decision and writes it itself
-//! (`--bin direct`).
+//! [`Demo`] holds the demo's routes as core [`Gate`] values (a policy, and
+//! rate limits on `/limited`), and the servers that apply them alike:
+//! [`axum_router`] and [`actix_routes`] (`cargo run -p auth-examples --bin
+//! demo [-- --framework actix]`), and [`Demo::handle`] with [`serve`], a
+//! framework-free `tiny_http` server that asks the same gates for each
+//! request's decision (`--bin direct`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use auth_core::introspect::IntrospectionBackend;
-use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
-use auth_core::request::PeerAddr;
-use auth_core::session::uuid_session_id;
-use auth_core::{AnonSessionBackend, AuthData, Chain, IpBackend, Policy, RequireScopes};
-use auth_throttle::{
-    Callers, Checked, MemoryStore, Quota, RedisStore, Rule, Store, StoreError, Throttle, Throttled,
+use auth_core::{
+    Algorithm, AnonSessionBackend, AuthData, Chain, Decision, Gate, IntrospectionBackend,
+    IpBackend, JwtBackend, JwtValidator, PeerAddr, Policy, RequireScopes, TokenIssuer,
 };
+use auth_throttle::{Callers, MemoryStore, Quota, RedisStore, Rule, Store, Throttle};
 use serde_json::json;
 
 /// The `iss` of demo tokens.
@@ -71,10 +68,10 @@ fn limits(config: &DemoConfig, secret: &str, client_ip: IpBackend) -> Result<Thr
     let ten_seconds = Duration::from_secs(10);
     Ok(Throttle::builder(store)
         .client_ip(client_ip)
-        .rule(Rule::new("tokens", Quota::new(5, ten_seconds))?.callers(Callers::AUTHENTICATED))
-        .rule(Rule::new("visitors", Quota::new(3, ten_seconds))?.callers(Callers::ANONYMOUS))
+        .rule(Rule::new("tokens", Quota::new(5, ten_seconds)?)?.callers(Callers::AUTHENTICATED))
+        .rule(Rule::new("visitors", Quota::new(3, ten_seconds)?)?.callers(Callers::ANONYMOUS))
         .rule(
-            Rule::new("visitors-per-address", Quota::new(20, ten_seconds))?
+            Rule::new("visitors-per-address", Quota::new(20, ten_seconds)?)?
                 .callers(Callers::ANONYMOUS)
                 .by_client_ip(),
         )
@@ -139,17 +136,15 @@ impl DemoConfig {
     }
 }
 
-/// One of the demo's routes: its path, the core policy that guards it and,
-/// for `/limited`, its rate limits.
+/// One of the demo's routes: its path and the core gate that guards it
+/// (who may call it and, for `/limited`, how often).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Route {
     /// The path.
     pub path: &'static str,
-    /// Who may call it.
-    pub policy: Policy,
-    /// How often (after the policy).
-    pub throttle: Option<Throttle>,
+    /// Who may call it, and how often.
+    pub gate: Gate,
 }
 
 /// Why the demo could not be built.
@@ -166,19 +161,19 @@ pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
 /// | `GET /limited` | as `/whoami`, rate limited: tokens 5 per 10 s, anonymous sessions 3 per 10 s and 20 per 10 s per client address |
 /// | `GET /introspected` | RFC 7662 introspection; 404 when not configured |
 ///
-/// Each route is a core [`Policy`] (and a [`Throttle`]): the axum and
-/// actix demos and the framework-free server ([`Demo::handle`]) apply the
-/// same values.
+/// Each route is a core [`Gate`]: the axum and actix demos and the
+/// framework-free server ([`Demo::handle`]) apply the same values.
 pub struct Demo {
     routes: Vec<Route>,
     issuer: TokenIssuer,
+    /// `/limited` counts in Redis.
+    shared_limits: bool,
 }
 
-fn route(path: &'static str, policy: Policy) -> Route {
+fn route(path: &'static str, gate: impl Into<Gate>) -> Route {
     Route {
         path,
-        policy,
-        throttle: None,
+        gate: gate.into(),
     }
 }
 
@@ -189,10 +184,13 @@ impl Demo {
     /// An invalid trusted proxy, a session key or JWT secret under 32 bytes,
     /// an invalid introspection or Redis URL.
     pub fn new(config: &DemoConfig) -> Result<Self, DemoError> {
-        let secret = config
-            .jwt_secret
-            .clone()
-            .unwrap_or_else(|| format!("{}{}", uuid_session_id(), uuid_session_id()));
+        let secret = config.jwt_secret.clone().unwrap_or_else(|| {
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )
+        });
         let jwt = JwtBackend::new(
             JwtValidator::builder([Algorithm::HS256])
                 .hmac_secret(secret.as_bytes())
@@ -206,16 +204,16 @@ impl Demo {
         let anon = anon.build()?;
         let client_ip = IpBackend::new().trust_proxies(&config.trusted_proxies)?;
         let whoami = Policy::new(Chain::new().or(jwt.clone()).or(anon));
-        let mut limited = route("/limited", whoami.clone());
         // Rate limits count IPv6 clients per /64 (`/ip` shows the address).
         let limits_ip = client_ip.clone().ipv6_prefix(64)?;
-        limited.throttle = Some(limits(config, &secret, limits_ip)?);
+        let limits = limits(config, &secret, limits_ip)?;
+        let shared_limits = limits.store().is_shared();
         let mut routes = vec![
-            route("/whoami", whoami),
-            route("/private", Policy::new(jwt.clone())),
-            route("/admin", Policy::new(RequireScopes::new(jwt, ["admin"]))),
-            route("/ip", Policy::new(client_ip)),
-            limited,
+            route("/whoami", whoami.clone()),
+            route("/private", jwt.clone()),
+            route("/admin", RequireScopes::new(jwt, ["admin"])),
+            route("/ip", client_ip),
+            route("/limited", Gate::new(whoami).throttle(limits)),
         ];
         if let Some(c) = &config.introspection {
             let mut introspection =
@@ -226,10 +224,11 @@ impl Demo {
             if let Some(ttl) = c.cache_ttl {
                 introspection = introspection.max_cache_ttl(ttl);
             }
-            routes.push(route("/introspected", Policy::new(introspection.build()?)));
+            routes.push(route("/introspected", introspection.build()?));
         }
         Ok(Demo {
             routes,
+            shared_limits,
             issuer: TokenIssuer::hs256(secret.as_bytes())?
                 .issuer(DEMO_ISSUER)
                 .ttl(Duration::from_secs(3600)),
@@ -244,10 +243,7 @@ impl Demo {
 
     /// Whether `/limited` counts in Redis.
     pub fn counts_in_redis(&self) -> bool {
-        self.routes
-            .iter()
-            .filter_map(|r| r.throttle.as_ref())
-            .any(|t| matches!(t.store(), Store::Redis(_)))
+        self.shared_limits
     }
 
     /// The routes.
@@ -264,11 +260,11 @@ impl Demo {
     }
 
     /// Answers one request without a framework (the direct-call example):
-    /// the core decides ([`Policy::decide_blocking`]); this code only writes
-    /// the answer: the identity's JSON and any `Set-Cookie`, or the core's
-    /// refusal as it is. A path it does not serve is 404; a method other
-    /// than GET or HEAD is 405 with `Allow`, before any authentication (as
-    /// the axum and actix demos answer).
+    /// the route's gate decides ([`Gate::decide_blocking`]); this code runs
+    /// the handler (the identity's JSON) or sends the gate's refusal as it
+    /// is, and appends the gate's additions. A path it does not serve is
+    /// 404; a method other than GET or HEAD is 405 with `Allow`, before any
+    /// authentication (as the axum and actix demos answer).
     pub fn handle<B>(&self, req: &http::Request<B>) -> http::Response<String> {
         let Some(route) = self.routes.iter().find(|r| r.path == req.uri().path()) else {
             return not_found();
@@ -276,43 +272,28 @@ impl Demo {
         if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
             return method_not_allowed();
         }
-        let (verdict, set_cookie) = match route.policy.decide_blocking(req).into_verdict() {
-            Ok(admitted) => admitted,
-            Err(refusal) => return refusal.into_response(),
-        };
-        let throttled = route.throttle.as_ref().map(|throttle| {
-            match throttle.check(Some(&verdict), req, SystemTime::now()) {
-                Checked::Done(throttled) => throttled,
-                // A round trip to Redis, on a runtime of its own (this
-                // server is synchronous).
-                Checked::Store(step) => match store_runtime() {
-                    Some(runtime) => runtime.block_on(step.run()),
-                    None => step.finish(Err(StoreError::Unavailable("no runtime".into()))),
-                },
-            }
-        });
-        let mut response = match (throttled, verdict.require()) {
-            (Some(Throttled::Deny(refusal)), _) | (_, Err(refusal)) => refusal.into_response(),
-            (allowed, Ok(who)) => {
-                let mut response = json_response(identity_json(who).to_string());
-                if let Some(Throttled::Allow(allowance)) = allowed {
-                    for (name, value) in allowance.into_headers() {
-                        response.headers_mut().append(name, value);
-                    }
-                }
+        // A Redis round trip needs a tokio runtime to run on: this server
+        // is synchronous, so it enters one of its own.
+        let _entered = store_runtime().map(tokio::runtime::Runtime::enter);
+        match route.gate.decide_blocking(req) {
+            Decision::Refuse(refusal) => refusal.into_response(),
+            Decision::Proceed(proceed) => {
+                let identity = proceed.verdict.as_ref().map(|v| v.require());
+                let mut response = match identity {
+                    Some(Ok(who)) => json_response(identity_json(who).to_string()),
+                    Some(Err(refusal)) => refusal.into_response(),
+                    None => not_found(),
+                };
+                proceed.additions.append_to(response.headers_mut());
                 response
             }
-        };
-        if let Some(cookie) = set_cookie {
-            response
-                .headers_mut()
-                .append(http::header::SET_COOKIE, cookie);
         }
-        response
     }
 }
 
-/// The runtime the framework-free server runs Redis round trips on.
+/// The runtime the framework-free server's Redis round trips run on
+/// (multi-threaded: its threads drive the connection while the request's
+/// thread waits).
 fn store_runtime() -> Option<&'static tokio::runtime::Runtime> {
     static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
         std::sync::OnceLock::new();
@@ -348,10 +329,10 @@ fn not_found() -> http::Response<String> {
 
 /// The demo's routes on axum: one `AuthLayer` per route, on its GET (and
 /// HEAD) handler only, so a wrong method is axum's 405 before
-/// authentication; from the same policies. Serve it with
+/// authentication; from the same gates. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn axum_router(demo: &Demo) -> axum::Router {
-    use auth_axum::{Auth, AuthLayer, ThrottleLayer};
+    use auth_axum::{Auth, AuthLayer};
     use axum::handler::Handler;
     async fn identity(Auth(who): Auth) -> impl axum::response::IntoResponse {
         (
@@ -359,32 +340,23 @@ pub fn axum_router(demo: &Demo) -> axum::Router {
             identity_json(&who).to_string(),
         )
     }
-    let mut app = axum::Router::new();
-    for route in demo.routes() {
-        let auth = AuthLayer::new(route.policy.clone());
-        app = match &route.throttle {
-            // The throttle inside the auth layer: it reads the identity.
-            Some(throttle) => {
-                let guarded = identity
-                    .layer(ThrottleLayer::new(throttle.clone()))
-                    .layer(auth);
-                app.route(route.path, axum::routing::get(guarded))
-            }
-            None => app.route(route.path, axum::routing::get(identity.layer(auth))),
-        };
-    }
-    app
+    demo.routes()
+        .iter()
+        .fold(axum::Router::new(), |app, route| {
+            let guarded = identity.layer(AuthLayer::new(route.gate.clone()));
+            app.route(route.path, axum::routing::get(guarded))
+        })
 }
 
 /// The demo's routes on actix-web, for `App::configure`: one
 /// `Authentication` middleware per route (on the GET and HEAD routes, so a
 /// wrong method is 405 with `Allow` before authentication, as on axum),
-/// from the same policies.
+/// from the same gates.
 pub fn actix_routes(
     demo: &Demo,
 ) -> impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static {
     use actix_web::{HttpResponse, web};
-    use auth_actix::{Auth, Authentication, Throttling};
+    use auth_actix::{Auth, Authentication};
     async fn identity(Auth(who): Auth) -> HttpResponse {
         HttpResponse::Ok()
             .content_type("application/json")
@@ -398,16 +370,8 @@ pub fn actix_routes(
     let routes = demo.routes().to_vec();
     move |config: &mut web::ServiceConfig| {
         for route in &routes {
-            let auth = Authentication::new(route.policy.clone());
-            // actix runs the last `wrap` first: authentication, then the
-            // throttle that reads its identity.
-            let guarded = |method: actix_web::Route| match &route.throttle {
-                Some(throttle) => method
-                    .to(identity)
-                    .wrap(Throttling::new(throttle.clone()))
-                    .wrap(auth.clone()),
-                None => method.to(identity).wrap(auth.clone()),
-            };
+            let auth = Authentication::new(route.gate.clone());
+            let guarded = |method: actix_web::Route| method.to(identity).wrap(auth.clone());
             config.service(
                 web::resource(route.path)
                     .route(guarded(web::get()))
@@ -485,32 +449,6 @@ pub fn serve(demo: &Demo, server: &tiny_http::Server) {
 /// The address a `tiny_http` server listens on.
 pub fn local_addr(server: &tiny_http::Server) -> Option<SocketAddr> {
     server.server_addr().to_ip()
-}
-
-/// The guides' code blocks, compiled (and run, unless marked `no_run`) as
-/// doctests: every block in `docs/guides/` compiles.
-#[cfg(doctest)]
-mod guides {
-    #[doc = include_str!("../../docs/guides/ip.md")]
-    struct Ip;
-    #[doc = include_str!("../../docs/guides/sessions.md")]
-    struct Sessions;
-    #[doc = include_str!("../../docs/guides/jwt.md")]
-    struct Jwt;
-    #[doc = include_str!("../../docs/guides/introspection.md")]
-    struct Introspection;
-    #[doc = include_str!("../../docs/guides/chaining.md")]
-    struct Chaining;
-    #[doc = include_str!("../../docs/guides/axum.md")]
-    struct Axum;
-    #[doc = include_str!("../../docs/guides/actix.md")]
-    struct Actix;
-    #[doc = include_str!("../../docs/guides/direct.md")]
-    struct Direct;
-    #[doc = include_str!("../../docs/guides/throttle.md")]
-    struct Throttle;
-    #[doc = include_str!("../../docs/guides/logging.md")]
-    struct Logging;
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! that starts with the Bearer scheme is never "no credentials".
 #![no_main]
 
-use auth_core::request::bearer_token;
+use auth_core::step::bearer_token;
 use libfuzzer_sys::fuzz_target;
 
 const CAP: usize = 256;

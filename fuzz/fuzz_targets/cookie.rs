@@ -3,7 +3,7 @@
 //! `Cookie::split_parse` of every line, first occurrence wins.
 #![no_main]
 
-use auth_core::request::cookie_value;
+use auth_core::step::cookie_value;
 use cookie::Cookie;
 use libfuzzer_sys::fuzz_target;
 

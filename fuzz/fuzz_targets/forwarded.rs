@@ -9,8 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::LazyLock;
 use std::time::SystemTime;
 
-use auth_core::request::PeerAddr;
-use auth_core::{Backend, ForwardedHeader, IpBackend};
+use auth_core::{Backend, ForwardedHeader, IpBackend, PeerAddr};
 use libfuzzer_sys::fuzz_target;
 
 const PEERS: [&str; 4] = [

@@ -8,8 +8,8 @@
 use std::sync::LazyLock;
 use std::time::SystemTime;
 
-use auth_core::transport::TransportError;
-use auth_core::{Action, Backend, IntrospectionBackend, Outcome};
+use auth_core::step::{Action, Outcome, TransportError};
+use auth_core::{Backend, IntrospectionBackend};
 use libfuzzer_sys::fuzz_target;
 
 const TOKEN: &str = "opaque-token-fuzzing-0123456789";

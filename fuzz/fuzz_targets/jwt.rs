@@ -8,8 +8,7 @@
 use std::sync::LazyLock;
 use std::time::SystemTime;
 
-use auth_core::jwt::{Algorithm, JwtValidator};
-use auth_core::{Backend, JwtBackend};
+use auth_core::{Algorithm, Backend, JwtBackend, JwtValidator};
 use jsonwebtoken::{DecodingKey, Validation};
 use libfuzzer_sys::fuzz_target;
 

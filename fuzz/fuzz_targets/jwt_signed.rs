@@ -26,8 +26,7 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::SystemTime;
 
-use auth_core::jwt::{Algorithm, JwtValidator};
-use auth_core::{Backend, JwtBackend};
+use auth_core::{Algorithm, Backend, JwtBackend, JwtValidator};
 use jsonwebtoken::{DecodingKey, EncodingKey, Validation};
 use libfuzzer_sys::fuzz_target;
 use serde::de::{Deserializer, MapAccess, Visitor};

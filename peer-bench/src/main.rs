@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
+use auth_core::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
 
 const SECRET: &str = "peer-benchmark-secret-0123456789";
 const RSA_PRIVATE: &[u8] = include_bytes!("../../crates/auth-core/tests/keys/rsa.key");
@@ -24,10 +24,12 @@ const RSA_PUBLIC: &[u8] = include_bytes!("../../crates/auth-core/tests/keys/rsa.
 const ISSUER: &str = "bench";
 
 /// Every mode: `<framework>-<authenticator>`.
-const MODES: [&str; 17] = [
+const MODES: [&str; 23] = [
     "axum-bare",
-    "axum-throttle-ip",
+    "axum-limit-ip",
+    "axum-limit-ip-quiet",
     "axum-governor-ip",
+    "axum-governor-ip-quiet",
     "axum-ours-hs256",
     "axum-ours-hs256-cached",
     "axum-ours-rs256",
@@ -42,6 +44,10 @@ const MODES: [&str; 17] = [
     "actix-ours-rs256-cached",
     "actix-httpauth-hs256",
     "actix-httpauth-rs256",
+    "actix-limit-ip",
+    "actix-limit-ip-quiet",
+    "actix-governor-ip",
+    "actix-governor-ip-quiet",
 ];
 
 fn ours(mode: &str) -> Result<JwtBackend, String> {
@@ -93,38 +99,92 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
 /// denied and every request does the whole bookkeeping.
 const PER_SECOND: u32 = 1_000_000_000;
 
-/// axum 0.8: bare, with our auth layer, with our throttle keyed by peer IP,
-/// or with tower_governor keyed by peer IP.
+/// Ours: a gate with rate limits alone, one rule counting every caller by
+/// peer address, its `RateLimit` fields on every answer unless `quiet`.
+fn limits(quiet: bool) -> Result<auth_core::Gate, String> {
+    use auth_throttle::{Callers, MemoryStore, Quota, Rule, Throttle};
+    let quota =
+        Quota::new(u64::from(PER_SECOND), Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    let rule = Rule::new("ip", quota)
+        .map_err(|e| e.to_string())?
+        .callers(Callers::EVERYONE)
+        .by_client_ip();
+    let throttle = Throttle::builder(MemoryStore::default())
+        .rule(rule)
+        .ratelimit_headers(!quiet)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(auth_core::Gate::without_auth().throttle(throttle))
+}
+
+fn serve_axum<S>(service: S, addr: SocketAddr) -> Result<(), String>
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    current_thread()
+        .map_err(|e| e.to_string())?
+        .block_on(async move {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            axum::serve(
+                listener,
+                axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                    SocketAddr,
+                >(service),
+            )
+            .await
+            .map_err(|e| e.to_string())
+        })
+}
+
+/// axum 0.8: bare or with our auth layer (route layers); the rate limiters
+/// (ours, and tower_governor keyed by peer IP, each with its headers or
+/// without) as service-level layers around the router, the harness of
+/// `scripts/instructions.sh`.
 fn axum(mode: &str, addr: SocketAddr) -> Result<(), String> {
     use axum::{Router, routing::get};
+    use tower::Layer;
     let hello = Router::new().route("/hello", get(|| async { "hello" }));
-    let app = match mode {
-        "axum-bare" => hello,
-        "axum-throttle-ip" => {
-            use auth_throttle::{Callers, MemoryStore, Quota, Rule, Throttle};
-            let rule = Rule::new("ip", Quota::new(u64::from(PER_SECOND), Duration::from_secs(1)))
-                .map_err(|e| e.to_string())?
-                .callers(Callers::EVERYONE)
-                .by_client_ip();
-            let throttle = Throttle::builder(MemoryStore::default())
-                .rule(rule)
-                .build()
-                .map_err(|e| e.to_string())?;
-            hello.layer(auth_axum::ThrottleLayer::new(throttle))
+    match mode {
+        "axum-limit-ip" | "axum-limit-ip-quiet" => {
+            let gate = limits(mode.ends_with("quiet"))?;
+            return serve_axum(
+                auth_axum::AuthLayer::new(gate).layer(hello.with_state(())),
+                addr,
+            );
         }
-        "axum-governor-ip" => {
+        "axum-governor-ip" | "axum-governor-ip-quiet" => {
+            use tower_governor::GovernorLayer;
             use tower_governor::governor::GovernorConfigBuilder;
             use tower_governor::key_extractor::PeerIpKeyExtractor;
-            use tower_governor::GovernorLayer;
-            let config = GovernorConfigBuilder::default()
+            let mut config = GovernorConfigBuilder::default().key_extractor(PeerIpKeyExtractor);
+            config
                 .period(Duration::from_secs(1) / PER_SECOND)
-                .burst_size(PER_SECOND)
-                .key_extractor(PeerIpKeyExtractor)
-                .use_headers()
-                .finish()
-                .ok_or("governor configuration")?;
-            hello.layer(GovernorLayer::new(Arc::new(config)))
+                .burst_size(PER_SECOND);
+            let router = hello.with_state(());
+            return if mode.ends_with("quiet") {
+                let config = config.finish().ok_or("governor configuration")?;
+                serve_axum(GovernorLayer::new(Arc::new(config)).layer(router), addr)
+            } else {
+                let config = config
+                    .use_headers()
+                    .finish()
+                    .ok_or("governor configuration")?;
+                serve_axum(GovernorLayer::new(Arc::new(config)).layer(router), addr)
+            };
         }
+        _ => {}
+    }
+    let app = match mode {
+        "axum-bare" => hello,
         _ => hello.layer(auth_axum::AuthLayer::new(ours(mode)?)),
     };
     current_thread()
@@ -195,6 +255,48 @@ fn actix(mode: &str, addr: SocketAddr) -> Result<(), String> {
     async fn hello() -> &'static str {
         "hello"
     }
+    if mode.contains("-limit-ip") {
+        let ours = auth_actix::Authentication::new(limits(mode.ends_with("quiet"))?);
+        return actix_serve(addr, move || {
+            App::new().service(
+                web::resource("/hello")
+                    .wrap(ours.clone())
+                    .route(web::get().to(hello)),
+            )
+        });
+    }
+    if mode.contains("-governor-ip") {
+        use actix_governor::{Governor, GovernorConfigBuilder, PeerIpKeyExtractor};
+        let mut config = GovernorConfigBuilder::default().key_extractor(PeerIpKeyExtractor);
+        config
+            .period(Duration::from_secs(1) / PER_SECOND)
+            .burst_size(PER_SECOND);
+        // One limiter: every worker's middleware shares the config's.
+        return if mode.ends_with("quiet") {
+            let config = config.finish().ok_or("governor configuration")?;
+            actix_serve(addr, move || {
+                let governor = Governor::new(&config);
+                App::new().service(
+                    web::resource("/hello")
+                        .wrap(governor)
+                        .route(web::get().to(hello)),
+                )
+            })
+        } else {
+            let config = config
+                .use_headers()
+                .finish()
+                .ok_or("governor configuration")?;
+            actix_serve(addr, move || {
+                let governor = Governor::new(&config);
+                App::new().service(
+                    web::resource("/hello")
+                        .wrap(governor)
+                        .route(web::get().to(hello)),
+                )
+            })
+        };
+    }
     let mode = mode.to_owned();
     let ours = if mode.contains("-ours-") {
         Some(auth_actix::Authentication::new(ours(&mode)?))
@@ -256,6 +358,29 @@ fn actix(mode: &str, addr: SocketAddr) -> Result<(), String> {
             .bind(addr)?
             .run()
             .await
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// One actix-web worker serving `app`.
+fn actix_serve<F, A>(addr: SocketAddr, app: F) -> Result<(), String>
+where
+    F: Fn() -> actix_web::App<A> + Send + Clone + 'static,
+    A: actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+{
+    actix_web::rt::System::new()
+        .block_on(async move {
+            actix_web::HttpServer::new(app)
+                .workers(1)
+                .bind(addr)?
+                .run()
+                .await
         })
         .map_err(|e| e.to_string())
 }

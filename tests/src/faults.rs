@@ -228,9 +228,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(1);
 /// Never for these fixed settings.
 #[allow(clippy::expect_used)]
 pub fn fault_routes(servers: &[(Fault, FaultServer)]) -> Vec<(String, auth_core::Policy)> {
-    use auth_core::jwt::{Algorithm, JwtValidator};
-    use auth_core::{IntrospectionBackend, JwtBackend, Policy};
-    let transport = auth_core::transport::UreqTransport::builder()
+    use auth_core::{Algorithm, IntrospectionBackend, JwtBackend, JwtValidator, Policy};
+    let transport = auth_core::step::UreqTransport::builder()
         .connect_timeout(TIMEOUT / 2)
         .timeout(TIMEOUT)
         .build();

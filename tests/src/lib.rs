@@ -258,9 +258,56 @@ pub fn bearer(token: &str) -> http::Request<()> {
 
 /// A ureq transport with short timeouts, so that "provider down" tests
 /// answer quickly.
-pub fn quick_transport() -> auth_core::transport::UreqTransport {
-    auth_core::transport::UreqTransport::builder()
+pub fn quick_transport() -> auth_core::step::UreqTransport {
+    auth_core::step::UreqTransport::builder()
         .connect_timeout(Duration::from_millis(500))
         .timeout(Duration::from_secs(2))
         .build()
+}
+
+/// What a custom server gets for one request from a gate's blocking
+/// driver: the identity, and any cookie issued with it.
+#[derive(Debug)]
+pub struct Who {
+    /// The identity.
+    pub auth: auth_core::AuthData,
+    /// An issued session's `Set-Cookie`.
+    pub set_cookie: Option<http::HeaderValue>,
+}
+
+/// `backend`'s answer for `req` through a gate and its blocking driver,
+/// network steps sent with `transport`: the identity, or the
+/// authentication error the gate's refusal answers.
+///
+/// # Errors
+/// The authentication error.
+///
+/// # Panics
+/// On a refusal that answers no authentication error (the gate has no
+/// rate limits, so it cannot happen).
+#[allow(clippy::panic)]
+pub fn authenticate_blocking<B, T>(
+    backend: &B,
+    req: &http::Request<()>,
+    transport: &T,
+) -> Result<Who, auth_core::AuthError>
+where
+    B: auth_core::Backend + Clone + 'static,
+    T: auth_core::step::Transport + Clone + 'static,
+{
+    use auth_core::{Decision, Gate, Policy};
+    let gate = Gate::new(Policy::new(backend.clone()).transport(transport.clone()));
+    match gate.decide_blocking(req) {
+        Decision::Proceed(proceed) => match proceed.verdict.and_then(|v| v.into_auth()) {
+            Some(auth) => Ok(Who {
+                auth,
+                set_cookie: proceed.additions.get("set-cookie").cloned(),
+            }),
+            None => panic!("a required policy proceeded without an identity"),
+        },
+        Decision::Refuse(refusal) => match refusal.error() {
+            Some(error) => Err(error.clone()),
+            None => panic!("not an authentication refusal: {refusal:?}"),
+        },
+    }
 }

@@ -6,9 +6,8 @@
 use std::time::Duration;
 
 use auth_axum::{Auth, AuthLayer};
-use auth_core::Policy;
-use auth_core::introspect::IntrospectionBackend;
-use auth_core::transport::UreqTransport;
+use auth_core::step::UreqTransport;
+use auth_core::{IntrospectionBackend, Policy};
 use auth_tests::{CLIENT_ID, CLIENT_SECRET, OidcProvider, serve_axum};
 use axum::Router;
 use axum::routing::get;

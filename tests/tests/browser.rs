@@ -107,7 +107,7 @@ impl Drop for Driver {
 }
 
 fn uuid_like() -> String {
-    auth_core::session::uuid_session_id()
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 struct Browser<'a> {

@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use auth_core::Policy;
-use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
+use auth_core::{Algorithm, JwtBackend, JwtValidator, Policy, TokenIssuer};
 use auth_tests::serve_axum;
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::Jwk;

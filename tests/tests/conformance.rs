@@ -1,38 +1,36 @@
-//! One table of scenarios, run three ways: through the core directly (its
-//! decision, rendered as the handlers would), through the axum adapter and
-//! through the actix adapter (both over real TCP with a real client).
+//! One table of scenarios, run three ways: through the core directly (the
+//! route's gate decides, the handler answers from the verdict, the gate's
+//! additions are appended), through the axum adapter and through the
+//! actix adapter (both over real TCP with a real client).
 //!
 //! Every way must give the row's status, `WWW-Authenticate`, number of
 //! `Set-Cookie` headers and identity; and the three ways must agree on the
 //! whole answer: every header (but `date` and `content-length`, with issued
-//! session ids masked) and the body, byte for byte. Adding a scenario is one
-//! row of `SCENARIOS`; a route is one entry of `routes()`.
+//! session ids masked) and the body, byte for byte. A scenario is one line
+//! of the table; a route is one entry of `routes()`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-use auth_core::introspect::IntrospectionBackend;
-use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
-use auth_core::request::PeerAddr;
-use auth_core::transport::UreqTransport;
+use auth_core::step::UreqTransport;
 use auth_core::{
-    AnonSessionBackend, Chain, IpBackend, Policy, Refusal, RequireScopes, Scope, SessionBackend,
-    Verdict,
+    Algorithm, AnonSessionBackend, Cause, Chain, Decision, Gate, IntrospectionBackend, IpBackend,
+    JwtBackend, JwtValidator, PeerAddr, Policy, Refusal, RequireScopes, Scope, SessionBackend,
+    TokenIssuer, Verdict,
 };
 use auth_tests::{serve_axum, serve_axum_with};
-use auth_throttle::{Callers, Checked, MemoryStore, Quota, Rule, Throttle, Throttled};
+use auth_throttle::{Callers, MemoryStore, Quota, Rule, Throttle};
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::Jwk;
 use serde_json::{Value, json};
 
 const SECRET: &[u8] = b"conformance-secret-0123456789abc";
-const NO_WWW: Option<&str> = None;
 
 fn key_file(name: &str) -> Vec<u8> {
     std::fs::read(format!(
@@ -170,11 +168,15 @@ enum Handler {
     Scoped,
     /// `Auth`, and the handler sets its own cookie.
     OwnCookie,
-    /// No layer: the state-based extractor decides, and the handler sends
-    /// the issued cookie.
+    /// No layer: the state-based extractor decides (extracted twice: one
+    /// identity, one issued cookie), and the handler sends the issued
+    /// cookie.
     State,
     /// `Auth` on a route without the layer (a server bug).
     NoLayer,
+    /// No extractor: "ok" (a gate with rate limits alone leaves no
+    /// verdict).
+    Plain,
 }
 
 struct Admin;
@@ -202,126 +204,163 @@ fn anon() -> AnonSessionBackend {
     AnonSessionBackend::new("anon").unwrap()
 }
 
-/// The routes: a path, its handler and the core policy that guards it. Each
-/// way builds its own (as a server would, with its own caches), so each
-/// way's first request to a remote-key route drives the key fetch itself.
-/// One route: its path, its handler, its policy and its rate limits.
+/// One route: its path, its handler and the gate that guards it. Each way
+/// builds its own (as a server would, with its own caches and counters),
+/// so each way's first request to a remote-key route drives the key fetch
+/// itself.
 struct Route {
     path: &'static str,
     handler: Handler,
-    policy: Policy,
-    throttle: Option<Throttle>,
+    gate: Gate,
 }
 
-/// The rate limits of `/limited`: anonymous sessions 3 per 900 s (one every
-/// 300 s, so the seconds in the headers are whole and stable), and writers
-/// (scope `write`) once per 600 s.
-fn limits() -> Throttle {
-    Throttle::builder(MemoryStore::default())
-        .rule(
-            Rule::new("visitors", Quota::new(3, Duration::from_secs(900)))
-                .unwrap()
-                .callers(Callers::ANONYMOUS),
-        )
-        .rule(
-            Rule::new("writers", Quota::new(1, Duration::from_secs(600)))
-                .unwrap()
-                .scope("write"),
-        )
+/// One rule of `limit` per 900 s (one every 900 / `limit` s, so the
+/// seconds in the headers are whole and stable).
+fn rule(id: &str, limit: u64) -> Rule {
+    Rule::new(id, Quota::new(limit, Duration::from_secs(900)).unwrap()).unwrap()
+}
+
+fn throttle(rules: impl IntoIterator<Item = Rule>) -> Throttle {
+    rules
+        .into_iter()
+        .fold(Throttle::builder(MemoryStore::default()), |b, r| b.rule(r))
         .build()
         .unwrap()
 }
 
-fn routes() -> Vec<Route> {
-    routes_and_policies()
-        .into_iter()
-        .map(|(path, handler, policy)| Route {
-            path,
-            handler,
-            throttle: (path == "/limited").then(limits),
-            policy,
-        })
-        .collect()
+/// A problem+json body naming what refused: the rule, or the error.
+fn problem(mut refusal: Refusal) -> Refusal {
+    let detail = match refusal.cause() {
+        Cause::RateLimited { rule, retry_after } => format!("{rule}: retry in {retry_after} s"),
+        Cause::Auth(error) => error.description().into_owned(),
+        _ => "refused".to_owned(),
+    };
+    let problem = json!({
+        "type": "about:blank",
+        "title": refusal.status().canonical_reason(),
+        "status": refusal.status().as_u16(),
+        "detail": detail,
+    });
+    refusal.set_body(
+        http::HeaderValue::from_static("application/problem+json"),
+        problem.to_string(),
+    );
+    refusal
 }
 
-fn routes_and_policies() -> Vec<(&'static str, Handler, Policy)> {
+fn routes() -> Vec<Route> {
     use Handler::*;
     let ip_proxied = || IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap();
-    let remote = |validator: auth_core::jwt::JwtValidatorBuilder| {
+    let remote = |validator: auth_core::JwtValidatorBuilder| {
         Policy::new(JwtBackend::new(validator.build().unwrap())).transport(
             UreqTransport::builder()
                 .timeout(Duration::from_secs(2))
                 .build(),
         )
     };
+    let chain = || Policy::new(Chain::new().or(jwt()).or(anon()));
+    let route = |path, handler, gate: Gate| Route {
+        path,
+        handler,
+        gate,
+    };
     vec![
-        (
-            "/whoami",
-            Identity,
-            Policy::new(Chain::new().or(jwt()).or(anon())),
-        ),
-        (
+        route("/whoami", Identity, chain().into()),
+        // Anonymous sessions 3 per 900 s; writers (scope `write`) 1.
+        route(
             "/limited",
             Identity,
-            Policy::new(Chain::new().or(jwt()).or(anon())),
+            Gate::new(chain()).throttle(throttle([
+                rule("visitors", 3).callers(Callers::ANONYMOUS),
+                rule("writers", 1).scope("write"),
+            ])),
         ),
-        ("/private", Identity, Policy::new(jwt()).realm("api")),
-        (
+        // One new session per client address per 900 s.
+        route(
+            "/new-sessions",
+            Identity,
+            Gate::new(anon()).throttle(throttle([rule("new-sessions", 1)
+                .callers(Callers::NEW_SESSIONS)
+                .by_client_ip()])),
+        ),
+        // Rate limits alone: 2 per client address.
+        route(
+            "/by-address",
+            Plain,
+            Gate::without_auth().throttle(throttle([rule("per-address", 2)
+                .callers(Callers::EVERYONE)
+                .by_client_ip()])),
+        ),
+        // The scope is required by the policy: refused before counting.
+        route(
+            "/admin-limited",
+            Identity,
+            Gate::new(RequireScopes::new(jwt(), ["admin"])).throttle(throttle([rule("admins", 1)])),
+        ),
+        // Every refusal reworded, the rule named in the 429.
+        route(
+            "/shaped",
+            Identity,
+            Gate::new(chain())
+                .throttle(throttle([rule("shaped", 1)]))
+                .render_refusals(problem),
+        ),
+        route("/private", Identity, Policy::new(jwt()).realm("api").into()),
+        route(
             "/required",
             Required,
-            Policy::new(jwt()).optional().realm("api"),
+            Policy::new(jwt()).optional().realm("api").into(),
         ),
-        (
+        route(
             "/admin",
             Identity,
-            Policy::new(RequireScopes::new(jwt(), ["admin"])),
+            RequireScopes::new(jwt(), ["admin"]).into(),
         ),
-        (
+        route(
             "/scoped",
             Scoped,
-            Policy::new(Chain::new().or(jwt()).or(anon())).realm("api"),
+            Policy::new(Chain::new().or(jwt()).or(anon()))
+                .realm("api")
+                .into(),
         ),
-        ("/claims", Claims, Policy::new(jwt()).realm("api")),
-        ("/optional", Identity, Policy::new(jwt()).optional()),
-        ("/cookies", OwnCookie, Policy::new(anon())),
-        (
+        route("/claims", Claims, Policy::new(jwt()).realm("api").into()),
+        route("/optional", Identity, Policy::new(jwt()).optional().into()),
+        route("/cookies", OwnCookie, anon().into()),
+        route(
             "/state",
             State,
-            Policy::new(
-                Chain::new()
-                    .or(SessionBackend::new("session").unwrap())
-                    .or(anon()),
-            ),
+            Chain::new()
+                .or(SessionBackend::new("session").unwrap())
+                .or(anon())
+                .into(),
         ),
-        ("/no-layer", NoLayer, Policy::new(anon())),
-        (
+        route("/no-layer", NoLayer, anon().into()),
+        route(
             "/session",
             Identity,
-            Policy::new(SessionBackend::new("session").unwrap()),
+            SessionBackend::new("session").unwrap().into(),
         ),
-        (
+        route(
             "/signed",
             Identity,
-            Policy::new(
-                AnonSessionBackend::builder("anon")
-                    .signing_key([9u8; 32])
-                    .build()
-                    .unwrap(),
-            ),
+            AnonSessionBackend::builder("anon")
+                .signing_key([9u8; 32])
+                .build()
+                .unwrap()
+                .into(),
         ),
-        ("/ip", Identity, Policy::new(IpBackend::new())),
-        ("/ip-proxied", Identity, Policy::new(ip_proxied())),
-        (
+        route("/ip", Identity, IpBackend::new().into()),
+        route("/ip-proxied", Identity, ip_proxied().into()),
+        route(
             "/introspected",
             Identity,
-            Policy::new(
-                IntrospectionBackend::builder(introspection_url(), "api", "secret")
-                    .allow_http(true)
-                    .build()
-                    .unwrap(),
-            ),
+            IntrospectionBackend::builder(introspection_url(), "api", "secret")
+                .allow_http(true)
+                .build()
+                .unwrap()
+                .into(),
         ),
-        (
+        route(
             "/introspect-down",
             Identity,
             Policy::new(
@@ -334,41 +373,33 @@ fn routes_and_policies() -> Vec<(&'static str, Handler, Policy)> {
                 UreqTransport::builder()
                     .connect_timeout(Duration::from_millis(300))
                     .build(),
-            ),
+            )
+            .into(),
         ),
-        (
+        route(
             "/jwks",
             Identity,
             remote(
                 JwtValidator::builder([Algorithm::RS256])
                     .jwks_url(&format!("{}/jwks.json", key_server()))
                     .allow_http(true),
-            ),
+            )
+            .into(),
         ),
-        (
+        route(
             "/discovery",
             Identity,
             remote(
                 JwtValidator::builder([Algorithm::RS256])
                     .oidc_issuer(key_server())
                     .allow_http(true),
-            ),
+            )
+            .into(),
         ),
-        (
+        route(
             "/problem",
             Identity,
-            Policy::new(jwt()).render_refusals(|mut refusal| {
-                let problem = json!({
-                    "type": "about:blank",
-                    "title": refusal.status().canonical_reason(),
-                    "status": refusal.status().as_u16(),
-                });
-                refusal.set_body(
-                    http::HeaderValue::from_static("application/problem+json"),
-                    problem.to_string(),
-                );
-                refusal
-            }),
+            Gate::new(jwt()).render_refusals(problem),
         ),
     ]
 }
@@ -381,8 +412,11 @@ enum Id {
     Anonymous,
     /// A refusal: an `error` member, no identity.
     Refused,
-    /// Not JSON of ours (a custom refusal body): checked only for equality.
+    /// Not JSON of ours (a problem+json body, a plain "ok"): checked only
+    /// for equality between the ways.
     Other,
+    /// A body that holds this text.
+    Has(&'static str),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -391,7 +425,7 @@ enum Peer {
     Known,
     /// It does not (axum without `ConnectInfo`; the core without a
     /// `PeerAddr`). actix always knows it over TCP, so it is not asked.
-    Missing,
+    NoPeer,
 }
 
 struct Scenario {
@@ -407,705 +441,147 @@ struct Scenario {
     peer: Peer,
 }
 
-const fn row(
-    name: &'static str,
-    path: &'static str,
-    headers: &'static [(&'static str, &'static str)],
-    status: u16,
-    www_authenticate: Option<&'static str>,
-    set_cookies: usize,
-    id: Id,
-) -> Scenario {
-    Scenario {
-        name,
-        method: "GET",
-        path,
-        headers,
-        status,
-        www_authenticate,
-        set_cookies,
-        id,
-        peer: Peer::Known,
-    }
+/// `-` for no `WWW-Authenticate`, else its value.
+macro_rules! www {
+    (-) => {
+        None
+    };
+    ($value:expr) => {
+        Some($value)
+    };
 }
 
-const INVALID: Option<&str> =
-    Some(r#"Bearer error="invalid_token", error_description="malformed token""#);
-const ANON: &str = "anon=returning-visitor-42";
-const PREFLIGHT: &[(&str, &str)] = &[
-    ("access-control-request-method", "GET"),
-    ("origin", "https://app.example"),
-];
+/// One scenario per line: `name = METHOD path [header: value, ...] =>
+/// status, www-authenticate, set-cookie count, identity[, NoPeer];`
+macro_rules! table {
+    ($($name:literal = $method:ident $path:literal [$($h:literal: $v:tt),*] => $status:literal, $www:tt, $cookies:literal, $id:ident $(($is:literal))? $(, $peer:ident)?;)*) => {
+        &[$(Scenario {
+            name: $name,
+            method: stringify!($method),
+            path: $path,
+            headers: &[$(($h, $v)),*],
+            status: $status,
+            www_authenticate: www!($www),
+            set_cookies: $cookies,
+            id: Id::$id $(($is))?,
+            peer: table!(@peer $($peer)?),
+        }),*]
+    };
+    (@peer) => { Peer::Known };
+    (@peer $peer:ident) => { Peer::$peer };
+}
 
-const SCENARIOS: &[Scenario] = &[
+const INVALID: &str = r#"Bearer error="invalid_token", error_description="malformed token""#;
+const ANON: &str = "anon=returning-visitor-42";
+
+#[rustfmt::skip]
+const SCENARIOS: &[Scenario] = table![
     // Chain: JWT, else anonymous session.
-    row(
-        "chain: nothing -> anonymous issued",
-        "/whoami",
-        &[],
-        200,
-        NO_WWW,
-        1,
-        Id::Issued,
-    ),
-    row(
-        "chain: anonymous cookie reused",
-        "/whoami",
-        &[("cookie", ANON)],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("returning-visitor-42"),
-    ),
-    row(
-        "chain: valid token wins over cookie",
-        "/whoami",
-        &[("authorization", "Bearer {token:reader}"), ("cookie", ANON)],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("alice"),
-    ),
-    row(
-        "chain: lowercase scheme",
-        "/whoami",
-        &[("authorization", "bearer {token:reader}")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("alice"),
-    ),
-    row(
-        "chain: bad token is not downgraded",
-        "/whoami",
-        &[("authorization", "Bearer not.a.jwt")],
-        401,
-        INVALID,
-        0,
-        Id::Refused,
-    ),
-    row(
-        "chain: Bearer without token",
-        "/whoami",
-        &[("authorization", "Bearer")],
-        400,
-        Some(r#"Bearer error="invalid_request", error_description="empty bearer token""#),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "chain: other scheme -> anonymous",
-        "/whoami",
-        &[("authorization", "Basic dXNlcjpwYXNz")],
-        200,
-        NO_WWW,
-        1,
-        Id::Issued,
-    ),
-    row(
-        "chain: a bad bearer line after another scheme is not downgraded",
-        "/whoami",
-        &[
-            ("authorization", "Basic dXNlcjpwYXNz"),
-            ("authorization", "Bearer not token68!"),
-        ],
-        400,
-        Some(
-            r#"Bearer error="invalid_request", error_description="more than one Authorization header""#,
-        ),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "chain: a tab after the scheme is still the Bearer scheme",
-        "/whoami",
-        &[("authorization", "Bearer\tnot.a.jwt")],
-        401,
-        INVALID,
-        0,
-        Id::Refused,
-    ),
-    row(
-        "chain: Bearer named after a comma",
-        "/whoami",
-        &[("authorization", "Basic dXNlcjpwYXNz, Bearer abc")],
-        400,
-        Some(
-            r#"Bearer error="invalid_request", error_description="a bearer token must be the only credential""#,
-        ),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "chain: two Authorization headers",
-        "/whoami",
-        &[
-            ("authorization", "Bearer {token:reader}"),
-            ("authorization", "Bearer {token:admin}"),
-        ],
-        400,
-        Some(
-            r#"Bearer error="invalid_request", error_description="more than one Authorization header""#,
-        ),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "chain: expired token",
-        "/whoami",
-        &[("authorization", "Bearer {token:expired}")],
-        401,
-        Some(r#"Bearer error="invalid_token", error_description="token expired""#),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "chain: foreign issuer",
-        "/whoami",
-        &[("authorization", "Bearer {token:foreign}")],
-        401,
-        Some(r#"Bearer error="invalid_token", error_description="token has the wrong issuer""#),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "chain: malformed anonymous cookie replaced",
-        "/whoami",
-        &[("cookie", "anon=\"a\\b\"")],
-        200,
-        NO_WWW,
-        1,
-        Id::Issued,
-    ),
+    "chain: nothing -> anonymous issued" = GET "/whoami" [] => 200, -, 1, Issued;
+    "chain: anonymous cookie reused" = GET "/whoami" ["cookie": ANON] => 200, -, 0, Is("returning-visitor-42");
+    "chain: valid token wins over cookie" = GET "/whoami" ["authorization": "Bearer {token:reader}", "cookie": ANON] => 200, -, 0, Is("alice");
+    "chain: lowercase scheme" = GET "/whoami" ["authorization": "bearer {token:reader}"] => 200, -, 0, Is("alice");
+    "chain: bad token is not downgraded" = GET "/whoami" ["authorization": "Bearer not.a.jwt"] => 401, INVALID, 0, Refused;
+    "chain: Bearer without token" = GET "/whoami" ["authorization": "Bearer"] => 400, r#"Bearer error="invalid_request", error_description="empty bearer token""#, 0, Refused;
+    "chain: other scheme -> anonymous" = GET "/whoami" ["authorization": "Basic dXNlcjpwYXNz"] => 200, -, 1, Issued;
+    "chain: a bad bearer line after another scheme is not downgraded" = GET "/whoami" ["authorization": "Basic dXNlcjpwYXNz", "authorization": "Bearer not token68!"] => 400, r#"Bearer error="invalid_request", error_description="more than one Authorization header""#, 0, Refused;
+    "chain: a tab after the scheme is still the Bearer scheme" = GET "/whoami" ["authorization": "Bearer\tnot.a.jwt"] => 401, INVALID, 0, Refused;
+    "chain: Bearer named after a comma" = GET "/whoami" ["authorization": "Basic dXNlcjpwYXNz, Bearer abc"] => 400, r#"Bearer error="invalid_request", error_description="a bearer token must be the only credential""#, 0, Refused;
+    "chain: two Authorization headers" = GET "/whoami" ["authorization": "Bearer {token:reader}", "authorization": "Bearer {token:admin}"] => 400, r#"Bearer error="invalid_request", error_description="more than one Authorization header""#, 0, Refused;
+    "chain: expired token" = GET "/whoami" ["authorization": "Bearer {token:expired}"] => 401, r#"Bearer error="invalid_token", error_description="token expired""#, 0, Refused;
+    "chain: foreign issuer" = GET "/whoami" ["authorization": "Bearer {token:foreign}"] => 401, r#"Bearer error="invalid_token", error_description="token has the wrong issuer""#, 0, Refused;
+    "chain: malformed anonymous cookie replaced" = GET "/whoami" ["cookie": "anon=\"a\\b\""] => 200, -, 1, Issued;
     // Rate limits after the identity (the throttle inside the auth layer).
-    row(
-        "limited: a new session's first request counts",
-        "/limited",
-        &[],
-        200,
-        NO_WWW,
-        1,
-        Id::Issued,
-    ),
-    row(
-        "limited: 1st of 3",
-        "/limited",
-        &[("cookie", "anon=limited-visitor")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("limited-visitor"),
-    ),
-    row(
-        "limited: 2nd of 3",
-        "/limited",
-        &[("cookie", "anon=limited-visitor")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("limited-visitor"),
-    ),
-    row(
-        "limited: 3rd of 3",
-        "/limited",
-        &[("cookie", "anon=limited-visitor")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("limited-visitor"),
-    ),
-    row(
-        "limited: the 4th is a 429",
-        "/limited",
-        &[("cookie", "anon=limited-visitor")],
-        429,
-        NO_WWW,
-        0,
-        Id::Other,
-    ),
-    row(
-        "limited: a token without a scope claim is counted by no rule",
-        "/limited",
-        &[("authorization", "Bearer {token:reader}")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("alice"),
-    ),
-    row(
-        "limited: a bad token is refused before any counting",
-        "/limited",
-        &[("authorization", "Bearer not.a.jwt")],
-        401,
-        INVALID,
-        0,
-        Id::Refused,
-    ),
+    "limited: a new session's first request counts" = GET "/limited" [] => 200, -, 1, Issued;
+    "limited: 1st of 3" = GET "/limited" ["cookie": "anon=limited-visitor"] => 200, -, 0, Is("limited-visitor");
+    "limited: 2nd of 3" = GET "/limited" ["cookie": "anon=limited-visitor"] => 200, -, 0, Is("limited-visitor");
+    "limited: 3rd of 3" = GET "/limited" ["cookie": "anon=limited-visitor"] => 200, -, 0, Is("limited-visitor");
+    "limited: the 4th is a 429" = GET "/limited" ["cookie": "anon=limited-visitor"] => 429, -, 0, Other;
+    "limited: another route does not count them" = GET "/whoami" ["cookie": "anon=limited-visitor"] => 200, -, 0, Is("limited-visitor");
+    "limited: a token without a scope claim is counted by no rule" = GET "/limited" ["authorization": "Bearer {token:reader}"] => 200, -, 0, Is("alice");
+    "limited: a bad token is refused before any counting" = GET "/limited" ["authorization": "Bearer not.a.jwt"] => 401, INVALID, 0, Refused;
+    // New sessions per client address: the one over the cap gets a 429 and no session.
+    "new sessions: the first is issued" = GET "/new-sessions" [] => 200, -, 1, Issued;
+    "new sessions: over the cap, a 429 without the cookie" = GET "/new-sessions" [] => 429, -, 0, Has("new-sessions");
+    "new sessions: a returning session is not new" = GET "/new-sessions" ["cookie": ANON] => 200, -, 0, Is("returning-visitor-42");
+    // Rate limits alone, by client address: no verdict, no identity.
+    "limits alone: 1st of 2" = GET "/by-address" [] => 200, -, 0, Has("ok");
+    "limits alone: 2nd of 2" = GET "/by-address" ["cookie": ANON] => 200, -, 0, Has("ok");
+    "limits alone: the 3rd is a 429" = GET "/by-address" ["authorization": "Bearer {token:reader}"] => 429, -, 0, Has("per-address");
+    // A scope the policy requires: refused before any counting.
+    "scope in the policy: a reader gets 403" = GET "/admin-limited" ["authorization": "Bearer {token:reader}"] => 403, r#"Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope="admin""#, 0, Refused;
+    "scope in the policy: 403 again, nothing counted" = GET "/admin-limited" ["authorization": "Bearer {token:reader}"] => 403, r#"Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope="admin""#, 0, Refused;
+    "scope in the policy: an admin is counted" = GET "/admin-limited" ["authorization": "Bearer {token:admin}"] => 200, -, 0, Is("root");
+    "scope in the policy: the admin's 2nd is a 429" = GET "/admin-limited" ["authorization": "Bearer {token:admin}"] => 429, -, 0, Has("admins");
+    // One renderer for every refusal of a gate: the 429 names its rule.
+    "shaped: the 1st passes" = GET "/shaped" ["cookie": "anon=shaped-visitor"] => 200, -, 0, Is("shaped-visitor");
+    "shaped: the 429 names its rule" = GET "/shaped" ["cookie": "anon=shaped-visitor"] => 429, -, 0, Has(r#""detail":"shaped: retry in 900 s""#);
+    "shaped: an authentication refusal is reworded too" = GET "/shaped" ["authorization": "Bearer not.a.jwt"] => 401, INVALID, 0, Has(r#""detail":"invalid credentials: malformed token""#);
     // JWT required, with a realm.
-    row(
-        "private: nothing",
-        "/private",
-        &[],
-        401,
-        Some(r#"Bearer realm="api""#),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "private: valid",
-        "/private",
-        &[("authorization", "Bearer {token:reader}")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("alice"),
-    ),
-    row(
-        "private: alg none",
-        "/private",
-        &[("authorization", "Bearer {token:none-alg}")],
-        401,
-        Some(r#"Bearer realm="api", error="invalid_token", error_description="malformed token""#),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "private: oversized token",
-        "/private",
-        &[("authorization", "Bearer {token:huge}")],
-        401,
-        Some(
-            r#"Bearer realm="api", error="invalid_token", error_description="bearer token exceeds the size limit""#,
-        ),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "private: not token68",
-        "/private",
-        &[("authorization", "Bearer a b")],
-        400,
-        Some(
-            r#"Bearer realm="api", error="invalid_request", error_description="bearer token is not a token68 string""#,
-        ),
-        0,
-        Id::Refused,
-    ),
+    "private: nothing" = GET "/private" [] => 401, r#"Bearer realm="api""#, 0, Refused;
+    "private: valid" = GET "/private" ["authorization": "Bearer {token:reader}"] => 200, -, 0, Is("alice");
+    "private: alg none" = GET "/private" ["authorization": "Bearer {token:none-alg}"] => 401, r#"Bearer realm="api", error="invalid_token", error_description="malformed token""#, 0, Refused;
+    "private: oversized token" = GET "/private" ["authorization": "Bearer {token:huge}"] => 401, r#"Bearer realm="api", error="invalid_token", error_description="bearer token exceeds the size limit""#, 0, Refused;
+    "private: not token68" = GET "/private" ["authorization": "Bearer a b"] => 400, r#"Bearer realm="api", error="invalid_request", error_description="bearer token is not a token68 string""#, 0, Refused;
     // The Auth extractor on an optional layer: refused as the policy words it.
-    row(
-        "required extractor: nothing",
-        "/required",
-        &[],
-        401,
-        Some(r#"Bearer realm="api""#),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "required extractor: valid",
-        "/required",
-        &[("authorization", "Bearer {token:reader}")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("alice"),
-    ),
+    "required extractor: nothing" = GET "/required" [] => 401, r#"Bearer realm="api""#, 0, Refused;
+    "required extractor: valid" = GET "/required" ["authorization": "Bearer {token:reader}"] => 200, -, 0, Is("alice");
     // Scopes: the RequireScopes backend.
-    row(
-        "admin: reader lacks scope",
-        "/admin",
-        &[("authorization", "Bearer {token:reader}")],
-        403,
-        Some(
-            r#"Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope="admin""#,
-        ),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "admin: admin",
-        "/admin",
-        &[("authorization", "Bearer {token:admin}")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("root"),
-    ),
-    row(
-        "admin: nothing",
-        "/admin",
-        &[],
-        401,
-        Some("Bearer"),
-        0,
-        Id::Refused,
-    ),
+    "admin: reader lacks scope" = GET "/admin" ["authorization": "Bearer {token:reader}"] => 403, r#"Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope="admin""#, 0, Refused;
+    "admin: admin" = GET "/admin" ["authorization": "Bearer {token:admin}"] => 200, -, 0, Is("root");
+    "admin: nothing" = GET "/admin" [] => 401, "Bearer", 0, Refused;
     // Scopes: the Scoped extractor, with a realm, behind JWT -> anonymous.
-    row(
-        "scoped: reader lacks scope (realm named)",
-        "/scoped",
-        &[("authorization", "Bearer {token:reader}")],
-        403,
-        Some(
-            r#"Bearer realm="api", error="insufficient_scope", error_description="the token lacks a required scope", scope="admin""#,
-        ),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "scoped: admin",
-        "/scoped",
-        &[("authorization", "Bearer {token:admin}")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("root"),
-    ),
-    row(
-        "scoped: anonymous caller is asked for a token",
-        "/scoped",
-        &[("cookie", ANON)],
-        401,
-        Some(r#"Bearer realm="api""#),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "scoped: new anonymous caller is asked, and keeps its cookie",
-        "/scoped",
-        &[],
-        401,
-        Some(r#"Bearer realm="api""#),
-        1,
-        Id::Refused,
-    ),
+    "scoped: reader lacks scope (realm named)" = GET "/scoped" ["authorization": "Bearer {token:reader}"] => 403, r#"Bearer realm="api", error="insufficient_scope", error_description="the token lacks a required scope", scope="admin""#, 0, Refused;
+    "scoped: admin" = GET "/scoped" ["authorization": "Bearer {token:admin}"] => 200, -, 0, Is("root");
+    "scoped: anonymous caller is asked for a token" = GET "/scoped" ["cookie": ANON] => 401, r#"Bearer realm="api""#, 0, Refused;
+    "scoped: new anonymous caller is asked, and keeps its cookie" = GET "/scoped" [] => 401, r#"Bearer realm="api""#, 1, Refused;
     // Typed claims.
-    row(
-        "claims: every claim, registered ones too",
-        "/claims",
-        &[("authorization", "Bearer {token:reader}")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("alice"),
-    ),
-    row(
-        "claims: a missing field is named",
-        "/claims",
-        &[("authorization", "Bearer {token:no-tenant}")],
-        401,
-        Some(
-            r#"Bearer realm="api", error="invalid_token", error_description="token claim `tenant` is missing""#,
-        ),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "claims: a mistyped field is named, not its value",
-        "/claims",
-        &[("authorization", "Bearer {token:bad-tenant}")],
-        401,
-        Some(
-            r#"Bearer realm="api", error="invalid_token", error_description="token claim `tenant` has an unexpected type or value""#,
-        ),
-        0,
-        Id::Refused,
-    ),
+    "claims: every claim, registered ones too" = GET "/claims" ["authorization": "Bearer {token:reader}"] => 200, -, 0, Is("alice");
+    "claims: a missing field is named" = GET "/claims" ["authorization": "Bearer {token:no-tenant}"] => 401, r#"Bearer realm="api", error="invalid_token", error_description="token claim `tenant` is missing""#, 0, Refused;
+    "claims: a mistyped field is named, not its value" = GET "/claims" ["authorization": "Bearer {token:bad-tenant}"] => 401, r#"Bearer realm="api", error="invalid_token", error_description="token claim `tenant` has an unexpected type or value""#, 0, Refused;
     // Optional mode.
-    row(
-        "optional: nothing",
-        "/optional",
-        &[],
-        200,
-        NO_WWW,
-        0,
-        Id::Anonymous,
-    ),
-    row(
-        "optional: valid",
-        "/optional",
-        &[("authorization", "Bearer {token:reader}")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("alice"),
-    ),
-    row(
-        "optional: invalid still refused",
-        "/optional",
-        &[("authorization", "Bearer x.y.z")],
-        401,
-        INVALID,
-        0,
-        Id::Refused,
-    ),
+    "optional: nothing" = GET "/optional" [] => 200, -, 0, Anonymous;
+    "optional: valid" = GET "/optional" ["authorization": "Bearer {token:reader}"] => 200, -, 0, Is("alice");
+    "optional: invalid still refused" = GET "/optional" ["authorization": "Bearer x.y.z"] => 401, INVALID, 0, Refused;
     // The handler's own cookie next to an issued one.
-    row(
-        "cookies: handler's and issued",
-        "/cookies",
-        &[],
-        200,
-        NO_WWW,
-        2,
-        Id::Issued,
-    ),
-    row(
-        "cookies: handler's only",
-        "/cookies",
-        &[("cookie", ANON)],
-        200,
-        NO_WWW,
-        1,
-        Id::Is("returning-visitor-42"),
-    ),
+    "cookies: handler's and issued" = GET "/cookies" [] => 200, -, 2, Issued;
+    "cookies: handler's only" = GET "/cookies" ["cookie": ANON] => 200, -, 1, Is("returning-visitor-42");
     // The state-based extractor, without the layer.
-    row("state: issued", "/state", &[], 200, NO_WWW, 1, Id::Issued),
-    row(
-        "state: session",
-        "/state",
-        &[("cookie", "session=s-1")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("s-1"),
-    ),
+    "state: issued" = GET "/state" [] => 200, -, 1, Issued;
+    "state: session" = GET "/state" ["cookie": "session=s-1"] => 200, -, 0, Is("s-1");
     // An extractor without its layer: a fixed 500.
-    row(
-        "no layer: 500",
-        "/no-layer",
-        &[],
-        500,
-        NO_WWW,
-        0,
-        Id::Refused,
-    ),
+    "no layer: 500" = GET "/no-layer" [] => 500, -, 0, Refused;
     // Session cookie required.
-    row(
-        "session: nothing",
-        "/session",
-        &[],
-        401,
-        NO_WWW,
-        0,
-        Id::Refused,
-    ),
-    row(
-        "session: present",
-        "/session",
-        &[("cookie", "theme=dark; session=u-1=x")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("u-1=x"),
-    ),
-    row(
-        "session: two Cookie headers",
-        "/session",
-        &[("cookie", "theme=dark"), ("cookie", "session=u-2")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("u-2"),
-    ),
-    row(
-        "session: malformed value",
-        "/session",
-        &[("cookie", "session=a\\b")],
-        401,
-        NO_WWW,
-        0,
-        Id::Refused,
-    ),
+    "session: nothing" = GET "/session" [] => 401, -, 0, Refused;
+    "session: present" = GET "/session" ["cookie": "theme=dark; session=u-1=x"] => 200, -, 0, Is("u-1=x");
+    "session: two Cookie headers" = GET "/session" ["cookie": "theme=dark", "cookie": "session=u-2"] => 200, -, 0, Is("u-2");
+    "session: malformed value" = GET "/session" ["cookie": "session=a\\b"] => 401, -, 0, Refused;
     // Signed anonymous sessions.
-    row(
-        "signed: nothing -> issued",
-        "/signed",
-        &[],
-        200,
-        NO_WWW,
-        1,
-        Id::Issued,
-    ),
-    row(
-        "signed: self-chosen id replaced",
-        "/signed",
-        &[("cookie", ANON)],
-        200,
-        NO_WWW,
-        1,
-        Id::Issued,
-    ),
+    "signed: nothing -> issued" = GET "/signed" [] => 200, -, 1, Issued;
+    "signed: self-chosen id replaced" = GET "/signed" ["cookie": ANON] => 200, -, 1, Issued;
     // Client address.
-    row("ip: peer", "/ip", &[], 200, NO_WWW, 0, Id::Is("127.0.0.1")),
-    row(
-        "ip: spoof from untrusted peer ignored",
-        "/ip",
-        &[("x-forwarded-for", "203.0.113.9")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("127.0.0.1"),
-    ),
-    row(
-        "ip: trusted proxy chain",
-        "/ip-proxied",
-        &[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 127.0.0.3")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("203.0.113.9"),
-    ),
-    row(
-        "ip: mapped address normalised",
-        "/ip-proxied",
-        &[("x-forwarded-for", "::ffff:198.51.100.9")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("198.51.100.9"),
-    ),
-    row(
-        "ip: garbage after trusted hop",
-        "/ip-proxied",
-        &[("x-forwarded-for", "garbage")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("127.0.0.1"),
-    ),
-    row(
-        "ip: Forwarded not read when XFF configured",
-        "/ip-proxied",
-        &[("forwarded", "for=203.0.113.9")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("127.0.0.1"),
-    ),
-    Scenario {
-        peer: Peer::Missing,
-        ..row(
-            "ip: no client address is a fixed 500",
-            "/ip",
-            &[],
-            500,
-            NO_WWW,
-            0,
-            Id::Refused,
-        )
-    },
+    "ip: peer" = GET "/ip" [] => 200, -, 0, Is("127.0.0.1");
+    "ip: spoof from untrusted peer ignored" = GET "/ip" ["x-forwarded-for": "203.0.113.9"] => 200, -, 0, Is("127.0.0.1");
+    "ip: trusted proxy chain" = GET "/ip-proxied" ["x-forwarded-for": "6.6.6.6, 203.0.113.9, 127.0.0.3"] => 200, -, 0, Is("203.0.113.9");
+    "ip: mapped address normalised" = GET "/ip-proxied" ["x-forwarded-for": "::ffff:198.51.100.9"] => 200, -, 0, Is("198.51.100.9");
+    "ip: garbage after trusted hop" = GET "/ip-proxied" ["x-forwarded-for": "garbage"] => 200, -, 0, Is("127.0.0.1");
+    "ip: Forwarded not read when XFF configured" = GET "/ip-proxied" ["forwarded": "for=203.0.113.9"] => 200, -, 0, Is("127.0.0.1");
+    "ip: no client address is a fixed 500" = GET "/ip" [] => 500, -, 0, Refused, NoPeer;
     // Token introspection against a real endpoint, and a provider that is down.
-    row(
-        "introspection: active token",
-        "/introspected",
-        &[("authorization", "Bearer opaque-good")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("svc-1"),
-    ),
-    row(
-        "introspection: inactive token",
-        "/introspected",
-        &[("authorization", "Bearer opaque-revoked")],
-        401,
-        Some(r#"Bearer error="invalid_token", error_description="token is not active""#),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "introspection: no token",
-        "/introspected",
-        &[],
-        401,
-        Some("Bearer"),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "introspection: provider down, nothing about it in the body",
-        "/introspect-down",
-        &[("authorization", "Bearer opaque-good")],
-        503,
-        NO_WWW,
-        0,
-        Id::Refused,
-    ),
+    "introspection: active token" = GET "/introspected" ["authorization": "Bearer opaque-good"] => 200, -, 0, Is("svc-1");
+    "introspection: inactive token" = GET "/introspected" ["authorization": "Bearer opaque-revoked"] => 401, r#"Bearer error="invalid_token", error_description="token is not active""#, 0, Refused;
+    "introspection: no token" = GET "/introspected" [] => 401, "Bearer", 0, Refused;
+    "introspection: provider down, nothing about it in the body" = GET "/introspect-down" ["authorization": "Bearer opaque-good"] => 503, -, 0, Refused;
     // Remote keys: the first request of each way drives the fetch.
-    row(
-        "jwks: key fetched, token accepted",
-        "/jwks",
-        &[("authorization", "Bearer {token:rs256}")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("carol"),
-    ),
-    row(
-        "jwks: unknown kid",
-        "/jwks",
-        &[("authorization", "Bearer {token:rs256-unknown-kid}")],
-        401,
-        Some(r#"Bearer error="invalid_token", error_description="unknown signing key""#),
-        0,
-        Id::Refused,
-    ),
-    row(
-        "discovery: document, then keys, then accepted",
-        "/discovery",
-        &[("authorization", "Bearer {token:rs256}")],
-        200,
-        NO_WWW,
-        0,
-        Id::Is("carol"),
-    ),
+    "jwks: key fetched, token accepted" = GET "/jwks" ["authorization": "Bearer {token:rs256}"] => 200, -, 0, Is("carol");
+    "jwks: unknown kid" = GET "/jwks" ["authorization": "Bearer {token:rs256-unknown-kid}"] => 401, r#"Bearer error="invalid_token", error_description="unknown signing key""#, 0, Refused;
+    "discovery: document, then keys, then accepted" = GET "/discovery" ["authorization": "Bearer {token:rs256}"] => 200, -, 0, Is("carol");
     // A policy's own wording of its refusals.
-    row(
-        "problem+json: nothing",
-        "/problem",
-        &[],
-        401,
-        Some("Bearer"),
-        0,
-        Id::Other,
-    ),
+    "problem+json: nothing" = GET "/problem" [] => 401, "Bearer", 0, Other;
     // CORS preflight passes; an OPTIONS without Origin does not.
-    Scenario {
-        method: "OPTIONS",
-        ..row(
-            "preflight passes through",
-            "/private",
-            PREFLIGHT,
-            200,
-            NO_WWW,
-            0,
-            Id::Anonymous,
-        )
-    },
-    Scenario {
-        method: "OPTIONS",
-        ..row(
-            "preflight to a required extractor: asked for a token",
-            "/required",
-            PREFLIGHT,
-            401,
-            Some(r#"Bearer realm="api""#),
-            0,
-            Id::Refused,
-        )
-    },
-    Scenario {
-        method: "OPTIONS",
-        ..row(
-            "OPTIONS without Origin is authenticated",
-            "/private",
-            &[("access-control-request-method", "GET")],
-            401,
-            Some(r#"Bearer realm="api""#),
-            0,
-            Id::Refused,
-        )
-    },
+    "preflight passes through" = OPTIONS "/private" ["access-control-request-method": "GET", "origin": "https://app.example"] => 200, -, 0, Anonymous;
+    "preflight to a required extractor: asked for a token" = OPTIONS "/required" ["access-control-request-method": "GET", "origin": "https://app.example"] => 401, r#"Bearer realm="api""#, 0, Refused;
+    "OPTIONS without Origin is authenticated" = OPTIONS "/private" ["access-control-request-method": "GET"] => 401, r#"Bearer realm="api""#, 0, Refused;
 ];
 
 fn expand(value: &str) -> String {
@@ -1194,40 +670,47 @@ fn identity_body(identifier: Option<&str>) -> String {
 const TEXT: &str = "text/plain; charset=utf-8";
 const THEME: &str = "theme=dark; Path=/";
 
-/// A handler's answer from the verdict, in the core's terms: the body and
-/// the headers it sets itself, or the extractor's refusal.
-fn handle(handler: Handler, verdict: &Verdict) -> Result<(String, Vec<(String, String)>), Refusal> {
-    let text = || vec![("content-type".to_owned(), TEXT.to_owned())];
+fn text(body: String) -> http::Response<String> {
+    let mut response = http::Response::new(body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(TEXT),
+    );
+    response
+}
+
+/// A handler's answer from the verdict, in the core's terms: its response,
+/// or the extractor's refusal.
+fn handle(handler: Handler, verdict: Option<&Verdict>) -> Result<http::Response<String>, Refusal> {
+    let Some(verdict) = verdict else {
+        return Ok(text("ok".into()));
+    };
     match handler {
-        Handler::Identity => Ok((
-            identity_body(verdict.auth().map(|a| a.identifier())),
-            text(),
-        )),
+        Handler::Identity => Ok(text(identity_body(verdict.auth().map(|a| a.identifier())))),
         Handler::Required | Handler::State | Handler::NoLayer => {
-            Ok((identity_body(Some(verdict.require()?.identifier())), text()))
+            Ok(text(identity_body(Some(verdict.require()?.identifier()))))
         }
         Handler::Claims => {
             let typed: Typed = verdict.claims()?;
             let body = json!({"identifier": typed.sub, "tenant": typed.tenant}).to_string();
-            Ok((body, text()))
+            Ok(text(body))
         }
-        Handler::Scoped => Ok((
-            identity_body(Some(verdict.require_scopes(Admin::SCOPES)?.identifier())),
-            text(),
-        )),
+        Handler::Scoped => Ok(text(identity_body(Some(
+            verdict.require_scopes(Admin::SCOPES)?.identifier(),
+        )))),
         Handler::OwnCookie => {
-            let mut headers = text();
-            headers.push(("set-cookie".into(), THEME.into()));
-            Ok((
-                identity_body(Some(verdict.require()?.identifier())),
-                headers,
-            ))
+            let mut response = text(identity_body(Some(verdict.require()?.identifier())));
+            response.headers_mut().append(
+                http::header::SET_COOKIE,
+                http::HeaderValue::from_static(THEME),
+            );
+            Ok(response)
         }
+        Handler::Plain => Ok(text("ok".into())),
     }
 }
 
-fn refused(refusal: Refusal) -> Answer {
-    let response = refusal.into_response::<String>();
+fn from_response(response: &http::Response<String>) -> Answer {
     let headers = response
         .headers()
         .iter()
@@ -1236,8 +719,9 @@ fn refused(refusal: Refusal) -> Answer {
     answer(response.status().as_u16(), headers, response.body())
 }
 
-/// The core directly: the policy's decision, rendered as the adapters and
-/// handlers render it.
+/// The core directly: the route's gate decides; the handler answers from
+/// the verdict (or its extractor refuses); the gate's additions are
+/// appended, as the adapters do.
 fn through_core(s: &Scenario) -> Answer {
     static ROUTES: OnceLock<Vec<Route>> = OnceLock::new();
     let route = ROUTES
@@ -1245,7 +729,6 @@ fn through_core(s: &Scenario) -> Answer {
         .iter()
         .find(|r| r.path == s.path)
         .unwrap();
-    let (handler, policy) = (&route.handler, &route.policy);
     let mut req = http::Request::builder().method(s.method);
     for (name, value) in s.headers {
         req = req.header(*name, expand(value));
@@ -1255,48 +738,16 @@ fn through_core(s: &Scenario) -> Answer {
         req.extensions_mut()
             .insert(PeerAddr("127.0.0.1:40000".parse().unwrap()));
     }
-    if *handler == Handler::NoLayer {
-        return refused(Refusal::server_error("no layer"));
+    if route.handler == Handler::NoLayer {
+        return from_response(&Refusal::server_error("no layer").into_response());
     }
-    let (verdict, set_cookie) = match policy.decide_blocking(&req).into_verdict() {
-        Ok(admitted) => admitted,
-        Err(refusal) => return refused(refusal),
-    };
-    let throttled = route.throttle.as_ref().map(|throttle| {
-        match throttle.check(Some(&verdict), &req, SystemTime::now()) {
-            Checked::Done(throttled) => throttled,
-            Checked::Store(_) => panic!("in-process counters"),
-        }
-    });
-    let handled = match throttled {
-        Some(Throttled::Deny(refusal)) => Err(refusal),
-        Some(Throttled::Allow(allowance)) => {
-            handle(*handler, &verdict).map(|(body, mut headers)| {
-                for (name, value) in allowance.headers() {
-                    headers.push((name.to_string(), value.to_str().unwrap().to_owned()));
-                }
-                (body, headers)
-            })
-        }
-        None => handle(*handler, &verdict),
-    };
-    match handled {
-        Ok((body, mut headers)) => {
-            if let Some(cookie) = set_cookie {
-                headers.push(("set-cookie".into(), cookie.to_str().unwrap().to_owned()));
-            }
-            answer(200, headers, &body)
-        }
-        Err(refusal) => {
-            let mut answer = refused(refusal);
-            // The layer appends its cookie to whatever the handler answered.
-            if let Some(cookie) = set_cookie {
-                answer
-                    .headers
-                    .push(("set-cookie".into(), mask(cookie.to_str().unwrap())));
-                answer.headers.sort_by(|a, b| a.0.cmp(&b.0));
-            }
-            answer
+    match route.gate.decide_blocking(&req) {
+        Decision::Refuse(refusal) => from_response(&refusal.into_response()),
+        Decision::Proceed(proceed) => {
+            let mut response = handle(route.handler, proceed.verdict.as_ref())
+                .unwrap_or_else(Refusal::into_response);
+            proceed.additions.append_to(response.headers_mut());
+            from_response(&response)
         }
     }
 }
@@ -1323,15 +774,19 @@ fn axum_app() -> axum::Router {
             identity_body(Some(who.identifier())),
         )
     }
-    async fn state(who: StateAuth) -> impl IntoResponse {
+    async fn state(who: StateAuth, again: StateAuth) -> impl IntoResponse {
+        assert_eq!(who.auth, again.auth, "one identity per request");
+        assert!(again.issued_cookie.is_none(), "its cookie with the first");
         (who.set_cookie(), identity_body(Some(who.auth.identifier())))
+    }
+    async fn plain() -> &'static str {
+        "ok"
     }
     let mut app = axum::Router::new();
     for Route {
         path,
         handler,
-        policy,
-        throttle,
+        gate,
     } in routes()
     {
         let method: MethodRouter = match handler {
@@ -1341,7 +796,9 @@ fn axum_app() -> axum::Router {
             Handler::Scoped => get(scoped),
             Handler::OwnCookie => get(own_cookie),
             Handler::NoLayer => get(required),
+            Handler::Plain => get(plain),
             Handler::State => {
+                let policy = gate.policy().unwrap().clone();
                 app = app.merge(
                     axum::Router::new()
                         .route(path, get(state))
@@ -1350,13 +807,10 @@ fn axum_app() -> axum::Router {
                 continue;
             }
         };
-        let mut route = axum::Router::new().route(path, method);
-        if let Some(throttle) = throttle {
-            route = route.layer(auth_axum::ThrottleLayer::new(throttle));
-        }
+        let route = axum::Router::new().route(path, method);
         app = app.merge(match handler {
             Handler::NoLayer => route,
-            _ => route.layer(AuthLayer::new(policy)),
+            _ => route.layer(AuthLayer::new(gate)),
         });
     }
     app
@@ -1386,7 +840,9 @@ fn serve_actix() -> String {
             .append_header(("set-cookie", THEME))
             .body(identity_body(Some(who.identifier())))
     }
-    async fn state(Auth(who): Auth, req: HttpRequest) -> HttpResponse {
+    // actix builds both extractors before polling either: one decision.
+    async fn state(Auth(who): Auth, Auth(again): Auth, req: HttpRequest) -> HttpResponse {
+        assert_eq!(who, again, "one identity per request");
         let mut response = text(identity_body(Some(who.identifier())));
         if let Some(IssuedCookie(cookie)) = req.extensions().get::<IssuedCookie>() {
             response
@@ -1394,6 +850,9 @@ fn serve_actix() -> String {
                 .append(actix_web::http::header::SET_COOKIE, cookie.clone());
         }
         response
+    }
+    async fn plain() -> HttpResponse {
+        text("ok".into())
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -1404,8 +863,7 @@ fn serve_actix() -> String {
                 for Route {
                     path,
                     handler,
-                    policy,
-                    throttle,
+                    gate,
                 } in routes()
                 {
                     let options = web::method(actix_web::http::Method::OPTIONS);
@@ -1421,7 +879,9 @@ fn serve_actix() -> String {
                         Handler::Scoped => scope.route("", web::get().to(scoped)),
                         Handler::OwnCookie => scope.route("", web::get().to(own_cookie)),
                         Handler::NoLayer => scope.route("", web::get().to(required)),
+                        Handler::Plain => scope.route("", web::get().to(plain)),
                         Handler::State => {
+                            let policy = gate.policy().unwrap().clone();
                             app = app.service(
                                 scope
                                     .app_data(web::Data::new(AuthState::new(policy)))
@@ -1430,15 +890,9 @@ fn serve_actix() -> String {
                             continue;
                         }
                     };
-                    app = match (handler, throttle) {
-                        (Handler::NoLayer, _) => app.service(scope),
-                        // actix runs the last wrap first.
-                        (_, Some(throttle)) => app.service(
-                            scope
-                                .wrap(auth_actix::Throttling::new(throttle))
-                                .wrap(Authentication::new(policy)),
-                        ),
-                        (_, None) => app.service(scope.wrap(Authentication::new(policy))),
+                    app = match handler {
+                        Handler::NoLayer => app.service(scope),
+                        _ => app.service(scope.wrap(Authentication::new(gate))),
                     };
                 }
                 app
@@ -1508,6 +962,7 @@ fn check(way: &str, s: &Scenario, a: &Answer) -> Result<(), String> {
         Id::Anonymous => identifier == Some("anonymous"),
         Id::Refused => identifier.is_none() && body.get("error").is_some(),
         Id::Other => true,
+        Id::Has(text) => a.body.contains(text),
     };
     if !ok {
         return fail(format!("body {} (want {:?})", a.body, s.id));
@@ -1515,8 +970,40 @@ fn check(way: &str, s: &Scenario, a: &Answer) -> Result<(), String> {
     Ok(())
 }
 
+/// Everything this test binary logs (the servers run on other threads, so
+/// the subscriber is global).
+fn log() -> &'static Mutex<Vec<u8>> {
+    static LOG: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(log))
+            .init();
+        log
+    })
+}
+
+struct LogWriter(&'static Mutex<Vec<u8>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logged(needle: &str) -> bool {
+    String::from_utf8_lossy(&log().lock().unwrap()).contains(needle)
+}
+
 #[test]
 fn one_table_three_ways() {
+    log();
     assert!(
         SCENARIOS.len() >= 55,
         "the table has {} rows",
@@ -1534,7 +1021,7 @@ fn one_table_three_ways() {
                 ways.push(("axum", over_tcp(&axum, s)));
                 ways.push(("actix", over_tcp(&actix, s)));
             }
-            Peer::Missing => ways.push(("axum", over_tcp(&axum_no_peer, s))),
+            Peer::NoPeer => ways.push(("axum", over_tcp(&axum_no_peer, s))),
         }
         for (way, answer) in &ways {
             if let Err(e) = check(way, s, answer) {
@@ -1558,6 +1045,14 @@ fn one_table_three_ways() {
         failures.len(),
         failures.join("\n")
     );
+    // A server set up wrongly gets a fixed 500; the log says what to fix.
+    for hint in [
+        "without AuthLayer",
+        "without the Authentication middleware",
+        "into_make_service_with_connect_info",
+    ] {
+        assert!(logged(hint), "the log names the fix: {hint}");
+    }
 }
 
 /// Details that stay in the log: a 503 or 500 body names no host, address

@@ -6,12 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use auth_core::introspect::{ClientAuth, IntrospectionBackend};
-use auth_core::transport::authenticate_blocking;
-use auth_core::{AuthError, Authenticated, Source};
+use auth_core::{AuthError, ClientAuth, IntrospectionBackend, Source};
 use auth_tests::{
-    CLIENT_ID, CLIENT_SECRET, OidcProvider, POST_CLIENT_ID, POST_CLIENT_SECRET, bearer,
-    quick_transport as transport,
+    CLIENT_ID, CLIENT_SECRET, OidcProvider, POST_CLIENT_ID, POST_CLIENT_SECRET, Who,
+    authenticate_blocking, bearer, quick_transport as transport,
 };
 
 fn backend(provider: &OidcProvider, secret: &str) -> IntrospectionBackend {
@@ -24,7 +22,7 @@ fn backend(provider: &OidcProvider, secret: &str) -> IntrospectionBackend {
         .unwrap()
 }
 
-fn check(backend: &IntrospectionBackend, token: &str) -> Result<Authenticated, AuthError> {
+fn check(backend: &IntrospectionBackend, token: &str) -> Result<Who, AuthError> {
     authenticate_blocking(backend, &bearer(token), &transport())
 }
 

@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
-use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator};
-use auth_core::transport::authenticate_blocking;
-use auth_tests::{CLIENT_ID, OidcProvider, bearer, quick_transport as transport};
+use auth_core::{Algorithm, JwtBackend, JwtValidator};
+use auth_tests::{
+    CLIENT_ID, OidcProvider, authenticate_blocking, bearer, quick_transport as transport,
+};
 
 fn backend(provider: &OidcProvider, audience: &str) -> JwtBackend {
     JwtBackend::new(

@@ -8,13 +8,13 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use auth_axum::{AuthLayer, ThrottleLayer};
-use auth_core::{AnonSessionBackend, Decision, Policy, Verdict};
+use auth_axum::AuthLayer;
+use auth_core::{AnonSessionBackend, Decision, Gate, Verdict};
 use auth_tests::redis::RedisServer;
 use auth_tests::serve_axum;
 use auth_throttle::{
-    Callers, Checked, Fallback, MemoryStore, Quota, RedisStore, Rule, Store, StoreStep, Throttle,
-    Throttled,
+    Callers, Cell, Checked, Fallback, MemoryStore, Quota, RedisStore, Reply, Rule, Store,
+    StoreStep, Throttle, Throttled,
 };
 use proptest::prelude::*;
 
@@ -42,7 +42,7 @@ fn redis_store(url: &str, timeout: Duration) -> RedisStore {
 fn visitors(store: impl Into<Store>, fallback: Fallback) -> Throttle {
     Throttle::builder(store)
         .rule(
-            Rule::new("visitors", Quota::new(3, Duration::from_secs(600)))
+            Rule::new("visitors", Quota::new(3, Duration::from_secs(600)).unwrap())
                 .unwrap()
                 .callers(Callers::ANONYMOUS),
         )
@@ -53,12 +53,11 @@ fn visitors(store: impl Into<Store>, fallback: Fallback) -> Throttle {
 
 /// A server: anonymous sessions, then the throttle, then "ok".
 fn server(throttle: Throttle) -> String {
-    let policy = Policy::new(AnonSessionBackend::new("anon").unwrap());
+    let anon = AnonSessionBackend::new("anon").unwrap();
     serve_axum(
         axum::Router::new()
             .route("/limited", axum::routing::get(|| async { "ok" }))
-            .layer(ThrottleLayer::new(throttle))
-            .layer(AuthLayer::new(policy)),
+            .layer(AuthLayer::new(anon).throttle(throttle)),
     )
 }
 
@@ -133,18 +132,20 @@ fn two_servers_share_one_limit_in_redis_but_not_in_process() {
 fn one_round_trip_per_request() {
     let redis = RedisServer::start();
     let throttle = Throttle::builder(redis_store(&redis.url(), Duration::from_millis(500)))
-        .rule(Rule::new("a", Quota::new(1000, Duration::from_secs(60))).unwrap())
-        .rule(Rule::new("b", Quota::new(500, Duration::from_secs(60))).unwrap())
+        .rule(Rule::new("a", Quota::new(1000, Duration::from_secs(60)).unwrap()).unwrap())
+        .rule(Rule::new("b", Quota::new(500, Duration::from_secs(60)).unwrap()).unwrap())
         .rule(
-            Rule::new("c", Quota::new(800, Duration::from_secs(60)))
+            Rule::new("c", Quota::new(800, Duration::from_secs(60)).unwrap())
                 .unwrap()
                 .by_client_ip(),
         )
         .build()
         .unwrap();
     let base = server(throttle);
-    // The first request loads the script (NOSCRIPT, SCRIPT LOAD, EVALSHA).
+    // The first request finds no script (NOSCRIPT) and sends it whole
+    // (EVAL), which loads it for the next.
     assert_eq!(status(&base, "warm").0, 200);
+    assert_eq!(commandstat(&redis.url(), "eval"), 1);
     let before = commandstat(&redis.url(), "evalsha");
     for i in 0..20 {
         assert_eq!(status(&base, &format!("v{i}")).0, 200);
@@ -154,6 +155,26 @@ fn one_round_trip_per_request() {
         20,
         "three rules, one EVALSHA per request"
     );
+    assert_eq!(commandstat(&redis.url(), "eval"), 1);
+    // Redis forgets its scripts (SCRIPT FLUSH, a restart): the next
+    // request still counts in Redis, by EVAL, and the one after by EVALSHA.
+    runtime().block_on(async {
+        let mut connection = redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    });
+    assert_eq!(status(&base, "after-flush").0, 200);
+    assert_eq!(commandstat(&redis.url(), "eval"), 2, "EVAL after NOSCRIPT");
+    let before = commandstat(&redis.url(), "evalsha");
+    assert_eq!(status(&base, "after-flush").0, 200);
+    assert_eq!(commandstat(&redis.url(), "evalsha") - before, 1);
 }
 
 #[test]
@@ -267,13 +288,13 @@ fn decide(throttle: &Throttle, verdict: &Verdict, now: SystemTime) -> Throttled 
 }
 
 fn anonymous(id: &str) -> Verdict {
-    let policy = Policy::new(AnonSessionBackend::new("anon").unwrap());
+    let gate = Gate::new(AnonSessionBackend::new("anon").unwrap());
     let req = http::Request::builder()
         .header("cookie", format!("anon={id}"))
         .body(())
         .unwrap();
-    match policy.decide_blocking(&req) {
-        Decision::Admit(admit) => admit.verdict,
+    match gate.decide_blocking(&req) {
+        Decision::Proceed(proceed) => proceed.verdict.unwrap(),
         other => panic!("{other:?}"),
     }
 }
@@ -338,7 +359,7 @@ fn seen(throttled: Throttled) -> (u16, Vec<(String, String)>) {
         Throttled::Allow(allowance) => (
             200,
             allowance
-                .headers()
+                .as_slice()
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
                 .collect(),
@@ -354,25 +375,39 @@ fn seen(throttled: Throttled) -> (u16, Vec<(String, String)>) {
     }
 }
 
-/// Runs the store step's script on `connection` at an explicit time (the
-/// script takes one in `ARGV[1]` instead of `TIME`).
+/// Runs the store's script for the step's batch on `connection` at an
+/// explicit time (the script takes one in `ARGV[1]` instead of `TIME`).
 fn run_at(
     connection: &mut redis::aio::MultiplexedConnection,
     step: StoreStep,
     now: u64,
 ) -> Throttled {
-    let keys = step.keys("crosscheck");
-    let mut args = step.args();
-    args[0] = now.to_string();
-    let reply: redis::RedisResult<Vec<i64>> = runtime().block_on(
-        redis::cmd("EVAL")
-            .arg(StoreStep::script())
-            .arg(keys.len())
-            .arg(&keys)
-            .arg(&args)
-            .query_async(connection),
-    );
-    step.finish(reply.map_err(|_| auth_throttle::StoreError::Unexpected))
+    let counters = step.batch().counters();
+    let keys: Vec<String> = counters
+        .iter()
+        .map(|c| format!("crosscheck:{{{}}}:{}", c.caller(), c.rule()))
+        .collect();
+    let rates: Vec<u64> = counters
+        .iter()
+        .flat_map(|c| [c.interval(), c.tolerance()])
+        .collect();
+    let reply: Vec<i64> = runtime()
+        .block_on(
+            redis::cmd("EVAL")
+                .arg(RedisStore::SCRIPT)
+                .arg(keys.len())
+                .arg(&keys)
+                .arg(now)
+                .arg(&rates)
+                .query_async(connection),
+        )
+        .unwrap();
+    let unsigned = |v: i64| u64::try_from(v).unwrap();
+    let cells = reply[2..]
+        .chunks_exact(4)
+        .map(|c| Cell::new(c[0] == 1, unsigned(c[1]), unsigned(c[2]), unsigned(c[3])))
+        .collect();
+    step.finish(Ok(Reply::new(unsigned(reply[1]), cells)))
 }
 
 #[test]
@@ -392,7 +427,10 @@ fn the_lua_script_and_the_rust_arithmetic_agree() {
     let mut runner = proptest::test_runner::TestRunner::new(config);
     let case = std::sync::atomic::AtomicU64::new(0);
     let quotas = (1u64..8, 1u64..30, 1u64..8).prop_map(|(limit, window, burst)| {
-        Quota::new(limit, Duration::from_secs(window)).burst(burst)
+        Quota::new(limit, Duration::from_secs(window))
+            .unwrap()
+            .burst(burst)
+            .unwrap()
     });
     runner
         .run(

@@ -15,7 +15,7 @@ use auth_throttle::{Callers, MemoryStore, Quota, Rule, Throttle};
 fn throttle() -> Throttle {
     Throttle::builder(MemoryStore::default())
         .rule(
-            Rule::new("visitors", Quota::new(2, Duration::from_secs(600)))
+            Rule::new("visitors", Quota::new(2, Duration::from_secs(600)).unwrap())
                 .unwrap()
                 .callers(Callers::ANONYMOUS),
         )
@@ -63,13 +63,12 @@ fn exercise(base: &str) {
 
 #[test]
 fn axum_route_layer_limits_one_route() {
-    use auth_axum::{AuthLayer, ThrottleLayer};
+    use auth_axum::AuthLayer;
     use axum::routing::get as route;
     let app = axum::Router::new()
         .route("/limited", route(|| async { "limited" }))
-        // route_layer: only matched routes; the last layer runs first.
-        .route_layer(ThrottleLayer::new(throttle()))
-        .route_layer(AuthLayer::new(policy()))
+        // route_layer: only matched routes.
+        .route_layer(AuthLayer::new(policy()).throttle(throttle()))
         .merge(axum::Router::new().route("/free", route(|| async { "free" })));
     exercise(&serve_axum(app));
 }
@@ -77,20 +76,17 @@ fn axum_route_layer_limits_one_route() {
 #[test]
 fn actix_wrap_limits_one_resource() {
     use actix_web::{App, HttpServer, web};
-    use auth_actix::{Authentication, Throttling};
+    use auth_actix::Authentication;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     // Built once: the workers share the counters.
-    let throttling = Throttling::new(throttle());
-    let auth = Authentication::new(policy());
+    let auth = Authentication::new(policy()).throttle(throttle());
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             HttpServer::new(move || {
                 App::new()
                     .service(
                         web::resource("/limited")
-                            // The last wrap runs first: authentication.
-                            .wrap(throttling.clone())
                             .wrap(auth.clone())
                             .route(web::get().to(|| async { "limited" })),
                     )

@@ -1,7 +1,26 @@
-//! The core's `http` 1 header names and values in actix-web 4's types
-//! (`http` 0.2), carried over as bytes.
+//! The core's answers in actix-web 4's types (`http` 0.2): header names,
+//! values and statuses carried over as bytes.
 
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use auth_core::Refusal;
+
+/// The rate limit fields' names, made once (a name parsed per request
+/// would be copied into a new buffer each time).
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// A header name: the fields the gate adds most, without parsing.
+fn name(name: &http::HeaderName) -> Option<HeaderName> {
+    Some(match name.as_str() {
+        "set-cookie" => header::SET_COOKIE,
+        "ratelimit" => RATELIMIT.clone(),
+        "ratelimit-policy" => RATELIMIT_POLICY.clone(),
+        "retry-after" => header::RETRY_AFTER,
+        other => HeaderName::from_bytes(other.as_bytes()).ok()?,
+    })
+}
 
 /// A header value; `None` for one actix would not take (it takes every
 /// value `http` 1 does).
@@ -14,8 +33,22 @@ pub(crate) fn header(
     name: &http::HeaderName,
     value: &http::HeaderValue,
 ) -> Option<(HeaderName, HeaderValue)> {
-    Some((
-        HeaderName::from_bytes(name.as_str().as_bytes()).ok()?,
-        self::value(value)?,
-    ))
+    Some((self::name(name)?, self::value(value)?))
+}
+
+/// A status.
+pub(crate) fn status(status: http::StatusCode) -> StatusCode {
+    StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// A refusal as actix's response.
+pub(crate) fn refusal(refusal: Refusal) -> HttpResponse {
+    let (status, headers, body) = refusal.into_parts();
+    let mut response = HttpResponse::with_body(self::status(status), body);
+    for (name, value) in headers {
+        if let Some((name, value)) = header(&name, &value) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response.map_into_boxed_body()
 }

@@ -7,8 +7,7 @@ use std::future::Future;
 
 use actix_web::rt::time::timeout;
 use actix_web::web;
-use auth_core::flight::Waiter;
-use auth_core::transport::{BlockingSend, MAX_WAIT, ResponseFuture, Runtime, TransportError};
+use auth_core::step::{BlockingSend, MAX_WAIT, ResponseFuture, Runtime, TransportError, Waiter};
 use auth_core::{Decision, Pending};
 
 use crate::view::ActixView;

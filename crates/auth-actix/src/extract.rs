@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
-use auth_core::{AuthData, Deciding, Policy, Refusal, Scope, Verdict};
+use auth_core::{AuthData, Decision, Gate, Gated, Policy, Refusal, Scope, Verdict};
 use futures_util::future::{Either, LocalBoxFuture};
 use serde::de::DeserializeOwned;
 
@@ -37,7 +37,7 @@ fn with_verdict<T: 'static>(
              or an AuthState in app_data",
         )))));
     };
-    let policy = state.policy.clone();
+    let gate = state.gate.clone();
     let req = req.clone();
     Either::Right(Box::pin(async move {
         // actix builds every extractor of a handler before it polls any:
@@ -48,14 +48,22 @@ fn with_verdict<T: 'static>(
             return read(verdict).map_err(AuthRejection);
         }
         let view = ActixView(&req);
-        let decision = match policy.decide(&view, SystemTime::now()) {
-            Deciding::Done(decision) => decision,
-            Deciding::Pending(pending) => drive(pending, &view).await,
+        let decision = match gate.decide(&view, SystemTime::now()) {
+            Gated::Done(decision) => decision,
+            Gated::Pending(pending) => drive(pending, &view).await,
         };
-        let (verdict, set_cookie) = decision.into_verdict().map_err(AuthRejection)?;
-        if let Some(cookie) = set_cookie.as_ref().and_then(convert::value) {
+        let proceed = match decision {
+            Decision::Proceed(proceed) => proceed,
+            Decision::Refuse(refusal) => return Err(AuthRejection(refusal)),
+        };
+        if let Some(cookie) = proceed.additions.get("set-cookie").and_then(convert::value) {
             req.extensions_mut().insert(IssuedCookie(cookie));
         }
+        let Some(verdict) = proceed.verdict else {
+            return Err(AuthRejection(Refusal::server_error(
+                "a policy's gate left no verdict",
+            )));
+        };
         let answer = read(&verdict).map_err(AuthRejection);
         // Later extractors of the same request reuse it.
         req.extensions_mut().insert(verdict);
@@ -114,14 +122,16 @@ impl FromRequest for Auth {
 /// ```
 #[derive(Clone, Debug)]
 pub struct AuthState {
-    policy: Policy,
+    gate: Gate,
 }
 
 impl AuthState {
-    /// Applies `policy` (a [`Policy`], or any backend).
+    /// Applies `policy` (a [`Policy`], or any backend; authentication
+    /// only: rate limits need the middleware, which can add their fields
+    /// to the response).
     pub fn new(policy: impl Into<Policy>) -> Self {
         AuthState {
-            policy: policy.into(),
+            gate: Gate::new(policy.into()),
         }
     }
 }
@@ -148,7 +158,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for Claims<T> {
 /// identity cannot carry scopes (an anonymous session).
 ///
 /// ```
-/// use auth_actix::{Scope, Scoped};
+/// use auth_actix::Scoped;
+/// use auth_core::Scope;
 ///
 /// struct Admin;
 /// impl Scope for Admin {

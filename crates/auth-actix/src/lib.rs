@@ -3,36 +3,26 @@
 //! [actix-web](https://docs.rs/actix-web) adapter for [`auth_core`]: the
 //! [`Authentication`] middleware and `FromRequest` extractors. The core
 //! decides; this crate renders its decisions in actix's types and drives
-//! its network steps off the worker, with the same statuses, headers and
-//! bodies as `auth-axum`.
+//! its steps off the worker, with the same statuses, headers and bodies as
+//! `auth-axum`.
 //!
 //! | piece | what it does |
 //! |---|---|
-//! | [`Authentication`] | applies a core `Policy` to every request of an app, scope or resource |
+//! | [`Authentication`] | applies a core `Gate` (a `Policy`, and rate limits with `.throttle`) to every request of an app, scope or resource |
 //! | [`Auth`], `Option<Auth>` | the identity (from the middleware, or an [`AuthState`] in `app_data`) |
 //! | [`Claims<T>`](Claims) | every claim of the identity, as your type |
 //! | [`Scoped<T>`](Scoped) | the identity, if it holds `T`'s scopes |
 //! | [`AuthRejection`] | an extractor's refusal, as a `ResponseError` |
 //! | [`ActixView`] | the core's request view over actix's request, to call the core yourself |
-//! | `Throttling` (feature `throttle`) | `auth-throttle`'s rate limits, keyed by the identity `Authentication` found |
 
 mod convert;
 mod drive;
 mod extract;
 mod middleware;
 mod rejection;
-mod respond;
-#[cfg(feature = "throttle")]
-mod throttle;
 mod view;
 
-pub use auth_core;
-pub use auth_core::Scope;
-#[cfg(feature = "throttle")]
-pub use auth_throttle;
 pub use extract::{Auth, AuthState, Claims, ExtractFuture, IssuedCookie, Scoped};
 pub use middleware::{AuthFuture, Authentication, AuthenticationMiddleware};
 pub use rejection::AuthRejection;
-#[cfg(feature = "throttle")]
-pub use throttle::{ThrottleFuture, Throttling, ThrottlingMiddleware};
 pub use view::ActixView;

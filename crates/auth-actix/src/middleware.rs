@@ -1,5 +1,6 @@
-//! [`Authentication`]: actix-web middleware that applies a core policy to
-//! every request of an app, scope or resource before the handler runs.
+//! [`Authentication`], [`AuthenticationMiddleware`] and [`AuthFuture`]:
+//! the core gate's decision for every request of an app, scope or
+//! resource, rendered in actix-web's types before the handler runs.
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -9,58 +10,73 @@ use std::time::SystemTime;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::{Error, HttpMessage};
-use auth_core::{Deciding, Decision, Policy, Refusal};
+use auth_core::step::Limiter;
+use auth_core::{Additions, Decision, Gate, Gated, Proceed};
+use futures_util::future::LocalBoxFuture;
 use pin_project_lite::pin_project;
 
 use crate::convert;
 use crate::drive::drive;
-use crate::rejection::render;
-use crate::respond::{self, AddTo, Responding};
 use crate::view::ActixView;
 
-/// Applies a core [`Policy`] to each request (wrap an `App`, a `Scope` or a
-/// `Resource`), rendering the core's decision with the same statuses,
-/// headers and bodies as `auth-axum`:
+/// Applies a core [`Gate`] (authentication, and rate limits if it has
+/// them) to each request (wrap an `App`, a `Scope` or a `Resource`),
+/// rendering its decision with the same statuses, headers and bodies as
+/// `auth-axum`:
 ///
-/// - **admit**: the [`Verdict`](auth_core::Verdict) (the identity) goes in
-///   the request extensions for the extractors; an issued anonymous
-///   session's `Set-Cookie` is appended to the handler's response;
-/// - **pass through** (a CORS preflight; optional mode without
-///   credentials): the handler runs without an identity;
-/// - **refuse**: the core's answer; the handler does not run.
+/// - **proceed**: the [`Verdict`](auth_core::Verdict) goes in the request
+///   extensions for the extractors; the [`Additions`] (an issued session's
+///   `Set-Cookie`, the `RateLimit` fields) are appended to the handler's
+///   response;
+/// - **refuse**: the gate's answer (401, 403, 429, 503 ...); the handler
+///   does not run.
 ///
 /// Local decisions are made in `Service::call` and return the handler's own
-/// future; network steps run on actix's blocking pool (`web::block`), or on
-/// the policy's async transport.
+/// future; steps run in a boxed future: network sends on actix's blocking
+/// pool (`web::block`) or the policy's async transport, a shared store's
+/// round trip on the worker.
 ///
 /// ```
 /// use actix_web::{App, web};
 /// use auth_actix::{Auth, Authentication};
 /// use auth_core::AnonSessionBackend;
+/// use auth_throttle::{MemoryStore, Quota, Rule, Throttle};
+/// use std::time::Duration;
 ///
 /// async fn whoami(Auth(who): Auth) -> String {
 ///     who.key()
 /// }
 ///
+/// let limits = Throttle::builder(MemoryStore::default())
+///     .rule(Rule::new("per-caller", Quota::new(100, Duration::from_secs(60))?)?)
+///     .build()?;
 /// let app = App::new()
-///     .wrap(Authentication::new(AnonSessionBackend::new("anon")?))
+///     .wrap(Authentication::new(AnonSessionBackend::new("anon")?).throttle(limits))
 ///     .route("/whoami", web::get().to(whoami));
 /// # drop(app);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Authentication {
-    policy: Policy,
+    gate: Gate,
 }
 
 impl Authentication {
-    /// Applies `policy`: a [`Policy`], or any backend (required mode,
-    /// default settings).
-    pub fn new(policy: impl Into<Policy>) -> Self {
+    /// Applies `gate`: a [`Gate`], a [`Policy`](auth_core::Policy), or any
+    /// backend (required, default settings).
+    pub fn new(gate: impl Into<Gate>) -> Self {
+        Authentication { gate: gate.into() }
+    }
+
+    /// Adds rate limits (an `auth_throttle::Throttle`, or any
+    /// [`Limiter`]), applied after authentication on the same request; for
+    /// rate limits alone, start from
+    /// [`Gate::without_auth`](auth_core::Gate::without_auth).
+    #[must_use]
+    pub fn throttle(self, limiter: impl Limiter + 'static) -> Self {
         Authentication {
-            policy: policy.into(),
+            gate: self.gate.throttle(limiter),
         }
     }
 }
@@ -79,7 +95,7 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(AuthenticationMiddleware {
             service: Rc::new(service),
-            policy: self.policy.clone(),
+            gate: self.gate.clone(),
         }))
     }
 }
@@ -87,15 +103,31 @@ where
 /// The service [`Authentication`] wraps around the app.
 pub struct AuthenticationMiddleware<S> {
     service: Rc<S>,
-    policy: Policy,
+    gate: Gate,
 }
 
-/// Leaves the verdict for the extractors and returns the cookie to append;
-/// or the refusal.
-fn apply(decision: Decision, req: &ServiceRequest) -> Result<Option<HeaderValue>, Refusal> {
-    let (verdict, set_cookie) = decision.into_verdict()?;
-    req.extensions_mut().insert(verdict);
-    Ok(set_cookie.as_ref().and_then(convert::value))
+/// Leaves the verdict (if any) for the extractors; the additions are for
+/// the response.
+fn proceed(proceed: &mut Proceed, req: &ServiceRequest) -> Additions {
+    if let Some(verdict) = proceed.verdict.take() {
+        req.extensions_mut().insert(verdict);
+    }
+    std::mem::take(&mut proceed.additions)
+}
+
+/// Appends the additions to the handler's response (actix-web 4 speaks
+/// `http` 0.2: names and values are carried over as bytes).
+fn append<B>(additions: Additions, mut response: ServiceResponse<B>) -> ServiceResponse<B> {
+    if additions.is_empty() {
+        return response;
+    }
+    let headers = response.headers_mut();
+    for (name, value) in additions {
+        if let Some((name, value)) = convert::header(&name, &value) {
+            headers.append(name, value);
+        }
+    }
+    response
 }
 
 impl<S, B> Service<ServiceRequest> for AuthenticationMiddleware<S>
@@ -113,58 +145,75 @@ where
         // The view borrows actix's request (no copy, and no clone: actix
         // must own it alone again when it routes below).
         let decided = self
-            .policy
+            .gate
             .decide(&ActixView(req.request()), SystemTime::now());
         let pending = match decided {
-            // The common case (local backends, cache hits): decided here,
-            // and the service is called at once.
-            Deciding::Done(decision) => {
-                return match apply(decision, &req) {
-                    Ok(set_cookie) => AuthFuture {
-                        inner: Responding::handler(self.service.call(req), set_cookie),
-                    },
-                    Err(refusal) => AuthFuture {
-                        inner: Responding::ready(
-                            req.into_response(render(refusal)).map_into_right_body(),
-                        ),
+            // The common case (local backends, cache hits, in-process
+            // counters): decided here, and the service is called at once.
+            Gated::Done(Decision::Proceed(mut decision)) => {
+                let additions = proceed(&mut decision, &req);
+                let future = self.service.call(req);
+                return AuthFuture {
+                    state: State::Handler { future, additions },
+                };
+            }
+            Gated::Done(Decision::Refuse(refusal)) => {
+                let response = req
+                    .into_response(convert::refusal(refusal))
+                    .map_into_right_body();
+                return AuthFuture {
+                    state: State::Ready {
+                        response: Some(response),
                     },
                 };
             }
-            Deciding::Pending(pending) => pending,
+            Gated::Pending(pending) => pending,
         };
         let service = Rc::clone(&self.service);
-        AuthFuture {
-            inner: Responding::boxed(Box::pin(async move {
-                let decision = drive(pending, &ActixView(req.request())).await;
-                match apply(decision, &req) {
-                    Ok(set_cookie) => {
-                        let response = service.call(req).await?;
-                        Ok(respond::with(response, set_cookie).map_into_left_body())
-                    }
-                    Err(refusal) => Ok(req.into_response(render(refusal)).map_into_right_body()),
+        let future: Boxed<B> = Box::pin(async move {
+            match drive(pending, &ActixView(req.request())).await {
+                Decision::Proceed(mut decision) => {
+                    let additions = proceed(&mut decision, &req);
+                    let response = service.call(req).await?;
+                    Ok(append(additions, response).map_into_left_body())
                 }
-            })),
+                Decision::Refuse(refusal) => Ok(req
+                    .into_response(convert::refusal(refusal))
+                    .map_into_right_body()),
+            }
+        });
+        AuthFuture {
+            state: State::Boxed { future },
         }
     }
 }
 
-/// An issued anonymous-session cookie, appended (never replacing the
-/// handler's own `Set-Cookie` headers).
-impl AddTo for HeaderValue {
-    fn add_to<B>(self, mut response: ServiceResponse<B>) -> ServiceResponse<B> {
-        response.headers_mut().append(header::SET_COOKIE, self);
-        response
+/// The answer: the handler's body, or a refusal's.
+type Answer<B> = Result<ServiceResponse<EitherBody<B>>, Error>;
+
+/// A decision that had to wait for steps, with the inner service's call.
+type Boxed<B> = LocalBoxFuture<'static, Answer<B>>;
+
+pin_project! {
+    /// The response future of [`AuthenticationMiddleware`]: the handler's
+    /// own future (plus the fields to append) or the ready refusal when the
+    /// decision was local, with no allocation; a boxed future only when
+    /// steps had to be driven.
+    pub struct AuthFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
     }
 }
 
 pin_project! {
-    /// The response future of [`AuthenticationMiddleware`]: the handler's
-    /// own future (plus the cookie to append) or the ready refusal when the
-    /// decision was local, with no allocation; a boxed future only when
-    /// network steps had to be driven.
-    pub struct AuthFuture<F, B> {
-        #[pin]
-        inner: Responding<F, B, HeaderValue>,
+    #[project = StateProj]
+    enum State<F, B> {
+        // The handler runs; its response gets the additions.
+        Handler { #[pin] future: F, additions: Additions },
+        // Refused: the answer is ready.
+        Ready { response: Option<ServiceResponse<EitherBody<B>>> },
+        // Steps first.
+        Boxed { future: Boxed<B> },
     }
 }
 
@@ -172,9 +221,21 @@ impl<F, B> Future for AuthFuture<F, B>
 where
     F: Future<Output = Result<ServiceResponse<B>, Error>>,
 {
-    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
+    type Output = Answer<B>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        match self.project().state.project() {
+            StateProj::Handler { future, additions } => future.poll(cx).map_ok(|response| {
+                append(std::mem::take(additions), response).map_into_left_body()
+            }),
+            StateProj::Ready { response } => {
+                #[allow(clippy::expect_used, reason = "the Future contract")]
+                let response = response
+                    .take()
+                    .expect("response future polled after completion");
+                Poll::Ready(Ok(response))
+            }
+            StateProj::Boxed { future } => future.as_mut().poll(cx),
+        }
     }
 }

@@ -37,24 +37,10 @@ impl fmt::Display for AuthRejection {
 
 impl ResponseError for AuthRejection {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.0.status().as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        convert::status(self.0.status())
     }
 
     fn error_response(&self) -> HttpResponse {
-        render(self.0.clone())
+        convert::refusal(self.0.clone())
     }
-}
-
-/// The refusal as actix's response (actix-web 4 speaks `http` 0.2: names,
-/// values and status are carried over as bytes).
-pub(crate) fn render(refusal: Refusal) -> HttpResponse {
-    let (status, headers, body) = refusal.into_parts();
-    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = HttpResponse::with_body(status, body);
-    for (name, value) in headers {
-        if let Some((name, value)) = convert::header(&name, &value) {
-            response.headers_mut().append(name, value);
-        }
-    }
-    response.map_into_boxed_body()
 }

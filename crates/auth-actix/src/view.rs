@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
 use actix_web::HttpRequest;
-use auth_core::request::RequestView;
+use auth_core::step::RequestView;
 
 /// A borrowed [`RequestView`] of an actix-web request, to call the core's
 /// backends and readers from your own handlers.

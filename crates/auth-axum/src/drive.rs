@@ -5,9 +5,9 @@
 
 use std::future::Future;
 
-use auth_core::flight::Waiter;
-use auth_core::request::RequestView;
-use auth_core::transport::{BlockingSend, MAX_WAIT, ResponseFuture, Runtime, TransportError};
+use auth_core::step::{
+    BlockingSend, MAX_WAIT, RequestView, ResponseFuture, Runtime, TransportError, Waiter,
+};
 use auth_core::{Decision, Pending};
 
 struct Tokio;

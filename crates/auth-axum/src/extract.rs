@@ -5,7 +5,7 @@
 use std::marker::PhantomData;
 use std::time::SystemTime;
 
-use auth_core::{AuthData, Deciding, Policy, Refusal, Scope, Verdict};
+use auth_core::{AuthData, Decision, Gate, Gated, Policy, Refusal, Scope, Verdict};
 use axum_core::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponseParts, ResponseParts};
 use http::request::Parts;
@@ -87,7 +87,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
 /// token when the identity cannot carry scopes (an anonymous session).
 ///
 /// ```
-/// use auth_axum::{Scope, Scoped};
+/// use auth_axum::Scoped;
+/// use auth_core::Scope;
 ///
 /// struct Admin;
 /// impl Scope for Admin {
@@ -117,7 +118,9 @@ impl<S: Send + Sync, T: Scope> FromRequestParts<S> for Scoped<T> {
 }
 
 /// A policy in the router state, for routes without
-/// [`AuthLayer`](crate::AuthLayer): the [`StateAuth`] extractor applies it.
+/// [`AuthLayer`](crate::AuthLayer): the [`StateAuth`] extractor applies it
+/// (authentication only: rate limits need the layer, which can add their
+/// fields to the response).
 ///
 /// ```
 /// use auth_axum::{AuthState, StateAuth};
@@ -134,7 +137,7 @@ impl<S: Send + Sync, T: Scope> FromRequestParts<S> for Scoped<T> {
 /// ```
 #[derive(Clone, Debug)]
 pub struct AuthState {
-    policy: Policy,
+    gate: Gate,
 }
 
 impl AuthState {
@@ -143,7 +146,7 @@ impl AuthState {
     /// here as a required policy would.
     pub fn new(policy: impl Into<Policy>) -> Self {
         AuthState {
-            policy: policy.into(),
+            gate: Gate::new(policy.into()),
         }
     }
 }
@@ -204,13 +207,22 @@ where
                 issued_cookie: None,
             });
         }
-        let AuthState { policy } = AuthState::from_ref(state);
+        let AuthState { gate } = AuthState::from_ref(state);
         let view = View(&*parts);
-        let decision = match policy.decide(&view, SystemTime::now()) {
-            Deciding::Done(decision) => decision,
-            Deciding::Pending(pending) => drive(pending, &view).await,
+        let decision = match gate.decide(&view, SystemTime::now()) {
+            Gated::Done(decision) => decision,
+            Gated::Pending(pending) => drive(pending, &view).await,
         };
-        let (verdict, issued_cookie) = decision.into_verdict().map_err(AuthRejection)?;
+        let proceed = match decision {
+            Decision::Proceed(proceed) => proceed,
+            Decision::Refuse(refusal) => return Err(AuthRejection(refusal)),
+        };
+        let issued_cookie = proceed.additions.get(header::SET_COOKIE.as_str()).cloned();
+        let Some(verdict) = proceed.verdict else {
+            return Err(AuthRejection(Refusal::server_error(
+                "a policy's gate left no verdict",
+            )));
+        };
         let auth = verdict.require().cloned();
         parts.extensions.insert(StateVerdict(verdict));
         Ok(StateAuth {

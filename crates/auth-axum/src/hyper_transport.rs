@@ -3,10 +3,7 @@
 
 use std::time::Duration;
 
-use auth_core::transport::{
-    AsyncTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_LEN, DEFAULT_TIMEOUT,
-    ResponseFuture, TransportError,
-};
+use auth_core::step::{AsyncTransport, ResponseFuture, TransportError, UreqTransport};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
@@ -48,7 +45,7 @@ impl HyperTransport<HttpConnector> {
     /// answers: the blocking transport's).
     pub fn http() -> Self {
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
+        connector.set_connect_timeout(Some(UreqTransport::DEFAULT_CONNECT_TIMEOUT));
         Self::new(Client::builder(TokioExecutor::new()).build(connector))
     }
 }
@@ -58,10 +55,11 @@ impl<C> HyperTransport<C> {
     pub fn new(client: Client<C, Full<Bytes>>) -> Self {
         HyperTransport {
             client,
-            timeout: DEFAULT_TIMEOUT,
+            timeout: UreqTransport::DEFAULT_TIMEOUT,
             // The blocking transport's defaults (always built: the
             // adapters keep it as the default driver).
-            max_response_len: usize::try_from(DEFAULT_MAX_RESPONSE_LEN).unwrap_or(usize::MAX),
+            max_response_len: usize::try_from(UreqTransport::DEFAULT_MAX_RESPONSE_LEN)
+                .unwrap_or(usize::MAX),
         }
     }
 

@@ -1,47 +1,50 @@
-//! [`AuthLayer`] and [`AuthService`]: the core's decision for every request
-//! of a service, before the handler runs.
+//! [`AuthLayer`], [`AuthService`] and [`AuthFuture`]: the core gate's
+//! decision for every request of a service, rendered before the handler
+//! runs.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use auth_core::{Deciding, Decision, Policy, Refusal};
-use http::{Extensions, HeaderValue, Request, Response, header};
+use auth_core::step::Limiter;
+use auth_core::{Additions, Decision, Gate, Gated, Proceed};
+use http::{Extensions, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::drive::drive;
-use crate::respond::{self, AddTo, Responding};
 use crate::view::View;
 
-/// A tower [`Layer`] that applies a core [`Policy`] to every request of the
-/// service it wraps: an axum `Router` (`.layer`, `.route_layer`), a plain
-/// hyper service, anything that takes an `http::Request<B>` and answers an
+/// A tower [`Layer`] that applies a core [`Gate`] (authentication, and rate
+/// limits if it has them) to every request of the service it wraps: an
+/// axum `Router` (`.layer`, `.route_layer`), a plain hyper service,
+/// anything that takes an `http::Request<B>` and answers an
 /// `http::Response<ResBody>` whose body can be built from a `String`
 /// (axum's `Body`, `http_body_util::Full<Bytes>`).
 ///
-/// It renders the core's [`Decision`]:
-/// - **admit**: the [`Verdict`](auth_core::Verdict) (the identity) goes in
-///   the request extensions for the extractors; an issued anonymous
-///   session's `Set-Cookie` is **appended** to the handler's response (its
-///   own cookies stay);
-/// - **pass through** (a CORS preflight; optional mode without
-///   credentials): the handler runs without an identity;
-/// - **refuse**: the core's status, headers and body; the handler does not
-///   run.
+/// It renders the gate's [`Decision`]:
+/// - **proceed**: the [`Verdict`](auth_core::Verdict) (the identity, or why
+///   there is none) goes in the request extensions for the extractors; the
+///   [`Additions`] (an issued session's `Set-Cookie`, the `RateLimit`
+///   fields) are **appended** to the handler's response (its own cookies
+///   stay);
+/// - **refuse**: the gate's status, headers and body (401, 403, 429, 503
+///   ...); the handler does not run.
 ///
-/// A local decision (local backends, cache hits) is made inside
-/// `Service::call` and the handler's own future is returned, unboxed.
-/// Network steps (introspection, key fetches) run on tokio's blocking pool,
-/// or on the policy's [async transport](Policy::async_transport).
+/// A local decision (local backends, cache hits, in-process counters) is
+/// made inside `Service::call` and the handler's own future is returned,
+/// unboxed. Steps (introspection, key fetches, a shared store's round trip)
+/// run in a boxed future: network sends on tokio's blocking pool, or on the
+/// policy's [async transport](auth_core::Policy::async_transport).
 ///
 /// ```
 /// use auth_axum::{Auth, AuthLayer};
-/// use auth_core::{AnonSessionBackend, Chain, JwtBackend, JwtValidator, Policy};
-/// use auth_core::jwt::Algorithm;
+/// use auth_core::{Algorithm, AnonSessionBackend, Chain, JwtBackend, JwtValidator, Policy};
+/// use auth_throttle::{MemoryStore, Quota, Rule, Throttle};
 /// use axum::{Router, routing::get};
+/// use std::time::Duration;
 ///
 /// async fn whoami(Auth(who): Auth) -> String {
 ///     who.key()
@@ -55,22 +58,35 @@ use crate::view::View;
 ///     .or(AnonSessionBackend::new("anon")?);
 /// let app: Router = Router::new().route("/whoami", get(whoami)).layer(AuthLayer::new(backend));
 ///
-/// // Settings beyond the backend are the core's Policy:
+/// // Settings beyond the backend are the core's Policy; rate limits go on
+/// // the same layer.
 /// let policy = Policy::new(AnonSessionBackend::new("anon")?).realm("api");
-/// let app: Router = app.layer(AuthLayer::new(policy));
+/// let limits = Throttle::builder(MemoryStore::default())
+///     .rule(Rule::new("per-caller", Quota::new(100, Duration::from_secs(60))?)?)
+///     .build()?;
+/// let app: Router = app.layer(AuthLayer::new(policy).throttle(limits));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
-    policy: Policy,
+    gate: Gate,
 }
 
 impl AuthLayer {
-    /// Applies `policy`: a [`Policy`], or any backend (required mode,
-    /// default settings).
-    pub fn new(policy: impl Into<Policy>) -> Self {
+    /// Applies `gate`: a [`Gate`], a [`Policy`](auth_core::Policy), or any
+    /// backend (required, default settings).
+    pub fn new(gate: impl Into<Gate>) -> Self {
+        AuthLayer { gate: gate.into() }
+    }
+
+    /// Adds rate limits (an `auth_throttle::Throttle`, or any
+    /// [`Limiter`]), applied after authentication on the same request; for
+    /// rate limits alone, start from
+    /// [`Gate::without_auth`](auth_core::Gate::without_auth).
+    #[must_use]
+    pub fn throttle(self, limiter: impl Limiter + 'static) -> Self {
         AuthLayer {
-            policy: policy.into(),
+            gate: self.gate.throttle(limiter),
         }
     }
 }
@@ -81,7 +97,7 @@ impl<S> Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         AuthService {
             inner,
-            policy: self.policy.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -90,15 +106,16 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Clone, Debug)]
 pub struct AuthService<S> {
     inner: S,
-    policy: Policy,
+    gate: Gate,
 }
 
-/// Leaves the verdict in the request for the extractors and returns the
-/// cookie to append; or the refusal.
-fn apply(decision: Decision, extensions: &mut Extensions) -> Result<Option<HeaderValue>, Refusal> {
-    let (verdict, set_cookie) = decision.into_verdict()?;
-    extensions.insert(verdict);
-    Ok(set_cookie)
+/// Leaves the verdict (if any) for the extractors; the additions are for
+/// the response. (Taken out in place: the decision is not moved.)
+fn proceed(proceed: &mut Proceed, extensions: &mut Extensions) -> Additions {
+    if let Some(verdict) = proceed.verdict.take() {
+        extensions.insert(verdict);
+    }
+    std::mem::take(&mut proceed.additions)
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S>
@@ -117,59 +134,73 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let pending = match self.policy.decide(&View(&req), SystemTime::now()) {
-            // The common case (local backends, cache hits): decided here,
-            // and the ready inner service is called at once.
-            Deciding::Done(decision) => {
-                return match apply(decision, req.extensions_mut()) {
-                    Ok(set_cookie) => AuthFuture {
-                        inner: Responding::handler(self.inner.call(req), set_cookie),
-                    },
-                    Err(refusal) => AuthFuture {
-                        inner: Responding::ready(refusal.into_response()),
+        let pending = match self.gate.decide(&View(&req), SystemTime::now()) {
+            // The common case (local backends, cache hits, in-process
+            // counters): decided here, and the ready inner service is
+            // called at once.
+            Gated::Done(Decision::Proceed(mut decision)) => {
+                let additions = proceed(&mut decision, req.extensions_mut());
+                return AuthFuture {
+                    state: State::Handler {
+                        future: self.inner.call(req),
+                        additions,
                     },
                 };
             }
-            Deciding::Pending(pending) => pending,
+            Gated::Done(Decision::Refuse(refusal)) => {
+                let response = Some(refusal.into_response());
+                return AuthFuture {
+                    state: State::Ready { response },
+                };
+            }
+            Gated::Pending(pending) => pending,
         };
-        // A network step: the ready service goes into the future, a clone
+        // Steps first: the ready service goes into the future, a clone
         // stays for next time. The future holds the request's parts (Sync)
         // across the wait, not the request (its body need not be Sync).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (mut parts, body) = req.into_parts();
-        AuthFuture {
-            inner: Responding::boxed(Box::pin(async move {
-                let decision = drive(pending, &View(&parts)).await;
-                match apply(decision, &mut parts.extensions) {
-                    Ok(set_cookie) => {
-                        let response = inner.call(Request::from_parts(parts, body)).await?;
-                        Ok(respond::with(response, set_cookie))
-                    }
-                    Err(refusal) => Ok(refusal.into_response()),
+        let future: Boxed<ResBody, S::Error> = Box::pin(async move {
+            match drive(pending, &View(&parts)).await {
+                Decision::Proceed(mut decision) => {
+                    let additions = proceed(&mut decision, &mut parts.extensions);
+                    let mut response = inner.call(Request::from_parts(parts, body)).await?;
+                    additions.append_to(response.headers_mut());
+                    Ok(response)
                 }
-            })),
+                Decision::Refuse(refusal) => Ok(refusal.into_response()),
+            }
+        });
+        AuthFuture {
+            state: State::Boxed { future },
         }
     }
 }
 
-/// An issued anonymous-session cookie, appended (never replacing the
-/// handler's own `Set-Cookie` headers).
-impl<B> AddTo<B> for HeaderValue {
-    fn add_to(self, mut response: Response<B>) -> Response<B> {
-        response.headers_mut().append(header::SET_COOKIE, self);
-        response
+/// A decision that had to wait for steps, with the inner service's call.
+type Boxed<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+
+pin_project! {
+    /// The response future of [`AuthService`]: the handler's own future
+    /// (plus the fields to append) or the ready refusal when the decision
+    /// was local, with no allocation; a boxed future only when steps had to
+    /// be driven.
+    pub struct AuthFuture<F, B, E> {
+        #[pin]
+        state: State<F, B, E>,
     }
 }
 
 pin_project! {
-    /// The response future of [`AuthService`]: the handler's own future
-    /// (plus the cookie to append) or the ready refusal when the decision
-    /// was local, with no allocation; a boxed future only when network steps
-    /// had to be driven.
-    pub struct AuthFuture<F, B, E> {
-        #[pin]
-        inner: Responding<F, B, E, HeaderValue>,
+    #[project = StateProj]
+    enum State<F, B, E> {
+        // The handler runs; its response gets the additions.
+        Handler { #[pin] future: F, additions: Additions },
+        // Refused: the answer is ready.
+        Ready { response: Option<Response<B>> },
+        // Steps first.
+        Boxed { future: Boxed<B, E> },
     }
 }
 
@@ -180,6 +211,21 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        match self.project().state.project() {
+            StateProj::Handler { future, additions } => future.poll(cx).map_ok(|mut response| {
+                if !additions.is_empty() {
+                    std::mem::take(additions).append_to(response.headers_mut());
+                }
+                response
+            }),
+            StateProj::Ready { response } => {
+                #[allow(clippy::expect_used, reason = "the Future contract")]
+                let response = response
+                    .take()
+                    .expect("response future polled after completion");
+                Poll::Ready(Ok(response))
+            }
+            StateProj::Boxed { future } => future.as_mut().poll(cx),
+        }
     }
 }

@@ -2,22 +2,22 @@
 //!
 //! [axum](https://docs.rs/axum) and tower adapter for [`auth_core`]: a tower
 //! [`AuthLayer`] and axum extractors. The core decides (which backend,
-//! fallback, required or optional, scopes, the wording of refusals); this
-//! crate renders its decisions and drives its network steps on tokio.
+//! fallback, required or optional, scopes, rate limits, the wording of
+//! refusals); this crate renders its decisions and drives its steps on
+//! tokio.
 //!
 //! | piece | what it does |
 //! |---|---|
-//! | [`AuthLayer`] | applies a core `Policy` to every request of any tower service taking `http::Request<B>` |
+//! | [`AuthLayer`] | applies a core `Gate` (a `Policy`, and rate limits with `.throttle`) to every request of any tower service taking `http::Request<B>` |
 //! | [`Auth`], `Option<Auth>` | the identity the layer found |
 //! | [`Claims<T>`](Claims) | every claim of the identity, as your type |
 //! | [`Scoped<T>`](Scoped) | the identity, if it holds `T`'s scopes |
 //! | [`AuthState`] + [`StateAuth`] | the same decision from the router state, without the layer |
 //! | [`AuthRejection`] | an extractor's refusal, as a response |
-//! | `ThrottleLayer` (feature `throttle`) | `auth-throttle`'s rate limits, keyed by the identity `AuthLayer` found |
 //!
 //! `IpBackend` needs the client address: serve with
 //! `into_make_service_with_connect_info::<SocketAddr>()` (feature `axum`,
-//! default), or insert an `auth_core::request::PeerAddr` extension.
+//! default), or insert an `auth_core::PeerAddr` extension.
 
 mod drive;
 mod extract;
@@ -25,24 +25,10 @@ mod extract;
 mod hyper_transport;
 mod layer;
 mod rejection;
-mod respond;
-#[cfg(feature = "throttle")]
-mod throttle;
 mod view;
 
-pub use auth_core;
-pub use auth_core::Scope;
-#[cfg(feature = "throttle")]
-pub use auth_throttle;
 pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scoped, StateAuth};
 #[cfg(feature = "hyper-transport")]
 pub use hyper_transport::HyperTransport;
 pub use layer::{AuthFuture, AuthLayer, AuthService};
 pub use rejection::AuthRejection;
-#[cfg(feature = "throttle")]
-pub use throttle::{ThrottleFuture, ThrottleLayer, ThrottleService};
-
-/// The README's examples (core and axum), compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;

@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
-use auth_core::request::{PeerAddr, RequestView};
+use auth_core::PeerAddr;
+use auth_core::step::RequestView;
 use http::Extensions;
 
 /// What the view needs besides the core's own `RequestView` impls.

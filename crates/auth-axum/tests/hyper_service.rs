@@ -11,8 +11,7 @@ use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use auth_axum::AuthLayer;
-use auth_core::request::PeerAddr;
-use auth_core::{AnonSessionBackend, Chain, IpBackend, Policy, SessionBackend, Verdict};
+use auth_core::{AnonSessionBackend, Chain, IpBackend, PeerAddr, Policy, SessionBackend, Verdict};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;

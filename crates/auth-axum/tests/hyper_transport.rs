@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use auth_axum::{Auth, AuthLayer, HyperTransport};
-use auth_core::transport::TransportError;
+use auth_core::step::TransportError;
 use auth_core::{IntrospectionBackend, Policy};
 use axum::Router;
 use axum::routing::get;

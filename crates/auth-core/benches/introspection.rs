@@ -8,8 +8,8 @@
 use std::hint::black_box;
 use std::time::SystemTime;
 
-use auth_core::introspect::IntrospectionBackend;
-use auth_core::{Action, Backend, Outcome};
+use auth_core::step::{Action, Outcome};
+use auth_core::{Backend, IntrospectionBackend};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 

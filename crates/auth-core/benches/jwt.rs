@@ -8,8 +8,7 @@
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
-use auth_core::Backend;
-use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
+use auth_core::{Algorithm, Backend, JwtBackend, JwtValidator, TokenIssuer};
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{DecodingKey, EncodingKey, Validation};
 use serde_json::{Map, Value, json};

@@ -7,10 +7,10 @@
 use std::hint::black_box;
 use std::time::SystemTime;
 
-use auth_core::request::{
-    DEFAULT_MAX_COOKIE_HEADER_LEN, DEFAULT_MAX_TOKEN_LEN, PeerAddr, bearer_token, cookie_value,
+use auth_core::step::{
+    DEFAULT_MAX_COOKIE_HEADER_LEN, DEFAULT_MAX_TOKEN_LEN, bearer_token, cookie_value,
 };
-use auth_core::{AnonSessionBackend, Backend, Chain, IpBackend, SessionBackend};
+use auth_core::{AnonSessionBackend, Backend, Chain, IpBackend, PeerAddr, SessionBackend};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// A request shaped like a browser's: a dozen headers, a few cookies.

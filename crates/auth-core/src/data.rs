@@ -227,7 +227,7 @@ impl AuthData {
     /// let wrong = AuthData::new(Source::Introspection, "bob", json!({"tenant": "x"}).as_object().unwrap().clone());
     /// let err = wrong.claims::<Mine>().unwrap_err();
     /// assert_eq!(err.to_string(), "claim `tenant` has an unexpected type or value");
-    /// # Ok::<(), auth_core::data::ClaimsError>(())
+    /// # Ok::<(), auth_core::ClaimsError>(())
     /// ```
     ///
     /// # Errors

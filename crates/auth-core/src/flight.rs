@@ -18,7 +18,7 @@ struct Signal {
     event: Event,
 }
 
-/// What a driver waits on for an [`Action::Wait`](crate::backend::Action::Wait)
+/// What a driver waits on for an [`Action::Wait`](crate::step::Action::Wait)
 /// step: another request's provider call. Cheap to clone.
 #[derive(Clone)]
 pub struct Waiter(Arc<Signal>);

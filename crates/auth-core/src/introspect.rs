@@ -1,5 +1,30 @@
-//! OAuth2 token introspection (RFC 7662): [`IntrospectionBackend`], and its
-//! Keycloak preset in [`keycloak`].
+//! OAuth2 token introspection (RFC 7662): `IntrospectionBackend`, and its
+//! Keycloak preset in `keycloak.rs`.
+//!
+//! - The question is a form POST (`token`, `token_type_hint=access_token`)
+//!   authenticated with our client id and secret: HTTP Basic by default,
+//!   or in the body. The token and the secret never appear in `Debug` or
+//!   error text.
+//! - The answer's `sub` (or another claim, such as `client_id`) is the
+//!   identifier; the answer is the attributes; the key is
+//!   `introspect:<identifier>`. `active` must be `true`; optional checks
+//!   cover `aud`, `iss`, `client_id`/`azp` and `token_type`.
+//! - An inactive token, or one that fails a check, is 401. These are 503,
+//!   not the client's fault: the provider rejecting our client (401/403), a
+//!   5xx, a timeout or refused connection, an answer that is not JSON or is
+//!   too large.
+//! - Answers are cached by the token's SHA-256, never by the token: active
+//!   ones until the earlier of `exp` and `max_cache_ttl` (default 5 min:
+//!   the revocation window), inactive ones for `inactive_cache_ttl`
+//!   (default 10 s). A hit is a hash and a look-up.
+//! - Single flight: concurrent requests with one uncached token make one
+//!   call. The leader's step is detached: the answer is cached and
+//!   published even if its request is gone.
+//! - At most `max_concurrent_calls` (default 64) calls are in flight per
+//!   backend; over the cap a request gets 503 with `Retry-After: 1` at once
+//!   instead of queueing, and so does anyone waiting on that token.
+//! - `keep_token(true)` adds the raw token to the attributes as
+//!   `access_token` (and so to the cache); it is off by default.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,25 +35,38 @@ use base64::Engine;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::backend::{Backend, Outcome, Step};
+use crate::backend::{Backend, Outcome};
 use crate::data::{AuthData, Source};
 use crate::error::TransportError;
 use crate::error::{AuthError, ConfigError, Credential};
 use crate::flight::{Flights, Join, Leader};
 use crate::jwt::{seconds, unix_seconds};
 use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_token};
+use crate::step::Step;
 
-pub mod keycloak;
+mod keycloak;
 
 /// Default number of introspection answers remembered.
-pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+pub(crate) const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 /// Default longest time an active answer is reused (never past the token's
 /// `exp`).
-pub const DEFAULT_MAX_CACHE_TTL: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_MAX_CACHE_TTL: Duration = Duration::from_secs(300);
 /// Default time an inactive answer is reused.
-pub const DEFAULT_INACTIVE_CACHE_TTL: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_INACTIVE_CACHE_TTL: Duration = Duration::from_secs(10);
 /// Default most provider calls one backend has in flight at once.
-pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 64;
+pub(crate) const DEFAULT_MAX_CONCURRENT_CALLS: usize = 64;
+
+impl IntrospectionBackend {
+    /// Default number of introspection answers remembered.
+    pub const DEFAULT_CACHE_CAPACITY: usize = DEFAULT_CACHE_CAPACITY;
+    /// Default longest time an active answer is reused (never past the
+    /// token's `exp`).
+    pub const DEFAULT_MAX_CACHE_TTL: Duration = DEFAULT_MAX_CACHE_TTL;
+    /// Default time an inactive answer is reused.
+    pub const DEFAULT_INACTIVE_CACHE_TTL: Duration = DEFAULT_INACTIVE_CACHE_TTL;
+    /// Default most provider calls one backend has in flight at once.
+    pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = DEFAULT_MAX_CONCURRENT_CALLS;
+}
 
 /// How we authenticate to the introspection endpoint (RFC 6749 §2.3.1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,11 +111,11 @@ type TokenHash = [u8; 32];
 ///   earlier of the token's `exp` and a maximum (5 min), inactive ones for a
 ///   short time (10 s). Concurrent requests with the same uncached token
 ///   make **one** call: the first sends, the others get an
-///   [`Action::Wait`](crate::Action::Wait) step.
+///   [`Action::Wait`](crate::step::Action::Wait) step.
 /// - The token and the client secret never appear in `Debug` or error text.
 ///
 /// ```
-/// use auth_core::introspect::{ClientAuth, IntrospectionBackend};
+/// use auth_core::{ClientAuth, IntrospectionBackend};
 ///
 /// let backend = IntrospectionBackend::builder("https://id.example/oauth2/introspect", "api", "s3cret")
 ///     .client_auth(ClientAuth::ClientSecretPost)

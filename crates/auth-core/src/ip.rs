@@ -51,8 +51,7 @@ impl ForwardedHeader {
 ///   peer address.
 ///
 /// ```
-/// use auth_core::{Backend, IpBackend};
-/// use auth_core::request::PeerAddr;
+/// use auth_core::{Backend, IpBackend, PeerAddr};
 /// use std::time::SystemTime;
 ///
 /// let backend = IpBackend::new().trust_proxies(["10.0.0.0/8"]).unwrap();

@@ -1,6 +1,99 @@
-//! JWT bearer tokens: [`JwtBackend`] over a [`TokenValidator`], the ready
-//! [`JwtValidator`] on `jsonwebtoken`, remote keys (JWKS, OIDC discovery) as
-//! network steps, a verified-token cache, and [`TokenIssuer`].
+//! JWT bearer tokens: `JwtBackend` over a `TokenValidator`, the ready
+//! `JwtValidator` on `jsonwebtoken`, remote keys (JWKS, OIDC discovery) as
+//! network steps, a verified-token cache, and `TokenIssuer`.
+//!
+//! # The backend and its cache
+//!
+//! `JwtBackend` takes a bearer token (capped at 8 KiB before any decoding)
+//! and first looks in its verified-token cache (`quick_cache`, 10,000
+//! entries by default, keyed by the token's bytes). A hit skips the
+//! signature and claim checks, and the token68 scan too: only tokens that
+//! passed it are cached. An entry is never used at or after the token's
+//! `exp` or before its `nbf`, after the validator withdrew a key (the key
+//! generation changed), or once the remote key set is due for a refresh.
+//! On a miss the backend asks its `TokenValidator`: `Checked::Valid(map)`
+//! (validators written elsewhere), `ValidClaims` (what `JwtValidator`
+//! answers), `Invalid`, `FetchKeys(KeyFetch)` (a detached network step whose
+//! continuation checks the token again) or `WaitForKeys(Waiter)`. OIDC
+//! discovery is two fetches in a row: the document, then its `jwks_uri`.
+//!
+//! # The check: one boundary (`validator.rs`)
+//!
+//! A token is accepted only through these steps:
+//!
+//! 1. It is split from the right, as `jsonwebtoken::decode` splits it.
+//! 2. `header::read` takes the header part (the base64url text), decodes it
+//!    into jsonwebtoken's `Header` and checks it: `typ` absent, `JWT` or
+//!    `at+jwt`; no `crit`; `b64` absent or `true`. `jku`, `jwk` and `x5u`
+//!    are ignored: keys come from configuration only. Accepted headers are
+//!    remembered per thread by their text (4 per thread, up to 256 bytes):
+//!    a header's meaning depends on its text alone, and an issuer's tokens
+//!    share one. Refused headers are never remembered.
+//! 3. The candidate keys: with a `kid`, the keys with that `kid`; without
+//!    one, the keys that allow the header's `alg`. A single fixed key takes
+//!    every token.
+//! 4. `Key::verify(alg, message, signature)` refuses an algorithm the key
+//!    does not allow, whatever the signature. Each key allows only the
+//!    configured algorithms of its own family, so the token's `alg` only
+//!    selects among them: no `none`, no HS/RS confusion. The signature is
+//!    checked by a verifier from jsonwebtoken's installed crypto provider,
+//!    kept per key, algorithm and thread (16 per thread; not `Send`). Each
+//!    key has a process-unique id, so a rotated key never meets an old
+//!    key's verifier. (jsonwebtoken builds a boxed verifier per token
+//!    otherwise: for HS256 that is two SHA-256 blocks and an allocation,
+//!    an eighth of the whole check.)
+//! 5. Only then is the payload decoded, once (`claims.rs`): only the
+//!    registered claims (`sub`, `exp`, `nbf`, `iss`, `aud`) are built, with
+//!    strings borrowed from the payload; every other member is read to the
+//!    end and checked as valid JSON (a lone surrogate or a bad escape is
+//!    refused) but not built; a payload that is not an object, or a
+//!    registered claim given twice, is refused.
+//! 6. The checks run against the injected clock: `exp` required, `nbf`
+//!    checked, both with leeway (default 60 s); `iss` and `aud` each one of
+//!    those configured; required claims present. A NumericDate that is
+//!    negative, not finite or past `u64` seconds is unusable, never "never
+//!    expires".
+//!
+//! The result keeps the payload's JSON text: `AuthData` builds a map of
+//! the claims only when an attribute is read, once. The rate-limiting key
+//! (`jwt:<iss>|<sub>`, or `jwt:<sub>` without `iss`) is built at
+//! verification. Most requests need only the identifier and the key, and a
+//! map of every claim costs more than an HS256 signature check.
+//!
+//! Two fuzz targets hold this boundary to `jsonwebtoken::decode` with the
+//! same key and checks: `jwt` (arbitrary bearer strings) and `jwt_signed`
+//! (fuzzed headers and claims, signed in the harness). Whatever we accept,
+//! `decode` accepts.
+//!
+//! # Keys and their lifecycle (`keys.rs`)
+//!
+//! - Local keys (an HMAC secret, PEM or DER public keys, JWKs, a JWKS
+//!   document) stay in service beside remote ones (`jwks_url`,
+//!   `oidc_issuer`; the discovered document must name the same issuer
+//!   exactly). HMAC secrets are at least 32 bytes; remote symmetric keys
+//!   are refused unless allowed (a key set is public).
+//! - Remote JWKs are skipped, not fatal, when they do not parse, are
+//!   `use=enc`, fit no allowed algorithm, name one of another family, or
+//!   are HMAC secrets under 32 bytes; at most `max_keys` (32) are kept.
+//! - A remote set has a maximum age from `Cache-Control: max-age`
+//!   (`no-store`/`no-cache` mean zero), clamped (default 1 min to 24 h),
+//!   else a default (1 h). Past it, the next request starts a refresh while
+//!   the current keys keep serving. A failed or unusable answer keeps the
+//!   last good keys for `stale_if_error` (default 1 h) past that age; then
+//!   503 until a fetch succeeds.
+//! - A fetch starts on an unknown `kid`, before the first set, or when the
+//!   set has expired; one at a time (others wait on its `Waiter`); at most
+//!   one per `refresh_interval` (default 60 s) from the end of the last. A
+//!   discovery document's fetch does not count: the JWKS is due at once.
+//! - A key missing from a new set, or new material under a known `kid`, is
+//!   withdrawn: the key generation moves on, and the verified-token cache
+//!   ignores older entries.
+//!
+//! jsonwebtoken 12 panics at first use when both or neither of its crypto
+//! features are on. Our `aws_lc_rs` (default) and `rust_crypto` features
+//! map to its; every constructor that reaches it first installs aws-lc-rs
+//! when both are on, and returns a `ConfigError` (never a panic) when
+//! neither is.
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,12 +101,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use crate::backend::{Backend, Outcome, Step};
+use crate::backend::{Backend, Outcome};
 use crate::data::{AuthData, Source, jwt_key};
 use crate::error::TransportError;
 use crate::error::{AuthError, Credential};
 use crate::flight::Waiter;
 use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_bytes, token68};
+use crate::step::Step;
 
 mod claims;
 mod header;
@@ -21,16 +115,16 @@ mod issuer;
 mod keys;
 mod validator;
 
-pub use issuer::{DEFAULT_TTL, IssueError, TokenIssuer};
-pub use jsonwebtoken::Algorithm;
-pub use validator::{
-    DEFAULT_KEYS_MAX_AGE, DEFAULT_KEYS_MAX_AGE_RANGE, DEFAULT_KEYS_STALE_IF_ERROR, DEFAULT_LEEWAY,
-    DEFAULT_MAX_KEYS, DEFAULT_REFRESH_INTERVAL, JwtValidator, JwtValidatorBuilder,
-    MIN_HMAC_SECRET_LEN,
-};
+pub use issuer::{IssueError, TokenIssuer};
+pub use validator::{JwtValidator, JwtValidatorBuilder};
 
 /// Default number of verified tokens remembered.
-pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+pub(crate) const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+
+impl JwtBackend {
+    /// Default number of verified tokens remembered.
+    pub const DEFAULT_CACHE_CAPACITY: usize = DEFAULT_CACHE_CAPACITY;
+}
 
 /// What a [`TokenValidator`] says about a token.
 #[non_exhaustive]
@@ -143,8 +237,8 @@ impl fmt::Debug for KeyFetch {
 /// store, another JWT library), or use [`JwtValidator`].
 ///
 /// ```
-/// use auth_core::jwt::{Checked, JwtBackend, TokenValidator};
-/// use auth_core::{AuthError, Backend, Credential};
+/// use auth_core::step::{Checked, TokenValidator};
+/// use auth_core::{AuthError, Backend, Credential, JwtBackend};
 /// use std::time::SystemTime;
 ///
 /// /// Accepts one hard-wired test token.
@@ -218,7 +312,7 @@ struct Verified {
 ///   [`AuthError::MissingCredentials`] (a chain moves on). A malformed header:
 ///   400. A token that does not validate, or has no `sub`: 401
 ///   `invalid_token`. Keys that cannot be fetched: 503.
-/// - Verified tokens are cached (on by default, [`DEFAULT_CACHE_CAPACITY`]
+/// - Verified tokens are cached (on by default, [`JwtBackend::DEFAULT_CACHE_CAPACITY`]
 ///   entries): a repeat skips the signature check. An entry is never used at
 ///   or after the token's `exp`, before its `nbf`, after the validator
 ///   withdrew a key, or while the validator's remote keys are due for a

@@ -1,62 +1,87 @@
 //! # auth-core
 //!
-//! A sans-IO answer to one question for every HTTP request: **who is this?**
-//! The answer is an [`AuthData`] (an identifier, attributes, the backend that
-//! vouched for it and a rate-limiting key) or an [`AuthError`] saying why not,
-//! with the HTTP status and RFC 6750 challenge to answer with.
+//! A sans-IO answer to two questions for every HTTP request: **who is
+//! this?** and, with a rate limiter such as `auth-throttle`, **how much may
+//! they do?** A [`Gate`] applies a [`Policy`] (which backend, required or
+//! optional) and optionally a limiter, in a fixed order, and turns one
+//! request into one [`Decision`]: proceed to the handler with a
+//! [`Verdict`] (an [`AuthData`]: identifier, attributes, the backend that
+//! vouched for it, a rate-limiting key) and the [`Additions`] its response
+//! must carry, or refuse with a ready [`Refusal`] (status, RFC 6750
+//! challenge, body).
 //!
-//! The core reads request parts through [`RequestView`](request::RequestView)
-//! (implemented for `http` requests here and for actix-web in `auth-actix`)
-//! and does no IO: a backend that needs the network returns the HTTP request
-//! to send and a continuation ([`Outcome::Send`]); a driver moves the bytes.
+//! The core reads a request through
+//! [`RequestView`](step::RequestView) (implemented for `http` requests
+//! here and for actix-web in `auth-actix`) and does no IO: a backend that
+//! needs the network hands out the HTTP request to send and a continuation
+//! ([`Gated::Pending`]); a driver moves the bytes.
 //!
-//! | backend | identifier | module |
-//! |---|---|---|
-//! | [`IpBackend`] | client address, trusted-proxy aware | [`ip`] |
-//! | [`SessionBackend`] | a session cookie's value | [`session`] |
-//! | [`AnonSessionBackend`] | an anonymous session cookie, issued when absent | [`session`] |
-//! | [`JwtBackend`] | the `sub` of a verified bearer JWT | [`jwt`] |
-//! | [`IntrospectionBackend`] (with a Keycloak preset) | the `sub` (or another claim) of an RFC 7662 answer | [`introspect`] |
-//! | [`Chain`] | the first backend that finds credentials | [`backend`] |
+//! | backend | identifier |
+//! |---|---|
+//! | [`IpBackend`] | client address, trusted-proxy aware |
+//! | [`SessionBackend`] | a session cookie's value |
+//! | [`AnonSessionBackend`] | an anonymous session cookie, issued when absent |
+//! | [`JwtBackend`] | the `sub` of a verified bearer JWT |
+//! | [`IntrospectionBackend`] (with a Keycloak preset) | the `sub` (or another claim) of an RFC 7662 answer |
+//! | [`Chain`] | the first backend that finds credentials |
+//!
+//! Applications name what is at the crate root; [`step`] holds the
+//! machinery for code that extends it (custom backends, drivers, limiters).
 //!
 //! ```
-//! use auth_core::{AnonSessionBackend, Backend, Chain, IpBackend, SessionBackend};
+//! use auth_core::{AnonSessionBackend, Backend, Chain, SessionBackend};
 //!
 //! // Logged-in users by session, everybody else by an anonymous session.
 //! let who_is_it = Chain::new()
 //!     .or(SessionBackend::new("session")?)
 //!     .or(AnonSessionBackend::new("anon")?);
 //!
-//! let req = http::Request::builder().header("cookie", "session=u-42").body(())?;
+//! let req = auth_core::http::Request::builder().header("cookie", "session=u-42").body(())?;
 //! let who = who_is_it.identify(&req)?; // local backends: one call, no network step
 //! assert_eq!(who.auth.key(), "session:u-42");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod backend;
-pub mod data;
-pub mod decision;
-pub mod error;
-pub mod flight;
-pub mod introspect;
-pub mod ip;
-pub mod jwt;
-pub mod policy;
-pub mod request;
-pub mod session;
-pub mod transport;
+mod backend;
+mod chain;
+mod data;
+mod decision;
+mod drive;
+mod error;
+mod flight;
+mod gate;
+mod introspect;
+mod ip;
+mod jwt;
+mod policy;
+mod refusal;
+mod request;
+mod scopes;
+mod session;
+pub mod step;
+mod transport;
 
-pub use backend::{
-    Action, Authenticated, Backend, Chain, Outcome, RequireScopes, Resume, Scope, Step,
-};
-pub use data::{AuthData, Source};
-pub use decision::{Admit, Decision, Refusal, Verdict};
+pub use backend::{Authenticated, Backend};
+pub use chain::Chain;
+pub use data::{AuthData, ClaimsError, Source};
+pub use decision::{Additions, Decision, Proceed, Verdict};
 pub use error::{AuthError, Challenge, ConfigError, Credential};
-pub use introspect::IntrospectionBackend;
+pub use gate::{Gate, Gated, Pending};
+pub use introspect::{ClientAuth, IntrospectionBackend, IntrospectionBuilder};
 pub use ip::{ForwardedHeader, IpBackend};
-pub use jwt::{JwtBackend, JwtValidator, TokenIssuer, TokenValidator};
-pub use policy::{Deciding, Pending, Policy};
+pub use jwt::{
+    IssueError, JwtBackend, JwtBackendBuilder, JwtValidator, JwtValidatorBuilder, TokenIssuer,
+};
+pub use policy::Policy;
+pub use refusal::{Cause, Refusal};
+pub use request::PeerAddr;
+pub use scopes::{RequireScopes, Scope};
 pub use session::{AnonSessionBackend, AnonSessionBuilder, SessionBackend};
+
+/// `jsonwebtoken`'s types that the JWT builders take: the signature
+/// algorithms, keys to sign and verify with, JWKs.
+pub use jsonwebtoken::jwk::{Jwk, JwkSet};
+pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
 /// Re-exported so callers can name `SameSite` without depending on `cookie`.
 pub use cookie::SameSite;

@@ -61,7 +61,8 @@ impl<T: RequestView + ?Sized> RequestView for &T {
 /// there.
 ///
 /// ```
-/// use auth_core::request::{PeerAddr, RequestView};
+/// use auth_core::PeerAddr;
+/// use auth_core::step::RequestView;
 ///
 /// let mut req = http::Request::new(());
 /// req.extensions_mut().insert(PeerAddr("192.0.2.7:5000".parse().unwrap()));
@@ -189,7 +190,7 @@ fn is_token68(token: &[u8]) -> bool {
 ///   looking at its characters.
 ///
 /// ```
-/// use auth_core::request::{bearer_token, DEFAULT_MAX_TOKEN_LEN};
+/// use auth_core::step::{bearer_token, DEFAULT_MAX_TOKEN_LEN};
 ///
 /// let req = http::Request::builder()
 ///     .header("authorization", "bearer abc.def-ghi")
@@ -329,7 +330,7 @@ pub fn is_cookie_name(name: &str) -> bool {
 /// - `Ok(None)` when the cookie is absent.
 ///
 /// ```
-/// use auth_core::request::{cookie_value, DEFAULT_MAX_COOKIE_HEADER_LEN};
+/// use auth_core::step::{cookie_value, DEFAULT_MAX_COOKIE_HEADER_LEN};
 ///
 /// let req = http::Request::builder()
 ///     .header("cookie", "theme=dark; sid=a=b")

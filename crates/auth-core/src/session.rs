@@ -19,13 +19,25 @@ use crate::request::{
 };
 
 /// Default longest session cookie value accepted.
-pub const DEFAULT_MAX_SESSION_LEN: usize = 4096;
+pub(crate) const DEFAULT_MAX_SESSION_LEN: usize = 4096;
 
 /// Default `Max-Age` of issued anonymous session cookies: 14 days.
-pub const DEFAULT_ANON_MAX_AGE: Duration = Duration::from_secs(1_209_600);
+pub(crate) const DEFAULT_ANON_MAX_AGE: Duration = Duration::from_secs(1_209_600);
 
 /// Shortest accepted signing secret.
-pub const MIN_SIGNING_KEY_LEN: usize = 32;
+pub(crate) const MIN_SIGNING_KEY_LEN: usize = 32;
+
+impl SessionBackend {
+    /// Default longest session cookie value accepted.
+    pub const DEFAULT_MAX_SESSION_LEN: usize = DEFAULT_MAX_SESSION_LEN;
+}
+
+impl AnonSessionBackend {
+    /// Default `Max-Age` of issued anonymous session cookies: 14 days.
+    pub const DEFAULT_MAX_AGE: Duration = DEFAULT_ANON_MAX_AGE;
+    /// Shortest accepted signing secret.
+    pub const MIN_SIGNING_KEY_LEN: usize = MIN_SIGNING_KEY_LEN;
+}
 
 fn checked_name(name: String) -> Result<String, ConfigError> {
     if is_cookie_name(&name) {
@@ -106,11 +118,11 @@ impl Backend for SessionBackend {
 }
 
 /// Makes new anonymous session ids.
-pub type IdFactory = Arc<dyn Fn() -> String + Send + Sync>;
+pub(crate) type IdFactory = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// The default session id: a random (CSPRNG) UUID v4 as 32 lowercase hex
 /// digits.
-pub fn uuid_session_id() -> String {
+pub(crate) fn uuid_session_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
@@ -341,8 +353,9 @@ impl AnonSessionBuilder {
         self
     }
 
-    /// Where new session ids come from (default [`uuid_session_id`]). Ids
-    /// must be RFC 6265 cookie values and unguessable.
+    /// Where new session ids come from (default: a random (CSPRNG) UUID v4
+    /// as 32 lowercase hex digits). Ids must be RFC 6265 cookie values and
+    /// unguessable.
     pub fn id_factory(mut self, factory: impl Fn() -> String + Send + Sync + 'static) -> Self {
         self.id_factory = Arc::new(factory);
         self

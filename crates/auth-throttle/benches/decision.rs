@@ -7,13 +7,12 @@
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
-use auth_core::request::PeerAddr;
-use auth_core::{AnonSessionBackend, Decision, Policy, Verdict};
+use auth_core::{AnonSessionBackend, Decision, Gate, PeerAddr, Verdict, http};
 use auth_throttle::{Callers, Checked, MemoryStore, Quota, Rule, Throttle, Throttled};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn throttle(rules: usize) -> Throttle {
-    let quota = Quota::new(1_000_000_000, Duration::from_secs(1));
+    let quota = Quota::new(1_000_000_000, Duration::from_secs(1)).unwrap();
     let mut builder = Throttle::builder(MemoryStore::default());
     for i in 0..rules {
         let rule = Rule::new(&format!("rule-{i}"), quota).unwrap();
@@ -35,11 +34,11 @@ fn request() -> (http::Request<()>, Verdict) {
         .unwrap();
     req.extensions_mut()
         .insert(PeerAddr("192.0.2.1:5000".parse().unwrap()));
-    let policy = Policy::new(AnonSessionBackend::new("anon").unwrap());
-    let Decision::Admit(admit) = policy.decide_blocking(&req) else {
+    let gate = Gate::new(AnonSessionBackend::new("anon").unwrap());
+    let Decision::Proceed(proceed) = gate.decide_blocking(&req) else {
         panic!()
     };
-    (req, admit.verdict)
+    (req, proceed.verdict.unwrap())
 }
 
 fn bench(c: &mut Criterion) {
@@ -58,7 +57,13 @@ fn bench(c: &mut Criterion) {
         });
     }
     let quiet = Throttle::builder(MemoryStore::default())
-        .rule(Rule::new("r", Quota::new(1_000_000_000, Duration::from_secs(1))).unwrap())
+        .rule(
+            Rule::new(
+                "r",
+                Quota::new(1_000_000_000, Duration::from_secs(1)).unwrap(),
+            )
+            .unwrap(),
+        )
         .ratelimit_headers(false)
         .build()
         .unwrap();

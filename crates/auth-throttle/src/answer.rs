@@ -3,16 +3,17 @@
 //! optional legacy `X-RateLimit-*` fields, and the 429 with an integer
 //! `Retry-After` and an `application/problem+json` body (RFC 9457).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use auth_core::Refusal;
+use auth_core::{Additions, Cause, Refusal};
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::error::StoreError;
 use crate::gcra::Cell;
 use crate::rule::Rule;
-use crate::throttle::{Fallback, Headers};
+use crate::throttle::Fallback;
 
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -58,38 +59,37 @@ fn state(rule: &Rule, remaining: u64, seconds: u64) -> HeaderValue {
 }
 
 impl Shown {
-    fn fields(self, rule: &Rule, remaining: u64, seconds: u64, reset: u64, now: u64) -> Headers {
-        let reset = reset.min(rule.full);
-        let mut headers = Headers::new();
-        headers.push((RATELIMIT_POLICY.clone(), rule.policy.clone()));
-        headers.push((RATELIMIT.clone(), state(rule, remaining, seconds)));
+    /// The fields of `rule` for `cell`: the policy, what is left and `t`,
+    /// the seconds until the quota is whole again (the draft's reset, on
+    /// every answer alike: a client that waits `t` seconds has the whole
+    /// quota again; `Retry-After` says when the next request fits).
+    fn fields(self, rule: &Rule, cell: &Cell, now: u64) -> Additions {
+        let reset = cell.reset.min(rule.full);
+        let mut fields = Additions::with_capacity(if self.legacy { 5 } else { 2 });
+        fields.push(RATELIMIT_POLICY.clone(), rule.policy.clone());
+        fields.push(
+            RATELIMIT.clone(),
+            state(rule, cell.remaining, seconds_up(reset)),
+        );
         if self.legacy {
             let reset_at = seconds_up(now.saturating_add(reset));
-            headers.push((LIMIT.clone(), HeaderValue::from(rule.quota().limit())));
-            headers.push((REMAINING.clone(), HeaderValue::from(remaining)));
-            headers.push((RESET.clone(), HeaderValue::from(reset_at)));
+            fields.push(LIMIT.clone(), HeaderValue::from(rule.quota().limit()));
+            fields.push(REMAINING.clone(), HeaderValue::from(cell.remaining));
+            fields.push(RESET.clone(), HeaderValue::from(reset_at));
         }
-        headers
+        fields
     }
 
-    /// An allowed request's headers: its most constrained rule, `t` the
-    /// seconds until the quota is whole again.
-    pub(crate) fn allowed(self, rule: &Rule, cell: &Cell, now: u64) -> Headers {
+    /// An allowed request's fields: its most constrained rule's.
+    pub(crate) fn allowed(self, rule: &Rule, cell: &Cell, now: u64) -> Additions {
         if !self.on_allowed {
-            return Headers::new();
+            return Additions::new();
         }
-        self.fields(
-            rule,
-            cell.remaining,
-            seconds_up(cell.reset.min(rule.full)),
-            cell.reset,
-            now,
-        )
+        self.fields(rule, cell, now)
     }
 
     /// The 429 for the violated rule: `Retry-After` (whole seconds, at
-    /// least 1), the rule's fields with `r=0` and `t` = `Retry-After`, and a
-    /// problem+json body.
+    /// least 1), the rule's fields with `r=0`, and a problem+json body.
     pub(crate) fn denied(self, rule: &Rule, cell: &Cell, now: u64) -> Refusal {
         let retry = seconds_up(cell.retry).max(1);
         let problem = serde_json::json!({
@@ -102,9 +102,13 @@ impl Shown {
             StatusCode::TOO_MANY_REQUESTS,
             HeaderValue::from_static("application/problem+json"),
             problem.to_string(),
-        );
+        )
+        .with_cause(Cause::RateLimited {
+            rule: Arc::clone(&rule.id),
+            retry_after: retry,
+        });
         refusal.append_header(http::header::RETRY_AFTER, HeaderValue::from(retry));
-        for (name, value) in self.fields(rule, 0, retry, cell.reset, now) {
+        for (name, value) in self.fields(rule, cell, now) {
             refusal.append_header(name, value);
         }
         refusal
@@ -123,7 +127,8 @@ pub(crate) fn store_unavailable() -> Refusal {
         StatusCode::SERVICE_UNAVAILABLE,
         HeaderValue::from_static("application/problem+json"),
         problem.to_string(),
-    );
+    )
+    .with_cause(Cause::LimitsUnavailable);
     refusal.append_header(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     refusal
 }

@@ -19,9 +19,10 @@
 //! A denied request stores nothing; an allowed one stores `next`, which can
 //! be forgotten at `next` (the bucket is full again: the same as no entry).
 
-/// How one request fares against one rule's counter.
+/// How one request fares against one counter: what a store answers for
+/// each counter of a [`Batch`](crate::Batch) (microseconds throughout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Cell {
+pub struct Cell {
     /// Whether the rule lets the request through.
     pub(crate) allowed: bool,
     /// The TAT to store if the whole request is allowed.
@@ -32,6 +33,48 @@ pub(crate) struct Cell {
     pub(crate) reset: u64,
     /// Microseconds until a request would be allowed (0 when allowed).
     pub(crate) retry: u64,
+}
+
+impl Cell {
+    /// A store's answer for one counter: whether it allows the request,
+    /// the requests left after it, and the microseconds until the counter
+    /// is full again and until a request would pass (0 when allowed).
+    pub fn new(allowed: bool, remaining: u64, reset: u64, retry: u64) -> Self {
+        Cell {
+            allowed,
+            next: 0,
+            remaining,
+            reset,
+            retry,
+        }
+    }
+
+    /// Whether the counter lets the request through.
+    pub fn allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// The counter's new timestamp (the theoretical arrival time, µs since
+    /// the epoch) to store when every counter of the request allows it;
+    /// a stored timestamp can be forgotten once the clock passes it.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// Requests left right after this one (0 when denied).
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Microseconds until the counter is back to a full burst.
+    pub fn reset(&self) -> u64 {
+        self.reset
+    }
+
+    /// Microseconds until a request would be allowed (0 when allowed).
+    pub fn retry(&self) -> u64 {
+        self.retry
+    }
 }
 
 /// One rule's arithmetic: the emission interval and the burst, in

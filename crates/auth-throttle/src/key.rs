@@ -10,18 +10,45 @@ use std::net::IpAddr;
 use auth_core::AuthData;
 use siphasher::sip128::{Hasher128, SipHasher24};
 
-#[cfg(any(feature = "redis", test))]
 use crate::error::ThrottleError;
 
 /// Shortest secret for keys shared between servers.
 pub const MIN_KEY_SECRET_LEN: usize = 16;
 
-/// A caller's counter key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct CallerKey(pub(crate) [u8; 16]);
+/// A caller as stores see it: a keyed 128-bit hash of its identity or
+/// address, never the identity itself. Shown as 32 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CallerKey(pub(crate) [u8; 16]);
+
+impl CallerKey {
+    /// The hash's bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// A client address as an in-process key: its bytes (IPv4 mapped into
+    /// IPv6), no hash needed for a key that never leaves the process and
+    /// holds no credential.
+    pub(crate) fn local_address(ip: IpAddr) -> Self {
+        CallerKey(match ip {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        })
+    }
+
+    /// Which of `2^bits` shards the key belongs to: its two halves folded
+    /// and mixed, so that keys alike in their first bytes (addresses)
+    /// spread as well as hashes do.
+    pub(crate) fn shard(&self, bits: u32) -> usize {
+        let [a, b] = [&self.0[..8], &self.0[8..]]
+            .map(|half| u64::from_le_bytes(half.try_into().unwrap_or_default()));
+        let mixed = (a ^ b.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        usize::try_from(mixed >> (64 - bits)).unwrap_or(0)
+    }
+}
 
 impl fmt::Display for CallerKey {
-    /// Lower-case hex: the form in Redis keys.
+    /// Lower-case hex.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for b in self.0 {
             write!(f, "{b:02x}")?;
@@ -36,6 +63,13 @@ pub(crate) struct KeyHasher {
     key: [u8; 16],
 }
 
+/// Never shows its secret.
+impl fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyHasher(..)")
+    }
+}
+
 impl KeyHasher {
     /// A random secret: keys meaningful to this process only.
     pub(crate) fn random() -> Self {
@@ -45,7 +79,6 @@ impl KeyHasher {
     }
 
     /// A secret shared by every server that counts in the same store.
-    #[cfg(any(feature = "redis", test))]
     pub(crate) fn from_secret(secret: &[u8]) -> Result<Self, ThrottleError> {
         if secret.len() < MIN_KEY_SECRET_LEN {
             return Err(ThrottleError::Invalid {

@@ -25,9 +25,9 @@
 //!
 //! let ten_seconds = Duration::from_secs(10);
 //! let throttle = Throttle::builder(MemoryStore::default())
-//!     .rule(Rule::new("members", Quota::new(5, ten_seconds))?.callers(Callers::AUTHENTICATED))
-//!     .rule(Rule::new("visitors", Quota::new(3, ten_seconds))?.callers(Callers::ANONYMOUS))
-//!     .rule(Rule::new("visitors-ip", Quota::new(20, ten_seconds))?.callers(Callers::ANONYMOUS).by_client_ip())
+//!     .rule(Rule::new("members", Quota::new(5, ten_seconds)?)?.callers(Callers::AUTHENTICATED))
+//!     .rule(Rule::new("visitors", Quota::new(3, ten_seconds)?)?.callers(Callers::ANONYMOUS))
+//!     .rule(Rule::new("visitors-ip", Quota::new(20, ten_seconds)?)?.callers(Callers::ANONYMOUS).by_client_ip())
 //!     .build()?;
 //! # drop(throttle);
 //! # Ok::<(), auth_throttle::ThrottleError>(())
@@ -41,14 +41,15 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 mod rule;
+mod store;
 mod throttle;
 
 pub use error::{StoreError, ThrottleError};
-pub use key::MIN_KEY_SECRET_LEN;
-pub use memory::{DEFAULT_CAPACITY, MemoryStore};
+pub use gcra::Cell;
+pub use key::{CallerKey, MIN_KEY_SECRET_LEN};
+pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use redis::{DEFAULT_BACKOFF, DEFAULT_PREFIX, DEFAULT_TIMEOUT, RedisStore, RedisStoreBuilder};
+pub use redis::{RedisStore, RedisStoreBuilder};
 pub use rule::{Callers, Quota, Rule};
-pub use throttle::{
-    Allowance, Checked, Fallback, Store, StoreStep, Throttle, ThrottleBuilder, Throttled,
-};
+pub use store::{Batch, Counter, Reply, SharedStore, Store, StoreFuture};
+pub use throttle::{Checked, Fallback, StoreStep, Throttle, ThrottleBuilder, Throttled};

@@ -9,10 +9,11 @@ use crate::key::{CallerKey, KeyHasher};
 use crate::throttle::Cells;
 
 /// Default most counters kept.
-pub const DEFAULT_CAPACITY: usize = 100_000;
+pub(crate) const DEFAULT_CAPACITY: usize = 100_000;
 
 /// Shards: a request locks only the shards of its callers.
-const SHARDS: usize = 16;
+const SHARD_BITS: u32 = 4;
+const SHARDS: usize = 1 << SHARD_BITS;
 
 type Counters = quick_cache::unsync::Cache<(u32, CallerKey), u64>;
 
@@ -66,6 +67,9 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
+    /// Default most counters kept.
+    pub const DEFAULT_CAPACITY: usize = DEFAULT_CAPACITY;
+
     /// A store of at most `capacity` counters (at least one per shard).
     pub fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
@@ -135,7 +139,7 @@ impl MemoryStore {
             cells.push(self.apply_one(*rule, *key, *rate, now));
             return;
         }
-        let shard_of = |key: &CallerKey| usize::from(key.0[0]) % SHARDS;
+        let shard_of = |key: &CallerKey| key.shard(SHARD_BITS);
         // Lock each shard involved once, in index order (no deadlock).
         let mut involved = [false; SHARDS];
         for (_, key, _) in counters {
@@ -180,8 +184,8 @@ impl MemoryStore {
 impl MemoryStore {
     /// [`apply`](Self::apply) for one counter, the common case: one lock,
     /// one look-up, the timestamp updated in place.
-    fn apply_one(&self, rule: u32, key: CallerKey, rate: Rate, now: u64) -> Cell {
-        let index = usize::from(key.0[0]) % SHARDS;
+    pub(crate) fn apply_one(&self, rule: u32, key: CallerKey, rate: Rate, now: u64) -> Cell {
+        let index = key.shard(SHARD_BITS);
         let mut shard = self.inner.shards[index]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -259,10 +263,32 @@ mod tests {
         );
         // Later, full buckets are swept before live ones are evicted (each
         // shard when it is next written to).
-        for shard in 0..16 {
-            store.apply(&[(0, key(1_000_000 + shard), RATE)], 10_000_000, &mut cells);
+        let mut written = [false; SHARDS];
+        for n in 1_000_000.. {
+            let key = key(n);
+            if !written[key.shard(SHARD_BITS)] {
+                written[key.shard(SHARD_BITS)] = true;
+                store.apply(&[(0, key, RATE)], 10_000_000, &mut cells);
+            }
+            if written.iter().all(|w| *w) {
+                break;
+            }
         }
-        assert!(store.len() <= 16, "{}", store.len());
+        assert!(store.len() <= SHARDS, "{}", store.len());
+    }
+
+    #[test]
+    fn addresses_spread_over_the_shards() {
+        let mut per_shard = [0usize; SHARDS];
+        for n in 0..4096u32 {
+            let ip = std::net::IpAddr::from(std::net::Ipv4Addr::from(0xc000_0200 + n));
+            per_shard[CallerKey::local_address(ip).shard(SHARD_BITS)] += 1;
+        }
+        // 256 each if even: none under half or over twice that.
+        assert!(
+            per_shard.iter().all(|&n| (128..=512).contains(&n)),
+            "{per_shard:?}"
+        );
     }
 
     #[test]

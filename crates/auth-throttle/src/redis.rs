@@ -1,5 +1,6 @@
 //! [`RedisStore`] (feature `redis`): counters in Redis, shared by every
-//! server that uses it, and the driver of the throttle's store steps.
+//! server that uses it. Everything Redis is here: the script, the keys
+//! and arguments, the reply.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,19 +8,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, ServerErrorKind};
 
 use crate::error::{StoreError, ThrottleError};
+use crate::gcra::Cell;
 use crate::key::KeyHasher;
 use crate::memory::{DEFAULT_CAPACITY, MemoryStore};
-use crate::throttle::{SCRIPT, Store, StoreStep, Throttled};
+use crate::store::{Batch, Kind, Reply, SharedStore, Store, StoreFuture};
 
 /// Default time one request waits for Redis before the fallback applies.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// Default prefix of the counters' keys.
-pub const DEFAULT_PREFIX: &str = "auth-throttle";
+const DEFAULT_PREFIX: &str = "auth-throttle";
 /// Default time Redis is not asked after it failed (the fallback applies
 /// at once meanwhile).
-pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Counters in Redis: one limit across many servers.
 ///
@@ -49,7 +52,7 @@ pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 ///     .timeout(Duration::from_millis(30))
 ///     .build()?;
 /// let throttle = Throttle::builder(redis)
-///     .rule(Rule::new("api", Quota::new(100, Duration::from_secs(60)))?)
+///     .rule(Rule::new("api", Quota::new(100, Duration::from_secs(60))?)?)
 ///     .build()?;
 /// # drop(throttle);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -78,6 +81,22 @@ struct Inner {
 }
 
 impl RedisStore {
+    /// The Lua script the store runs: GCRA over every counter of one
+    /// request, all or nothing (the arithmetic of [`Counter::check`](crate::Counter::check),
+    /// in integers Lua's numbers hold exactly). `KEYS` are the counters,
+    /// `ARGV[1]` `""` for the server's `TIME` (or a time in microseconds),
+    /// then each counter's interval and tolerance; it answers `{all allowed,
+    /// now, then per counter: allowed, remaining, reset, retry}`.
+    pub const SCRIPT: &'static str = include_str!("redis.lua");
+    /// Default time one request waits for Redis before the fallback
+    /// applies.
+    pub const DEFAULT_TIMEOUT: Duration = DEFAULT_TIMEOUT;
+    /// Default prefix of the counters' keys.
+    pub const DEFAULT_PREFIX: &'static str = DEFAULT_PREFIX;
+    /// Default time Redis is not asked after it failed (the fallback
+    /// applies at once meanwhile).
+    pub const DEFAULT_BACKOFF: Duration = DEFAULT_BACKOFF;
+
     /// A store at `url` (`redis://host:port[/db]`), its keys hashed under
     /// `key_secret` (at least 16 bytes; the same on every server sharing the
     /// limits).
@@ -92,10 +111,6 @@ impl RedisStore {
         }
     }
 
-    pub(crate) fn keys(&self) -> &KeyHasher {
-        &self.inner.keys
-    }
-
     /// The in-process store the fallback counts in.
     pub fn fallback_store(&self) -> &MemoryStore {
         &self.inner.fallback
@@ -106,13 +121,17 @@ impl RedisStore {
         u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Runs a store step's script: one `EVALSHA`, under the timeout; not
+    /// Runs one request's script: one `EVALSHA`, under the timeout; not
     /// at all during the backoff after a failure.
-    async fn run(&self, step: &StoreStep) -> Result<Vec<i64>, StoreError> {
+    async fn run(&self, call: Call) -> Result<Reply, StoreError> {
         if self.clock() < self.inner.asleep_until.load(Ordering::Relaxed) {
             return Err(StoreError::Backoff);
         }
-        let reply = self.ask(step).await;
+        let counters = call.keys.len();
+        let reply = self
+            .ask(&call)
+            .await
+            .and_then(|reply| parse(&reply, counters));
         if reply.is_err() {
             let backoff = u64::try_from(self.inner.backoff.as_millis()).unwrap_or(u64::MAX);
             let until = self.clock().saturating_add(backoff);
@@ -121,15 +140,10 @@ impl RedisStore {
         reply
     }
 
-    /// One `EVALSHA`, under the timeout.
-    async fn ask(&self, step: &StoreStep) -> Result<Vec<i64>, StoreError> {
-        let mut invocation = self.inner.script.prepare_invoke();
-        for key in step.keys(&self.inner.prefix) {
-            invocation.key(key);
-        }
-        for arg in step.args() {
-            invocation.arg(arg);
-        }
+    /// One `EVALSHA` under the timeout; an `EVAL` of the whole script when
+    /// Redis does not have it (`NOSCRIPT`: a restart, a `SCRIPT FLUSH`),
+    /// which also loads it for the next request.
+    async fn ask(&self, call: &Call) -> Result<Vec<i64>, StoreError> {
         let round_trip = async {
             let mut connection = self
                 .inner
@@ -141,7 +155,19 @@ impl RedisStore {
                 })
                 .await?
                 .clone();
-            invocation.invoke_async(&mut connection).await
+            let hash = self.inner.script.get_hash();
+            match call
+                .command("EVALSHA", hash)
+                .query_async(&mut connection)
+                .await
+            {
+                Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    call.command("EVAL", Self::SCRIPT)
+                        .query_async(&mut connection)
+                        .await
+                }
+                answer => answer,
+            }
         };
         match tokio::time::timeout(self.inner.timeout, round_trip).await {
             Ok(Ok(reply)) => Ok(reply),
@@ -152,25 +178,93 @@ impl RedisStore {
     }
 }
 
+/// One request's script call: `KEYS` `<prefix>:{<caller>}:<rule>` (the
+/// hash tag keeps one caller's counters in one Redis Cluster slot), and
+/// each counter's emission interval and tolerance in microseconds.
+struct Call {
+    keys: Vec<String>,
+    rates: Vec<u64>,
+}
+
+impl Call {
+    fn new(prefix: &str, batch: &Batch) -> Self {
+        let counters = batch.counters();
+        Call {
+            keys: counters
+                .iter()
+                .map(|c| format!("{prefix}:{{{}}}:{}", c.caller(), c.rule()))
+                .collect(),
+            rates: counters
+                .iter()
+                .flat_map(|c| [c.interval(), c.tolerance()])
+                .collect(),
+        }
+    }
+
+    /// `EVALSHA <hash>` or `EVAL <script>`, then the keys, `ARGV[1]` `""`
+    /// (the server's clock) and the rates.
+    fn command(&self, verb: &str, script: &str) -> redis::Cmd {
+        let mut command = redis::cmd(verb);
+        command
+            .arg(script)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg("")
+            .arg(&self.rates);
+        command
+    }
+}
+
+/// The script's answer: `{all_allowed, now, then per counter: allowed,
+/// remaining, reset, retry}`.
+fn parse(reply: &[i64], counters: usize) -> Result<Reply, StoreError> {
+    let unsigned = |v: i64| u64::try_from(v).map_err(|_| StoreError::Unexpected);
+    if reply.len() != 2 + 4 * counters {
+        return Err(StoreError::Unexpected);
+    }
+    let now = unsigned(reply[1])?;
+    let cells = reply[2..]
+        .chunks_exact(4)
+        .map(|c| {
+            Ok(Cell::new(
+                c[0] == 1,
+                unsigned(c[1])?,
+                unsigned(c[2])?,
+                unsigned(c[3])?,
+            ))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Reply::new(now, cells))
+}
+
+impl SharedStore for RedisStore {
+    fn apply(&self, batch: &Batch) -> StoreFuture {
+        let call = Call::new(&self.inner.prefix, batch);
+        let store = self.clone();
+        Box::pin(async move { store.run(call).await })
+    }
+}
+
+/// A Redis store's counters, its callers' keys hashed under its secret,
+/// its fallback counting in its in-process store.
+impl From<RedisStore> for Store {
+    fn from(store: RedisStore) -> Self {
+        let keys = store.inner.keys.clone();
+        let fallback = store.inner.fallback.clone();
+        Store(Kind::Shared {
+            store: Arc::new(store),
+            keys,
+            fallback,
+        })
+    }
+}
+
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.inner.prefix)
             .field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
-    }
-}
-
-impl StoreStep {
-    /// Runs the step against its throttle's Redis store (one round trip,
-    /// under the store's timeout), then [`finish`](Self::finish)es. Needs a
-    /// tokio runtime (axum's, or actix-web's).
-    pub async fn run(self) -> Throttled {
-        let reply = match self.throttle.store() {
-            Store::Redis(redis) => redis.run(&self).await,
-            Store::Memory(_) => Err(StoreError::Unexpected),
-        };
-        self.finish(reply)
     }
 }
 
@@ -232,7 +326,7 @@ impl RedisStoreBuilder {
                 client,
                 config,
                 connection: tokio::sync::OnceCell::new(),
-                script: redis::Script::new(SCRIPT),
+                script: redis::Script::new(RedisStore::SCRIPT),
                 prefix: self.prefix,
                 timeout: self.timeout,
                 keys,

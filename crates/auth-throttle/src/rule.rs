@@ -12,38 +12,71 @@ use crate::error::ThrottleError;
 use crate::gcra::Rate;
 
 /// How many requests a rule allows: `limit` per `window`, in bursts of up
-/// to `burst` (default `limit`) at once.
+/// to `burst` (default `limit`) at once. Checked where it is made: a zero
+/// limit, window or burst, or a window too long to count, is an error
+/// here.
 ///
 /// ```
 /// use auth_throttle::Quota;
 /// use std::time::Duration;
 ///
-/// let five_per_ten_seconds = Quota::new(5, Duration::from_secs(10));
-/// let steadier = Quota::new(60, Duration::from_secs(60)).burst(10);
+/// let five_per_ten_seconds = Quota::new(5, Duration::from_secs(10))?;
+/// let steadier = Quota::new(60, Duration::from_secs(60))?.burst(10)?;
+/// assert!(Quota::new(0, Duration::ZERO).is_err());
 /// # drop((five_per_ten_seconds, steadier));
+/// # Ok::<(), auth_throttle::ThrottleError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quota {
     limit: u64,
     window: Duration,
-    burst: Option<u64>,
+    burst: u64,
+    rate: Rate,
 }
 
 impl Quota {
-    /// `limit` requests per `window`.
-    pub fn new(limit: u64, window: Duration) -> Self {
-        Quota {
-            limit,
-            window,
-            burst: None,
-        }
+    /// `limit` requests per `window`, all of them at once if need be.
+    ///
+    /// # Errors
+    /// A zero limit or window; a window too long to count (about 35
+    /// years times the burst).
+    pub fn new(limit: u64, window: Duration) -> Result<Self, ThrottleError> {
+        Quota::with_burst(limit, window, limit)
     }
 
     /// Requests allowed at once (default: the limit).
-    #[must_use]
-    pub fn burst(mut self, burst: u64) -> Self {
-        self.burst = Some(burst);
-        self
+    ///
+    /// # Errors
+    /// A zero burst; a burst too long to count at this rate.
+    pub fn burst(self, burst: u64) -> Result<Self, ThrottleError> {
+        Quota::with_burst(self.limit, self.window, burst)
+    }
+
+    fn with_burst(limit: u64, window: Duration, burst: u64) -> Result<Self, ThrottleError> {
+        let micros = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);
+        if limit == 0 || micros == 0 || burst == 0 {
+            return Err(ThrottleError::Invalid {
+                name: "quota",
+                reason: "limit, window and burst must be positive",
+            });
+        }
+        // The emission interval rounds up to the microsecond, so the
+        // sustained rate never exceeds `limit / window`. Counters stay
+        // below 2^53 µs ahead of the clock, so the Redis script's Lua
+        // numbers (doubles) hold them exactly.
+        let interval = micros.div_ceil(limit).max(1);
+        if interval.checked_mul(burst).is_none_or(|t| t > 1 << 50) {
+            return Err(ThrottleError::Invalid {
+                name: "quota",
+                reason: "window times burst is too long (at most about 35 years)",
+            });
+        }
+        Ok(Quota {
+            limit,
+            window,
+            burst,
+            rate: Rate { interval, burst },
+        })
     }
 
     /// The limit.
@@ -56,6 +89,11 @@ impl Quota {
         self.window
     }
 
+    /// Requests allowed at once.
+    pub fn burst_size(&self) -> u64 {
+        self.burst
+    }
+
     /// The window in whole seconds, at least 1 (what `RateLimit-Policy`'s
     /// `w` says).
     pub(crate) fn window_secs(&self) -> u64 {
@@ -66,40 +104,17 @@ impl Quota {
     }
 
     /// Microseconds to refill a whole burst: at exactly `limit / window`
-    /// when `rate`'s interval is that rounded up to the microsecond (off by
-    /// less than a microsecond per request of the burst); `rate`'s own when
-    /// more than one request fits in a microsecond (its interval is raised
-    /// to 1 µs: a full burst really takes longer).
-    fn full(&self, rate: Rate) -> u64 {
+    /// when the interval is that rounded up to the microsecond (off by
+    /// less than a microsecond per request of the burst); the rate's own
+    /// when more than one request fits in a microsecond (its interval is
+    /// raised to 1 µs: a full burst really takes longer).
+    fn full(&self) -> u64 {
         let window = self.window.as_micros();
         if window < u128::from(self.limit) {
-            return rate.tolerance();
+            return self.rate.tolerance();
         }
-        let micros = window.saturating_mul(u128::from(rate.burst));
-        u64::try_from(micros.div_ceil(u128::from(self.limit.max(1)))).unwrap_or(u64::MAX)
-    }
-
-    /// The arithmetic: the emission interval rounded up to the microsecond,
-    /// so the sustained rate never exceeds `limit / window`.
-    fn rate(&self) -> Result<Rate, ThrottleError> {
-        let burst = self.burst.unwrap_or(self.limit);
-        let window = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
-        if self.limit == 0 || window == 0 || burst == 0 {
-            return Err(ThrottleError::Invalid {
-                name: "quota",
-                reason: "limit, window and burst must be positive",
-            });
-        }
-        // Counters stay below 2^53 µs ahead of the clock, so the Redis
-        // script's Lua numbers (doubles) hold them exactly.
-        let interval = window.div_ceil(self.limit).max(1);
-        if interval.checked_mul(burst).is_none_or(|t| t > 1 << 50) {
-            return Err(ThrottleError::Invalid {
-                name: "quota",
-                reason: "window times burst is too long (at most about 35 years)",
-            });
-        }
-        Ok(Rate { interval, burst })
+        let micros = window.saturating_mul(u128::from(self.burst));
+        u64::try_from(micros.div_ceil(u128::from(self.limit))).unwrap_or(u64::MAX)
     }
 }
 
@@ -164,6 +179,9 @@ impl BitOr for Callers {
     }
 }
 
+/// A rule's condition on the identity.
+pub(crate) type Predicate = dyn Fn(&AuthData) -> bool + Send + Sync;
+
 /// What a rule counts by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum KeyBy {
@@ -181,20 +199,21 @@ pub(crate) enum KeyBy {
 /// none of them.
 ///
 /// ```
+/// use auth_core::http::Method;
 /// use auth_throttle::{Callers, Quota, Rule};
 /// use std::time::Duration;
 ///
 /// let ten_seconds = Duration::from_secs(10);
-/// let members = Rule::new("members", Quota::new(5, ten_seconds))?.callers(Callers::AUTHENTICATED);
-/// let visitors = Rule::new("visitors", Quota::new(3, ten_seconds))?.callers(Callers::ANONYMOUS);
+/// let members = Rule::new("members", Quota::new(5, ten_seconds)?)?.callers(Callers::AUTHENTICATED);
+/// let visitors = Rule::new("visitors", Quota::new(3, ten_seconds)?)?.callers(Callers::ANONYMOUS);
 /// // Anonymous sessions are the client's own choice: also count them by
 /// // address, so dropping the cookie gains nothing.
-/// let per_address = Rule::new("visitors-ip", Quota::new(20, ten_seconds))?
+/// let per_address = Rule::new("visitors-ip", Quota::new(20, ten_seconds)?)?
 ///     .callers(Callers::ANONYMOUS)
 ///     .by_client_ip();
-/// let writers = Rule::new("writes", Quota::new(100, Duration::from_secs(60)))?
+/// let writers = Rule::new("writes", Quota::new(100, Duration::from_secs(60))?)?
 ///     .scope("write")
-///     .methods([http::Method::POST, http::Method::PUT]);
+///     .methods([Method::POST, Method::PUT]);
 /// # drop((members, visitors, per_address, writers));
 /// # Ok::<(), auth_throttle::ThrottleError>(())
 /// ```
@@ -207,6 +226,8 @@ pub struct Rule {
     pub(crate) scope: Option<Arc<str>>,
     pub(crate) methods: Option<Arc<[Method]>>,
     pub(crate) key: KeyBy,
+    /// Applies only to identities this holds for.
+    pub(crate) when: Option<Arc<Predicate>>,
     /// `RateLimit-Policy`'s value, made once.
     pub(crate) policy: http::HeaderValue,
     /// Microseconds from empty to a full burst at the exact rate
@@ -222,8 +243,7 @@ impl Rule {
     /// identity.
     ///
     /// # Errors
-    /// An invalid id; a quota with a zero limit, window or burst, or too
-    /// long to count.
+    /// An invalid id.
     pub fn new(id: &str, quota: Quota) -> Result<Self, ThrottleError> {
         let valid = !id.is_empty()
             && id.len() <= 64
@@ -237,20 +257,20 @@ impl Rule {
             });
         }
         let policy = format!("\"{id}\";q={};w={}", quota.limit(), quota.window_secs());
-        let rate = quota.rate()?;
         Ok(Rule {
             policy: http::HeaderValue::try_from(policy).map_err(|_| ThrottleError::Invalid {
                 name: "rule id",
                 reason: "not a header value",
             })?,
             id: id.into(),
-            full: quota.full(rate),
-            rate,
+            full: quota.full(),
+            rate: quota.rate,
             quota,
             callers: Callers::EVERYONE,
             scope: None,
             methods: None,
             key: KeyBy::Identity,
+            when: None,
         })
     }
 
@@ -286,6 +306,40 @@ impl Rule {
         self
     }
 
+    /// Applies only to identities for which `when` holds: a claim, a role,
+    /// a tier. A request without an identity is not counted by it. Give
+    /// the other identities a rule of their own with the opposite
+    /// condition:
+    ///
+    /// ```
+    /// use auth_core::AuthData;
+    /// use auth_throttle::{Callers, Quota, Rule};
+    /// use std::time::Duration;
+    ///
+    /// let minute = Duration::from_secs(60);
+    /// let premium = |who: &AuthData| who.has_realm_role("premium");
+    /// let rules = [
+    ///     Rule::new("premium", Quota::new(100, minute)?)?
+    ///         .callers(Callers::AUTHENTICATED)
+    ///         .when(premium),
+    ///     Rule::new("standard", Quota::new(10, minute)?)?
+    ///         .callers(Callers::AUTHENTICATED)
+    ///         .when(move |who| !premium(who)),
+    /// ];
+    /// # drop(rules);
+    /// # Ok::<(), auth_throttle::ThrottleError>(())
+    /// ```
+    ///
+    /// The condition reads what the identity carries: keep it to
+    /// identities a verifier vouched for (a JWT's claims, an introspection
+    /// answer), which [`Callers::AUTHENTICATED`] with a token backend
+    /// means; a session cookie's value is the client's own choice.
+    #[must_use]
+    pub fn when(mut self, when: impl Fn(&AuthData) -> bool + Send + Sync + 'static) -> Self {
+        self.when = Some(Arc::new(when));
+        self
+    }
+
     /// The rule's id.
     pub fn id(&self) -> &str {
         &self.id
@@ -306,6 +360,11 @@ impl Rule {
         {
             return false;
         }
+        if let Some(when) = &self.when
+            && !auth.is_some_and(|auth| when(auth))
+        {
+            return false;
+        }
         match (&self.scope, auth) {
             (None, _) => true,
             (Some(scope), Some(auth)) => auth.has_scope(scope),
@@ -323,6 +382,7 @@ impl fmt::Debug for Rule {
             .field("scope", &self.scope)
             .field("methods", &self.methods)
             .field("key", &self.key)
+            .field("when", &self.when.is_some())
             .finish()
     }
 }
@@ -332,62 +392,63 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn a_full_burst_refills_at_the_rate_the_counter_keeps() {
-        let full = |limit, window, burst: Option<u64>| {
-            let mut quota = Quota::new(limit, Duration::from_secs(window));
-            if let Some(burst) = burst {
-                quota = quota.burst(burst);
-            }
-            quota.full(quota.rate().unwrap())
-        };
-        // 3 per 10 s: the interval rounds up by a fraction of a µs; the
-        // window is what a client is told.
-        assert_eq!(full(3, 10, None), 10_000_000);
-        assert_eq!(full(3, 10, Some(6)), 20_000_000);
-        // 2,000,000 per second: the interval is raised to 1 µs, so a full
-        // burst really takes 2 s.
-        assert_eq!(full(2_000_000, 1, None), 2_000_000);
+    fn quota(limit: u64, window: u64) -> Quota {
+        Quota::new(limit, Duration::from_secs(window)).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
-    fn ids_and_quotas_are_checked() {
-        let q = Quota::new(5, Duration::from_secs(10));
+    fn a_full_burst_refills_at_the_rate_the_counter_keeps() {
+        // 3 per 10 s: the interval rounds up by a fraction of a µs; the
+        // window is what a client is told.
+        assert_eq!(quota(3, 10).full(), 10_000_000);
+        assert_eq!(quota(3, 10).burst(6).map(|q| q.full()), Ok(20_000_000));
+        // 2,000,000 per second: the interval is raised to 1 µs, so a full
+        // burst really takes 2 s.
+        assert_eq!(quota(2_000_000, 1).full(), 2_000_000);
+    }
+
+    #[test]
+    fn quotas_are_checked_where_they_are_made() {
+        assert!(Quota::new(0, Duration::from_secs(1)).is_err());
+        assert!(Quota::new(1, Duration::ZERO).is_err());
+        assert!(Quota::new(0, Duration::ZERO).is_err());
+        assert!(quota(1, 1).burst(0).is_err());
+        assert!(Quota::new(1, Duration::from_secs(u64::MAX)).is_err());
+        assert!(
+            quota(1, 1 << 30).burst(1 << 30).is_err(),
+            "too long to count"
+        );
+        assert_eq!(
+            quota(3, 10).rate,
+            Rate {
+                interval: 3_333_334,
+                burst: 3
+            },
+            "the interval rounds up: never more than 3 per 10 s"
+        );
+        assert_eq!(quota(3, 10).burst(1).map(|q| q.burst_size()), Ok(1));
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        let q = quota(5, 10);
         for bad in ["", "a b", "a\\r\\nb", "\"x\"", &"a".repeat(65)] {
             assert!(Rule::new(bad, q).is_err(), "{bad:?}");
         }
         assert!(Rule::new("ok-1_a.b", q).is_ok());
-        for bad in [
-            Quota::new(0, Duration::from_secs(1)),
-            Quota::new(1, Duration::ZERO),
-            Quota::new(1, Duration::from_secs(1)).burst(0),
-            Quota::new(1, Duration::from_secs(u64::MAX)),
-        ] {
-            assert!(Rule::new("r", bad).is_err(), "{bad:?}");
-        }
-        let rate = Rule::new("r", Quota::new(3, Duration::from_secs(10)))
-            .map(|r| r.rate)
-            .ok();
-        assert_eq!(
-            rate,
-            Some(Rate {
-                interval: 3_333_334,
-                burst: 3
-            }),
-            "the interval rounds up: never more than 3 per 10 s"
-        );
+    }
+
+    fn token(claims: serde_json::Value) -> AuthData {
+        AuthData::new(
+            Source::Jwt,
+            "alice",
+            claims.as_object().cloned().unwrap_or_default(),
+        )
     }
 
     #[test]
     fn callers_scopes_and_methods() {
-        let q = Quota::new(5, Duration::from_secs(10));
-        let token = |claims: serde_json::Value| {
-            AuthData::new(
-                Source::Jwt,
-                "alice",
-                claims.as_object().cloned().unwrap_or_default(),
-            )
-        };
+        let q = quota(5, 10);
         let anon = AuthData::bare(Source::Anonymous, "a");
         let scoped = Rule::new("r", q)
             .map(|r| r.scope("write").methods([Method::POST]))
@@ -410,5 +471,25 @@ mod tests {
         let new = Callers::of(Some(&anon), true);
         assert!(new.contains(Callers::NEW_SESSIONS) && new.contains(Callers::ANONYMOUS));
         assert!(!Callers::of(Some(&anon), false).contains(Callers::NEW_SESSIONS));
+    }
+
+    #[test]
+    fn a_condition_on_the_identity_picks_the_rule() {
+        let premium = |who: &AuthData| who.get("tier").and_then(|t| t.as_str()) == Some("premium");
+        let rule = |id, limit| Rule::new(id, quota(limit, 60)).unwrap_or_else(|e| panic!("{e}"));
+        let high = rule("premium", 100).when(premium);
+        let low = rule("standard", 10).when(move |who| !premium(who));
+        let gold = token(json!({"tier": "premium"}));
+        let plain = token(json!({"tier": "free"}));
+        let kinds = Callers::AUTHENTICATED;
+        assert!(high.applies(Some(&gold), kinds, "GET") && !low.applies(Some(&gold), kinds, "GET"));
+        assert!(
+            low.applies(Some(&plain), kinds, "GET") && !high.applies(Some(&plain), kinds, "GET")
+        );
+        assert!(!high.applies(None, Callers::UNIDENTIFIED, "GET"));
+        assert!(
+            !low.applies(None, Callers::UNIDENTIFIED, "GET"),
+            "no identity, no condition met"
+        );
     }
 }

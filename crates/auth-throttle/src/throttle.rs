@@ -1,5 +1,5 @@
 //! [`Throttle`]: a route's rules, where their counters live, and the
-//! decision for each request.
+//! decision for each request; a [`Limiter`] for `auth-core`'s gate.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use auth_core::request::RequestView;
-use auth_core::{AuthData, IpBackend, Refusal, Verdict};
-use http::{HeaderName, HeaderValue};
+use auth_core::step::{Limited, Limiter, RequestView};
+use auth_core::{Additions, AuthData, IpBackend, Refusal, Verdict};
 use smallvec::SmallVec;
 
 use crate::answer::{self, Shown};
@@ -18,30 +17,7 @@ use crate::gcra::{Cell, Rate};
 use crate::key::{CallerKey, KeyHasher};
 use crate::memory::MemoryStore;
 use crate::rule::{Callers, KeyBy, Rule};
-
-/// Where counters live.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum Store {
-    /// In this process ([`MemoryStore`]).
-    Memory(MemoryStore),
-    /// In Redis, shared by every server that uses it (feature `redis`).
-    #[cfg(feature = "redis")]
-    Redis(crate::redis::RedisStore),
-}
-
-impl From<MemoryStore> for Store {
-    fn from(store: MemoryStore) -> Self {
-        Store::Memory(store)
-    }
-}
-
-#[cfg(feature = "redis")]
-impl From<crate::redis::RedisStore> for Store {
-    fn from(store: crate::redis::RedisStore) -> Self {
-        Store::Redis(store)
-    }
-}
+use crate::store::{Batch, Counter, Reply, Store};
 
 /// What a throttle does when the shared store gives no answer in time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,30 +44,33 @@ enum Mode {
 type Exempt = dyn Fn(&AuthData) -> bool + Send + Sync;
 
 /// A route's rate limits: rules, the store of their counters, and how the
-/// answers look. Decides per request, from the identity the auth layer
+/// answers look. Decides per request, from the identity authentication
 /// found, with no IO of its own: at once with the in-process store, or
-/// after one round trip to Redis ([`Checked::Store`]). Cloning is cheap.
+/// after one round trip to a shared store ([`Checked::Store`]). Cloning is
+/// cheap.
+///
+/// Give it to a gate (`auth_core::Gate::throttle`, or the adapters'
+/// `AuthLayer::throttle` and `Authentication::throttle`), which applies it
+/// after authentication; or call [`check`](Self::check) yourself.
 ///
 /// ```
-/// use auth_core::{AnonSessionBackend, Decision, Policy};
-/// use auth_throttle::{Callers, Checked, MemoryStore, Quota, Rule, Throttle, Throttled};
-/// use std::time::{Duration, SystemTime};
+/// use auth_core::{AnonSessionBackend, Decision, Gate};
+/// use auth_throttle::{Callers, MemoryStore, Quota, Rule, Throttle};
+/// use std::time::Duration;
 ///
-/// let store = MemoryStore::default();
-/// let throttle = Throttle::builder(store)
-///     .rule(Rule::new("visitors", Quota::new(3, Duration::from_secs(10)))?.callers(Callers::ANONYMOUS))
+/// let throttle = Throttle::builder(MemoryStore::default())
+///     .rule(Rule::new("visitors", Quota::new(3, Duration::from_secs(10))?)?.callers(Callers::ANONYMOUS))
 ///     .build()?;
+/// let gate = Gate::new(AnonSessionBackend::new("anon")?).throttle(throttle);
 ///
-/// let policy = Policy::new(AnonSessionBackend::new("anon")?);
-/// let req = http::Request::builder()
+/// let req = auth_core::http::Request::builder()
 ///     .header("cookie", "anon=visitor-1")
 ///     .body(())?;
-/// let Decision::Admit(admit) = policy.decide_blocking(&req) else { panic!() };
-/// let now = SystemTime::now();
 /// for _ in 0..3 {
-///     let Checked::Done(Throttled::Allow(_)) = throttle.check(Some(&admit.verdict), &req, now) else { panic!() };
+///     let Decision::Proceed(proceed) = gate.decide_blocking(&req) else { panic!() };
+///     assert!(proceed.additions.get("ratelimit").is_some());
 /// }
-/// let Checked::Done(Throttled::Deny(refusal)) = throttle.check(Some(&admit.verdict), &req, now) else { panic!() };
+/// let Decision::Refuse(refusal) = gate.decide_blocking(&req) else { panic!() };
 /// assert_eq!(refusal.status(), 429);
 /// assert_eq!(refusal.header("retry-after").unwrap(), "4");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -127,157 +106,103 @@ pub(crate) struct Inner {
 pub enum Checked {
     /// Decided.
     Done(Throttled),
-    /// Run the store's script ([`StoreStep::run`] with the `redis`
-    /// feature, or your own client), then [`StoreStep::finish`].
+    /// Run the shared store first ([`StoreStep::run`], or your own client
+    /// with [`StoreStep::batch`] and [`StoreStep::finish`]).
     Store(StoreStep),
 }
 
 /// Let through or not.
 #[derive(Debug)]
 pub enum Throttled {
-    /// Let the request through, and add these headers to its response.
-    Allow(Allowance),
+    /// Let the request through, and add these fields to its response (the
+    /// `RateLimit` fields of its most constrained rule, if shown).
+    Allow(Additions),
     /// Answer with this refusal (429, or 503 when the store failed and the
     /// fallback denies).
     Deny(Refusal),
 }
 
-/// An allowed request's response headers (the `RateLimit` fields of its
-/// most constrained rule, if shown).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Allowance {
-    pub(crate) headers: Headers,
-}
-
-/// A few response headers, kept on the stack.
-pub(crate) type Headers = SmallVec<[(HeaderName, HeaderValue); 2]>;
-
-impl Allowance {
-    /// The headers to add to the response.
-    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
-        &self.headers
-    }
-
-    /// Takes the headers out.
-    pub fn into_headers(self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
-        self.headers.into_iter()
-    }
-}
-
 /// Rules a request usually meets, kept on the stack (more spill to the
 /// heap).
 pub(crate) const INLINE: usize = 8;
-type Counters = SmallVec<[Counter; INLINE]>;
 pub(crate) type Cells = SmallVec<[Cell; INLINE]>;
 
-/// One request's counters: which rule, and whose.
+/// One request's counter of one rule, in process: which rule, and whose.
 #[derive(Clone, Copy)]
-pub(crate) struct Counter {
-    pub(crate) rule: usize,
-    pub(crate) caller: CallerKey,
+struct Count {
+    rule: usize,
+    caller: CallerKey,
 }
 
-/// The script a shared store must run for one request, and how to go on
-/// from its answer.
+type Counts = SmallVec<[Count; INLINE]>;
+
+/// A round trip to the shared store a request needs: its [`Batch`] of
+/// counters, and how to go on from the store's answer.
 pub struct StoreStep {
-    pub(crate) throttle: Throttle,
-    pub(crate) counters: Vec<Counter>,
+    throttle: Throttle,
+    batch: Batch,
     /// The injected time (µs), for the in-process fallback's counting.
-    pub(crate) now: u64,
+    now: u64,
 }
 
 impl fmt::Debug for StoreStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreStep")
-            .field("counters", &self.counters.len())
+            .field("counters", &self.batch.counters().len())
             .finish_non_exhaustive()
     }
 }
 
 impl StoreStep {
-    /// The Redis keys of the request's counters, one per rule, in the
-    /// order of the script's `KEYS`: `<prefix>:{<caller>}:<rule id>` (the
-    /// hash tag puts one caller's counters in one Redis Cluster slot).
-    pub fn keys(&self, prefix: &str) -> Vec<String> {
-        self.counters
-            .iter()
-            .map(|c| {
-                format!(
-                    "{prefix}:{{{}}}:{}",
-                    c.caller, self.throttle.inner.rules[c.rule].id
-                )
-            })
-            .collect()
+    /// The counters to apply.
+    pub fn batch(&self) -> &Batch {
+        &self.batch
     }
 
-    /// The script's `ARGV`: `""` (the server's clock), then each rule's
-    /// emission interval and tolerance in microseconds.
-    pub fn args(&self) -> Vec<String> {
-        let mut args = Vec::with_capacity(1 + 2 * self.counters.len());
-        args.push(String::new());
-        for counter in &self.counters {
-            let rate = self.throttle.inner.rules[counter.rule].rate;
-            args.push(rate.interval.to_string());
-            args.push(rate.tolerance().to_string());
-        }
-        args
+    /// Runs the batch on the throttle's shared store (one round trip,
+    /// under the store's timeout), then [`finish`](Self::finish)es.
+    pub async fn run(self) -> Throttled {
+        let reply = match self.throttle.inner.store.shared_store() {
+            Some(store) => store.apply(&self.batch).await,
+            None => Err(StoreError::Unexpected),
+        };
+        self.finish(reply)
     }
 
-    /// The script itself (Lua), to load or `EVAL`.
-    pub fn script() -> &'static str {
-        SCRIPT
-    }
-
-    /// Goes on from the script's answer (or the store's failure: the
-    /// throttle's fallback then applies, never a 500).
-    pub fn finish(self, reply: Result<Vec<i64>, StoreError>) -> Throttled {
+    /// Goes on from the store's answer (or its failure: the throttle's
+    /// fallback then applies, never a 500). An answer with a cell per
+    /// counter missing is a failure.
+    pub fn finish(self, reply: Result<Reply, StoreError>) -> Throttled {
         let inner = &self.throttle.inner;
-        match reply.and_then(|reply| parse(&reply, self.counters.len())) {
-            Ok((now, cells)) => inner.settle(&self.counters, &cells, now),
+        let counters = self.batch.counters();
+        let reply = reply.and_then(|reply| match reply.cells.len() == counters.len() {
+            true => Ok(reply),
+            false => Err(StoreError::Unexpected),
+        });
+        match reply {
+            Ok(Reply { now, cells }) => {
+                let rules = counters.iter().map(|c| c.rule);
+                inner.settle(rules.zip(cells.iter()), now)
+            }
             Err(error) => {
                 answer::warn_store_failed(&error, inner.fallback);
                 match inner.fallback {
-                    Fallback::Memory => inner.in_memory(&self.counters, self.now),
-                    Fallback::Allow => Throttled::Allow(Allowance::default()),
+                    Fallback::Memory => {
+                        let counts: Counts = counters
+                            .iter()
+                            .map(|c| Count {
+                                rule: c.rule,
+                                caller: c.caller,
+                            })
+                            .collect();
+                        inner.in_memory(&counts, self.now)
+                    }
+                    Fallback::Allow => Throttled::Allow(Additions::new()),
                     Fallback::Deny => Throttled::Deny(answer::store_unavailable()),
                 }
             }
         }
     }
-}
-
-#[cfg(not(feature = "redis"))]
-impl StoreStep {
-    /// Without the `redis` feature there is no shared store, so no step:
-    /// finishes as a failed store would (the fallback).
-    pub async fn run(self) -> Throttled {
-        self.finish(Err(StoreError::Unexpected))
-    }
-}
-
-/// The Lua script the shared store runs (src/redis.lua).
-pub(crate) const SCRIPT: &str = include_str!("redis.lua");
-
-/// The script's answer: the server's time and one cell per counter.
-fn parse(reply: &[i64], counters: usize) -> Result<(u64, Cells), StoreError> {
-    let unsigned = |v: i64| u64::try_from(v).map_err(|_| StoreError::Unexpected);
-    if reply.len() != 2 + 4 * counters {
-        return Err(StoreError::Unexpected);
-    }
-    let now = unsigned(reply[1])?;
-    let cells = reply[2..]
-        .chunks_exact(4)
-        .map(|c| {
-            Ok(Cell {
-                allowed: c[0] == 1,
-                next: 0,
-                remaining: unsigned(c[1])?,
-                reset: unsigned(c[2])?,
-                retry: unsigned(c[3])?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
-    Ok((now, cells))
 }
 
 /// Microseconds since the epoch (0 before it).
@@ -294,8 +219,8 @@ fn default_client_ip() -> IpBackend {
 }
 
 impl Throttle {
-    /// A throttle counting in `store` (a [`MemoryStore`], or a
-    /// `RedisStore` with the `redis` feature).
+    /// A throttle counting in `store`: a [`MemoryStore`], a `RedisStore`
+    /// (feature `redis`), or any [`Store`].
     pub fn builder(store: impl Into<Store>) -> ThrottleBuilder {
         ThrottleBuilder {
             store: store.into(),
@@ -313,11 +238,12 @@ impl Throttle {
         &self.inner.rules
     }
 
-    /// Decides for a request: `verdict` is what the auth layer left (none
-    /// without one: only rules keyed by client address count such a
-    /// request), `req` the request (its method, and its client address
-    /// for rules that count by it), `now` the clock (the in-process store
-    /// uses it; Redis uses its own).
+    /// Decides for a request: `verdict` is what authentication found (none
+    /// without it: only rules keyed by client address count such a
+    /// request), `req` the request (its method, and its client address for
+    /// rules that count by it), `now` the clock (the in-process store uses
+    /// it; a shared store uses its own).
+    #[inline]
     pub fn check(
         &self,
         verdict: Option<&Verdict>,
@@ -330,23 +256,23 @@ impl Throttle {
             && !inner.warned_no_verdict.swap(true, Ordering::Relaxed)
         {
             // Legitimate on a route without authentication, but more often
-            // a throttle layered outside the auth layer: said once.
+            // a throttle applied where no identity is known: said once.
             tracing::warn!(
                 "a request reached the throttle without an auth verdict: its rules for \
-                 identified callers do not count it (is the throttle inside the auth layer?)"
+                 identified callers do not count it (does the gate have a policy?)"
             );
         }
         let auth = verdict.and_then(Verdict::auth);
         if let (Some(exempt), Some(auth)) = (&inner.exempt, auth)
             && exempt(auth)
         {
-            return Checked::Done(Throttled::Allow(Allowance::default()));
+            return Checked::Done(Throttled::Allow(Additions::new()));
         }
         let kinds = Callers::of(auth, verdict.is_some_and(Verdict::is_new_session));
         let method = req.method();
         // Each key is hashed once, whatever the number of rules using it.
         let (mut identity, mut address) = (None, None);
-        let mut counters = Counters::new();
+        let mut counts = Counts::new();
         for (index, rule) in inner.rules.iter().enumerate() {
             if !rule.applies(auth, kinds, method) {
                 continue;
@@ -360,31 +286,42 @@ impl Throttle {
                 KeyBy::ClientIp => match address {
                     Some(key) => key,
                     None => match inner.client_ip.client_group(req) {
-                        Ok(ip) => *address.insert(inner.keys.address(ip)),
+                        // In process an address is its own key; a shared
+                        // store gets it hashed under the servers' secret.
+                        Ok(ip) if inner.store.is_shared() => {
+                            *address.insert(inner.keys.address(ip))
+                        }
+                        Ok(ip) => *address.insert(CallerKey::local_address(ip)),
                         Err(error) => {
                             return Checked::Done(Throttled::Deny(Refusal::for_error(error, None)));
                         }
                     },
                 },
             };
-            counters.push(Counter {
+            counts.push(Count {
                 rule: index,
                 caller,
             });
         }
-        if counters.is_empty() {
-            return Checked::Done(Throttled::Allow(Allowance::default()));
+        if counts.is_empty() {
+            return Checked::Done(Throttled::Allow(Additions::new()));
         }
         let now = micros(now);
-        match &inner.store {
-            Store::Memory(_) => Checked::Done(inner.in_memory(&counters, now)),
-            #[cfg(feature = "redis")]
-            Store::Redis(_) => Checked::Store(StoreStep {
-                throttle: self.clone(),
-                counters: counters.into_vec(),
-                now,
-            }),
+        if !inner.store.is_shared() {
+            return Checked::Done(inner.in_memory(&counts, now));
         }
+        let counters = counts
+            .iter()
+            .map(|c| {
+                let rule = &inner.rules[c.rule];
+                Counter::new(c.rule, c.caller, Arc::clone(&rule.id), rule.rate)
+            })
+            .collect();
+        Checked::Store(StoreStep {
+            throttle: self.clone(),
+            batch: Batch::new(counters),
+            now,
+        })
     }
 
     /// The client address a rule keyed by it would count, IPv6 cut to the
@@ -399,44 +336,80 @@ impl Throttle {
     }
 }
 
+/// The throttle as a gate's rate limits: its [`check`](Throttle::check),
+/// with a shared store's round trip as the future to await.
+impl Limiter for Throttle {
+    #[inline]
+    fn check(&self, verdict: Option<&Verdict>, req: &dyn RequestView, now: SystemTime) -> Limited {
+        match Throttle::check(self, verdict, req, now) {
+            Checked::Done(throttled) => throttled.into(),
+            Checked::Store(step) => {
+                Limited::Pending(Box::pin(async move { step.run().await.into() }))
+            }
+        }
+    }
+}
+
+impl From<Throttled> for Limited {
+    fn from(throttled: Throttled) -> Self {
+        match throttled {
+            Throttled::Allow(additions) => Limited::Allow(additions),
+            Throttled::Deny(refusal) => Limited::Deny(refusal),
+        }
+    }
+}
+
 impl Inner {
     /// The in-process store's decision at `now` (µs).
-    fn in_memory(&self, counters: &[Counter], now: u64) -> Throttled {
-        let numbered: SmallVec<[(u32, CallerKey, Rate); INLINE]> = counters
+    fn in_memory(&self, counts: &[Count], now: u64) -> Throttled {
+        if let [count] = counts {
+            let rule = count.rule;
+            let cell = (self.memory).apply_one(
+                self.numbers[rule],
+                count.caller,
+                self.rules[rule].rate,
+                now,
+            );
+            return self.settle(std::iter::once((rule, &cell)), now);
+        }
+        let numbered: SmallVec<[(u32, CallerKey, Rate); INLINE]> = counts
             .iter()
             .map(|c| (self.numbers[c.rule], c.caller, self.rules[c.rule].rate))
             .collect();
         let mut cells = Cells::new();
         self.memory.apply(&numbered, now, &mut cells);
-        self.settle(counters, &cells, now)
+        self.settle(counts.iter().map(|c| c.rule).zip(cells.iter()), now)
     }
 
-    /// The answer for the cells of a request's counters.
-    fn settle(&self, counters: &[Counter], cells: &[Cell], now: u64) -> Throttled {
-        let denied = counters
-            .iter()
-            .zip(cells)
+    /// The answer for the cells of a request's counters (each with its
+    /// rule's index).
+    fn settle<'a>(
+        &self,
+        cells: impl Iterator<Item = (usize, &'a Cell)> + Clone,
+        now: u64,
+    ) -> Throttled {
+        let denied = cells
+            .clone()
             .filter(|(_, cell)| !cell.allowed)
             // The rule that holds the client back longest.
             .max_by_key(|(_, cell)| cell.retry);
         match (denied, self.mode) {
             (None, _) => {
-                let tightest = counters
-                    .iter()
-                    .zip(cells)
-                    .min_by_key(|(_, cell)| (cell.remaining, std::cmp::Reverse(cell.reset)));
-                let headers = tightest.map_or_else(Headers::new, |(counter, cell)| {
-                    self.shown.allowed(&self.rules[counter.rule], cell, now)
-                });
-                Throttled::Allow(Allowance { headers })
+                let tightest =
+                    cells.min_by_key(|(_, cell)| (cell.remaining, std::cmp::Reverse(cell.reset)));
+                let additions = match tightest {
+                    Some((rule, cell)) => self.shown.allowed(&self.rules[rule], cell, now),
+                    None => Additions::new(),
+                };
+                Throttled::Allow(additions)
             }
-            (Some((counter, _)), Mode::LogOnly) => {
-                let rule = &self.rules[counter.rule];
+            (Some((rule, _)), Mode::LogOnly) => {
+                let rule = &self.rules[rule];
                 tracing::warn!(rule = %rule.id, "rate limit exceeded (log-only: let through)");
-                Throttled::Allow(Allowance::default())
+                Throttled::Allow(Additions::new())
             }
-            (Some((counter, cell)), Mode::Enforce) => {
-                let rule = &self.rules[counter.rule];
+            (Some((rule, cell)), Mode::Enforce) => {
+                let rule = &self.rules[rule];
                 tracing::debug!(rule = %rule.id, retry_after_us = cell.retry, "rate limit exceeded");
                 Throttled::Deny(self.shown.denied(rule, cell, now))
             }
@@ -478,7 +451,7 @@ impl ThrottleBuilder {
     /// clients (default `IpBackend::new().ipv6_prefix(64)`: the peer
     /// address, IPv6 clients counted per /64, the smallest network a
     /// provider gives one subscriber). Give it your trusted proxies, the
-    /// same as the auth layer's, and a prefix:
+    /// same as the policy's, and a prefix:
     /// `IpBackend::new().trust_proxies(["10.0.0.0/8"])?.ipv6_prefix(64)?`
     /// (without one, every IPv6 address counts apart).
     pub fn client_ip(mut self, ip: IpBackend) -> Self {
@@ -500,7 +473,9 @@ impl ThrottleBuilder {
         self
     }
 
-    /// Identities never counted (an operator, a health checker).
+    /// Identities never counted (an operator, a health checker). Compare
+    /// something the client cannot choose: a verified token's subject and
+    /// issuer, not a cookie's value.
     pub fn exempt(mut self, exempt: impl Fn(&AuthData) -> bool + Send + Sync + 'static) -> Self {
         self.exempt = Some(Box::new(exempt));
         self
@@ -534,15 +509,13 @@ impl ThrottleBuilder {
                 });
             }
         }
-        let (memory, keys) = match &self.store {
-            Store::Memory(memory) => (memory.clone(), memory.keys().clone()),
-            #[cfg(feature = "redis")]
-            Store::Redis(redis) => (redis.fallback_store().clone(), redis.keys().clone()),
-        };
+        let memory = self.store.memory().clone();
+        let keys = self.store.keys().clone();
         let numbers = self.rules.iter().map(|r| memory.intern(&r.id)).collect();
         let needs_identity = self.rules.iter().any(|r| {
             r.key == KeyBy::Identity
                 || r.scope.is_some()
+                || r.when.is_some()
                 || !r.callers.contains(Callers::UNIDENTIFIED)
         });
         Ok(Throttle {

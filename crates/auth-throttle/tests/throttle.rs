@@ -8,10 +8,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use auth_core::jwt::{Algorithm, TokenIssuer};
-use auth_core::request::PeerAddr;
+use auth_core::http;
 use auth_core::{
-    AnonSessionBackend, Decision, IpBackend, JwtBackend, JwtValidator, Policy, Verdict,
+    Algorithm, AnonSessionBackend, Decision, Gate, IpBackend, JwtBackend, JwtValidator, PeerAddr,
+    TokenIssuer, Verdict,
 };
 use auth_throttle::{Callers, Checked, MemoryStore, Quota, Rule, Throttle, Throttled};
 use serde_json::{Value, json};
@@ -36,13 +36,13 @@ fn verdict(req: &http::Request<()>) -> Verdict {
             .build()
             .unwrap(),
     );
-    let policy = Policy::new(
+    let gate = Gate::new(
         auth_core::Chain::new()
             .or(jwt)
             .or(AnonSessionBackend::new("anon").unwrap()),
     );
-    match policy.decide_blocking(req) {
-        Decision::Admit(admit) => admit.verdict,
+    match gate.decide_blocking(req) {
+        Decision::Proceed(proceed) => proceed.verdict.unwrap(),
         other => panic!("{other:?}"),
     }
 }
@@ -61,11 +61,8 @@ fn check(throttle: &Throttle, req: &http::Request<()>, at: SystemTime) -> Thrott
     }
 }
 
-fn header<'a>(headers: &'a [(http::HeaderName, http::HeaderValue)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.as_str() == name)
-        .map(|(_, v)| v.to_str().unwrap())
+fn header<'a>(additions: &'a auth_core::Additions, name: &str) -> Option<&'a str> {
+    additions.get(name).map(|v| v.to_str().unwrap())
 }
 
 fn seconds(n: u64) -> Duration {
@@ -106,7 +103,7 @@ fn parse_item(value: &str) -> (String, Vec<(String, u64)>) {
 #[test]
 fn the_reset_never_exceeds_the_window() {
     let throttle = Throttle::builder(MemoryStore::default())
-        .rule(Rule::new("visitors", Quota::new(3, seconds(10))).unwrap())
+        .rule(Rule::new("visitors", Quota::new(3, seconds(10)).unwrap()).unwrap())
         .legacy_headers(true)
         .build()
         .unwrap();
@@ -117,8 +114,8 @@ fn the_reset_never_exceeds_the_window() {
         let Throttled::Allow(allowance) = check(&throttle, &req, now) else {
             panic!("request {i}")
         };
-        let (_, params) = parse_item(header(allowance.headers(), "ratelimit").unwrap());
-        let reset_at = header(allowance.headers(), "x-ratelimit-reset").unwrap();
+        let (_, params) = parse_item(header(&allowance, "ratelimit").unwrap());
+        let reset_at = header(&allowance, "x-ratelimit-reset").unwrap();
         seen.push((
             params[1].1,
             reset_at.parse::<u64>().unwrap() - 1_800_000_000,
@@ -130,7 +127,7 @@ fn the_reset_never_exceeds_the_window() {
 #[test]
 fn the_answers_follow_the_draft() {
     let throttle = Throttle::builder(MemoryStore::default())
-        .rule(Rule::new("visitors", Quota::new(3, seconds(9))).unwrap())
+        .rule(Rule::new("visitors", Quota::new(3, seconds(9)).unwrap()).unwrap())
         .legacy_headers(true)
         .build()
         .unwrap();
@@ -141,7 +138,7 @@ fn the_answers_follow_the_draft() {
         let Throttled::Allow(allowance) = check(&throttle, &req, now) else {
             panic!("request {i}")
         };
-        let headers = allowance.headers();
+        let headers = &allowance;
         let (name, params) = parse_item(header(headers, "ratelimit-policy").unwrap());
         assert_eq!(
             (name.as_str(), params),
@@ -176,10 +173,19 @@ fn the_answers_follow_the_draft() {
         panic!("over the limit")
     };
     assert_eq!(refusal.status(), 429);
-    // An integer Retry-After (2.5 s rounds up), and t equal to it.
+    // An integer Retry-After (2.5 s rounds up: when the next request
+    // fits), and t, as on every answer, the seconds until the quota is
+    // whole again (8.5 s rounds up).
     assert_eq!(refusal.header("retry-after").unwrap(), "3");
     let (_, params) = parse_item(refusal.header("ratelimit").unwrap().to_str().unwrap());
-    assert_eq!(params, vec![("r".into(), 0), ("t".into(), 3)]);
+    assert_eq!(params, vec![("r".into(), 0), ("t".into(), 9)]);
+    assert_eq!(
+        refusal.cause(),
+        &auth_core::Cause::RateLimited {
+            rule: "visitors".into(),
+            retry_after: 3
+        }
+    );
     assert_eq!(
         refusal.header("content-type").unwrap(),
         "application/problem+json"
@@ -204,23 +210,23 @@ fn the_answers_follow_the_draft() {
 fn rules_count_their_callers_and_a_denial_consumes_none() {
     let throttle = Throttle::builder(MemoryStore::default())
         .rule(
-            Rule::new("members", Quota::new(5, seconds(600)))
+            Rule::new("members", Quota::new(5, seconds(600)).unwrap())
                 .unwrap()
                 .callers(Callers::AUTHENTICATED),
         )
         .rule(
-            Rule::new("visitors", Quota::new(2, seconds(600)))
+            Rule::new("visitors", Quota::new(2, seconds(600)).unwrap())
                 .unwrap()
                 .callers(Callers::ANONYMOUS),
         )
         .rule(
-            Rule::new("per-address", Quota::new(3, seconds(600)))
+            Rule::new("per-address", Quota::new(3, seconds(600)).unwrap())
                 .unwrap()
                 .callers(Callers::ANONYMOUS)
                 .by_client_ip(),
         )
         .rule(
-            Rule::new("writers", Quota::new(1, seconds(600)))
+            Rule::new("writers", Quota::new(1, seconds(600)).unwrap())
                 .unwrap()
                 .scope("write")
                 .methods([http::Method::POST]),
@@ -280,7 +286,7 @@ fn ipv6_clients_are_counted_per_64_by_default() {
         [first, same_64, other_64].map(|t| matches!(t, Throttled::Allow(_)))
     };
     let rule = || {
-        Rule::new("addresses", Quota::new(1, seconds(60)))
+        Rule::new("addresses", Quota::new(1, seconds(60)).unwrap())
             .unwrap()
             .by_client_ip()
     };
@@ -303,7 +309,7 @@ fn new_sessions_per_address_are_capped() {
     let throttle = Throttle::builder(MemoryStore::default())
         .client_ip(IpBackend::new().trust_proxies(["10.0.0.0/8"]).unwrap())
         .rule(
-            Rule::new("new-sessions", Quota::new(2, seconds(600)))
+            Rule::new("new-sessions", Quota::new(2, seconds(600)).unwrap())
                 .unwrap()
                 .callers(Callers::NEW_SESSIONS)
                 .by_client_ip(),
@@ -334,7 +340,7 @@ fn new_sessions_per_address_are_capped() {
 
 #[test]
 fn log_only_and_exempt_identities() {
-    let rule = || Rule::new("r", Quota::new(1, seconds(600))).unwrap();
+    let rule = || Rule::new("r", Quota::new(1, seconds(600)).unwrap()).unwrap();
     let log_only = Throttle::builder(MemoryStore::default())
         .rule(rule())
         .log_only(true)
@@ -365,9 +371,9 @@ fn log_only_and_exempt_identities() {
 #[test]
 fn requests_without_identity_count_only_by_address() {
     let throttle = Throttle::builder(MemoryStore::default())
-        .rule(Rule::new("by-identity", Quota::new(1, seconds(600))).unwrap())
+        .rule(Rule::new("by-identity", Quota::new(1, seconds(600)).unwrap()).unwrap())
         .rule(
-            Rule::new("by-address", Quota::new(2, seconds(600)))
+            Rule::new("by-address", Quota::new(2, seconds(600)).unwrap())
                 .unwrap()
                 .callers(Callers::UNIDENTIFIED)
                 .by_client_ip(),
@@ -408,7 +414,7 @@ fn rss_kib() -> u64 {
 fn a_flood_of_unique_callers_stays_within_the_capacity() {
     let store = MemoryStore::new(10_000);
     let throttle = Throttle::builder(store.clone())
-        .rule(Rule::new("per-caller", Quota::new(5, seconds(60))).unwrap())
+        .rule(Rule::new("per-caller", Quota::new(5, seconds(60)).unwrap()).unwrap())
         .build()
         .unwrap();
     let now = SystemTime::now();
@@ -479,7 +485,7 @@ fn rules_for_identities_without_a_verdict_are_logged_once() {
             }
         })
     };
-    let quota = Quota::new(1, seconds(60));
+    let quota = Quota::new(1, seconds(60)).unwrap();
     let by_identity = run(Rule::new("members", quota).unwrap());
     assert_eq!(
         by_identity.matches("without an auth verdict").count(),

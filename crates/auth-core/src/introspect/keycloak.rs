@@ -8,16 +8,7 @@ use super::{IntrospectionBackend, IntrospectionBuilder};
 /// Keycloak's introspection endpoint for `realm`:
 /// `{server_url}/realms/{realm}/protocol/openid-connect/token/introspect`,
 /// with the `/auth` prefix of Keycloak before version 17 when `legacy`.
-///
-/// ```
-/// use auth_core::introspect::keycloak::endpoint;
-///
-/// let url = endpoint("https://sso.example/", "acme", false);
-/// assert_eq!(url, "https://sso.example/realms/acme/protocol/openid-connect/token/introspect");
-/// let legacy = endpoint("https://sso.example", "acme", true);
-/// assert_eq!(legacy, "https://sso.example/auth/realms/acme/protocol/openid-connect/token/introspect");
-/// ```
-pub fn endpoint(server_url: &str, realm: &str, legacy: bool) -> String {
+pub(crate) fn endpoint(server_url: &str, realm: &str, legacy: bool) -> String {
     let prefix = if legacy { "/auth" } else { "" };
     let realm = form_urlencoded::byte_serialize(realm.as_bytes()).collect::<String>();
     format!(
@@ -27,7 +18,8 @@ pub fn endpoint(server_url: &str, realm: &str, legacy: bool) -> String {
 }
 
 impl IntrospectionBackend {
-    /// A builder preset for a Keycloak realm's introspection endpoint
+    /// A builder preset for a Keycloak realm's introspection endpoint,
+    /// `{server_url}/realms/{realm}/protocol/openid-connect/token/introspect`
     /// (identifier `sub`, `client_secret_basic`); adjust it like any other.
     ///
     /// ```
@@ -54,5 +46,26 @@ impl IntrospectionBackend {
         client_secret: impl Into<String>,
     ) -> IntrospectionBuilder {
         IntrospectionBackend::builder(endpoint(server_url, realm, true), client_id, client_secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn endpoints_with_and_without_the_legacy_prefix() {
+        assert_eq!(
+            endpoint("https://sso.example/", "acme", false),
+            "https://sso.example/realms/acme/protocol/openid-connect/token/introspect"
+        );
+        assert_eq!(
+            endpoint("https://sso.example", "acme", true),
+            "https://sso.example/auth/realms/acme/protocol/openid-connect/token/introspect"
+        );
+        assert_eq!(
+            endpoint("https://sso.example", "a/b c", false),
+            "https://sso.example/realms/a%2Fb+c/protocol/openid-connect/token/introspect"
+        );
     }
 }

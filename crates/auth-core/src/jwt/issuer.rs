@@ -12,7 +12,12 @@ use super::validator::MIN_HMAC_SECRET_LEN;
 use crate::error::ConfigError;
 
 /// Default token lifetime.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+
+impl TokenIssuer {
+    /// Default lifetime of issued tokens.
+    pub const DEFAULT_TTL: Duration = DEFAULT_TTL;
+}
 
 /// Why a token could not be issued.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -33,7 +38,7 @@ pub enum IssueError {
 /// `jti`, and the configured `iss` / `aud` unless the claims carry their own.
 ///
 /// ```
-/// use auth_core::jwt::TokenIssuer;
+/// use auth_core::TokenIssuer;
 /// use std::time::{Duration, SystemTime};
 ///
 /// let issuer = TokenIssuer::hs256(b"a 32-byte or longer shared secret!")?

@@ -552,7 +552,7 @@ pub(super) fn key_from_jwk(jwk: &Jwk, allowed: &[Algorithm]) -> Result<Key, Unus
     }
     let key = DecodingKey::from_jwk(jwk).map_err(|_| Unusable::NotSigning)?;
     if let Some(len) = hmac_len(&key)
-        && len < super::MIN_HMAC_SECRET_LEN
+        && len < super::validator::MIN_HMAC_SECRET_LEN
     {
         return Err(Unusable::ShortSecret(len));
     }

@@ -24,22 +24,43 @@ use crate::request::DEFAULT_MAX_TOKEN_LEN;
 use crate::transport::endpoint_url;
 
 /// Default clock skew allowed on `exp` and `nbf`.
-pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Default shortest time between two remote key refreshes.
-pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 /// Default most keys kept from a remote key set.
-pub const DEFAULT_MAX_KEYS: usize = 32;
+pub(crate) const DEFAULT_MAX_KEYS: usize = 32;
 /// Default maximum age of a remote key set whose answer has no
 /// `Cache-Control: max-age`.
-pub const DEFAULT_KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Default bounds on the maximum age a key set's `Cache-Control` asks for.
-pub const DEFAULT_KEYS_MAX_AGE_RANGE: (Duration, Duration) =
+pub(crate) const DEFAULT_KEYS_MAX_AGE_RANGE: (Duration, Duration) =
     (Duration::from_secs(60), Duration::from_secs(86_400));
 /// Default time a key set past its maximum age still serves while
 /// refreshes fail.
-pub const DEFAULT_KEYS_STALE_IF_ERROR: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_KEYS_STALE_IF_ERROR: Duration = Duration::from_secs(3600);
 /// Shortest HMAC secret accepted (RFC 7518 §3.2: at least the hash size).
-pub const MIN_HMAC_SECRET_LEN: usize = 32;
+pub(crate) const MIN_HMAC_SECRET_LEN: usize = 32;
+
+impl JwtValidator {
+    /// Default clock skew allowed on `exp` and `nbf`.
+    pub const DEFAULT_LEEWAY: Duration = DEFAULT_LEEWAY;
+    /// Default shortest time between two remote key refreshes.
+    pub const DEFAULT_REFRESH_INTERVAL: Duration = DEFAULT_REFRESH_INTERVAL;
+    /// Default most keys kept from a remote key set.
+    pub const DEFAULT_MAX_KEYS: usize = DEFAULT_MAX_KEYS;
+    /// Default maximum age of a remote key set whose answer has no
+    /// `Cache-Control: max-age`.
+    pub const DEFAULT_KEYS_MAX_AGE: Duration = DEFAULT_KEYS_MAX_AGE;
+    /// Default bounds on the maximum age a key set's `Cache-Control` asks
+    /// for.
+    pub const DEFAULT_KEYS_MAX_AGE_RANGE: (Duration, Duration) = DEFAULT_KEYS_MAX_AGE_RANGE;
+    /// Default time a key set past its maximum age still serves while
+    /// refreshes fail.
+    pub const DEFAULT_KEYS_STALE_IF_ERROR: Duration = DEFAULT_KEYS_STALE_IF_ERROR;
+    /// Shortest HMAC secret accepted (RFC 7518 §3.2: at least the hash
+    /// size).
+    pub const MIN_HMAC_SECRET_LEN: usize = MIN_HMAC_SECRET_LEN;
+}
 
 /// Validates JWTs with `jsonwebtoken`.
 ///
@@ -56,8 +77,7 @@ pub const MIN_HMAC_SECRET_LEN: usize = 32;
 ///   decoding.
 ///
 /// ```
-/// use auth_core::jwt::{Algorithm, JwtBackend, JwtValidator, TokenIssuer};
-/// use auth_core::Backend;
+/// use auth_core::{Algorithm, Backend, JwtBackend, JwtValidator, TokenIssuer};
 /// use std::time::SystemTime;
 ///
 /// let secret = b"a 32-byte or longer shared secret!";

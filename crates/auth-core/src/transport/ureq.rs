@@ -10,11 +10,20 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use super::{Transport, TransportError};
 
 /// Default connect timeout.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default overall timeout of one request, connect to last body byte.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cap on a response body.
-pub const DEFAULT_MAX_RESPONSE_LEN: u64 = 1024 * 1024;
+pub(crate) const DEFAULT_MAX_RESPONSE_LEN: u64 = 1024 * 1024;
+
+impl UreqTransport {
+    /// Default connect timeout.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = DEFAULT_CONNECT_TIMEOUT;
+    /// Default overall timeout of one request, connect to last body byte.
+    pub const DEFAULT_TIMEOUT: Duration = DEFAULT_TIMEOUT;
+    /// Default cap on a response body.
+    pub const DEFAULT_MAX_RESPONSE_LEN: u64 = DEFAULT_MAX_RESPONSE_LEN;
+}
 
 /// A [`Transport`] on a `ureq` agent (connection pooling, rustls for
 /// `https`).
@@ -25,7 +34,7 @@ pub const DEFAULT_MAX_RESPONSE_LEN: u64 = 1024 * 1024;
 /// statuses are answers, not errors.
 ///
 /// ```
-/// use auth_core::transport::UreqTransport;
+/// use auth_core::step::UreqTransport;
 /// use std::time::Duration;
 ///
 /// let transport = UreqTransport::builder()

@@ -2,17 +2,20 @@
 //! on 127.0.0.1: fetch, refresh on unknown `kid`, rate limit, rotation,
 //! stale-on-error, skipped keys. The clock is injected; nothing sleeps.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth_core::jwt::{Algorithm, Checked, JwtBackend, JwtValidator, TokenIssuer, TokenValidator};
-use auth_core::transport::{Transport, TransportError, UreqTransport, authenticate_blocking};
-use auth_core::{Action, AuthError, Authenticated, Backend, Outcome};
+use auth_core::step::{
+    Action, Checked, Outcome, TokenValidator, Transport, TransportError, UreqTransport,
+};
+use auth_core::{
+    Algorithm, AuthError, Authenticated, Backend, JwtBackend, JwtValidator, TokenIssuer,
+};
+
+use crate::authenticate_blocking;
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::Jwk;
 use serde_json::{Value, json};

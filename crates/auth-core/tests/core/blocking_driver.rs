@@ -1,24 +1,25 @@
 //! The blocking driver and the ureq transport against a real HTTP server on
 //! 127.0.0.1, with a backend that needs one round trip.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use auth_core::request::{DEFAULT_MAX_COOKIE_HEADER_LEN, RequestView, cookie_value};
-use auth_core::transport::{TransportError, UreqTransport, authenticate_blocking};
-use auth_core::{
-    AnonSessionBackend, AuthData, AuthError, Backend, Chain, Credential, Outcome, Source, Step,
+use auth_core::step::{
+    DEFAULT_MAX_COOKIE_HEADER_LEN, Outcome, RequestView, Step, TransportError, UreqTransport,
+    cookie_value,
 };
+use auth_core::{AnonSessionBackend, AuthData, AuthError, Backend, Chain, Credential, Source};
+
+use crate::authenticate_blocking;
 
 /// Looks a `sid` cookie up on a remote session service: `POST /lookup` with
 /// the id as body; 200 → the body is the user, 404 → unknown session (401),
 /// 204 → "not a session of ours" (no credentials, the chain moves on),
 /// anything else or no answer → 503.
+#[derive(Clone)]
 struct RemoteSessions {
     base: String,
 }
@@ -216,7 +217,7 @@ fn closures_are_transports() {
 
 #[test]
 fn ip_literals_and_host_names_both_reach_the_server() {
-    use auth_core::transport::Transport;
+    use auth_core::step::Transport;
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let port = server.server_addr().to_ip().unwrap().port();
     thread::spawn(move || {

@@ -1,14 +1,15 @@
 //! JWT backend: every algorithm and key form, the security suite, and the
 //! verified-token cache. The clock is fixed; nothing sleeps.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth_core::jwt::{Algorithm, Checked, JwtBackend, JwtValidator, TokenIssuer, TokenValidator};
-use auth_core::{AuthData, AuthError, Authenticated, Backend, ConfigError, Source};
+use auth_core::step::{Checked, TokenValidator};
+use auth_core::{
+    Algorithm, AuthData, AuthError, Authenticated, Backend, ConfigError, JwtBackend, JwtValidator,
+    Source, TokenIssuer,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::{EncodingKey, Header};
