@@ -1,9 +1,6 @@
 //! `HyperTransport` (feature `hyper-transport`): the layer's network steps
 //! as futures on hyper's client, never on the blocking transport.
 
-#![cfg(feature = "hyper-transport")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 

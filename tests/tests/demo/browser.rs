@@ -3,8 +3,6 @@
 //! opens `/whoami` of the running demo (axum) twice and gets the same
 //! anonymous identifier; a fresh profile gets a different one.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

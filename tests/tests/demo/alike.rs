@@ -3,8 +3,6 @@
 //! servers' own names; issued session ids masked) and the same body, down to
 //! a wrong method (405 with `Allow`) and an unknown path.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;

@@ -2,8 +2,6 @@
 //! active, garbage and revoked tokens, a wrong client secret, a provider
 //! that is down, cache hits that make no call, both client auth methods.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::time::{Duration, Instant};
 
 use auth_core::{AuthError, ClientAuth, IntrospectionBackend, Source};

@@ -2,8 +2,6 @@
 //! (oidc-provider), verified by `JwtBackend` through OIDC discovery and the
 //! provider's JWKS, driven by the blocking ureq driver.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::time::Duration;
 
 use auth_core::{Algorithm, JwtBackend, JwtValidator};

@@ -2,8 +2,6 @@
 //! everybody else the refresh: the fetch finishes and is installed without
 //! its request, on both adapters, over real TCP.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};

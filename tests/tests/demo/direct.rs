@@ -3,8 +3,6 @@
 //! exercised with a real HTTP client: anonymous sessions issued and re-used, signed sessions,
 //! session-required routes, client IPs with and without trusted proxies.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;

@@ -11,6 +11,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cancelled;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -498,6 +500,7 @@ const SCENARIOS: &[Scenario] = table![
     "limited: 3rd of 3" = GET "/limited" ["cookie": "anon=limited-visitor"] => 200, -, 0, Is("limited-visitor");
     "limited: the 4th is a 429" = GET "/limited" ["cookie": "anon=limited-visitor"] => 429, -, 0, Other;
     "limited: another route does not count them" = GET "/whoami" ["cookie": "anon=limited-visitor"] => 200, -, 0, Is("limited-visitor");
+    "a path no route serves: the router's 404, no gate" = GET "/nowhere" ["cookie": "anon=limited-visitor"] => 404, -, 0, Other;
     "limited: a token without a scope claim is counted by no rule" = GET "/limited" ["authorization": "Bearer {token:reader}"] => 200, -, 0, Is("alice");
     "limited: a bad token is refused before any counting" = GET "/limited" ["authorization": "Bearer not.a.jwt"] => 401, INVALID, 0, Refused;
     // New sessions per client address: the one over the cap gets a 429 and no session.
@@ -724,11 +727,12 @@ fn from_response(response: &http::Response<String>) -> Answer {
 /// appended, as the adapters do.
 fn through_core(s: &Scenario) -> Answer {
     static ROUTES: OnceLock<Vec<Route>> = OnceLock::new();
-    let route = ROUTES
-        .get_or_init(routes)
-        .iter()
-        .find(|r| r.path == s.path)
-        .unwrap();
+    let Some(route) = ROUTES.get_or_init(routes).iter().find(|r| r.path == s.path) else {
+        // No route: every way's router answers 404, and no gate runs.
+        let mut response = http::Response::new(String::new());
+        *response.status_mut() = http::StatusCode::NOT_FOUND;
+        return from_response(&response);
+    };
     let mut req = http::Request::builder().method(s.method);
     for (name, value) in s.headers {
         req = req.header(*name, expand(value));
@@ -810,7 +814,9 @@ fn axum_app() -> axum::Router {
         let route = axum::Router::new().route(path, method);
         app = app.merge(match handler {
             Handler::NoLayer => route,
-            _ => route.layer(AuthLayer::new(gate)),
+            // route_layer: the gate guards the route, not the router's
+            // fallback (a path no route serves stays a plain 404).
+            _ => route.route_layer(AuthLayer::new(gate)),
         });
     }
     app

@@ -1,8 +1,6 @@
 //! auth-axum with the introspection backend against a real OpenID provider
 //! (oidc-provider), over real TCP.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::time::Duration;
 
 use auth_axum::{Auth, AuthLayer};

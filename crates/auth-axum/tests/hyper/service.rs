@@ -3,8 +3,6 @@
 //! `http::Request<B>`, and reads the client address from a `PeerAddr`
 //! extension the server inserts per connection.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::net::SocketAddr;
