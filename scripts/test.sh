@@ -36,7 +36,6 @@ fi
 # The OpenID provider, pinned by tests/oidc/package-lock.json.
 npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 
-# The optional features too (the Redis store, the throttle layers, the async
-# transport), with one JWT crypto backend (CI tests both in .ci/run).
+# The optional features too (the Redis store, the async transport), with one JWT crypto backend (CI tests both in .ci/run).
 cargo test --workspace --locked \
-    --features auth-axum/hyper-transport,auth-throttle/redis
+    --features auth-core/hyper,auth-throttle/redis

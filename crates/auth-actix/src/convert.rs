@@ -3,11 +3,10 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use auth_core::Refusal;
 
-/// The rate limit fields' names, made once (a name parsed per request
-/// would be copied into a new buffer each time).
+/// The rate limit fields' names, made once (not parsed per request).
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
@@ -28,12 +27,16 @@ pub(crate) fn value(value: &http::HeaderValue) -> Option<HeaderValue> {
     HeaderValue::from_bytes(value.as_bytes()).ok()
 }
 
-/// A header line.
-pub(crate) fn header(
-    name: &http::HeaderName,
-    value: &http::HeaderValue,
-) -> Option<(HeaderName, HeaderValue)> {
-    Some((self::name(name)?, self::value(value)?))
+/// Appends `fields` (the gate's additions, a refusal's headers).
+pub(crate) fn append(
+    headers: &mut HeaderMap,
+    fields: impl IntoIterator<Item = (http::HeaderName, http::HeaderValue)>,
+) {
+    for (name, value) in fields {
+        if let (Some(name), Some(value)) = (self::name(&name), self::value(&value)) {
+            headers.append(name, value);
+        }
+    }
 }
 
 /// A status.
@@ -45,10 +48,6 @@ pub(crate) fn status(status: http::StatusCode) -> StatusCode {
 pub(crate) fn refusal(refusal: Refusal) -> HttpResponse {
     let (status, headers, body) = refusal.into_parts();
     let mut response = HttpResponse::with_body(self::status(status), body);
-    for (name, value) in headers {
-        if let Some((name, value)) = header(&name, &value) {
-            response.headers_mut().append(name, value);
-        }
-    }
+    append(response.headers_mut(), headers);
     response.map_into_boxed_body()
 }

@@ -1,18 +1,15 @@
-//! Driving a pending decision off the worker thread: blocking sends on
-//! actix's blocking pool (`web::block`), async sends as spawned tasks (both
-//! finish even if the request is dropped), waits for another request's
-//! provider call as futures on the worker.
+//! Steps off the worker thread: blocking sends on `web::block`, async sends
+//! as tasks (both finish even if the request is dropped), waits for another
+//! request's provider call under a timeout.
 
 use std::future::Future;
 
 use actix_web::rt::time::timeout;
 use actix_web::web;
 use auth_core::step::{BlockingSend, MAX_WAIT, ResponseFuture, Runtime, TransportError, Waiter};
-use auth_core::{Decision, Pending};
 
-use crate::view::ActixView;
-
-struct Actix;
+/// actix-web's runtime, as the one `Pending::drive` runs steps on.
+pub(crate) struct Actix;
 
 fn failed<T>(_: T) -> Result<http::Response<Vec<u8>>, TransportError> {
     Err(TransportError::Other("the transport task failed".into()))
@@ -39,8 +36,4 @@ impl Runtime for Actix {
         // On timeout the continuation sees no answer and says 503.
         let _ = timeout(MAX_WAIT, waiter.wait()).await;
     }
-}
-
-pub(crate) async fn drive(pending: Pending, view: &ActixView<'_>) -> Decision {
-    pending.drive(view, &Actix).await
 }

@@ -1,6 +1,5 @@
-//! Extractors: [`Auth`], [`Claims`], [`Scoped`] read what the
-//! [`Authentication`](crate::Authentication) middleware decided; without it
-//! they decide themselves from an [`AuthState`] in `app_data`.
+//! Extractors: [`Auth`], [`Claims`], [`Scoped`] read what the middleware
+//! decided; without it they decide from an [`AuthState`] in `app_data`.
 
 use std::future::{Ready, ready};
 use std::marker::PhantomData;
@@ -8,22 +7,20 @@ use std::time::SystemTime;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
-use auth_core::{AuthData, Decision, Gate, Gated, Policy, Refusal, Scope, Verdict};
+use auth_core::{AuthData, Decision, Gate, Gated, Policy, Proceed, Refusal, Scope, Verdict};
 use futures_util::future::{Either, LocalBoxFuture};
 use serde::de::DeserializeOwned;
 
 use crate::convert;
-use crate::drive::drive;
+use crate::drive::Actix;
 use crate::rejection::AuthRejection;
 use crate::view::ActixView;
 
-/// A ready answer when the middleware decided; a boxed future only when an
-/// [`AuthState`] must decide (and maybe drive network steps).
+/// A ready answer when the middleware decided; boxed when an [`AuthState`] must.
 pub type ExtractFuture<T> =
     Either<Ready<Result<T, AuthRejection>>, LocalBoxFuture<'static, Result<T, AuthRejection>>>;
 
-/// Applies `read` to the request's verdict: the middleware's, or one
-/// decided now from the `AuthState` in `app_data`.
+/// Applies `read` to the request's verdict, the middleware's or decided now.
 fn with_verdict<T: 'static>(
     req: &HttpRequest,
     read: fn(&Verdict) -> Result<T, Refusal>,
@@ -50,20 +47,22 @@ fn with_verdict<T: 'static>(
         let view = ActixView(&req);
         let decision = match gate.decide(&view, SystemTime::now()) {
             Gated::Done(decision) => decision,
-            Gated::Pending(pending) => drive(pending, &view).await,
+            Gated::Pending(pending) => pending.drive(&view, &Actix).await,
         };
-        let proceed = match decision {
-            Decision::Proceed(proceed) => proceed,
+        let (verdict, additions) = match decision {
+            Decision::Proceed(Proceed {
+                verdict: Some(verdict),
+                additions,
+                ..
+            }) => (verdict, additions),
+            Decision::Proceed(_) => {
+                return Err(Refusal::server_error("a gate without policy").into());
+            }
             Decision::Refuse(refusal) => return Err(AuthRejection(refusal)),
         };
-        if let Some(cookie) = proceed.additions.get("set-cookie").and_then(convert::value) {
+        if let Some(cookie) = additions.get("set-cookie").and_then(convert::value) {
             req.extensions_mut().insert(IssuedCookie(cookie));
         }
-        let Some(verdict) = proceed.verdict else {
-            return Err(AuthRejection(Refusal::server_error(
-                "a policy's gate left no verdict",
-            )));
-        };
         let answer = read(&verdict).map_err(AuthRejection);
         // Later extractors of the same request reuse it.
         req.extensions_mut().insert(verdict);
@@ -74,23 +73,18 @@ fn with_verdict<T: 'static>(
 /// The identity of the request.
 ///
 /// From the [`Authentication`](crate::Authentication) middleware's verdict
-/// (a ready future) when it ran; otherwise decided from an [`AuthState`] in
-/// `app_data`; otherwise a 500 (details in the log). Without an identity
-/// (optional mode, no credentials) it refuses as the policy words it.
+/// when it ran, else decided from an [`AuthState`] in `app_data`, else a
+/// 500 (logged). Without an identity it refuses as the policy words it.
 ///
-/// `Option<Auth>` is actix's own extractor: it turns *any* refusal into
-/// `None`. Behind the middleware that is safe (the middleware has already
-/// refused invalid credentials; in optional mode only a request without
-/// credentials reaches the handler without an identity). Deciding from an
-/// [`AuthState`] instead, an invalid or expired token would become `None`
-/// too: for optional authentication use the middleware with
-/// `Policy::optional()`.
+/// `Option<Auth>` is actix's own: it turns *any* refusal into `None`. Behind
+/// the middleware that is safe (it has refused invalid credentials); from
+/// an [`AuthState`], an invalid token would become `None` too: for optional
+/// authentication use the middleware with `Policy::optional()`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Auth(pub AuthData);
 
-/// A `Set-Cookie` value issued while deciding from an [`AuthState`] (no
-/// middleware to send it): find it in the request extensions and send it
-/// with your response.
+/// A `Set-Cookie` issued while deciding from an [`AuthState`]: find it in
+/// the request extensions and send it with your response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssuedCookie(pub actix_web::http::header::HeaderValue);
 
@@ -126,9 +120,8 @@ pub struct AuthState {
 }
 
 impl AuthState {
-    /// Applies `policy` (a [`Policy`], or any backend; authentication
-    /// only: rate limits need the middleware, which can add their fields
-    /// to the response).
+    /// Applies `policy` (a [`Policy`], or any backend; rate limits need
+    /// the middleware).
     pub fn new(policy: impl Into<Policy>) -> Self {
         AuthState {
             gate: Gate::new(policy.into()),

@@ -1,10 +1,8 @@
 //! # auth-actix
 //!
 //! [actix-web](https://docs.rs/actix-web) adapter for [`auth_core`]: the
-//! [`Authentication`] middleware and `FromRequest` extractors. The core
-//! decides; this crate renders its decisions in actix's types and drives
-//! its steps off the worker, with the same statuses, headers and bodies as
-//! `auth-axum`.
+//! core decides; this crate renders its decisions in actix's types (the
+//! same answers as `auth-axum`) and drives its steps off the worker.
 //!
 //! | piece | what it does |
 //! |---|---|

@@ -1,6 +1,5 @@
 //! [`Authentication`], [`AuthenticationMiddleware`] and [`AuthFuture`]:
-//! the core gate's decision for every request of an app, scope or
-//! resource, rendered in actix-web's types before the handler runs.
+//! the core gate's decision for every request, rendered before the handler.
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -12,30 +11,26 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage};
 use auth_core::step::Limiter;
-use auth_core::{Additions, Decision, Gate, Gated, Proceed};
+use auth_core::{Additions, Decision, Gate, Gated, Proceed, Refusal};
 use futures_util::future::LocalBoxFuture;
 use pin_project_lite::pin_project;
 
 use crate::convert;
-use crate::drive::drive;
+use crate::drive::Actix;
 use crate::view::ActixView;
 
 /// Applies a core [`Gate`] (authentication, and rate limits if it has
-/// them) to each request (wrap an `App`, a `Scope` or a `Resource`),
-/// rendering its decision with the same statuses, headers and bodies as
-/// `auth-axum`:
+/// them) to each request of an `App`, a `Scope` or a `Resource`:
 ///
 /// - **proceed**: the [`Verdict`](auth_core::Verdict) goes in the request
-///   extensions for the extractors; the [`Additions`] (an issued session's
-///   `Set-Cookie`, the `RateLimit` fields) are appended to the handler's
-///   response;
+///   extensions for the extractors; the [`Additions`] (`Set-Cookie`,
+///   `RateLimit` fields) are appended to the handler's response;
 /// - **refuse**: the gate's answer (401, 403, 429, 503 ...); the handler
 ///   does not run.
 ///
-/// Local decisions are made in `Service::call` and return the handler's own
-/// future; steps run in a boxed future: network sends on actix's blocking
-/// pool (`web::block`) or the policy's async transport, a shared store's
-/// round trip on the worker.
+/// Local decisions return the handler's own future; steps run in a boxed
+/// future: network sends on `web::block` or the policy's async transport,
+/// a shared store's round trip on the worker.
 ///
 /// ```
 /// use actix_web::{App, web};
@@ -115,19 +110,18 @@ fn proceed(proceed: &mut Proceed, req: &ServiceRequest) -> Additions {
     std::mem::take(&mut proceed.additions)
 }
 
-/// Appends the additions to the handler's response (actix-web 4 speaks
-/// `http` 0.2: names and values are carried over as bytes).
-fn append<B>(additions: Additions, mut response: ServiceResponse<B>) -> ServiceResponse<B> {
-    if additions.is_empty() {
-        return response;
+/// The handler's response with the additions appended.
+fn answer<B>(additions: Additions, mut response: ServiceResponse<B>) -> Answer<B> {
+    if !additions.is_empty() {
+        convert::append(response.headers_mut(), additions);
     }
-    let headers = response.headers_mut();
-    for (name, value) in additions {
-        if let Some((name, value)) = convert::header(&name, &value) {
-            headers.append(name, value);
-        }
-    }
-    response
+    Ok(response.map_into_left_body())
+}
+
+/// A refusal, answered in place of the handler.
+fn refused<B>(req: ServiceRequest, refusal: Refusal) -> ServiceResponse<EitherBody<B>> {
+    req.into_response(convert::refusal(refusal))
+        .map_into_right_body()
 }
 
 impl<S, B> Service<ServiceRequest> for AuthenticationMiddleware<S>
@@ -158,28 +152,21 @@ where
                 };
             }
             Gated::Done(Decision::Refuse(refusal)) => {
-                let response = req
-                    .into_response(convert::refusal(refusal))
-                    .map_into_right_body();
+                let response = ready(Ok(refused(req, refusal)));
                 return AuthFuture {
-                    state: State::Ready {
-                        response: Some(response),
-                    },
+                    state: State::Refused { response },
                 };
             }
             Gated::Pending(pending) => pending,
         };
         let service = Rc::clone(&self.service);
         let future: Boxed<B> = Box::pin(async move {
-            match drive(pending, &ActixView(req.request())).await {
+            match pending.drive(&ActixView(req.request()), &Actix).await {
                 Decision::Proceed(mut decision) => {
                     let additions = proceed(&mut decision, &req);
-                    let response = service.call(req).await?;
-                    Ok(append(additions, response).map_into_left_body())
+                    answer(additions, service.call(req).await?)
                 }
-                Decision::Refuse(refusal) => Ok(req
-                    .into_response(convert::refusal(refusal))
-                    .map_into_right_body()),
+                Decision::Refuse(refusal) => Ok(refused(req, refusal)),
             }
         });
         AuthFuture {
@@ -211,7 +198,7 @@ pin_project! {
         // The handler runs; its response gets the additions.
         Handler { #[pin] future: F, additions: Additions },
         // Refused: the answer is ready.
-        Ready { response: Option<ServiceResponse<EitherBody<B>>> },
+        Refused { response: Ready<Answer<B>> },
         // Steps first.
         Boxed { future: Boxed<B> },
     }
@@ -225,16 +212,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Handler { future, additions } => future.poll(cx).map_ok(|response| {
-                append(std::mem::take(additions), response).map_into_left_body()
-            }),
-            StateProj::Ready { response } => {
-                #[allow(clippy::expect_used, reason = "the Future contract")]
-                let response = response
-                    .take()
-                    .expect("response future polled after completion");
-                Poll::Ready(Ok(response))
-            }
+            StateProj::Handler { future, additions } => future
+                .poll(cx)
+                .map(|response| answer(std::mem::take(additions), response?)),
+            StateProj::Refused { response } => Pin::new(response).poll(cx),
             StateProj::Boxed { future } => future.as_mut().poll(cx),
         }
     }

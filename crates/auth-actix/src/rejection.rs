@@ -13,13 +13,6 @@ use crate::convert;
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuthRejection(pub Refusal);
 
-impl AuthRejection {
-    /// The refusal.
-    pub fn refusal(&self) -> &Refusal {
-        &self.0
-    }
-}
-
 impl From<Refusal> for AuthRejection {
     fn from(refusal: Refusal) -> Self {
         AuthRejection(refusal)

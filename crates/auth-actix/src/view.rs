@@ -1,8 +1,5 @@
-//! The core's request view over actix-web's own request, without copying.
-//!
-//! actix-web 4 uses `http` 0.2 types; converting each request into an
-//! `http` 1 `Parts` would copy every header. [`ActixView`] reads actix's
-//! header map in place.
+//! The core's request view over actix-web's own request: actix-web 4 uses
+//! `http` 0.2 types, so its header map is read in place, never converted.
 
 use std::net::SocketAddr;
 use std::ops::ControlFlow;

@@ -1,16 +1,13 @@
-//! Driving a pending decision on tokio without blocking the executor:
-//! blocking sends on the blocking pool, async sends as spawned tasks (both
-//! finish even if the request is dropped), waits for another request's
-//! provider call as futures under a timeout.
+//! Steps on tokio without blocking the executor: blocking sends on the
+//! blocking pool, async sends as tasks (both finish even if the request is
+//! dropped), waits for another request's provider call under a timeout.
 
 use std::future::Future;
 
-use auth_core::step::{
-    BlockingSend, MAX_WAIT, RequestView, ResponseFuture, Runtime, TransportError, Waiter,
-};
-use auth_core::{Decision, Pending};
+use auth_core::step::{BlockingSend, MAX_WAIT, ResponseFuture, Runtime, TransportError, Waiter};
 
-struct Tokio;
+/// Tokio, as the runtime `Pending::drive` runs steps on.
+pub(crate) struct Tokio;
 
 fn failed<T>(_: T) -> Result<http::Response<Vec<u8>>, TransportError> {
     Err(TransportError::Other("the transport task failed".into()))
@@ -37,8 +34,4 @@ impl Runtime for Tokio {
         // On timeout the continuation sees no answer and says 503.
         let _ = tokio::time::timeout(MAX_WAIT, waiter.wait()).await;
     }
-}
-
-pub(crate) async fn drive<R: RequestView + Sync>(pending: Pending, view: &R) -> Decision {
-    pending.drive(view, &Tokio).await
 }

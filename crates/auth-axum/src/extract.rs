@@ -1,22 +1,21 @@
 //! Extractors: [`Auth`], `Option<Auth>`, [`Claims`], [`Scoped`] read what
-//! [`AuthLayer`](crate::AuthLayer) decided; [`StateAuth`] decides itself,
-//! from an [`AuthState`] in the router state, for routes without the layer.
+//! [`AuthLayer`](crate::AuthLayer) decided; [`StateAuth`] decides itself.
 
 use std::marker::PhantomData;
 use std::time::SystemTime;
 
-use auth_core::{AuthData, Decision, Gate, Gated, Policy, Refusal, Scope, Verdict};
+use auth_core::{AuthData, Decision, Gate, Gated, Policy, Proceed, Refusal, Scope, Verdict};
 use axum_core::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponseParts, ResponseParts};
 use http::request::Parts;
 use http::{HeaderValue, header};
 use serde::de::DeserializeOwned;
 
-use crate::drive::drive;
+use crate::drive::Tokio;
 use crate::rejection::AuthRejection;
 use crate::view::View;
 
-/// What the layer left; a 500 (details in the log) without it.
+/// What the layer left; a 500 (logged) without it.
 fn verdict(parts: &Parts) -> Result<&Verdict, AuthRejection> {
     parts.extensions.get::<Verdict>().ok_or_else(|| {
         AuthRejection(Refusal::server_error(
@@ -117,10 +116,9 @@ impl<S: Send + Sync, T: Scope> FromRequestParts<S> for Scoped<T> {
     }
 }
 
-/// A policy in the router state, for routes without
-/// [`AuthLayer`](crate::AuthLayer): the [`StateAuth`] extractor applies it
-/// (authentication only: rate limits need the layer, which can add their
-/// fields to the response).
+/// A policy in the router state for routes without
+/// [`AuthLayer`](crate::AuthLayer), applied by [`StateAuth`] (rate limits
+/// need the layer).
 ///
 /// ```
 /// use auth_axum::{AuthState, StateAuth};
@@ -199,8 +197,7 @@ where
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        // Extracted twice for one request: the same identity, and the
-        // cookie (if one was issued) only with the first.
+        // Extracted again: the same identity, the cookie only the first time.
         if let Some(StateVerdict(verdict)) = parts.extensions.get::<StateVerdict>() {
             return Ok(StateAuth {
                 auth: verdict.require()?.clone(),
@@ -211,23 +208,24 @@ where
         let view = View(&*parts);
         let decision = match gate.decide(&view, SystemTime::now()) {
             Gated::Done(decision) => decision,
-            Gated::Pending(pending) => drive(pending, &view).await,
+            Gated::Pending(pending) => pending.drive(&view, &Tokio).await,
         };
-        let proceed = match decision {
-            Decision::Proceed(proceed) => proceed,
+        let (verdict, additions) = match decision {
+            Decision::Proceed(Proceed {
+                verdict: Some(verdict),
+                additions,
+                ..
+            }) => (verdict, additions),
+            Decision::Proceed(_) => {
+                return Err(Refusal::server_error("a gate without policy").into());
+            }
             Decision::Refuse(refusal) => return Err(AuthRejection(refusal)),
-        };
-        let issued_cookie = proceed.additions.get(header::SET_COOKIE.as_str()).cloned();
-        let Some(verdict) = proceed.verdict else {
-            return Err(AuthRejection(Refusal::server_error(
-                "a policy's gate left no verdict",
-            )));
         };
         let auth = verdict.require().cloned();
         parts.extensions.insert(StateVerdict(verdict));
         Ok(StateAuth {
             auth: auth?,
-            issued_cookie,
+            issued_cookie: additions.get(header::SET_COOKIE.as_str()).cloned(),
         })
     }
 }

@@ -1,8 +1,7 @@
 //! [`AuthLayer`], [`AuthService`] and [`AuthFuture`]: the core gate's
-//! decision for every request of a service, rendered before the handler
-//! runs.
+//! decision for every request, rendered before the handler runs.
 
-use std::future::Future;
+use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
@@ -14,7 +13,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::drive::drive;
+use crate::drive::Tokio;
 use crate::view::View;
 
 /// A tower [`Layer`] that applies a core [`Gate`] (authentication, and rate
@@ -41,7 +40,7 @@ use crate::view::View;
 ///
 /// ```
 /// use auth_axum::{Auth, AuthLayer};
-/// use auth_core::{Algorithm, AnonSessionBackend, Chain, JwtBackend, JwtValidator, Policy};
+/// use auth_core::{AnonSessionBackend, Policy};
 /// use auth_throttle::{MemoryStore, Quota, Rule, Throttle};
 /// use axum::{Router, routing::get};
 /// use std::time::Duration;
@@ -50,21 +49,14 @@ use crate::view::View;
 ///     who.key()
 /// }
 ///
-/// let jwt = JwtValidator::builder([Algorithm::HS256])
-///     .hmac_secret(b"a 32-byte or longer shared secret!")
-///     .build()?;
-/// let backend = Chain::new()
-///     .or(JwtBackend::new(jwt))
-///     .or(AnonSessionBackend::new("anon")?);
-/// let app: Router = Router::new().route("/whoami", get(whoami)).layer(AuthLayer::new(backend));
-///
-/// // Settings beyond the backend are the core's Policy; rate limits go on
-/// // the same layer.
+/// // Any backend, or a Policy for settings beyond it; rate limits optional.
 /// let policy = Policy::new(AnonSessionBackend::new("anon")?).realm("api");
 /// let limits = Throttle::builder(MemoryStore::default())
 ///     .rule(Rule::new("per-caller", Quota::new(100, Duration::from_secs(60))?)?)
 ///     .build()?;
-/// let app: Router = app.layer(AuthLayer::new(policy).throttle(limits));
+/// let app: Router = Router::new()
+///     .route("/whoami", get(whoami))
+///     .route_layer(AuthLayer::new(policy).throttle(limits));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -109,8 +101,7 @@ pub struct AuthService<S> {
     gate: Gate,
 }
 
-/// Leaves the verdict (if any) for the extractors; the additions are for
-/// the response. (Taken out in place: the decision is not moved.)
+/// Leaves the verdict (if any) for the extractors; returns the additions.
 fn proceed(proceed: &mut Proceed, extensions: &mut Extensions) -> Additions {
     if let Some(verdict) = proceed.verdict.take() {
         extensions.insert(verdict);
@@ -148,9 +139,9 @@ where
                 };
             }
             Gated::Done(Decision::Refuse(refusal)) => {
-                let response = Some(refusal.into_response());
+                let response = ready(Ok(refusal.into_response()));
                 return AuthFuture {
-                    state: State::Ready { response },
+                    state: State::Refused { response },
                 };
             }
             Gated::Pending(pending) => pending,
@@ -162,7 +153,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (mut parts, body) = req.into_parts();
         let future: Boxed<ResBody, S::Error> = Box::pin(async move {
-            match drive(pending, &View(&parts)).await {
+            match pending.drive(&View(&parts), &Tokio).await {
                 Decision::Proceed(mut decision) => {
                     let additions = proceed(&mut decision, &mut parts.extensions);
                     let mut response = inner.call(Request::from_parts(parts, body)).await?;
@@ -178,7 +169,7 @@ where
     }
 }
 
-/// A decision that had to wait for steps, with the inner service's call.
+/// A decision after steps, with the inner service's call.
 type Boxed<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
 pin_project! {
@@ -198,7 +189,7 @@ pin_project! {
         // The handler runs; its response gets the additions.
         Handler { #[pin] future: F, additions: Additions },
         // Refused: the answer is ready.
-        Ready { response: Option<Response<B>> },
+        Refused { response: Ready<Result<Response<B>, E>> },
         // Steps first.
         Boxed { future: Boxed<B, E> },
     }
@@ -218,13 +209,7 @@ where
                 }
                 response
             }),
-            StateProj::Ready { response } => {
-                #[allow(clippy::expect_used, reason = "the Future contract")]
-                let response = response
-                    .take()
-                    .expect("response future polled after completion");
-                Poll::Ready(Ok(response))
-            }
+            StateProj::Refused { response } => Pin::new(response).poll(cx),
             StateProj::Boxed { future } => future.as_mut().poll(cx),
         }
     }

@@ -1,10 +1,8 @@
 //! # auth-axum
 //!
-//! [axum](https://docs.rs/axum) and tower adapter for [`auth_core`]: a tower
-//! [`AuthLayer`] and axum extractors. The core decides (which backend,
-//! fallback, required or optional, scopes, rate limits, the wording of
-//! refusals); this crate renders its decisions and drives its steps on
-//! tokio.
+//! [axum](https://docs.rs/axum) and tower adapter for [`auth_core`]: the
+//! core decides (backends, scopes, rate limits, the wording of refusals);
+//! this crate renders its decisions and drives its steps on tokio.
 //!
 //! | piece | what it does |
 //! |---|---|
@@ -21,14 +19,10 @@
 
 mod drive;
 mod extract;
-#[cfg(feature = "hyper-transport")]
-mod hyper_transport;
 mod layer;
 mod rejection;
 mod view;
 
 pub use extract::{Auth, AuthState, Claims, IssuedCookie, Scoped, StateAuth};
-#[cfg(feature = "hyper-transport")]
-pub use hyper_transport::HyperTransport;
 pub use layer::{AuthFuture, AuthLayer, AuthService};
 pub use rejection::AuthRejection;

@@ -9,13 +9,6 @@ use axum_core::response::{IntoResponse, Response};
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuthRejection(pub Refusal);
 
-impl AuthRejection {
-    /// The refusal.
-    pub fn refusal(&self) -> &Refusal {
-        &self.0
-    }
-}
-
 impl From<Refusal> for AuthRejection {
     fn from(refusal: Refusal) -> Self {
         AuthRejection(refusal)

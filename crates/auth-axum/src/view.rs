@@ -1,6 +1,5 @@
-//! The core's request view over an `http` request or its parts, with the
-//! client address from a `PeerAddr` extension or axum's `ConnectInfo`, read
-//! in place (nothing inserted, nothing copied per request).
+//! The core's request view over an `http` request or its parts, read in
+//! place (nothing inserted, nothing copied per request).
 
 use std::net::SocketAddr;
 use std::ops::ControlFlow;

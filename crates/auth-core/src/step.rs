@@ -2,7 +2,7 @@
 //! backend reads ([`RequestView`] and its readers), how it asks for the
 //! network ([`Outcome`], [`Step`], [`Action`], [`Resume`], [`Effect`],
 //! [`Waiter`]), how bytes move ([`Transport`], [`AsyncTransport`],
-//! [`UreqTransport`] with feature `ureq`), how a pending decision is driven
+//! [`UreqTransport`] with feature `ureq`, `HyperTransport` with `hyper`), how a pending decision is driven
 //! on a runtime ([`Runtime`], [`BlockingSend`]), and the seam of rate
 //! limits ([`Limiter`]). Applications name the crate root; this module is
 //! for code that extends it.
@@ -27,6 +27,8 @@ pub use crate::request::{
     DEFAULT_MAX_COOKIE_HEADER_LEN, DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_token, cookie_value,
     is_cookie_name, is_cookie_value,
 };
+#[cfg(feature = "hyper")]
+pub use crate::transport::HyperTransport;
 pub use crate::transport::{AsyncTransport, ResponseFuture, Transport, TransportError};
 #[cfg(feature = "ureq")]
 pub use crate::transport::{UreqTransport, UreqTransportBuilder};

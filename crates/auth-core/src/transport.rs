@@ -1,16 +1,32 @@
 //! Moving the bytes of a network step: the [`Transport`] and
-//! [`AsyncTransport`] traits, and the default [`UreqTransport`] (feature
-//! `ureq`).
+//! [`AsyncTransport`] traits, the default [`UreqTransport`] (feature
+//! `ureq`) and [`HyperTransport`] (feature `hyper`).
 
 use std::future::Future;
 use std::pin::Pin;
+#[cfg(any(feature = "ureq", feature = "hyper"))]
+use std::time::Duration;
 
 pub use crate::error::TransportError;
 
+#[cfg(feature = "hyper")]
+mod hyper;
 #[cfg(feature = "ureq")]
 mod ureq;
+#[cfg(feature = "hyper")]
+pub use self::hyper::HyperTransport;
 #[cfg(feature = "ureq")]
 pub use self::ureq::{UreqTransport, UreqTransportBuilder};
+
+/// Default connect timeout of the transports.
+#[cfg(any(feature = "ureq", feature = "hyper"))]
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default overall timeout of one request, connect to last body byte.
+#[cfg(any(feature = "ureq", feature = "hyper"))]
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default cap on a response body.
+#[cfg(any(feature = "ureq", feature = "hyper"))]
+pub(crate) const DEFAULT_MAX_RESPONSE_LEN: u64 = 1024 * 1024;
 
 /// Sends one HTTP request and returns the whole response, whatever its
 /// status: non-2xx answers reach the backend, which decides what they mean.

@@ -1,11 +1,11 @@
-//! `HyperTransport` (feature `hyper-transport`): the layer's network steps
+//! auth-core's `HyperTransport` (feature `hyper`): the layer's network steps
 //! as futures on hyper's client, never on the blocking transport.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use auth_axum::{Auth, AuthLayer, HyperTransport};
-use auth_core::step::TransportError;
+use auth_axum::{Auth, AuthLayer};
+use auth_core::step::{HyperTransport, TransportError};
 use auth_core::{IntrospectionBackend, Policy};
 use axum::Router;
 use axum::routing::get;

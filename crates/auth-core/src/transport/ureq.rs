@@ -7,14 +7,9 @@ use std::time::Duration;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-use super::{Transport, TransportError};
-
-/// Default connect timeout.
-pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Default overall timeout of one request, connect to last body byte.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default cap on a response body.
-pub(crate) const DEFAULT_MAX_RESPONSE_LEN: u64 = 1024 * 1024;
+use super::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_LEN, DEFAULT_TIMEOUT, Transport, TransportError,
+};
 
 impl UreqTransport {
     /// Default connect timeout.

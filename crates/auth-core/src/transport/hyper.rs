@@ -1,19 +1,23 @@
-//! [`HyperTransport`]: the policy's network steps on hyper's client, as
-//! tokio tasks, without the blocking pool (feature `hyper-transport`).
+//! [`HyperTransport`]: network steps on hyper's client, as futures on
+//! tokio, without a blocking pool (feature `hyper`).
 
 use std::time::Duration;
 
-use auth_core::step::{AsyncTransport, ResponseFuture, TransportError, UreqTransport};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 
+use super::{
+    AsyncTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_LEN, DEFAULT_TIMEOUT,
+    ResponseFuture, TransportError,
+};
+
 /// An [`AsyncTransport`] on hyper-util's pooled client: give it to
-/// [`Policy::async_transport`](auth_core::Policy::async_transport) and the
-/// adapters send network steps with it instead of the blocking transport
-/// on a blocking pool.
+/// [`Policy::async_transport`](crate::Policy::async_transport) and the
+/// adapters (`auth-axum`, `auth-actix`: both run on tokio) send network
+/// steps with it instead of the blocking transport on a blocking pool.
 ///
 /// [`http`](Self::http) speaks plain HTTP (a provider on a private
 /// network, tests); for `https`, build the client with your TLS connector
@@ -21,17 +25,15 @@ use hyper_util::rt::TokioExecutor;
 /// followed; non-2xx answers reach the backend.
 ///
 /// ```
-/// use auth_axum::HyperTransport;
+/// use auth_core::step::HyperTransport;
 /// use auth_core::{IntrospectionBackend, Policy};
 ///
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let backend = IntrospectionBackend::builder("http://idp.internal/introspect", "api", "secret")
 ///     .allow_http(true)
 ///     .build()?;
 /// let policy = Policy::new(backend).async_transport(HyperTransport::http());
 /// # drop(policy);
 /// # Ok::<(), auth_core::ConfigError>(())
-/// # }).unwrap();
 /// ```
 #[derive(Clone, Debug)]
 pub struct HyperTransport<C> {
@@ -45,7 +47,7 @@ impl HyperTransport<HttpConnector> {
     /// answers: the blocking transport's).
     pub fn http() -> Self {
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(UreqTransport::DEFAULT_CONNECT_TIMEOUT));
+        connector.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
         Self::new(Client::builder(TokioExecutor::new()).build(connector))
     }
 }
@@ -55,11 +57,8 @@ impl<C> HyperTransport<C> {
     pub fn new(client: Client<C, Full<Bytes>>) -> Self {
         HyperTransport {
             client,
-            timeout: UreqTransport::DEFAULT_TIMEOUT,
-            // The blocking transport's defaults (always built: the
-            // adapters keep it as the default driver).
-            max_response_len: usize::try_from(UreqTransport::DEFAULT_MAX_RESPONSE_LEN)
-                .unwrap_or(usize::MAX),
+            timeout: DEFAULT_TIMEOUT,
+            max_response_len: usize::try_from(DEFAULT_MAX_RESPONSE_LEN).unwrap_or(usize::MAX),
         }
     }
 
