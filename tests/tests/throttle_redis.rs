@@ -277,11 +277,42 @@ fn a_silent_redis_costs_one_timeout_per_backoff() {
     assert!(took >= 3 * timeout, "{took:?}");
 }
 
+#[test]
+fn a_blocking_driver_outside_a_runtime_gets_the_fallback_not_a_panic() {
+    let redis = RedisServer::start();
+    let gate = |fallback| {
+        let throttle = visitors(redis_store(&redis.url(), Duration::from_secs(1)), fallback);
+        Gate::new(AnonSessionBackend::new("anon").unwrap()).throttle(throttle)
+    };
+    let req = http::Request::builder()
+        .header("cookie", "anon=plain-thread")
+        .body(())
+        .unwrap();
+    // No runtime entered on this thread: the Redis client cannot run.
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    let Decision::Refuse(refusal) = gate(Fallback::Deny).decide_blocking(&req) else {
+        panic!("a store that cannot run, with Fallback::Deny, refuses");
+    };
+    assert_eq!(refusal.status(), 503);
+    assert!(matches!(
+        gate(Fallback::Allow).decide_blocking(&req),
+        Decision::Proceed(_)
+    ));
+    // Inside a runtime the same call counts in Redis.
+    let entered = runtime().enter();
+    assert!(matches!(
+        gate(Fallback::Deny).decide_blocking(&req),
+        Decision::Proceed(_)
+    ));
+    drop(entered);
+    assert_eq!(commandstat(&redis.url(), "evalsha"), 1);
+}
+
 /// The decision of `throttle` for an anonymous caller at `now`, driving a
 /// store step on the test runtime.
 fn decide(throttle: &Throttle, verdict: &Verdict, now: SystemTime) -> Throttled {
     let req = http::Request::new(());
-    match throttle.check(Some(verdict), &req, now) {
+    match throttle.decide(Some(verdict), &req, now) {
         Checked::Done(throttled) => throttled,
         Checked::Store(step) => runtime().block_on(step.run()),
     }
@@ -457,10 +488,10 @@ fn the_lua_script_and_the_rust_arithmetic_agree() {
                     now += request.advance;
                     let at = SystemTime::UNIX_EPOCH + Duration::from_micros(now);
                     let verdict = &verdicts[usize::from(request.caller)];
-                    let Checked::Done(rust) = memory.check(Some(verdict), &req, at) else {
+                    let Checked::Done(rust) = memory.decide(Some(verdict), &req, at) else {
                         panic!("the in-process store decides at once")
                     };
-                    let Checked::Store(step) = shared.check(Some(verdict), &req, at) else {
+                    let Checked::Store(step) = shared.decide(Some(verdict), &req, at) else {
                         panic!("the shared store is asked")
                     };
                     let lua = run_at(&mut connection, step, now);

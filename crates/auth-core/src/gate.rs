@@ -31,15 +31,16 @@ use crate::step::Step;
 /// # The order inside
 ///
 /// 1. **Before any credential is read**: the limiter's
-///    [`admit`](Limiter::admit), checks by client address (a budget of
-///    refused credentials per address plugs in here). A refusal here costs
-///    no signature check, cache look-up or provider call.
+///    [`admit`](Limiter::admit), checks by client address. A refusal here
+///    costs no signature check, cache look-up or provider call.
+///    (`auth-throttle`'s `Throttle` counts all its rules in step 3; a
+///    limiter of your own may refuse here.)
 /// 2. **Authentication**: the policy's backend (a CORS preflight passes
 ///    without it, when the policy lets it). A refusal (401, 400, 403, 503)
 ///    ends here; optional mode lets a request without credentials on.
 /// 3. **Rate limits by identity**: the limiter's [`check`](Limiter::check)
 ///    with the verdict. A denial (429) withdraws a session cookie issued in
-///    step 2: a refused request never carries a new session.
+///    step 2: a request the gate refuses never carries a new session.
 /// 4. **The additions**: the issued cookie and the limiter's fields, for
 ///    the handler's response.
 ///
@@ -137,6 +138,7 @@ impl<L: Limiter + ?Sized> Limiter for Arc<L> {
 
 /// A limiter's answer.
 #[must_use]
+#[non_exhaustive]
 pub enum Limited {
     /// Let the request through, and add these fields to its response.
     Allow(Additions),
@@ -309,7 +311,15 @@ impl Gate {
         let wording = &self.0.wording;
         let verdict = match result {
             Ok(who) => {
-                let cookie = who.set_cookie.and_then(|c| HeaderValue::try_from(c).ok());
+                let cookie = who.set_cookie.and_then(|c| {
+                    HeaderValue::try_from(c)
+                        .inspect_err(|_| {
+                            tracing::error!(
+                                "a backend's Set-Cookie is not a valid header value: not sent"
+                            );
+                        })
+                        .ok()
+                });
                 let issued = cookie.is_some();
                 if let Some(cookie) = cookie {
                     additions.push(SET_COOKIE, cookie);

@@ -48,7 +48,7 @@ fn bench(c: &mut Criterion) {
         let throttle = throttle(rules);
         group.bench_function(format!("memory/{rules}-rules"), |b| {
             b.iter(|| {
-                let checked = throttle.check(Some(black_box(&verdict)), &req, SystemTime::now());
+                let checked = throttle.decide(Some(black_box(&verdict)), &req, SystemTime::now());
                 let Checked::Done(Throttled::Allow(allowance)) = checked else {
                     panic!("allowed")
                 };
@@ -68,7 +68,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     group.bench_function("memory/1-rule-no-headers", |b| {
-        b.iter(|| black_box(quiet.check(Some(black_box(&verdict)), &req, SystemTime::now())))
+        b.iter(|| black_box(quiet.decide(Some(black_box(&verdict)), &req, SystemTime::now())))
     });
     group.finish();
 }

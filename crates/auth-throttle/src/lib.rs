@@ -16,8 +16,8 @@
 //! - The decision is data ([`Checked`]): allow with headers to add, deny
 //!   with a ready 429 ([`auth_core::Refusal`]: `Retry-After`, the IETF
 //!   `RateLimit-Policy` and `RateLimit` fields, a problem+json body), or a
-//!   store step to run first. The `auth-axum` and `auth-actix` adapters
-//!   render it (their `throttle` feature).
+//!   store step to run first. As a gate's [`Limiter`](auth_core::step::Limiter)
+//!   (`AuthLayer::new(policy).throttle(t)`), the adapters render it.
 //!
 //! ```
 //! use auth_throttle::{Callers, MemoryStore, Quota, Rule, Throttle};

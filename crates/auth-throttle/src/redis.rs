@@ -35,8 +35,11 @@ const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 ///   as the clock (servers with skewed clocks agree), all or nothing.
 /// - Keys `<prefix>:{<caller>}:<rule>`: the caller is a keyed hash (the
 ///   secret, shared by the servers, never leaves them), so no session id or
-///   token reaches Redis; the hash tag keeps a caller's counters in one
-///   Redis Cluster slot. Counters expire by themselves.
+///   token reaches Redis; the hash tag groups a caller's counters.
+///   Counters expire by themselves.
+/// - One Redis server (or a primary behind a failover proxy): not a Redis
+///   Cluster client (a request counted by identity and by address sends
+///   two hash tags in one call, which a cluster refuses).
 /// - No answer within the timeout (default 50 ms): the throttle's fallback
 ///   applies (in-process counting by default), with a warning in the log;
 ///   never a 500. For the backoff after a failure (default 1 s) Redis is
@@ -144,6 +147,13 @@ impl RedisStore {
     /// Redis does not have it (`NOSCRIPT`: a restart, a `SCRIPT FLUSH`),
     /// which also loads it for the next request.
     async fn ask(&self, call: &Call) -> Result<Vec<i64>, StoreError> {
+        // The client and its timer live on tokio: outside a runtime (a
+        // blocking driver on a plain thread) they would panic.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::Unavailable(
+                "no tokio runtime: enter one around the gate's blocking driver".to_owned(),
+            ));
+        }
         let round_trip = async {
             let mut connection = self
                 .inner
@@ -179,7 +189,7 @@ impl RedisStore {
 }
 
 /// One request's script call: `KEYS` `<prefix>:{<caller>}:<rule>` (the
-/// hash tag keeps one caller's counters in one Redis Cluster slot), and
+/// hash tag groups one caller's counters), and
 /// each counter's emission interval and tolerance in microseconds.
 struct Call {
     keys: Vec<String>,
@@ -219,21 +229,32 @@ impl Call {
 /// remaining, reset, retry}`.
 fn parse(reply: &[i64], counters: usize) -> Result<Reply, StoreError> {
     let unsigned = |v: i64| u64::try_from(v).map_err(|_| StoreError::Unexpected);
+    let flag = |v: i64| match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(StoreError::Unexpected),
+    };
     if reply.len() != 2 + 4 * counters {
         return Err(StoreError::Unexpected);
     }
+    let all_allowed = flag(reply[0])?;
     let now = unsigned(reply[1])?;
     let cells = reply[2..]
         .chunks_exact(4)
         .map(|c| {
             Ok(Cell::new(
-                c[0] == 1,
+                flag(c[0])?,
                 unsigned(c[1])?,
                 unsigned(c[2])?,
                 unsigned(c[3])?,
             ))
         })
-        .collect::<Result<_, StoreError>>()?;
+        .collect::<Result<Vec<Cell>, StoreError>>()?;
+    // The script's summary must agree with its cells: anything else is not
+    // our script's answer.
+    if all_allowed != cells.iter().all(Cell::allowed) {
+        return Err(StoreError::Unexpected);
+    }
     Ok(Reply::new(now, cells))
 }
 
@@ -336,5 +357,29 @@ impl RedisStoreBuilder {
                 asleep_until: AtomicU64::new(0),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn replies_that_are_not_the_scripts_are_refused() {
+        // One counter: summary, now, then allowed, remaining, reset, retry.
+        assert!(parse(&[1, 10, 1, 4, 5, 0], 1).is_ok());
+        assert!(parse(&[0, 10, 0, 0, 5, 3], 1).is_ok());
+        for lie in [
+            &[1, 10, 1, 4, 5][..],   // short
+            &[1, 10, 1, 4, 5, 0, 0], // long
+            &[1, 10, 2, 4, 5, 0],    // a flag that is neither 0 nor 1
+            &[7, 10, 1, 4, 5, 0],    // a summary flag likewise
+            &[1, 10, 0, 0, 5, 3],    // "all allowed" over a denial
+            &[0, 10, 1, 4, 5, 0],    // "denied" over allowed cells
+            &[1, -1, 1, 4, 5, 0],    // negative time
+            &[1, 10, 1, -4, 5, 0],   // negative remaining
+        ] {
+            assert!(parse(lie, 1).is_err(), "{lie:?} accepted");
+        }
     }
 }

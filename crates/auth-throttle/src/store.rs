@@ -24,8 +24,9 @@ use crate::memory::MemoryStore;
 /// every counter allows the request (all or nothing), each expiring by
 /// itself once the clock passes it; and it answers one [`Cell`] per counter,
 /// in the batch's order. Counters of one caller share a hash tag
-/// ([`Batch::by_caller`]): a store that shards by key (Redis Cluster) can
-/// send each group where its keys live.
+/// ([`Batch::by_caller`]): a store that shards by key can send each group
+/// where its keys live, and then defines what all or nothing means across
+/// groups.
 ///
 /// The future must end within the store's own timeout with an answer or a
 /// [`StoreError`]: the throttle's [fallback](crate::Fallback) then applies,

@@ -2,7 +2,6 @@
 //! decision for each request; a [`Limiter`] for `auth-core`'s gate.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -244,7 +243,7 @@ impl Throttle {
     /// rules that count by it), `now` the clock (the in-process store uses
     /// it; a shared store uses its own).
     #[inline]
-    pub fn check(
+    pub fn decide(
         &self,
         verdict: Option<&Verdict>,
         req: &dyn RequestView,
@@ -324,24 +323,18 @@ impl Throttle {
         })
     }
 
-    /// The client address a rule keyed by it would count, IPv6 cut to the
-    /// prefix (for tests and logs).
-    pub fn client_ip(&self, req: &dyn RequestView) -> Option<IpAddr> {
-        self.inner.client_ip.client_group(req).ok()
-    }
-
     /// Where the counters live.
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
 }
 
-/// The throttle as a gate's rate limits: its [`check`](Throttle::check),
+/// The throttle as a gate's rate limits: its [`decide`](Throttle::decide),
 /// with a shared store's round trip as the future to await.
 impl Limiter for Throttle {
     #[inline]
     fn check(&self, verdict: Option<&Verdict>, req: &dyn RequestView, now: SystemTime) -> Limited {
-        match Throttle::check(self, verdict, req, now) {
+        match self.decide(verdict, req, now) {
             Checked::Done(throttled) => throttled.into(),
             Checked::Store(step) => {
                 Limited::Pending(Box::pin(async move { step.run().await.into() }))

@@ -55,7 +55,7 @@ fn token(claims: Value) -> String {
 }
 
 fn check(throttle: &Throttle, req: &http::Request<()>, at: SystemTime) -> Throttled {
-    match throttle.check(Some(&verdict(req)), req, at) {
+    match throttle.decide(Some(&verdict(req)), req, at) {
         Checked::Done(throttled) => throttled,
         Checked::Store(_) => panic!("the in-process store decides at once"),
     }
@@ -385,7 +385,7 @@ fn requests_without_identity_count_only_by_address() {
     let decisions: Vec<bool> = (0..3)
         .map(|_| {
             matches!(
-                throttle.check(None, &req, now),
+                throttle.decide(None, &req, now),
                 Checked::Done(Throttled::Allow(_))
             )
         })
@@ -394,7 +394,7 @@ fn requests_without_identity_count_only_by_address() {
     // No address known (a server that does not supply it): a 500 named in
     // the log, not a silent pass.
     let no_peer = http::Request::new(());
-    let Checked::Done(Throttled::Deny(refusal)) = throttle.check(None, &no_peer, now) else {
+    let Checked::Done(Throttled::Deny(refusal)) = throttle.decide(None, &no_peer, now) else {
         panic!()
     };
     assert_eq!(refusal.status(), 500);
@@ -479,7 +479,7 @@ fn rules_for_identities_without_a_verdict_are_logged_once() {
         logs_of(|| {
             for _ in 0..3 {
                 assert!(matches!(
-                    throttle.check(None, &req, SystemTime::now()),
+                    throttle.decide(None, &req, SystemTime::now()),
                     Checked::Done(Throttled::Allow(_))
                 ));
             }
@@ -520,8 +520,8 @@ fn rules_for_identities_without_a_verdict_are_logged_once() {
         .unwrap();
     let req = request(&[], "192.0.2.1:1");
     let log = logs_of(|| {
-        let first = throttle.check(None, &req, SystemTime::now());
-        let second = throttle.check(None, &req, SystemTime::now());
+        let first = throttle.decide(None, &req, SystemTime::now());
+        let second = throttle.decide(None, &req, SystemTime::now());
         assert!(matches!(first, Checked::Done(Throttled::Allow(_))));
         assert!(matches!(second, Checked::Done(Throttled::Deny(_))));
     });
