@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
-use auth_core::{AuthData, Decision, Gate, Gated, Policy, Proceed, Refusal, Scope, Verdict};
+use auth_core::{AuthData, Gate, Gated, Policy, Refusal, Scope, Verdict};
 use futures_util::future::{Either, LocalBoxFuture};
 use serde::de::DeserializeOwned;
 
@@ -49,17 +49,7 @@ fn with_verdict<T: 'static>(
             Gated::Done(decision) => decision,
             Gated::Pending(pending) => pending.drive(&view, &Actix).await,
         };
-        let (verdict, additions) = match decision {
-            Decision::Proceed(Proceed {
-                verdict: Some(verdict),
-                additions,
-                ..
-            }) => (verdict, additions),
-            Decision::Proceed(_) => {
-                return Err(Refusal::server_error("a gate without policy").into());
-            }
-            Decision::Refuse(refusal) => return Err(AuthRejection(refusal)),
-        };
+        let (verdict, additions) = decision.into_verdict()?;
         if let Some(cookie) = additions.get("set-cookie").and_then(convert::value) {
             req.extensions_mut().insert(IssuedCookie(cookie));
         }

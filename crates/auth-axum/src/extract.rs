@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::time::SystemTime;
 
-use auth_core::{AuthData, Decision, Gate, Gated, Policy, Proceed, Refusal, Scope, Verdict};
+use auth_core::{AuthData, Gate, Gated, Policy, Refusal, Scope, Verdict};
 use axum_core::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponseParts, ResponseParts};
 use http::request::Parts;
@@ -210,17 +210,7 @@ where
             Gated::Done(decision) => decision,
             Gated::Pending(pending) => pending.drive(&view, &Tokio).await,
         };
-        let (verdict, additions) = match decision {
-            Decision::Proceed(Proceed {
-                verdict: Some(verdict),
-                additions,
-                ..
-            }) => (verdict, additions),
-            Decision::Proceed(_) => {
-                return Err(Refusal::server_error("a gate without policy").into());
-            }
-            Decision::Refuse(refusal) => return Err(AuthRejection(refusal)),
-        };
+        let (verdict, additions) = decision.into_verdict()?;
         let auth = verdict.require().cloned();
         parts.extensions.insert(StateVerdict(verdict));
         Ok(StateAuth {

@@ -41,6 +41,44 @@ pub enum Decision {
     Refuse(Refusal),
 }
 
+impl Decision {
+    /// For code that hands an identity on (an extractor deciding by
+    /// itself): the verdict and the additions, or the refusal. A gate
+    /// without a policy leaves no verdict: a 500 (logged), as that is a
+    /// server set up wrongly.
+    ///
+    /// ```
+    /// use auth_core::{Gate, SessionBackend};
+    ///
+    /// let req = auth_core::http::Request::builder().header("cookie", "session=u-1").body(())?;
+    /// let gate = Gate::new(SessionBackend::new("session")?);
+    /// let Ok((verdict, _additions)) = gate.decide_blocking(&req).into_verdict() else { panic!() };
+    /// assert_eq!(verdict.auth().map(|a| a.key()), Some("session:u-1".into()));
+    ///
+    /// let no_cookie = auth_core::http::Request::new(());
+    /// let refused = gate.decide_blocking(&no_cookie).into_verdict().unwrap_err();
+    /// assert_eq!(refused.status(), 401);
+    /// let limits_only = Gate::without_auth().decide_blocking(&req).into_verdict();
+    /// assert_eq!(limits_only.unwrap_err().status(), 500);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The refusal to answer with.
+    pub fn into_verdict(self) -> Result<(Verdict, Additions), Refusal> {
+        match self {
+            Decision::Proceed(Proceed {
+                verdict: Some(verdict),
+                additions,
+            }) => Ok((verdict, additions)),
+            Decision::Proceed(_) => Err(Refusal::server_error(
+                "a verdict was asked of a gate without a policy",
+            )),
+            Decision::Refuse(refusal) => Err(refusal),
+        }
+    }
+}
+
 /// A request that goes on to its handler, and what its response must
 /// carry.
 #[derive(Debug)]
