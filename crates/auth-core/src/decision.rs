@@ -108,7 +108,7 @@ pub struct Proceed {
 /// assert_eq!(headers.get_all(SET_COOKIE).iter().count(), 2);
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Additions(Vec<(HeaderName, HeaderValue)>);
+pub struct Additions(pub(crate) Vec<(HeaderName, HeaderValue)>);
 
 impl Additions {
     /// None yet (no allocation until the first field).

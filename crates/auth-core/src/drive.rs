@@ -18,9 +18,10 @@ use crate::request::RequestView;
 use crate::step::{Action, Effect};
 use crate::transport::{ResponseFuture, Transport};
 
-/// Most steps one decision may take before the driver gives up (a backend
-/// or limiter that keeps asking is a bug, not a reason to loop forever):
-/// the decision is then a 503.
+/// Most network steps authentication may take in one decision before the
+/// driver gives up (a backend that keeps asking is a bug, not a reason to
+/// loop forever): the decision is then a 503. The limiter's two stages
+/// (before and after authentication) run once each and do not count.
 pub const MAX_STEPS: usize = 8;
 
 /// Longest a driver waits for another request's provider call (that call
@@ -92,7 +93,8 @@ pub(crate) async fn drive<R: RequestView>(
     runtime: &impl Runtime,
     async_sends: bool,
 ) -> Decision {
-    for _ in 0..MAX_STEPS {
+    let mut steps = 0;
+    loop {
         let next = match stage {
             Stage::Admit(future) => {
                 let limited = future.await;
@@ -107,6 +109,10 @@ pub(crate) async fn drive<R: RequestView>(
                 gate.limited(limited, verdict, additions)
             }
             Stage::Auth { step, additions } => {
+                steps += 1;
+                if steps > MAX_STEPS {
+                    return gate.refuse_error(AuthError::provider_unavailable("too many steps"));
+                }
                 let (action, mut resume) = step.into_parts();
                 let outcome = match action {
                     Action::Send(request) => {
@@ -137,7 +143,6 @@ pub(crate) async fn drive<R: RequestView>(
             Gated::Pending(pending) => stage = pending.into_stage(),
         }
     }
-    gate.refuse_error(AuthError::provider_unavailable("too many steps"))
 }
 
 /// Sends one request of a network step, applying its effect where the

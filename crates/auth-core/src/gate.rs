@@ -109,7 +109,10 @@ pub(crate) enum Stage {
 
 /// Rate limits a [`Gate`] applies: `auth-throttle`'s `Throttle`, or your
 /// own. Both checks answer at once or hand out a future (a shared store's
-/// round trip), which the driver awaits on its runtime.
+/// round trip), which the driver awaits on its runtime, as it is: the
+/// future must end by itself within its own timeout (with an answer, or
+/// its fallback's), as `auth-throttle`'s Redis store does. A future that
+/// never ends holds its request forever.
 pub trait Limiter: Send + Sync + fmt::Debug {
     /// Checks made before any credential is read, by client address (for
     /// example a budget of refused credentials). The default admits every
@@ -149,7 +152,8 @@ pub enum Limited {
     Pending(LimitFuture),
 }
 
-/// A limiter's answer after a round trip of its own.
+/// A limiter's answer after a round trip of its own, bounded in time by
+/// the limiter (see [`Limiter`]).
 pub type LimitFuture = Pin<Box<dyn Future<Output = Limited> + Send>>;
 
 impl fmt::Debug for Limited {
@@ -751,6 +755,36 @@ mod tests {
             Ok(http::Response::new(Vec::new()))
         };
         let gate = Gate::new(Policy::new(Endless).transport(transport));
+        let refusal = refused(gate.decide_blocking(&request("GET", &[])));
+        assert_eq!(refusal.status(), 503);
+        assert_eq!(calls.load(Ordering::SeqCst), drive::MAX_STEPS);
+    }
+
+    /// A limiter whose check before authentication waits for its store.
+    #[derive(Debug)]
+    struct StoreFirst;
+
+    impl Limiter for StoreFirst {
+        fn admit(&self, _: &dyn RequestView, _: SystemTime) -> Limited {
+            Limited::Pending(Box::pin(std::future::ready(Limited::Allow(
+                Additions::new(),
+            ))))
+        }
+
+        fn check(&self, _: Option<&Verdict>, _: &dyn RequestView, _: SystemTime) -> Limited {
+            Limited::Allow(Additions::new())
+        }
+    }
+
+    #[test]
+    fn a_limiters_round_trip_is_not_one_of_authentications_steps() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let transport = move |_: http::Request<Vec<u8>>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(http::Response::new(Vec::new()))
+        };
+        let gate = Gate::new(Policy::new(Endless).transport(transport)).throttle(StoreFirst);
         let refusal = refused(gate.decide_blocking(&request("GET", &[])));
         assert_eq!(refusal.status(), 503);
         assert_eq!(calls.load(Ordering::SeqCst), drive::MAX_STEPS);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, StatusCode};
 
+use crate::decision::Additions;
 use crate::error::AuthError;
 
 /// Why a request was refused: what a [`Refusal`] answers, so that a
@@ -48,7 +49,7 @@ pub enum Cause {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Refusal {
     status: StatusCode,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    headers: Additions,
     body: String,
     cause: Cause,
 }
@@ -61,7 +62,7 @@ impl Refusal {
     pub fn new(status: StatusCode, content_type: HeaderValue, body: impl Into<String>) -> Self {
         Refusal {
             status,
-            headers: vec![(CONTENT_TYPE, content_type)],
+            headers: Additions(vec![(CONTENT_TYPE, content_type)]),
             body: body.into(),
             cause: Cause::Custom,
         }
@@ -100,12 +101,12 @@ impl Refusal {
             None => c.to_string(),
         });
         if let Some(value) = challenge.and_then(|c| HeaderValue::try_from(c).ok()) {
-            refusal.headers.push((WWW_AUTHENTICATE, value));
+            refusal.headers.push(WWW_AUTHENTICATE, value);
         }
         if let Some(seconds) = error.retry_after() {
             refusal
                 .headers
-                .push((RETRY_AFTER, HeaderValue::from(seconds)));
+                .push(RETRY_AFTER, HeaderValue::from(seconds));
         }
         refusal.cause = Cause::Auth(error);
         refusal
@@ -133,15 +134,12 @@ impl Refusal {
 
     /// The headers, in order (the content type first).
     pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
-        &self.headers
+        self.headers.as_slice()
     }
 
     /// The first value of the header `name`.
     pub fn header(&self, name: &str) -> Option<&HeaderValue> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.headers.get(name)
     }
 
     /// The body.
@@ -174,8 +172,8 @@ impl Refusal {
     /// assert_eq!(refusal.body(), "try again later");
     /// ```
     pub fn set_body(&mut self, content_type: HeaderValue, body: impl Into<String>) {
-        self.headers.retain(|(name, _)| *name != CONTENT_TYPE);
-        self.headers.insert(0, (CONTENT_TYPE, content_type));
+        self.headers.0.retain(|(name, _)| *name != CONTENT_TYPE);
+        self.headers.0.insert(0, (CONTENT_TYPE, content_type));
         self.body = body.into();
     }
 
@@ -186,11 +184,11 @@ impl Refusal {
 
     /// Appends a header.
     pub fn append_header(&mut self, name: HeaderName, value: HeaderValue) {
-        self.headers.push((name, value));
+        self.headers.push(name, value);
     }
 
     /// Status, headers and body, to build a response from.
-    pub fn into_parts(self) -> (StatusCode, Vec<(HeaderName, HeaderValue)>, String) {
+    pub fn into_parts(self) -> (StatusCode, Additions, String) {
         (self.status, self.headers, self.body)
     }
 
@@ -199,10 +197,7 @@ impl Refusal {
         let (status, headers, body) = self.into_parts();
         let mut response = http::Response::new(B::from(body));
         *response.status_mut() = status;
-        let map = response.headers_mut();
-        for (name, value) in headers {
-            map.append(name, value);
-        }
+        headers.append_to(response.headers_mut());
         response
     }
 }
