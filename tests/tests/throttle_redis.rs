@@ -9,12 +9,15 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use auth_axum::AuthLayer;
-use auth_core::{AnonSessionBackend, Decision, Gate, Verdict};
+use auth_core::{
+    Algorithm, AnonSessionBackend, Decision, Gate, IpBackend, JwtBackend, JwtValidator,
+    TokenIssuer, Verdict,
+};
 use auth_tests::redis::RedisServer;
 use auth_tests::serve_axum;
 use auth_throttle::{
-    Callers, Cell, Checked, Fallback, MemoryStore, Quota, RedisStore, Reply, Rule, Store,
-    StoreStep, Throttle, Throttled,
+    Callers, Cell, Checked, FailureBudget, Fallback, MemoryStore, Quota, RedisStore, Reply, Rule,
+    Store, StoreStep, Throttle, Throttled,
 };
 use proptest::prelude::*;
 
@@ -126,6 +129,83 @@ fn two_servers_share_one_limit_in_redis_but_not_in_process() {
         server(visitors(MemoryStore::default(), Fallback::Deny)),
     );
     assert_eq!(statuses(&[&c, &d, &c, &d, &c], "shared"), [200; 5]);
+}
+
+/// A server: HS256 tokens, a failure budget of 3 per 600 s per client
+/// address (X-Forwarded-For from loopback), counted in `store`.
+fn budget_server(store: RedisStore) -> String {
+    let jwt = JwtBackend::new(
+        JwtValidator::builder([Algorithm::HS256])
+            .hmac_secret(SECRET)
+            .build()
+            .unwrap(),
+    );
+    let throttle = Throttle::builder(store)
+        .failure_budget(FailureBudget::new(
+            Quota::new(3, Duration::from_secs(600)).unwrap(),
+        ))
+        .client_ip(IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap())
+        .build()
+        .unwrap();
+    serve_axum(
+        axum::Router::new()
+            .route("/api", axum::routing::get(|| async { "ok" }))
+            .layer(AuthLayer::new(jwt).throttle(throttle)),
+    )
+}
+
+fn bearer(base: &str, client: &str, token: &str) -> u16 {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    agent
+        .get(format!("{base}/api"))
+        .header("x-forwarded-for", client)
+        .header("authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn servers_share_a_failure_budget_in_redis() {
+    let redis = RedisServer::start();
+    let store = || redis_store(&redis.url(), Duration::from_millis(500));
+    let (a, b) = (budget_server(store()), budget_server(store()));
+    let forged = "eyJhbGciOiJIUzI1NiJ9.e30.AAAA";
+    let valid = TokenIssuer::hs256(SECRET)
+        .unwrap()
+        .issue(serde_json::json!({"sub": "alice"}), SystemTime::now())
+        .unwrap();
+    let attacker = "198.51.100.66";
+    let statuses: Vec<u16> = [&a, &b, &a, &b, &a, &b, &a]
+        .iter()
+        .map(|base| bearer(base, attacker, forged))
+        .collect();
+    // Three spent in Redis; server a learns it is spent from its own next
+    // charge (one more refused credential), server b from its last one.
+    assert_eq!(statuses, [401, 401, 401, 401, 429, 429, 429]);
+    assert_eq!(bearer(&a, attacker, &valid), 429);
+    assert_eq!(bearer(&b, attacker, &valid), 429);
+    assert_eq!(bearer(&a, "198.51.100.67", &valid), 200, "another address");
+    // In Redis: one counter, under a hashed key.
+    let keys: Vec<String> = runtime().block_on(async {
+        let mut connection = redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("KEYS")
+            .arg("*failed-credentials")
+            .query_async(&mut connection)
+            .await
+            .unwrap()
+    });
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(!keys[0].contains(attacker));
 }
 
 #[test]

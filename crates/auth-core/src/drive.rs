@@ -20,8 +20,9 @@ use crate::transport::{ResponseFuture, Transport};
 
 /// Most network steps authentication may take in one decision before the
 /// driver gives up (a backend that keeps asking is a bug, not a reason to
-/// loop forever): the decision is then a 503. The limiter's two stages
-/// (before and after authentication) run once each and do not count.
+/// loop forever): the decision is then a 503. The limiter's stages
+/// (before and after authentication, a refused credential's charge) run
+/// once each and do not count.
 pub const MAX_STEPS: usize = 8;
 
 /// Longest a driver waits for another request's provider call (that call
@@ -107,6 +108,10 @@ pub(crate) async fn drive<R: RequestView>(
             } => {
                 let limited = future.await;
                 gate.limited(limited, verdict, additions)
+            }
+            Stage::Charge { future, refusal } => {
+                future.await;
+                return Decision::Refuse(refusal);
             }
             Stage::Auth { step, additions } => {
                 steps += 1;

@@ -37,7 +37,9 @@ use crate::step::Step;
 ///    limiter of your own may refuse here.)
 /// 2. **Authentication**: the policy's backend (a CORS preflight passes
 ///    without it, when the policy lets it). A refusal (401, 400, 403, 503)
-///    ends here; optional mode lets a request without credentials on.
+///    ends here, after the limiter's [`charge`](Limiter::charge) (a
+///    refused credential counted against its client address); optional
+///    mode lets a request without credentials on.
 /// 3. **Rate limits by identity**: the limiter's [`check`](Limiter::check)
 ///    with the verdict. A denial (429) withdraws a session cookie issued in
 ///    step 2: a request the gate refuses never carries a new session.
@@ -105,6 +107,9 @@ pub(crate) enum Stage {
         verdict: Option<Verdict>,
         additions: Additions,
     },
+    /// A refused credential being charged to the limiter; then the
+    /// refusal.
+    Charge { future: Charge, refusal: Refusal },
 }
 
 /// Rate limits a [`Gate`] applies: `auth-throttle`'s `Throttle`, or your
@@ -126,6 +131,19 @@ pub trait Limiter: Send + Sync + fmt::Debug {
     /// `verdict` is what authentication found, `None` when the gate has no
     /// policy.
     fn check(&self, verdict: Option<&Verdict>, req: &dyn RequestView, now: SystemTime) -> Limited;
+
+    /// A request authentication refused with `error`, before its refusal
+    /// is sent: the limiter may count it (for example against a budget of
+    /// refused credentials per client address, which
+    /// [`admit`](Self::admit) then enforces). The refusal stands whatever
+    /// the limiter does; a returned future (a shared store's round trip)
+    /// is awaited before it is sent, so the next request from that client
+    /// meets the count, and must end by itself like a [`LimitFuture`].
+    /// The default counts nothing.
+    fn charge(&self, error: &AuthError, req: &dyn RequestView, now: SystemTime) -> Option<Charge> {
+        let _ = (error, req, now);
+        None
+    }
 }
 
 /// A shared limiter is a limiter.
@@ -136,6 +154,10 @@ impl<L: Limiter + ?Sized> Limiter for Arc<L> {
 
     fn check(&self, verdict: Option<&Verdict>, req: &dyn RequestView, now: SystemTime) -> Limited {
         (**self).check(verdict, req, now)
+    }
+
+    fn charge(&self, error: &AuthError, req: &dyn RequestView, now: SystemTime) -> Option<Charge> {
+        (**self).charge(error, req, now)
     }
 }
 
@@ -155,6 +177,10 @@ pub enum Limited {
 /// A limiter's answer after a round trip of its own, bounded in time by
 /// the limiter (see [`Limiter`]).
 pub type LimitFuture = Pin<Box<dyn Future<Output = Limited> + Send>>;
+
+/// A limiter counting a refused credential ([`Limiter::charge`]), bounded
+/// in time by the limiter.
+pub type Charge = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl fmt::Debug for Limited {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -336,9 +362,23 @@ impl Gate {
             {
                 Verdict::unidentified(Some(error), Arc::clone(wording))
             }
-            Err(error) => return Gated::Done(Decision::Refuse(wording.refuse(error))),
+            Err(error) => return self.refuse_credential(error, req, now),
         };
         self.limit(Some(verdict), req, now, additions)
+    }
+
+    /// Authentication's refusal, charged to the limiter first.
+    fn refuse_credential(&self, error: AuthError, req: &dyn RequestView, now: SystemTime) -> Gated {
+        let charge = self
+            .0
+            .limiter
+            .as_ref()
+            .and_then(|l| l.charge(&error, req, now));
+        let refusal = self.0.wording.refuse(error);
+        match charge {
+            None => Gated::Done(Decision::Refuse(refusal)),
+            Some(future) => self.pending(Stage::Charge { future, refusal }),
+        }
     }
 
     /// Step 3, rate limits by identity.
@@ -460,6 +500,7 @@ impl fmt::Debug for Pending {
             Stage::Admit(_) => "admit",
             Stage::Auth { .. } => "auth",
             Stage::Limit { .. } => "limit",
+            Stage::Charge { .. } => "charge",
         };
         f.debug_struct("Pending").field("stage", &stage).finish()
     }
@@ -472,6 +513,7 @@ mod tests {
     use crate::error::Credential;
     use crate::refusal::Cause;
     use crate::session::{AnonSessionBackend, SessionBackend};
+    use http::StatusCode;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -788,5 +830,48 @@ mod tests {
         let refusal = refused(gate.decide_blocking(&request("GET", &[])));
         assert_eq!(refusal.status(), 503);
         assert_eq!(calls.load(Ordering::SeqCst), drive::MAX_STEPS);
+    }
+
+    /// Charges refused credentials with a round trip of its own.
+    #[derive(Debug, Default)]
+    struct Charging {
+        charged: Arc<Mutex<Vec<StatusCode>>>,
+    }
+
+    impl Limiter for Charging {
+        fn check(&self, _: Option<&Verdict>, _: &dyn RequestView, _: SystemTime) -> Limited {
+            Limited::Allow(Additions::new())
+        }
+
+        fn charge(&self, error: &AuthError, _: &dyn RequestView, _: SystemTime) -> Option<Charge> {
+            let (charged, status) = (Arc::clone(&self.charged), error.status());
+            Some(Box::pin(async move {
+                charged
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(status);
+            }))
+        }
+    }
+
+    #[test]
+    fn a_refused_credential_is_charged_before_its_refusal() {
+        let limiter = Charging::default();
+        let charged = Arc::clone(&limiter.charged);
+        let gate = Gate::new(session()).throttle(limiter);
+        let bad = request("GET", &[("cookie", "s=a\\b")]);
+        assert_eq!(refused(gate.decide_blocking(&bad)).status(), 401);
+        assert_eq!(
+            refused(gate.decide_blocking(&request("GET", &[]))).status(),
+            401
+        );
+        let good = request("GET", &[("cookie", "s=alice")]);
+        assert!(proceed(gate.decide_blocking(&good)).verdict.is_some());
+        let charged = charged.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert_eq!(
+            charged,
+            [StatusCode::UNAUTHORIZED; 2],
+            "every refusal, none else"
+        );
     }
 }

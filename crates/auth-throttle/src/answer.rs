@@ -4,14 +4,15 @@
 //! `Retry-After` and an `application/problem+json` body (RFC 9457).
 
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use auth_core::{Additions, Cause, Refusal};
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::error::StoreError;
-use crate::gcra::Cell;
+use crate::gcra::{Cell, Rate};
 use crate::rule::Rule;
 use crate::throttle::Fallback;
 
@@ -89,9 +90,10 @@ impl Shown {
     }
 
     /// The 429 for the violated rule: `Retry-After` (whole seconds, at
-    /// least 1), the rule's fields with `r=0`, and a problem+json body.
+    /// least 1, at most the rule's window: a store's word never holds a
+    /// client back longer), the rule's fields with `r=0`, and a problem+json body.
     pub(crate) fn denied(self, rule: &Rule, cell: &Cell, now: u64) -> Refusal {
-        let retry = seconds_up(cell.retry).max(1);
+        let retry = seconds_up(cell.retry.min(rule.full)).max(1);
         let problem = serde_json::json!({
             "type": "about:blank",
             "title": "Too Many Requests",
@@ -133,14 +135,77 @@ pub(crate) fn store_unavailable() -> Refusal {
     refusal
 }
 
+/// Whether a shared store's answer for a counter of `rate` is one the
+/// arithmetic can give. (Times beyond the rule's window are possible after
+/// its quota was lowered; every answer caps them at the window.)
+pub(crate) fn plausible(cell: &Cell, rate: Rate) -> bool {
+    match cell.allowed {
+        true => cell.retry == 0 && cell.remaining < rate.burst,
+        false => cell.remaining == 0 && cell.retry > 0,
+    }
+}
+
+/// A log line a client can trigger on every request, written at most
+/// once a second (of monotonic time) with the number of times it was
+/// held back meanwhile.
+pub(crate) struct EverySecond {
+    /// Milliseconds since `EPOCH` of the last line, plus one (0: never).
+    last: AtomicU64,
+    held: AtomicU64,
+}
+
+impl EverySecond {
+    pub(crate) const fn new() -> Self {
+        EverySecond {
+            last: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+        }
+    }
+
+    /// Calls `log` with the count of lines held back since the last one,
+    /// unless a line was written less than a second ago.
+    pub(crate) fn log(&self, log: impl FnOnce(u64)) {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        let now = u64::try_from(EPOCH.get_or_init(Instant::now).elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let last = self.last.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= 1_000;
+        if due
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log(self.held.swap(0, Ordering::Relaxed));
+        } else {
+            self.held.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A warning that a request was over a limit in log-only mode.
+pub(crate) fn warn_over_limit(rule: &Rule) {
+    static LOG: EverySecond = EverySecond::new();
+    LOG.log(|held| {
+        tracing::warn!(
+            rule = %rule.id(),
+            also_since_last = held,
+            "rate limit exceeded (log-only: let through)"
+        );
+    });
+}
+
 /// A warning that the shared store failed, at most once a second (an
 /// outage must not flood the log).
 pub(crate) fn warn_store_failed(error: &StoreError, fallback: Fallback) {
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if LAST.swap(now, Ordering::Relaxed) != now {
-        tracing::warn!(%error, ?fallback, "rate limit store failed; the fallback applies");
-    }
+    static LOG: EverySecond = EverySecond::new();
+    LOG.log(|held| {
+        tracing::warn!(
+            %error,
+            ?fallback,
+            also_since_last = held,
+            "rate limit store failed; the fallback applies"
+        );
+    });
 }

@@ -26,19 +26,8 @@ impl CallerKey {
         &self.0
     }
 
-    /// A client address as an in-process key: its bytes (IPv4 mapped into
-    /// IPv6), no hash needed for a key that never leaves the process and
-    /// holds no credential.
-    pub(crate) fn local_address(ip: IpAddr) -> Self {
-        CallerKey(match ip {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-            IpAddr::V6(v6) => v6.octets(),
-        })
-    }
-
     /// Which of `2^bits` shards the key belongs to: its two halves folded
-    /// and mixed, so that keys alike in their first bytes (addresses)
-    /// spread as well as hashes do.
+    /// and mixed.
     pub(crate) fn shard(&self, bits: u32) -> usize {
         let [a, b] = [&self.0[..8], &self.0[8..]]
             .map(|half| u64::from_le_bytes(half.try_into().unwrap_or_default()));

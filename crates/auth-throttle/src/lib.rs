@@ -34,6 +34,7 @@
 //! ```
 
 mod answer;
+mod budget;
 mod error;
 mod gcra;
 mod key;
@@ -44,6 +45,7 @@ mod rule;
 mod store;
 mod throttle;
 
+pub use budget::FailureBudget;
 pub use error::{StoreError, ThrottleError};
 pub use gcra::Cell;
 pub use key::{CallerKey, MIN_KEY_SECRET_LEN};

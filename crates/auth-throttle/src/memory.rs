@@ -204,6 +204,27 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// How one more request would fare against a counter at `now`, without
+    /// counting it.
+    pub(crate) fn peek(&self, rule: u32, key: CallerKey, rate: Rate, now: u64) -> Cell {
+        let shard = self.inner.shards[key.shard(SHARD_BITS)]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let stored = shard.counters.peek(&(rule, key)).copied();
+        drop(shard);
+        rate.check(stored.filter(|&tat| tat > now), now)
+    }
+
+    /// Sets a counter's timestamp (a shared store's, mirrored here).
+    pub(crate) fn set(&self, rule: u32, key: CallerKey, tat: u64, now: u64) {
+        let mut shard = self.inner.shards[key.shard(SHARD_BITS)]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        shard.store((rule, key), tat, now);
+    }
+}
+
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
@@ -280,9 +301,10 @@ mod tests {
     #[test]
     fn addresses_spread_over_the_shards() {
         let mut per_shard = [0usize; SHARDS];
+        let keys = KeyHasher::random();
         for n in 0..4096u32 {
             let ip = std::net::IpAddr::from(std::net::Ipv4Addr::from(0xc000_0200 + n));
-            per_shard[CallerKey::local_address(ip).shard(SHARD_BITS)] += 1;
+            per_shard[keys.address(ip).shard(SHARD_BITS)] += 1;
         }
         // 256 each if even: none under half or over twice that.
         assert!(

@@ -131,7 +131,7 @@ pub struct Counter {
     pub(crate) rule: usize,
     pub(crate) caller: CallerKey,
     id: Arc<str>,
-    rate: Rate,
+    pub(crate) rate: Rate,
 }
 
 impl Counter {

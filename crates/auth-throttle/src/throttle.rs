@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use auth_core::step::{Limited, Limiter, RequestView};
-use auth_core::{Additions, AuthData, IpBackend, Refusal, Verdict};
+use auth_core::step::{Charge, Limited, Limiter, RequestView};
+use auth_core::{Additions, AuthData, AuthError, IpBackend, Refusal, Verdict};
 use smallvec::SmallVec;
 
 use crate::answer::{self, Shown};
+use crate::budget::{Budget, FailureBudget};
 use crate::error::{StoreError, ThrottleError};
 use crate::gcra::{Cell, Rate};
 use crate::key::{CallerKey, KeyHasher};
@@ -34,7 +35,7 @@ pub enum Fallback {
 
 /// Enforce, or only count and log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     #[default]
     Enforce,
     LogOnly,
@@ -76,7 +77,7 @@ type Exempt = dyn Fn(&AuthData) -> bool + Send + Sync;
 /// ```
 #[derive(Clone)]
 pub struct Throttle {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
@@ -84,14 +85,15 @@ pub(crate) struct Inner {
     /// The rules' numbers in the in-process store (the primary one, or the
     /// fallback of a shared store).
     numbers: Vec<u32>,
-    store: Store,
-    memory: MemoryStore,
-    keys: KeyHasher,
-    client_ip: IpBackend,
-    fallback: Fallback,
-    mode: Mode,
+    pub(crate) store: Store,
+    pub(crate) memory: MemoryStore,
+    pub(crate) keys: KeyHasher,
+    pub(crate) client_ip: IpBackend,
+    pub(crate) fallback: Fallback,
+    pub(crate) mode: Mode,
     exempt: Option<Box<Exempt>>,
     pub(crate) shown: Shown,
+    pub(crate) budget: Option<Budget>,
     /// A rule that counts only identified callers: a request without an
     /// auth verdict passes it uncounted.
     needs_identity: bool,
@@ -174,7 +176,12 @@ impl StoreStep {
     pub fn finish(self, reply: Result<Reply, StoreError>) -> Throttled {
         let inner = &self.throttle.inner;
         let counters = self.batch.counters();
-        let reply = reply.and_then(|reply| match reply.cells.len() == counters.len() {
+        let plausible = |reply: &Reply| {
+            reply.cells.len() == counters.len()
+                && (counters.iter().zip(&reply.cells))
+                    .all(|(c, cell)| answer::plausible(cell, c.rate))
+        };
+        let reply = reply.and_then(|reply| match plausible(&reply) {
             true => Ok(reply),
             false => Err(StoreError::Unexpected),
         });
@@ -197,6 +204,9 @@ impl StoreStep {
                         inner.in_memory(&counts, self.now)
                     }
                     Fallback::Allow => Throttled::Allow(Additions::new()),
+                    Fallback::Deny if inner.mode == Mode::LogOnly => {
+                        Throttled::Allow(Additions::new())
+                    }
                     Fallback::Deny => Throttled::Deny(answer::store_unavailable()),
                 }
             }
@@ -205,7 +215,7 @@ impl StoreStep {
 }
 
 /// Microseconds since the epoch (0 before it).
-fn micros(now: SystemTime) -> u64 {
+pub(crate) fn micros(now: SystemTime) -> u64 {
     now.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
@@ -229,6 +239,7 @@ impl Throttle {
             mode: Mode::default(),
             exempt: None,
             shown: Shown::default(),
+            budget: None,
         }
     }
 
@@ -285,12 +296,7 @@ impl Throttle {
                 KeyBy::ClientIp => match address {
                     Some(key) => key,
                     None => match inner.client_ip.client_group(req) {
-                        // In process an address is its own key; a shared
-                        // store gets it hashed under the servers' secret.
-                        Ok(ip) if inner.store.is_shared() => {
-                            *address.insert(inner.keys.address(ip))
-                        }
-                        Ok(ip) => *address.insert(CallerKey::local_address(ip)),
+                        Ok(ip) => *address.insert(inner.keys.address(ip)),
                         Err(error) => {
                             return Checked::Done(Throttled::Deny(Refusal::for_error(error, None)));
                         }
@@ -332,6 +338,15 @@ impl Throttle {
 /// The throttle as a gate's rate limits: its [`decide`](Throttle::decide),
 /// with a shared store's round trip as the future to await.
 impl Limiter for Throttle {
+    #[inline]
+    fn admit(&self, req: &dyn RequestView, now: SystemTime) -> Limited {
+        self.admit_budget(req, now)
+    }
+
+    fn charge(&self, error: &AuthError, req: &dyn RequestView, now: SystemTime) -> Option<Charge> {
+        self.charge_budget(error, req, now)
+    }
+
     #[inline]
     fn check(&self, verdict: Option<&Verdict>, req: &dyn RequestView, now: SystemTime) -> Limited {
         match self.decide(verdict, req, now) {
@@ -397,8 +412,7 @@ impl Inner {
                 Throttled::Allow(additions)
             }
             (Some((rule, _)), Mode::LogOnly) => {
-                let rule = &self.rules[rule];
-                tracing::warn!(rule = %rule.id, "rate limit exceeded (log-only: let through)");
+                answer::warn_over_limit(&self.rules[rule]);
                 Throttled::Allow(Additions::new())
             }
             (Some((rule, cell)), Mode::Enforce) => {
@@ -431,6 +445,7 @@ pub struct ThrottleBuilder {
     mode: Mode,
     exempt: Option<Box<Exempt>>,
     shown: Shown,
+    budget: Option<FailureBudget>,
 }
 
 impl ThrottleBuilder {
@@ -452,15 +467,26 @@ impl ThrottleBuilder {
         self
     }
 
+    /// Counts refused credentials per client address, and refuses an
+    /// address that spent its budget before its next credential is read
+    /// (see [`FailureBudget`]). Its id must differ from the rules'.
+    pub fn failure_budget(mut self, budget: FailureBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
     /// What happens when the shared store does not answer (default:
-    /// [`Fallback::Memory`]).
+    /// [`Fallback::Memory`]; in [log-only](Self::log_only) mode,
+    /// [`Fallback::Deny`] lets requests through).
     pub fn fallback(mut self, fallback: Fallback) -> Self {
         self.fallback = fallback;
         self
     }
 
-    /// Counts and logs (`warn`) requests over a limit, but lets them
-    /// through (default `false`): to try rules on live traffic.
+    /// Counts and logs (`warn`, at most once a second with a count)
+    /// requests over a limit, but lets them through (default `false`): to
+    /// try rules on live traffic. Nothing is refused, not even by
+    /// [`Fallback::Deny`] or a spent failure budget.
     pub fn log_only(mut self, yes: bool) -> Self {
         self.mode = if yes { Mode::LogOnly } else { Mode::Enforce };
         self
@@ -505,6 +531,18 @@ impl ThrottleBuilder {
         let memory = self.store.memory().clone();
         let keys = self.store.keys().clone();
         let numbers = self.rules.iter().map(|r| memory.intern(&r.id)).collect();
+        let budget = self.budget.map(|budget| Budget {
+            number: memory.intern(&budget.rule.id),
+            budget,
+        });
+        if let Some(budget) = &budget
+            && self.rules.iter().any(|r| r.id == budget.budget.rule.id)
+        {
+            return Err(ThrottleError::Invalid {
+                name: "failure budget",
+                reason: "its id is a rule's id",
+            });
+        }
         let needs_identity = self.rules.iter().any(|r| {
             r.key == KeyBy::Identity
                 || r.scope.is_some()
@@ -523,6 +561,7 @@ impl ThrottleBuilder {
                 mode: self.mode,
                 exempt: self.exempt,
                 shown: self.shown,
+                budget,
                 needs_identity,
                 warned_no_verdict: AtomicBool::new(false),
             }),

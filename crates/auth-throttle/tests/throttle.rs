@@ -527,3 +527,73 @@ fn rules_for_identities_without_a_verdict_are_logged_once() {
     });
     assert!(!log.contains("without an auth verdict"), "{log}");
 }
+
+/// A shared store that answers with the given cells, whatever it is asked.
+#[derive(Debug)]
+struct Lying(Vec<auth_throttle::Cell>);
+
+impl auth_throttle::SharedStore for Lying {
+    fn apply(&self, _: &auth_throttle::Batch) -> auth_throttle::StoreFuture {
+        let reply = auth_throttle::Reply::new(1_800_000_000_000_000, self.0.clone());
+        Box::pin(std::future::ready(Ok(reply)))
+    }
+}
+
+/// An answer the arithmetic cannot give is a failed store (its fallback
+/// applies), never what the client is told: no "retry in a year", no
+/// "allowed" with a wait, no 429 with requests left.
+#[test]
+fn a_store_answer_the_arithmetic_cannot_give_is_not_believed() {
+    use auth_throttle::{Cell, Fallback, Store};
+    let year = 365 * 24 * 3600 * 1_000_000;
+    let lies = [
+        Cell::new(true, 0, 1_000_000, 5_000_000),
+        Cell::new(false, 3, 1_000_000, 1_000_000),
+        Cell::new(true, 1_000, 1_000_000, 0),
+    ];
+    let run = |cells: Vec<Cell>| {
+        let store = Store::shared(Lying(cells), SECRET).unwrap();
+        let throttle = Throttle::builder(store)
+            .rule(Rule::new("r", Quota::new(2, seconds(60)).unwrap()).unwrap())
+            .fallback(Fallback::Deny)
+            .build()
+            .unwrap();
+        let req = request(&[("cookie", "anon=v")], "192.0.2.1:1");
+        let Checked::Store(step) = throttle.decide(Some(&verdict(&req)), &req, SystemTime::now())
+        else {
+            panic!("a shared store is asked");
+        };
+        match poll_once(step.run()) {
+            Throttled::Allow(_) => (200, None),
+            Throttled::Deny(refusal) => (
+                refusal.status().as_u16(),
+                refusal
+                    .header("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned()),
+            ),
+        }
+    };
+    for lie in lies {
+        assert_eq!(
+            run(vec![lie]).0,
+            503,
+            "{lie:?}: the fallback (Deny) applies"
+        );
+    }
+    // The truth is believed; a wait is never told beyond the window.
+    let truth = run(vec![Cell::new(false, 0, 60_000_000, 30_000_000)]);
+    assert_eq!(truth, (429, Some("30".to_owned())));
+    assert_eq!(run(vec![Cell::new(true, 1, 30_000_000, 0)]).0, 200);
+    let year = run(vec![Cell::new(false, 0, year, year)]);
+    assert_eq!(year, (429, Some("60".to_owned())));
+}
+
+/// Polls a future that is ready at once.
+fn poll_once<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("not ready at once"),
+    }
+}

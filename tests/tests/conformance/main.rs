@@ -27,7 +27,7 @@ use auth_core::{
     TokenIssuer, Verdict,
 };
 use auth_tests::{serve_axum, serve_axum_with};
-use auth_throttle::{Callers, MemoryStore, Quota, Rule, Throttle};
+use auth_throttle::{Callers, FailureBudget, MemoryStore, Quota, Rule, Throttle};
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::Jwk;
 use serde_json::{Value, json};
@@ -299,6 +299,21 @@ fn routes() -> Vec<Route> {
             Identity,
             Gate::new(RequireScopes::new(jwt(), ["admin"])).throttle(throttle([rule("admins", 1)])),
         ),
+        // A budget of 2 refused credentials per client address (behind a
+        // trusted proxy: the address is X-Forwarded-For's).
+        route(
+            "/budget",
+            Identity,
+            Gate::new(jwt()).throttle(
+                Throttle::builder(MemoryStore::default())
+                    .failure_budget(FailureBudget::new(
+                        Quota::new(2, Duration::from_secs(900)).unwrap(),
+                    ))
+                    .client_ip(ip_proxied())
+                    .build()
+                    .unwrap(),
+            ),
+        ),
         // Every refusal reworded, the rule named in the 429.
         route(
             "/shaped",
@@ -516,6 +531,12 @@ const SCENARIOS: &[Scenario] = table![
     "scope in the policy: 403 again, nothing counted" = GET "/admin-limited" ["authorization": "Bearer {token:reader}"] => 403, r#"Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope="admin""#, 0, Refused;
     "scope in the policy: an admin is counted" = GET "/admin-limited" ["authorization": "Bearer {token:admin}"] => 200, -, 0, Is("root");
     "scope in the policy: the admin's 2nd is a 429" = GET "/admin-limited" ["authorization": "Bearer {token:admin}"] => 429, -, 0, Has("admins");
+    // A failure budget: refused credentials spend it; once spent, the address gets 429 before its credential is read.
+    "budget: a forged token is a 401 and spends one" = GET "/budget" ["x-forwarded-for": "198.51.100.1", "authorization": "Bearer not.a.jwt"] => 401, INVALID, 0, Refused;
+    "budget: a missing token spends nothing" = GET "/budget" ["x-forwarded-for": "198.51.100.1"] => 401, "Bearer", 0, Refused;
+    "budget: a malformed one is a 400 and spends the last" = GET "/budget" ["x-forwarded-for": "198.51.100.1", "authorization": "Bearer"] => 400, r#"Bearer error="invalid_request", error_description="empty bearer token""#, 0, Refused;
+    "budget: spent, even a valid token gets the budget's 429" = GET "/budget" ["x-forwarded-for": "198.51.100.1", "authorization": "Bearer {token:reader}"] => 429, -, 0, Has("failed-credentials");
+    "budget: another address is unaffected" = GET "/budget" ["x-forwarded-for": "198.51.100.2", "authorization": "Bearer {token:reader}"] => 200, -, 0, Is("alice");
     // One renderer for every refusal of a gate: the 429 names its rule.
     "shaped: the 1st passes" = GET "/shaped" ["cookie": "anon=shaped-visitor"] => 200, -, 0, Is("shaped-visitor");
     "shaped: the 429 names its rule" = GET "/shaped" ["cookie": "anon=shaped-visitor"] => 429, -, 0, Has(r#""detail":"shaped: retry in 900 s""#);

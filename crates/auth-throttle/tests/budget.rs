@@ -1,0 +1,188 @@
+//! The failure budget through a gate, with the in-process store: refused
+//! credentials spend it per client address, a spent budget refuses before
+//! the backend is asked, and only refused credentials count.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use auth_core::step::{Outcome, RequestView};
+use auth_core::{AuthData, AuthError, Backend, Credential, Decision, Gate, PeerAddr, Source};
+use auth_core::{Gated, http};
+use auth_throttle::{FailureBudget, MemoryStore, Quota, Rule, Throttle};
+
+/// `Bearer good` is alice, `Bearer scope` is alice without the scope the
+/// route needs (403), any other bearer a forged token (401), `Bearer ` a
+/// malformed one (400), none missing (401). Counts its calls.
+#[derive(Default)]
+struct Tokens {
+    calls: AtomicUsize,
+}
+
+impl Backend for Tokens {
+    fn authenticate(&self, req: &dyn RequestView, _now: SystemTime) -> Outcome {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let header = req
+            .header("authorization")
+            .map(|v| std::str::from_utf8(v).unwrap_or(""));
+        if header == Some("Bearer good") {
+            return Outcome::ok(AuthData::bare(Source::Custom("test"), "alice"));
+        }
+        Outcome::Done(match header {
+            None => Err(AuthError::MissingCredentials(Credential::Bearer)),
+            Some("Bearer scope") => Err(AuthError::InsufficientScope {
+                required: "admin".into(),
+            }),
+            Some("Bearer ") => Err(AuthError::InvalidRequest {
+                credential: Credential::Bearer,
+                reason: "empty token",
+            }),
+            Some(_) => Err(AuthError::invalid_credentials(Credential::Bearer, "forged")),
+        })
+    }
+}
+
+fn request(authorization: Option<&str>, peer: &str) -> http::Request<()> {
+    let mut req = http::Request::builder();
+    if let Some(value) = authorization {
+        req = req.header("authorization", value);
+    }
+    let mut req = req.body(()).unwrap();
+    req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    req
+}
+
+fn status(gate: &Gate, req: &http::Request<()>, at: SystemTime) -> u16 {
+    match gate.decide(req, at) {
+        Gated::Done(Decision::Proceed(_)) => 200,
+        Gated::Done(Decision::Refuse(refusal)) => refusal.status().as_u16(),
+        Gated::Pending(_) => panic!("the in-process store decides at once"),
+    }
+}
+
+fn gated(budget: FailureBudget) -> (Gate, Arc<Tokens>) {
+    let tokens = Arc::new(Tokens::default());
+    let throttle = Throttle::builder(MemoryStore::default())
+        .failure_budget(budget)
+        .build()
+        .unwrap();
+    (Gate::new(Arc::clone(&tokens)).throttle(throttle), tokens)
+}
+
+fn three_per_minute() -> FailureBudget {
+    FailureBudget::new(Quota::new(3, Duration::from_secs(60)).unwrap())
+}
+
+#[test]
+fn a_spent_budget_refuses_before_the_backend_is_asked() {
+    let (gate, tokens) = gated(three_per_minute());
+    let now = SystemTime::now();
+    let forged = request(Some("Bearer forged"), "192.0.2.1:1000");
+    let malformed = request(Some("Bearer "), "192.0.2.1:1001");
+    assert_eq!(status(&gate, &forged, now), 401);
+    assert_eq!(status(&gate, &malformed, now), 400);
+    assert_eq!(status(&gate, &forged, now), 401);
+    assert_eq!(tokens.calls.load(Ordering::Relaxed), 3);
+
+    // Spent: refused before any credential is read, a valid one included.
+    let good = request(Some("Bearer good"), "192.0.2.1:1002");
+    for req in [&forged, &good] {
+        let Gated::Done(Decision::Refuse(refusal)) = gate.decide(req, now) else {
+            panic!("not refused");
+        };
+        assert_eq!(refusal.status(), 429);
+        assert_eq!(refusal.header("retry-after").unwrap(), "20");
+        assert_eq!(
+            refusal.header("ratelimit-policy").unwrap(),
+            "\"failed-credentials\";q=3;w=60"
+        );
+        assert_eq!(
+            refusal.header("ratelimit").unwrap(),
+            "\"failed-credentials\";r=0;t=60"
+        );
+    }
+    assert_eq!(tokens.calls.load(Ordering::Relaxed), 3, "not asked");
+
+    // Other addresses are unaffected.
+    let other = request(Some("Bearer good"), "192.0.2.2:1000");
+    assert_eq!(status(&gate, &other, now), 200);
+    // One interval later, one more credential may be tried.
+    let later = now + Duration::from_secs(20);
+    assert_eq!(status(&gate, &good, later), 200);
+    assert_eq!(status(&gate, &forged, later), 401);
+    assert_eq!(status(&gate, &good, later), 429);
+}
+
+#[test]
+fn only_refused_credentials_count_by_default() {
+    let (gate, _) = gated(three_per_minute());
+    let now = SystemTime::now();
+    let peer = "192.0.2.1:1000";
+    for _ in 0..10 {
+        assert_eq!(status(&gate, &request(None, peer), now), 401);
+        assert_eq!(
+            status(&gate, &request(Some("Bearer scope"), peer), now),
+            403
+        );
+        assert_eq!(status(&gate, &request(Some("Bearer good"), peer), now), 200);
+    }
+    // Missing credentials count when the application says so.
+    let (gate, _) = gated(three_per_minute().counting(|e| e.status() == 401));
+    for expected in [401, 401, 401, 429] {
+        assert_eq!(status(&gate, &request(None, peer), now), expected);
+    }
+}
+
+#[test]
+fn ipv6_clients_share_a_budget_per_64() {
+    let (gate, _) = gated(three_per_minute());
+    let now = SystemTime::now();
+    for host in 1..=3 {
+        let forged = request(Some("Bearer forged"), &format!("[2001:db8::{host}]:1"));
+        assert_eq!(status(&gate, &forged, now), 401);
+    }
+    let neighbour = request(Some("Bearer good"), "[2001:db8::ffff:1]:1");
+    assert_eq!(status(&gate, &neighbour, now), 429);
+    let elsewhere = request(Some("Bearer good"), "[2001:db8:0:1::1]:1");
+    assert_eq!(status(&gate, &elsewhere, now), 200);
+}
+
+#[test]
+fn log_only_counts_but_never_refuses() {
+    let tokens = Arc::new(Tokens::default());
+    let throttle = Throttle::builder(MemoryStore::default())
+        .failure_budget(three_per_minute())
+        .log_only(true)
+        .build()
+        .unwrap();
+    let gate = Gate::new(Arc::clone(&tokens)).throttle(throttle);
+    let now = SystemTime::now();
+    let forged = request(Some("Bearer forged"), "192.0.2.1:1");
+    for _ in 0..10 {
+        assert_eq!(status(&gate, &forged, now), 401);
+    }
+    assert_eq!(tokens.calls.load(Ordering::Relaxed), 10);
+}
+
+#[test]
+fn the_budget_is_named_apart_from_the_rules() {
+    let quota = Quota::new(3, Duration::from_secs(60)).unwrap();
+    let clash = Throttle::builder(MemoryStore::default())
+        .rule(Rule::new("failed-credentials", quota).unwrap())
+        .failure_budget(FailureBudget::new(quota))
+        .build();
+    assert!(clash.is_err());
+    let renamed = FailureBudget::new(quota).id("bad-logins").unwrap();
+    let throttle = Throttle::builder(MemoryStore::default())
+        .rule(Rule::new("failed-credentials", quota).unwrap())
+        .failure_budget(renamed)
+        .build()
+        .unwrap();
+    assert_eq!(
+        throttle.failure_budget().map(|b| b.quota().limit()),
+        Some(3)
+    );
+    assert!(FailureBudget::new(quota).id("not an id").is_err());
+}
