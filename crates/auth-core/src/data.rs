@@ -332,7 +332,7 @@ impl AuthData {
             return f(key.as_bytes());
         }
         match (self.source, self.get("iss").and_then(Value::as_str)) {
-            (Source::Jwt, Some(iss)) => jwt_key_pieces(iss, &self.identifier, &mut f),
+            (Source::Jwt, iss) => jwt_key_pieces(iss.unwrap_or(""), &self.identifier, &mut f),
             (source, _) => {
                 f(source.as_str().as_bytes());
                 f(b":");
@@ -343,13 +343,15 @@ impl AuthData {
 
     /// The rate-limiting key: `<source>:<identifier>`, except for JWTs, whose
     /// key is `jwt:<iss>|<sub>` (with `%` and `|` in the issuer
-    /// percent-encoded), because a subject is only unique within its issuer.
+    /// percent-encoded), because a subject is only unique within its
+    /// issuer; `jwt:|<sub>` without a string `iss`, so that no subject
+    /// takes the key of another issuer's.
     pub fn key(&self) -> String {
         if let Some(key) = &self.key {
             return key.to_string();
         }
         match (self.source, self.get("iss").and_then(Value::as_str)) {
-            (Source::Jwt, Some(iss)) => jwt_key(iss, &self.identifier),
+            (Source::Jwt, iss) => jwt_key(iss.unwrap_or(""), &self.identifier),
             (source, _) => format!("{source}:{}", self.identifier),
         }
     }
@@ -486,7 +488,7 @@ mod tests {
             jwt(json!({"iss": "https://a"})).key(),
             "jwt:https://a|alice"
         );
-        assert_eq!(jwt(json!({})).key(), "jwt:alice");
+        assert_eq!(jwt(json!({})).key(), "jwt:|alice");
         // iss "a|b" + sub "c" must not collide with iss "a" + sub "b|c".
         let one = AuthData::new(
             Source::Jwt,

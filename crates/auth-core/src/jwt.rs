@@ -56,7 +56,7 @@
 //!
 //! The result keeps the payload's JSON text: `AuthData` builds a map of
 //! the claims only when an attribute is read, once. The rate-limiting key
-//! (`jwt:<iss>|<sub>`, or `jwt:<sub>` without `iss`) is built at
+//! (`jwt:<iss>|<sub>`, or `jwt:|<sub>` without `iss`) is built at
 //! verification. Most requests need only the identifier and the key, and a
 //! map of every claim costs more than an HS256 signature check.
 //!
@@ -374,12 +374,9 @@ impl JwtBackend {
                     nbf,
                     json,
                 } = claims;
-                // Without a string `iss`, the key is `jwt:<sub>` (as
+                // Without a string `iss`, the key is `jwt:|<sub>` (as
                 // `AuthData::key` says), made here all the same.
-                let key = match iss {
-                    Some(iss) => jwt_key(&iss, &sub),
-                    None => format!("jwt:{sub}"),
-                };
+                let key = jwt_key(iss.as_deref().unwrap_or(""), &sub);
                 let auth = AuthData::from_jwt_claims(sub, json, key);
                 self.remember(token, &auth, exp, nbf, generation);
                 Outcome::ok(auth)

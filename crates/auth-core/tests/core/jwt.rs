@@ -862,8 +862,10 @@ fn claims_are_read_lazily_but_mean_the_same() {
     );
 }
 
-/// Without a string `iss`, the rate-limiting key is `jwt:<sub>`, the same
-/// as an identity built from the claims map would have.
+/// Without a string `iss`, the rate-limiting key is `jwt:|<sub>`, the same
+/// as an identity built from the claims map would have, and never the key
+/// of a subject of another issuer (`{"sub": "https://evil|alice"}` is not
+/// `{"iss": "https://evil", "sub": "alice"}`).
 #[test]
 fn the_key_without_an_issuer() {
     let any_issuer = JwtBackend::new(
@@ -881,7 +883,7 @@ fn the_key_without_an_issuer() {
         ),
     ] {
         let who = run(&any_issuer, &sign_raw(&claims)).unwrap();
-        assert_eq!(who.auth.key(), "jwt:alice", "{claims}");
+        assert_eq!(who.auth.key(), "jwt:|alice", "{claims}");
         let mut map = serde_json::Map::new();
         map.insert("exp".into(), json!(exp));
         if let Some(iss) = iss {
@@ -892,6 +894,20 @@ fn the_key_without_an_issuer() {
             who.auth.key()
         );
     }
+    let posing = run(
+        &any_issuer,
+        &sign_raw(&format!(r#"{{"sub":"https://evil|alice","exp":{exp}}}"#)),
+    )
+    .unwrap();
+    let issued = run(
+        &any_issuer,
+        &sign_raw(&format!(
+            r#"{{"sub":"alice","iss":"https://evil","exp":{exp}}}"#
+        )),
+    )
+    .unwrap();
+    assert_ne!(posing.auth.key(), issued.auth.key());
+    assert_eq!(issued.auth.key(), "jwt:https://evil|alice");
 }
 
 #[test]
