@@ -8,6 +8,8 @@ use std::hash::Hasher as _;
 use std::net::IpAddr;
 
 use auth_core::AuthData;
+use hkdf::Hkdf;
+use sha2::Sha256;
 use siphasher::sip128::{Hasher128, SipHasher24};
 
 use crate::error::ThrottleError;
@@ -75,11 +77,16 @@ impl KeyHasher {
                 reason: "at least 16 bytes of high entropy",
             });
         }
-        let mut derive = SipHasher24::new_with_key(b"auth-throttle v1");
-        derive.write(secret);
-        Ok(KeyHasher {
-            key: derive.finish128().as_bytes(),
-        })
+        // A key for this purpose alone (HKDF-SHA256): a secret also used
+        // elsewhere (a JWT secret) gives unrelated keys here.
+        let mut key = [0u8; 16];
+        Hkdf::<Sha256>::new(Some(b"auth-throttle"), secret)
+            .expand(b"caller keys v2", &mut key)
+            .map_err(|_| ThrottleError::Invalid {
+                name: "key secret",
+                reason: "cannot derive a key from it",
+            })?;
+        Ok(KeyHasher { key })
     }
 
     fn hasher(&self, domain: &[u8]) -> SipHasher24 {
@@ -136,6 +143,14 @@ mod tests {
         assert_eq!(text.len(), 32);
         assert!(!text.contains("alice"));
         assert!(KeyHasher::from_secret(b"short").is_err());
+        // HKDF-SHA256 (salt "auth-throttle", info "caller keys v2"), as
+        // computed by another implementation: servers of other versions
+        // sharing a Redis derive the same key.
+        let expected = [
+            0x8f, 0xa7, 0x02, 0x08, 0x3c, 0x40, 0x9b, 0xaf, 0xc8, 0xc9, 0xaf, 0x10, 0xc4, 0x34,
+            0x48, 0xe9,
+        ];
+        assert_eq!(a.key, expected);
         assert_ne!(KeyHasher::random().key, KeyHasher::random().key);
     }
 }
