@@ -14,14 +14,17 @@ use auth_core::{
     Algorithm, AnonSessionBackend, AuthData, Chain, Decision, Gate, IntrospectionBackend,
     IpBackend, JwtBackend, JwtValidator, PeerAddr, Policy, RequireScopes, TokenIssuer,
 };
-use auth_throttle::{Callers, MemoryStore, Quota, RedisStore, Rule, Store, Throttle};
+use auth_throttle::{
+    Callers, FailureBudget, MemoryStore, Quota, RedisStore, Rule, Store, Throttle, ThrottleBuilder,
+};
 use serde_json::json;
 
 /// The `iss` of demo tokens.
 pub const DEMO_ISSUER: &str = "auth-demo";
 
-/// Demo settings (from the environment in the binary).
-#[derive(Clone, Debug, Default)]
+/// Demo settings (from the environment in the binary). The default has
+/// the failure budget on, as the binary does.
+#[derive(Clone, Debug)]
 pub struct DemoConfig {
     /// HS256 secret for bearer tokens (`DEMO_JWT_SECRET`); random when unset.
     pub jwt_secret: Option<String>,
@@ -32,10 +35,54 @@ pub struct DemoConfig {
     /// The introspection route, when `DEMO_INTROSPECTION_URL`,
     /// `DEMO_CLIENT_ID` and `DEMO_CLIENT_SECRET` are all set.
     pub introspection: Option<IntrospectionConfig>,
-    /// `/limited` counts in this Redis (`DEMO_REDIS_URL`, for example
-    /// `redis://127.0.0.1:6379`), shared by every demo with the same
-    /// `DEMO_JWT_SECRET`; in this process when unset.
+    /// `/limited` and the failure budget count in this Redis
+    /// (`DEMO_REDIS_URL`, for example `redis://127.0.0.1:6379`), shared by
+    /// every demo with the same `throttle_secret`; in this process when
+    /// unset.
     pub redis_url: Option<String>,
+    /// The rate limits' key secret (`DEMO_THROTTLE_SECRET`, at least 16
+    /// bytes, the same on every demo that shares a Redis): required with
+    /// `redis_url`, random otherwise.
+    pub throttle_secret: Option<String>,
+    /// Refused credentials per client address before it gets 429, on
+    /// every route (`DEMO_FAILURE_BUDGET=<count>/<seconds>`, default
+    /// `10/10`; `off` for none).
+    pub failure_budget: Option<Quota>,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            jwt_secret: None,
+            trusted_proxies: Vec::new(),
+            session_key: None,
+            introspection: None,
+            redis_url: None,
+            throttle_secret: None,
+            failure_budget: default_failure_budget(),
+        }
+    }
+}
+
+/// 10 refused credentials per 10 s per client address.
+fn default_failure_budget() -> Option<Quota> {
+    Quota::new(10, Duration::from_secs(10)).ok()
+}
+
+/// `<count>/<seconds>`, or `off`.
+fn parse_budget(value: &str) -> Result<Option<Quota>, DemoError> {
+    if value == "off" {
+        return Ok(None);
+    }
+    let parsed = value
+        .split_once('/')
+        .and_then(|(count, seconds)| Some((count.parse().ok()?, seconds.parse().ok()?)));
+    match parsed {
+        Some((count, seconds)) => Ok(Some(Quota::new(count, Duration::from_secs(seconds))?)),
+        None => {
+            Err(format!("DEMO_FAILURE_BUDGET: {value:?} is not <count>/<seconds> or off").into())
+        }
+    }
 }
 
 /// Settings of the `/introspected` route.
@@ -56,18 +103,37 @@ pub struct IntrospectionConfig {
     pub cache_ttl: Option<Duration>,
 }
 
+/// Where the demo's limits count: Redis when configured, else this
+/// process.
+fn store(config: &DemoConfig) -> Result<Store, DemoError> {
+    match (&config.redis_url, &config.throttle_secret) {
+        (Some(url), Some(secret)) => {
+            Ok(RedisStore::builder(url, secret.as_bytes()).build()?.into())
+        }
+        (Some(_), None) => Err(
+            "DEMO_REDIS_URL needs DEMO_THROTTLE_SECRET (at least 16 bytes, \
+                                the same on every server sharing the limits)"
+                .into(),
+        ),
+        (None, _) => Ok(MemoryStore::default().into()),
+    }
+}
+
+/// A throttle counting in `store` with the failure budget, if any.
+fn throttle(config: &DemoConfig, store: &Store, client_ip: &IpBackend) -> ThrottleBuilder {
+    let builder = Throttle::builder(store.clone()).client_ip(client_ip.clone());
+    match config.failure_budget {
+        Some(quota) => builder.failure_budget(FailureBudget::new(quota)),
+        None => builder,
+    }
+}
+
 /// `/limited`'s rules: tokens 5 per 10 s; anonymous sessions 3 per 10 s,
 /// and 20 per 10 s per client address (a client that drops its cookie
-/// gains nothing). In Redis when configured (the key secret is the JWT
-/// secret, the same on every demo that shares the limits).
-fn limits(config: &DemoConfig, secret: &str, client_ip: IpBackend) -> Result<Throttle, DemoError> {
-    let store: Store = match &config.redis_url {
-        Some(url) => RedisStore::builder(url, secret.as_bytes()).build()?.into(),
-        None => MemoryStore::default().into(),
-    };
+/// gains nothing).
+fn limits(builder: ThrottleBuilder) -> Result<Throttle, DemoError> {
     let ten_seconds = Duration::from_secs(10);
-    Ok(Throttle::builder(store)
-        .client_ip(client_ip)
+    Ok(builder
         .rule(Rule::new("tokens", Quota::new(5, ten_seconds)?)?.callers(Callers::AUTHENTICATED))
         .rule(Rule::new("visitors", Quota::new(3, ten_seconds)?)?.callers(Callers::ANONYMOUS))
         .rule(
@@ -100,7 +166,10 @@ fn env(name: &str) -> Option<String> {
 
 impl DemoConfig {
     /// Reads the `DEMO_*` variables.
-    pub fn from_env() -> Self {
+    ///
+    /// # Errors
+    /// A `DEMO_FAILURE_BUDGET` that is not `<count>/<seconds>` or `off`.
+    pub fn from_env() -> Result<Self, DemoError> {
         let trusted_proxies = env("DEMO_TRUSTED_PROXIES")
             .map(|v| {
                 v.split(',')
@@ -126,13 +195,18 @@ impl DemoConfig {
             }),
             _ => None,
         };
-        DemoConfig {
+        Ok(DemoConfig {
             jwt_secret: env("DEMO_JWT_SECRET"),
             trusted_proxies,
             session_key: env("DEMO_SESSION_KEY"),
             introspection,
             redis_url: env("DEMO_REDIS_URL"),
-        }
+            throttle_secret: env("DEMO_THROTTLE_SECRET"),
+            failure_budget: match env("DEMO_FAILURE_BUDGET") {
+                Some(value) => parse_budget(&value)?,
+                None => default_failure_budget(),
+            },
+        })
     }
 }
 
@@ -160,6 +234,9 @@ pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
 /// | `GET /ip` | the client address (trusted proxies honoured) |
 /// | `GET /limited` | as `/whoami`, rate limited: tokens 5 per 10 s, anonymous sessions 3 per 10 s and 20 per 10 s per client address |
 /// | `GET /introspected` | RFC 7662 introspection; 404 when not configured |
+///
+/// Every route but `/ip` has a failure budget: 10 refused credentials per
+/// 10 s per client address by default, then 429 until it refills.
 ///
 /// Each route is a core [`Gate`]: the axum and actix demos and the
 /// framework-free server ([`Demo::handle`]) apply the same values.
@@ -206,14 +283,24 @@ impl Demo {
         let whoami = Policy::new(Chain::new().or(jwt.clone()).or(anon));
         // Rate limits count IPv6 clients per /64 (`/ip` shows the address).
         let limits_ip = client_ip.clone().ipv6_prefix(64)?;
-        let limits = limits(config, &secret, limits_ip)?;
-        let shared_limits = limits.store().is_shared();
+        let store = store(config)?;
+        let shared_limits = store.is_shared();
+        // Every route spends the one failure budget per address (one id,
+        // one store).
+        let gate = |gate: Gate| -> Result<Gate, DemoError> {
+            Ok(match config.failure_budget {
+                Some(_) => gate.throttle(throttle(config, &store, &limits_ip).build()?),
+                None => gate,
+            })
+        };
+        let limited =
+            Gate::new(whoami.clone()).throttle(limits(throttle(config, &store, &limits_ip))?);
         let mut routes = vec![
-            route("/whoami", whoami.clone()),
-            route("/private", jwt.clone()),
-            route("/admin", RequireScopes::new(jwt, ["admin"])),
+            route("/whoami", gate(whoami.into())?),
+            route("/private", gate(jwt.clone().into())?),
+            route("/admin", gate(RequireScopes::new(jwt, ["admin"]).into())?),
             route("/ip", client_ip),
-            route("/limited", Gate::new(whoami).throttle(limits)),
+            route("/limited", limited),
         ];
         if let Some(c) = &config.introspection {
             let mut introspection =
@@ -224,7 +311,7 @@ impl Demo {
             if let Some(ttl) = c.cache_ttl {
                 introspection = introspection.max_cache_ttl(ttl);
             }
-            routes.push(route("/introspected", introspection.build()?));
+            routes.push(route("/introspected", gate(introspection.build()?.into())?));
         }
         Ok(Demo {
             routes,
@@ -470,6 +557,17 @@ mod tests {
 
     /// Plain `http` to the provider only on this machine: tokens and the
     /// client secret would otherwise cross a network in the clear.
+    #[test]
+    fn the_failure_budget_setting() {
+        let quota = |s| parse_budget(s).map(|q| q.map(|q| (q.limit(), q.window().as_secs())));
+        assert_eq!(quota("10/10").ok(), Some(Some((10, 10))));
+        assert_eq!(quota("3/60").ok(), Some(Some((3, 60))));
+        assert_eq!(quota("off").ok(), Some(None));
+        for bad in ["10", "ten/10", "0/10", "10/", "-1/5"] {
+            assert!(parse_budget(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn plain_http_introspection_only_to_loopback() {
         for local in [

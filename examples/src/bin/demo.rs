@@ -9,9 +9,12 @@
 //! bytes), `DEMO_INTROSPECTION_URL` + `DEMO_CLIENT_ID` +
 //! `DEMO_CLIENT_SECRET` (+ `DEMO_INTROSPECTION_IDENTIFIER`,
 //! `DEMO_INTROSPECTION_CACHE_TTL` in seconds) for `/introspected` (plain
-//! `http` only to a provider on this machine), `DEMO_REDIS_URL` to count
-//! `/limited`'s requests in Redis. Rejections are logged at
-//! `debug`: `RUST_LOG=auth_core=debug`.
+//! `http` only to a provider on this machine), `DEMO_REDIS_URL` with
+//! `DEMO_THROTTLE_SECRET` (at least 16 bytes, the same on every server) to
+//! count `/limited`'s requests and the failure budget in Redis,
+//! `DEMO_FAILURE_BUDGET` (refused credentials per client address on every
+//! route, `<count>/<seconds>`, default `10/10`; `off`). Rejections are
+//! logged at `debug`: `RUST_LOG=auth_core=debug`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let demo = match Demo::new(&DemoConfig::from_env()) {
+    let demo = match DemoConfig::from_env().and_then(|config| Demo::new(&config)) {
         Ok(demo) => demo,
         Err(e) => {
             eprintln!("demo: bad configuration: {e}");

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let demo = match Demo::new(&DemoConfig::from_env()) {
+    let demo = match DemoConfig::from_env().and_then(|config| Demo::new(&config)) {
         Ok(demo) => Arc::new(demo),
         Err(e) => {
             eprintln!("demo: bad configuration: {e}");

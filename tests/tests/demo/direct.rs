@@ -35,6 +35,7 @@ fn start(config: DemoConfig) -> Running {
 
 struct Answer {
     status: u16,
+    retry_after: Option<String>,
     set_cookie: Vec<String>,
     www_authenticate: Option<String>,
     body: serde_json::Value,
@@ -57,11 +58,13 @@ impl Running {
         };
         let set_cookie = header_strings("set-cookie");
         let www_authenticate = header_strings("www-authenticate").into_iter().next();
+        let retry_after = header_strings("retry-after").into_iter().next();
         let status = response.status().as_u16();
         let body = serde_json::from_str(&response.body_mut().read_to_string().unwrap())
             .unwrap_or(serde_json::Value::Null);
         Answer {
             status,
+            retry_after,
             set_cookie,
             www_authenticate,
             body,
@@ -284,6 +287,61 @@ fn client_ip_ignores_forwarding_from_untrusted_peers() {
     );
     assert_eq!(via_proxy.body["identifier"], "203.0.113.9");
     assert_eq!(via_proxy.body["key"], "ip:203.0.113.9");
+}
+
+/// The demo's failure budget (10 refused credentials per 10 s per client
+/// address, on every route): spent across routes, refused before the
+/// next credential is read, other addresses unaffected, `off` for none.
+#[test]
+fn refused_credentials_spend_one_budget_per_address_on_every_route() {
+    let proxied = || DemoConfig {
+        trusted_proxies: vec!["127.0.0.0/8".into()],
+        ..DemoConfig::default()
+    };
+    let demo = start(proxied());
+    let from = |client: &'static str, authorization: &str| {
+        [
+            ("x-forwarded-for", client.to_owned()),
+            ("authorization", authorization.to_owned()),
+        ]
+    };
+    let get = |path, headers: &[(&str, String); 2]| {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        demo.get(path, &headers)
+    };
+    let forged = from("198.51.100.9", "Bearer not.a.jwt");
+    for path in ["/whoami", "/private", "/admin"]
+        .into_iter()
+        .cycle()
+        .take(10)
+    {
+        assert_eq!(get(path, &forged).status, 401, "{path}");
+    }
+    let valid = format!("Bearer {}", demo.demo.sample_token("bob", "read"));
+    let spent = get("/whoami", &from("198.51.100.9", &valid));
+    assert_eq!(spent.status, 429);
+    assert_eq!(spent.retry_after.as_deref(), Some("1"));
+    assert!(
+        spent.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("failed-credentials"),
+        "{}",
+        spent.body
+    );
+    assert_eq!(get("/private", &from("198.51.100.10", &valid)).status, 200);
+
+    let off = start(DemoConfig {
+        failure_budget: None,
+        ..proxied()
+    });
+    let forged: Vec<(&str, &str)> = vec![
+        ("x-forwarded-for", "198.51.100.9"),
+        ("authorization", "Bearer not.a.jwt"),
+    ];
+    for _ in 0..20 {
+        assert_eq!(off.get("/private", &forged).status, 401);
+    }
 }
 
 #[test]
