@@ -31,7 +31,7 @@ BENCH_REDIS_URL="redis://127.0.0.1:$redis_port" taskset -c 0 "$bin" axum anon-th
 server_pid=$!
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/hello" && break; sleep 0.1; done
 # Warm: the script is loaded.
-curl -s -o /dev/null -b anon=warm "http://127.0.0.1:$port/hello"
+curl -s -o /dev/null -b anon=0123456789abcdef0123456789abcdef "http://127.0.0.1:$port/hello"
 redis-cli -p "$redis_port" config resetstat >/dev/null
 out=$(taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" \
     -H "Cookie: anon=0123456789abcdef0123456789abcdef" "http://127.0.0.1:$port/hello")

@@ -27,7 +27,8 @@ status=0
 for framework in axum actix; do
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     log=$(mktemp)
-    DEMO_ADDR=127.0.0.1:$port DEMO_JWT_SECRET=$secret \
+    # It sends forged tokens on purpose: the failure budget is off.
+    DEMO_ADDR=127.0.0.1:$port DEMO_JWT_SECRET=$secret DEMO_FAILURE_BUDGET=off \
         "${pin_server[@]}" "$bin/demo" --framework "$framework" >"$log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do

@@ -34,6 +34,14 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Anonymous sessions, any id taken back (so that tests name visitors).
+fn anon_backend() -> AnonSessionBackend {
+    AnonSessionBackend::builder("anon")
+        .accept_ids(|_| true)
+        .build()
+        .unwrap()
+}
+
 fn redis_store(url: &str, timeout: Duration) -> RedisStore {
     RedisStore::builder(url, SECRET)
         .timeout(timeout)
@@ -56,7 +64,7 @@ fn visitors(store: impl Into<Store>, fallback: Fallback) -> Throttle {
 
 /// A server: anonymous sessions, then the throttle, then "ok".
 fn server(throttle: Throttle) -> String {
-    let anon = AnonSessionBackend::new("anon").unwrap();
+    let anon = anon_backend();
     serve_axum(
         axum::Router::new()
             .route("/limited", axum::routing::get(|| async { "ok" }))
@@ -362,7 +370,7 @@ fn a_blocking_driver_outside_a_runtime_gets_the_fallback_not_a_panic() {
     let redis = RedisServer::start();
     let gate = |fallback| {
         let throttle = visitors(redis_store(&redis.url(), Duration::from_secs(1)), fallback);
-        Gate::new(AnonSessionBackend::new("anon").unwrap()).throttle(throttle)
+        Gate::new(anon_backend()).throttle(throttle)
     };
     let req = http::Request::builder()
         .header("cookie", "anon=plain-thread")
@@ -399,7 +407,7 @@ fn decide(throttle: &Throttle, verdict: &Verdict, now: SystemTime) -> Throttled 
 }
 
 fn anonymous(id: &str) -> Verdict {
-    let gate = Gate::new(AnonSessionBackend::new("anon").unwrap());
+    let gate = Gate::new(anon_backend());
     let req = http::Request::builder()
         .header("cookie", format!("anon={id}"))
         .body(())

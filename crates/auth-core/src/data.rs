@@ -45,6 +45,13 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Whether this source's identities are vouched for by default.
+    const fn vouches(self) -> bool {
+        matches!(self, Source::Ip | Source::Jwt | Source::Introspection)
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -74,6 +81,9 @@ pub struct AuthData {
     data: Option<Attrs>,
     source: Source,
     key: Option<Arc<str>>,
+    /// Whether a verifier vouched for the identifier (see
+    /// [`is_vouched`](AuthData::is_vouched)).
+    vouched: bool,
 }
 
 /// The attributes: a map, or the verified JSON text of a token's claims,
@@ -116,6 +126,7 @@ impl PartialEq for AuthData {
     fn eq(&self, other: &Self) -> bool {
         self.identifier == other.identifier
             && self.source == other.source
+            && self.vouched == other.vouched
             && self.key() == other.key()
             && self.data() == other.data()
     }
@@ -137,6 +148,7 @@ impl AuthData {
         AuthData {
             identifier: identifier.into(),
             data: (!data.is_empty()).then_some(Attrs::Map(data)),
+            vouched: source.vouches(),
             source,
             key: None,
         }
@@ -154,6 +166,7 @@ impl AuthData {
             }))),
             source: Source::Jwt,
             key: Some(key.into()),
+            vouched: true,
         }
     }
 
@@ -162,9 +175,35 @@ impl AuthData {
         AuthData {
             identifier: identifier.into(),
             data: None,
+            vouched: source.vouches(),
             source,
             key: None,
         }
+    }
+
+    /// Says whether a verifier vouched for this identity (default: by its
+    /// source, see [`is_vouched`](Self::is_vouched)). A backend of your own
+    /// that checks what the client sends (a signature, a look-up of a
+    /// session or an API key) says `true`; one that takes the client's word
+    /// says `false`.
+    #[must_use]
+    pub fn with_vouched(mut self, vouched: bool) -> Self {
+        self.vouched = vouched;
+        self
+    }
+
+    /// Whether a verifier vouched for this identity, or the client chose it
+    /// and nothing checked it. Vouched: a JWT (its signature), an
+    /// introspected token (the provider), a signed or newly issued
+    /// anonymous session (this server), the client address (the
+    /// connection, or a trusted proxy). Chosen by the client: a session
+    /// cookie's value (never looked up here), an unsigned anonymous id, a
+    /// [`Custom`](Source::Custom) backend's identity unless it says
+    /// otherwise ([`with_vouched`](Self::with_vouched)). Rate limits and
+    /// exemptions tell the two apart: a client can send any identity it
+    /// chooses, so it must never get the treatment of a vouched one.
+    pub fn is_vouched(&self) -> bool {
+        self.vouched
     }
 
     /// Replaces the part of the rate-limiting key after `source:`; used when
@@ -449,6 +488,7 @@ impl fmt::Debug for AuthData {
         f.debug_struct("AuthData")
             .field("source", &self.source)
             .field("identifier", &&*self.identifier)
+            .field("vouched", &self.vouched)
             .field("data", &self.data().keys().collect::<Vec<_>>())
             .finish()
     }

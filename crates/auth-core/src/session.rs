@@ -120,6 +120,14 @@ impl Backend for SessionBackend {
 /// Makes new anonymous session ids.
 pub(crate) type IdFactory = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Tells ids of the issued format from others.
+type IdCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// The format of [`uuid_session_id`]: 32 lowercase hex digits.
+fn is_uuid_session_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// The default session id: a random (CSPRNG) UUID v4 as 32 lowercase hex
 /// digits.
 pub(crate) fn uuid_session_id() -> String {
@@ -143,8 +151,9 @@ pub(crate) fn uuid_session_id() -> String {
 ///   move a value to another cookie signed with the same key, or keep one
 ///   past the server-side maximum age (the cookie's `Max-Age`): such a value
 ///   is replaced by a new session. Without a key, a client can send any
-///   well-formed id it likes: fine for telling browsers apart, not for
-///   anything a client would want to forge.
+///   id of the issued format it likes (such an identity is not
+///   [vouched](AuthData::is_vouched) for): fine for telling browsers
+///   apart, not for anything a client would want to forge.
 /// - Never fails for a well-formed request; `Cookie` headers over the size
 ///   cap give [`AuthError::InvalidRequest`] (400).
 ///
@@ -170,6 +179,8 @@ pub struct AnonSessionBackend {
     name: String,
     cookie_template: Cookie<'static>,
     id_factory: IdFactory,
+    /// Which unsigned ids a returning client may present.
+    accept_ids: IdCheck,
     signer: Option<Signer>,
     max_value_len: usize,
     max_header_len: usize,
@@ -247,6 +258,8 @@ impl AnonSessionBackend {
             path: "/".into(),
             domain: None,
             id_factory: Arc::new(uuid_session_id),
+            custom_factory: false,
+            accept_ids: None,
             signing_secret: None,
             max_header_len: DEFAULT_MAX_COOKIE_HEADER_LEN,
         }
@@ -259,7 +272,7 @@ impl AnonSessionBackend {
             return None;
         }
         match &self.signer {
-            None => Some(value),
+            None => (self.accept_ids)(value).then_some(value),
             Some(signer) => signer.verify(&self.name, value, now),
         }
     }
@@ -277,8 +290,9 @@ impl AnonSessionBackend {
             None => cookie.set_value(id.clone()),
             Some(signer) => cookie.set_value(signer.sign(&self.name, &id, now)),
         }
-        Ok(Authenticated::new(AuthData::bare(Source::Anonymous, id))
-            .with_set_cookie(cookie.to_string()))
+        // Made here: nobody chose it.
+        let auth = AuthData::bare(Source::Anonymous, id).with_vouched(true);
+        Ok(Authenticated::new(auth).with_set_cookie(cookie.to_string()))
     }
 }
 
@@ -290,7 +304,10 @@ impl Backend for AnonSessionBackend {
             Err(e) => return Outcome::err(e),
         };
         match existing {
-            Some(id) => Outcome::ok(AuthData::bare(Source::Anonymous, id)),
+            // Signed: issued here; unsigned: the client's word.
+            Some(id) => Outcome::ok(
+                AuthData::bare(Source::Anonymous, id).with_vouched(self.signer.is_some()),
+            ),
             None => Outcome::Done(self.issue(now)),
         }
     }
@@ -315,6 +332,8 @@ pub struct AnonSessionBuilder {
     path: String,
     domain: Option<String>,
     id_factory: IdFactory,
+    custom_factory: bool,
+    accept_ids: Option<IdCheck>,
     signing_secret: Option<Vec<u8>>,
     max_header_len: usize,
 }
@@ -358,6 +377,19 @@ impl AnonSessionBuilder {
     /// unguessable.
     pub fn id_factory(mut self, factory: impl Fn() -> String + Send + Sync + 'static) -> Self {
         self.id_factory = Arc::new(factory);
+        self.custom_factory = true;
+        self
+    }
+
+    /// Which unsigned ids a returning client may present (default: the
+    /// format of the default ids, 32 lowercase hex digits); any other
+    /// value is replaced by a new session, as a malformed one is. Unsigned
+    /// ids of an [id factory](Self::id_factory) of your own need this
+    /// check (`build` says so). Unsigned ids
+    /// are still the client's choice within the format: sign them
+    /// ([`signing_key`](Self::signing_key)) to know they were issued here.
+    pub fn accept_ids(mut self, check: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.accept_ids = Some(Arc::new(check));
         self
     }
 
@@ -435,6 +467,16 @@ impl AnonSessionBuilder {
         if let Some(domain) = self.domain {
             template = template.domain(domain);
         }
+        let accept_ids = match self.accept_ids {
+            Some(check) => check,
+            None if self.custom_factory && signer.is_none() => {
+                return Err(ConfigError::Invalid {
+                    name: "accept_ids",
+                    reason: "unsigned ids of an id factory need accept_ids, a check of their format",
+                });
+            }
+            None => Arc::new(is_uuid_session_id),
+        };
         // The signature adds `.<issued>.<43 characters>`.
         let max_value_len = if signer.is_some() {
             DEFAULT_MAX_SESSION_LEN + 80
@@ -445,6 +487,7 @@ impl AnonSessionBuilder {
             name,
             cookie_template: template.build(),
             id_factory: self.id_factory,
+            accept_ids,
             signer,
             max_value_len,
             max_header_len: self.max_header_len,
@@ -541,9 +584,19 @@ mod tests {
         );
         assert_eq!(pair(&set_cookie), format!("anon={id}"));
 
+        assert!(first.auth.is_vouched(), "issued here");
         let again = run(&anon, &[pair(&set_cookie)]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(again.auth.identifier(), id);
         assert_eq!(again.set_cookie, None);
+        assert!(!again.auth.is_vouched(), "unsigned: the client's word");
+
+        // Only the issued format is taken back; anything else is replaced.
+        for invented in ["operator", "<script>", "0123456789ABCDEF0123456789ABCDEF"] {
+            let replaced =
+                run(&anon, &[&format!("anon={invented}")]).unwrap_or_else(|e| panic!("{e}"));
+            assert_ne!(replaced.auth.identifier(), invented);
+            assert!(replaced.set_cookie.is_some(), "{invented}");
+        }
 
         let other = run(&anon, &[]).unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(
@@ -624,16 +677,28 @@ mod tests {
     fn custom_id_factory_and_a_broken_one() {
         let n = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&n);
+        let factory = move || format!("id{}", counter.fetch_add(1, Ordering::SeqCst));
+        let unchecked = AnonSessionBackend::builder("a").id_factory(factory.clone());
+        assert!(unchecked.build().is_err(), "unsigned: accept_ids is needed");
         let anon = AnonSessionBackend::builder("a")
-            .id_factory(move || format!("id{}", counter.fetch_add(1, Ordering::SeqCst)))
+            .id_factory(factory.clone())
+            .accept_ids(|id| id.starts_with("id"))
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             run(&anon, &[]).map(|w| w.auth.identifier().to_owned()),
             Ok("id0".into())
         );
+        let returning = run(&anon, &["a=id7"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(returning.auth.identifier(), "id7");
+        assert!(run(&anon, &["a=other"]).is_ok_and(|w| w.set_cookie.is_some()));
+        let signed = AnonSessionBackend::builder("a")
+            .id_factory(factory)
+            .signing_key([7u8; 32]);
+        assert!(signed.build().is_ok(), "signed ids need no format");
         let broken = AnonSessionBackend::builder("a")
             .id_factory(|| "bad value; Secure".into())
+            .accept_ids(|_| true)
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(run(&broken, &[]).map_err(|e| e.status().as_u16()), Err(500));

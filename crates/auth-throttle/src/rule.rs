@@ -132,22 +132,33 @@ impl Quota {
 pub struct Callers(u8);
 
 impl Callers {
-    /// Identities a credential vouched for: a JWT, an introspected token, a
-    /// session cookie, a custom backend's.
+    /// Identities a verifier vouched for ([`AuthData::is_vouched`]): a
+    /// JWT, an introspected token, a custom backend's that says it
+    /// verified. Not a session cookie's value ([`CLAIMED`](Self::CLAIMED)).
     pub const AUTHENTICATED: Callers = Callers(1);
-    /// Anonymous sessions (issued on this request or returning).
+    /// Anonymous sessions (issued on this request or returning, signed or
+    /// not).
     pub const ANONYMOUS: Callers = Callers(2);
-    /// Anonymous sessions issued on this very request: with
-    /// [`Rule::by_client_ip`], a cap on new sessions per address, so a
-    /// client that drops its cookie gains nothing.
+    /// Anonymous sessions not known to be old: issued on this very
+    /// request, or an unsigned id a client sent (which this server cannot
+    /// tell from one the client made up). With [`Rule::by_client_ip`], a
+    /// cap on new sessions per address, so a client that drops its cookie
+    /// or invents ids gains nothing; sign sessions
+    /// (`AnonSessionBuilder::signing_key`) so that returning visitors are
+    /// not counted as new.
     pub const NEW_SESSIONS: Callers = Callers(4);
     /// Identities that are the client address (`IpBackend`).
     pub const IP: Callers = Callers(8);
     /// Requests without an identity (no auth layer, optional mode, a
     /// preflight): only rules keyed by client address can count them.
     pub const UNIDENTIFIED: Callers = Callers(16);
+    /// Identities the client chose and nothing verified: a session
+    /// cookie's value, an unsigned anonymous id, a custom backend's that
+    /// does not say it verified. A client gets a fresh one whenever it
+    /// likes: count these by client address too.
+    pub const CLAIMED: Callers = Callers(32);
     /// Everybody.
-    pub const EVERYONE: Callers = Callers(31);
+    pub const EVERYONE: Callers = Callers(63);
 
     /// Whether every caller kind of `other` is among these.
     pub fn contains(self, other: Callers) -> bool {
@@ -157,12 +168,18 @@ impl Callers {
     /// The kinds a request's identity has (its verdict says whether the
     /// session is new).
     pub fn of(auth: Option<&AuthData>, new_session: bool) -> Callers {
-        match auth.map(AuthData::source) {
-            None => Callers::UNIDENTIFIED,
-            Some(Source::Anonymous) if new_session => Callers::ANONYMOUS | Callers::NEW_SESSIONS,
-            Some(Source::Anonymous) => Callers::ANONYMOUS,
-            Some(Source::Ip) => Callers::IP,
-            Some(_) => Callers::AUTHENTICATED,
+        let Some(auth) = auth else {
+            return Callers::UNIDENTIFIED;
+        };
+        match (auth.source(), auth.is_vouched()) {
+            (Source::Anonymous, _) if new_session => Callers::ANONYMOUS | Callers::NEW_SESSIONS,
+            (Source::Anonymous, true) => Callers::ANONYMOUS,
+            (Source::Anonymous, false) => {
+                Callers::ANONYMOUS | Callers::NEW_SESSIONS | Callers::CLAIMED
+            }
+            (Source::Ip, _) => Callers::IP,
+            (_, true) => Callers::AUTHENTICATED,
+            (_, false) => Callers::CLAIMED,
         }
     }
 
@@ -470,7 +487,30 @@ mod tests {
         assert!(!anons.applies(Some(&writer), kinds, "GET"));
         let new = Callers::of(Some(&anon), true);
         assert!(new.contains(Callers::NEW_SESSIONS) && new.contains(Callers::ANONYMOUS));
-        assert!(!Callers::of(Some(&anon), false).contains(Callers::NEW_SESSIONS));
+    }
+
+    /// Who vouches for an identity decides its kind: a client-chosen one is
+    /// never AUTHENTICATED, and an unsigned returning session is never
+    /// known to be old.
+    #[test]
+    fn callers_by_who_vouches() {
+        let kinds = |auth: AuthData| Callers::of(Some(&auth), false);
+        let session = AuthData::bare(Source::Session, "s");
+        assert_eq!(kinds(session.clone()), Callers::CLAIMED);
+        assert_eq!(kinds(session.with_vouched(true)), Callers::AUTHENTICATED);
+        assert_eq!(kinds(token(json!({}))), Callers::AUTHENTICATED);
+        let custom = AuthData::bare(Source::Custom("apikey"), "k");
+        assert_eq!(kinds(custom.clone()), Callers::CLAIMED);
+        assert_eq!(kinds(custom.with_vouched(true)), Callers::AUTHENTICATED);
+        let unsigned = AuthData::bare(Source::Anonymous, "a");
+        assert_eq!(
+            kinds(unsigned.clone()),
+            Callers::ANONYMOUS | Callers::NEW_SESSIONS | Callers::CLAIMED
+        );
+        assert_eq!(kinds(unsigned.with_vouched(true)), Callers::ANONYMOUS);
+        assert_eq!(kinds(AuthData::bare(Source::Ip, "192.0.2.1")), Callers::IP);
+        assert_eq!(Callers::of(None, false), Callers::UNIDENTIFIED);
+        assert!(Callers::EVERYONE.contains(Callers::CLAIMED | Callers::UNIDENTIFIED));
     }
 
     #[test]

@@ -51,7 +51,7 @@ type Exempt = dyn Fn(&AuthData) -> bool + Send + Sync;
 ///
 /// Give it to a gate (`auth_core::Gate::throttle`, or the adapters'
 /// `AuthLayer::throttle` and `Authentication::throttle`), which applies it
-/// after authentication; or call [`check`](Self::check) yourself.
+/// after authentication; or call [`decide`](Self::decide) yourself.
 ///
 /// ```
 /// use auth_core::{AnonSessionBackend, Decision, Gate};
@@ -64,7 +64,7 @@ type Exempt = dyn Fn(&AuthData) -> bool + Send + Sync;
 /// let gate = Gate::new(AnonSessionBackend::new("anon")?).throttle(throttle);
 ///
 /// let req = auth_core::http::Request::builder()
-///     .header("cookie", "anon=visitor-1")
+///     .header("cookie", "anon=0123456789abcdef0123456789abcdef") // a returning visitor
 ///     .body(())?;
 /// for _ in 0..3 {
 ///     let Decision::Proceed(proceed) = gate.decide_blocking(&req) else { panic!() };
@@ -274,6 +274,7 @@ impl Throttle {
         }
         let auth = verdict.and_then(Verdict::auth);
         if let (Some(exempt), Some(auth)) = (&inner.exempt, auth)
+            && auth.is_vouched()
             && exempt(auth)
         {
             return Checked::Done(Throttled::Allow(Additions::new()));
@@ -492,9 +493,12 @@ impl ThrottleBuilder {
         self
     }
 
-    /// Identities never counted (an operator, a health checker). Compare
-    /// something the client cannot choose: a verified token's subject and
-    /// issuer, not a cookie's value.
+    /// Identities never counted (an operator, a health checker), among
+    /// those a verifier vouched for ([`AuthData::is_vouched`]): an identity
+    /// the client chose (a session cookie's value, an unsigned anonymous
+    /// id) is never exempt, whatever it says. Compare what the verifier
+    /// vouched for, such as a token's issuer and subject
+    /// (`who.key() == "jwt:https://id.example|health-checker"`).
     pub fn exempt(mut self, exempt: impl Fn(&AuthData) -> bool + Send + Sync + 'static) -> Self {
         self.exempt = Some(Box::new(exempt));
         self

@@ -28,19 +28,24 @@ fn request(headers: &[(&str, &str)], peer: &str) -> http::Request<()> {
     req
 }
 
-/// What the auth layer would leave: a JWT, else an anonymous session.
+/// What the auth layer would leave: a JWT, else an anonymous session
+/// (unsigned, any id accepted, so that tests name their visitors).
 fn verdict(req: &http::Request<()>) -> Verdict {
+    let anon = AnonSessionBackend::builder("anon")
+        .accept_ids(|_| true)
+        .build()
+        .unwrap();
+    verdict_of(req, anon)
+}
+
+fn verdict_of(req: &http::Request<()>, anon: AnonSessionBackend) -> Verdict {
     let jwt = JwtBackend::new(
         JwtValidator::builder([Algorithm::HS256])
             .hmac_secret(SECRET)
             .build()
             .unwrap(),
     );
-    let gate = Gate::new(
-        auth_core::Chain::new()
-            .or(jwt)
-            .or(AnonSessionBackend::new("anon").unwrap()),
-    );
+    let gate = Gate::new(auth_core::Chain::new().or(jwt).or(anon));
     match gate.decide_blocking(req) {
         Decision::Proceed(proceed) => proceed.verdict.unwrap(),
         other => panic!("{other:?}"),
@@ -324,15 +329,48 @@ fn new_sessions_per_address_are_capped() {
         .map(|_| matches!(check(&throttle, &fresh(), now), Throttled::Allow(_)))
         .collect();
     assert_eq!(decisions, [true, true, false]);
-    // Returning sessions are not new: not counted.
-    let returning = request(
-        &[("cookie", "anon=kept"), ("x-forwarded-for", "203.0.113.7")],
+    // An unsigned id the client sends cannot be told from one it made up:
+    // it counts as new.
+    let unsigned = request(
+        &[
+            ("cookie", "anon=made-up"),
+            ("x-forwarded-for", "203.0.113.7"),
+        ],
         "10.0.0.1:1",
     );
     assert!(matches!(
-        check(&throttle, &returning, now),
-        Throttled::Allow(_)
+        check(&throttle, &unsigned, now),
+        Throttled::Deny(_)
     ));
+    // A signed session issued here and sent back is not new: not counted.
+    let signed = || {
+        AnonSessionBackend::builder("anon")
+            .signing_key(SECRET)
+            .build()
+            .unwrap()
+    };
+    let first = request(&[("x-forwarded-for", "203.0.113.9")], "10.0.0.1:1");
+    let Decision::Proceed(issued) = Gate::new(signed()).decide_blocking(&first) else {
+        panic!("a session is issued");
+    };
+    let cookie = issued
+        .additions
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let returning = request(
+        &[("cookie", &pair), ("x-forwarded-for", "203.0.113.7")],
+        "10.0.0.1:1",
+    );
+    let verdict = verdict_of(&returning, signed());
+    for _ in 0..3 {
+        assert!(matches!(
+            throttle.decide(Some(&verdict), &returning, now),
+            Checked::Done(Throttled::Allow(_))
+        ));
+    }
     // Another client behind the same proxy has its own count.
     let other = request(&[("x-forwarded-for", "203.0.113.8")], "10.0.0.1:1");
     assert!(matches!(check(&throttle, &other, now), Throttled::Allow(_)));
@@ -353,7 +391,12 @@ fn log_only_and_exempt_identities() {
         .unwrap();
     let now = SystemTime::now();
     let visitor = request(&[("cookie", "anon=v")], "192.0.2.1:1");
-    let operator = request(&[("cookie", "anon=operator")], "192.0.2.1:1");
+    let bearer = format!("Bearer {}", token(json!({"sub": "operator"})));
+    let operator = request(&[("authorization", &bearer)], "192.0.2.1:1");
+    // A client-chosen identity is never exempt, whatever it says.
+    let posing = request(&[("cookie", "anon=operator")], "192.0.2.1:1");
+    assert!(matches!(check(&exempt, &posing, now), Throttled::Allow(_)));
+    assert!(matches!(check(&exempt, &posing, now), Throttled::Deny(_)));
     for _ in 0..3 {
         assert!(matches!(
             check(&log_only, &visitor, now),

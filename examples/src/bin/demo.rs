@@ -98,7 +98,7 @@ fn main() -> ExitCode {
     println!("  curl -i -H 'Authorization: Bearer {admin}' http://{addr}/admin");
     println!("  curl -i http://{addr}/ip");
     println!(
-        "  for i in 1 2 3 4; do curl -s -o /dev/null -w '%{{http_code}}\\n' -b anon=me http://{addr}/limited; done   # 200 200 200 429"
+        "  for i in 1 2 3 4; do curl -s -o /dev/null -w '%{{http_code}}\\n' -b anon=0123456789abcdef0123456789abcdef http://{addr}/limited; done   # 200 200 200 429"
     );
     if demo.counts_in_redis() {
         println!("/limited counts in Redis (DEMO_REDIS_URL)");

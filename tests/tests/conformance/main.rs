@@ -22,9 +22,9 @@ use std::time::{Duration, SystemTime};
 
 use auth_core::step::UreqTransport;
 use auth_core::{
-    Algorithm, AnonSessionBackend, Cause, Chain, Decision, Gate, IntrospectionBackend, IpBackend,
-    JwtBackend, JwtValidator, PeerAddr, Policy, Refusal, RequireScopes, Scope, SessionBackend,
-    TokenIssuer, Verdict,
+    Algorithm, AnonSessionBackend, Backend, Cause, Chain, Decision, Gate, IntrospectionBackend,
+    IpBackend, JwtBackend, JwtValidator, PeerAddr, Policy, Refusal, RequireScopes, Scope,
+    SessionBackend, TokenIssuer, Verdict,
 };
 use auth_tests::{serve_axum, serve_axum_with};
 use auth_throttle::{Callers, FailureBudget, MemoryStore, Quota, Rule, Throttle};
@@ -206,6 +206,30 @@ fn anon() -> AnonSessionBackend {
     AnonSessionBackend::new("anon").unwrap()
 }
 
+/// The key of signed anonymous sessions.
+const SESSION_KEY: [u8; 32] = [9u8; 32];
+
+fn signed_anon() -> AnonSessionBackend {
+    AnonSessionBackend::builder("anon")
+        .signing_key(SESSION_KEY)
+        .build()
+        .unwrap()
+}
+
+/// A signed session value for `id`, as `signed_anon` would have issued it.
+fn signed_session(id: &str) -> String {
+    let id = id.to_owned();
+    let issuer = AnonSessionBackend::builder("anon")
+        .signing_key(SESSION_KEY)
+        .id_factory(move || id.clone())
+        .build()
+        .unwrap();
+    let issued = issuer.identify(&http::Request::new(())).unwrap();
+    let set_cookie = issued.set_cookie.unwrap();
+    let pair = set_cookie.split(';').next().unwrap();
+    pair.strip_prefix("anon=").unwrap().to_owned()
+}
+
 /// One route: its path, its handler and the gate that guards it. Each way
 /// builds its own (as a server would, with its own caches and counters),
 /// so each way's first request to a remote-key route drives the key fetch
@@ -281,7 +305,7 @@ fn routes() -> Vec<Route> {
         route(
             "/new-sessions",
             Identity,
-            Gate::new(anon()).throttle(throttle([rule("new-sessions", 1)
+            Gate::new(signed_anon()).throttle(throttle([rule("new-sessions", 1)
                 .callers(Callers::NEW_SESSIONS)
                 .by_client_ip()])),
         ),
@@ -357,15 +381,7 @@ fn routes() -> Vec<Route> {
             Identity,
             SessionBackend::new("session").unwrap().into(),
         ),
-        route(
-            "/signed",
-            Identity,
-            AnonSessionBackend::builder("anon")
-                .signing_key([9u8; 32])
-                .build()
-                .unwrap()
-                .into(),
-        ),
+        route("/signed", Identity, signed_anon().into()),
         route("/ip", Identity, IpBackend::new().into()),
         route("/ip-proxied", Identity, ip_proxied().into()),
         route(
@@ -489,13 +505,15 @@ macro_rules! table {
 }
 
 const INVALID: &str = r#"Bearer error="invalid_token", error_description="malformed token""#;
-const ANON: &str = "anon=returning-visitor-42";
+const ANON: &str = "anon=feedface000000000000000000000042";
+const LIMITED: &str = "anon=11111111111111111111111111111111";
+const SHAPED: &str = "anon=22222222222222222222222222222222";
 
 #[rustfmt::skip]
 const SCENARIOS: &[Scenario] = table![
     // Chain: JWT, else anonymous session.
     "chain: nothing -> anonymous issued" = GET "/whoami" [] => 200, -, 1, Issued;
-    "chain: anonymous cookie reused" = GET "/whoami" ["cookie": ANON] => 200, -, 0, Is("returning-visitor-42");
+    "chain: anonymous cookie reused" = GET "/whoami" ["cookie": ANON] => 200, -, 0, Is("feedface000000000000000000000042");
     "chain: valid token wins over cookie" = GET "/whoami" ["authorization": "Bearer {token:reader}", "cookie": ANON] => 200, -, 0, Is("alice");
     "chain: lowercase scheme" = GET "/whoami" ["authorization": "bearer {token:reader}"] => 200, -, 0, Is("alice");
     "chain: bad token is not downgraded" = GET "/whoami" ["authorization": "Bearer not.a.jwt"] => 401, INVALID, 0, Refused;
@@ -508,20 +526,22 @@ const SCENARIOS: &[Scenario] = table![
     "chain: expired token" = GET "/whoami" ["authorization": "Bearer {token:expired}"] => 401, r#"Bearer error="invalid_token", error_description="token expired""#, 0, Refused;
     "chain: foreign issuer" = GET "/whoami" ["authorization": "Bearer {token:foreign}"] => 401, r#"Bearer error="invalid_token", error_description="token has the wrong issuer""#, 0, Refused;
     "chain: malformed anonymous cookie replaced" = GET "/whoami" ["cookie": "anon=\"a\\b\""] => 200, -, 1, Issued;
+    "chain: an id not of the issued format is replaced" = GET "/whoami" ["cookie": "anon=operator"] => 200, -, 1, Issued;
     // Rate limits after the identity (the throttle inside the auth layer).
     "limited: a new session's first request counts" = GET "/limited" [] => 200, -, 1, Issued;
-    "limited: 1st of 3" = GET "/limited" ["cookie": "anon=limited-visitor"] => 200, -, 0, Is("limited-visitor");
-    "limited: 2nd of 3" = GET "/limited" ["cookie": "anon=limited-visitor"] => 200, -, 0, Is("limited-visitor");
-    "limited: 3rd of 3" = GET "/limited" ["cookie": "anon=limited-visitor"] => 200, -, 0, Is("limited-visitor");
-    "limited: the 4th is a 429" = GET "/limited" ["cookie": "anon=limited-visitor"] => 429, -, 0, Other;
-    "limited: another route does not count them" = GET "/whoami" ["cookie": "anon=limited-visitor"] => 200, -, 0, Is("limited-visitor");
-    "a path no route serves: the router's 404, no gate" = GET "/nowhere" ["cookie": "anon=limited-visitor"] => 404, -, 0, Other;
+    "limited: 1st of 3" = GET "/limited" ["cookie": LIMITED] => 200, -, 0, Is("11111111111111111111111111111111");
+    "limited: 2nd of 3" = GET "/limited" ["cookie": LIMITED] => 200, -, 0, Is("11111111111111111111111111111111");
+    "limited: 3rd of 3" = GET "/limited" ["cookie": LIMITED] => 200, -, 0, Is("11111111111111111111111111111111");
+    "limited: the 4th is a 429" = GET "/limited" ["cookie": LIMITED] => 429, -, 0, Other;
+    "limited: another route does not count them" = GET "/whoami" ["cookie": LIMITED] => 200, -, 0, Is("11111111111111111111111111111111");
+    "a path no route serves: the router's 404, no gate" = GET "/nowhere" ["cookie": LIMITED] => 404, -, 0, Other;
     "limited: a token without a scope claim is counted by no rule" = GET "/limited" ["authorization": "Bearer {token:reader}"] => 200, -, 0, Is("alice");
     "limited: a bad token is refused before any counting" = GET "/limited" ["authorization": "Bearer not.a.jwt"] => 401, INVALID, 0, Refused;
     // New sessions per client address: the one over the cap gets a 429 and no session.
     "new sessions: the first is issued" = GET "/new-sessions" [] => 200, -, 1, Issued;
     "new sessions: over the cap, a 429 without the cookie" = GET "/new-sessions" [] => 429, -, 0, Has("new-sessions");
-    "new sessions: a returning session is not new" = GET "/new-sessions" ["cookie": ANON] => 200, -, 0, Is("returning-visitor-42");
+    "new sessions: a signed session sent back is not new" = GET "/new-sessions" ["cookie": "anon={signed:5191ed00000000000000000000000001}"] => 200, -, 0, Is("5191ed00000000000000000000000001");
+    "new sessions: an unsigned id is a new session, over the cap: 429, no cookie" = GET "/new-sessions" ["cookie": ANON] => 429, -, 0, Has("new-sessions");
     // Rate limits alone, by client address: no verdict, no identity.
     "limits alone: 1st of 2" = GET "/by-address" [] => 200, -, 0, Has("ok");
     "limits alone: 2nd of 2" = GET "/by-address" ["cookie": ANON] => 200, -, 0, Has("ok");
@@ -538,8 +558,8 @@ const SCENARIOS: &[Scenario] = table![
     "budget: spent, even a valid token gets the budget's 429" = GET "/budget" ["x-forwarded-for": "198.51.100.1", "authorization": "Bearer {token:reader}"] => 429, -, 0, Has("failed-credentials");
     "budget: another address is unaffected" = GET "/budget" ["x-forwarded-for": "198.51.100.2", "authorization": "Bearer {token:reader}"] => 200, -, 0, Is("alice");
     // One renderer for every refusal of a gate: the 429 names its rule.
-    "shaped: the 1st passes" = GET "/shaped" ["cookie": "anon=shaped-visitor"] => 200, -, 0, Is("shaped-visitor");
-    "shaped: the 429 names its rule" = GET "/shaped" ["cookie": "anon=shaped-visitor"] => 429, -, 0, Has(r#""detail":"shaped: retry in 900 s""#);
+    "shaped: the 1st passes" = GET "/shaped" ["cookie": SHAPED] => 200, -, 0, Is("22222222222222222222222222222222");
+    "shaped: the 429 names its rule" = GET "/shaped" ["cookie": SHAPED] => 429, -, 0, Has(r#""detail":"shaped: retry in 900 s""#);
     "shaped: an authentication refusal is reworded too" = GET "/shaped" ["authorization": "Bearer not.a.jwt"] => 401, INVALID, 0, Has(r#""detail":"invalid credentials: malformed token""#);
     // JWT required, with a realm.
     "private: nothing" = GET "/private" [] => 401, r#"Bearer realm="api""#, 0, Refused;
@@ -569,7 +589,7 @@ const SCENARIOS: &[Scenario] = table![
     "optional: invalid still refused" = GET "/optional" ["authorization": "Bearer x.y.z"] => 401, INVALID, 0, Refused;
     // The handler's own cookie next to an issued one.
     "cookies: handler's and issued" = GET "/cookies" [] => 200, -, 2, Issued;
-    "cookies: handler's only" = GET "/cookies" ["cookie": ANON] => 200, -, 1, Is("returning-visitor-42");
+    "cookies: handler's only" = GET "/cookies" ["cookie": ANON] => 200, -, 1, Is("feedface000000000000000000000042");
     // The state-based extractor, without the layer.
     "state: issued" = GET "/state" [] => 200, -, 1, Issued;
     "state: session" = GET "/state" ["cookie": "session=s-1"] => 200, -, 0, Is("s-1");
@@ -608,14 +628,18 @@ const SCENARIOS: &[Scenario] = table![
     "OPTIONS without Origin is authenticated" = OPTIONS "/private" ["access-control-request-method": "GET"] => 401, r#"Bearer realm="api""#, 0, Refused;
 ];
 
+/// `{token:<name>}` and `{signed:<id>}` replaced by a token and a signed
+/// session value.
 fn expand(value: &str) -> String {
-    match value.split_once("{token:") {
-        Some((before, rest)) => {
-            let (name, after) = rest.split_once('}').unwrap();
-            format!("{before}{}{after}", token(name))
-        }
-        None => value.to_owned(),
+    if let Some((before, rest)) = value.split_once("{token:") {
+        let (name, after) = rest.split_once('}').unwrap();
+        return format!("{before}{}{after}", token(name));
     }
+    if let Some((before, rest)) = value.split_once("{signed:") {
+        let (id, after) = rest.split_once('}').unwrap();
+        return format!("{before}{}{after}", signed_session(id));
+    }
+    value.to_owned()
 }
 
 /// What one way answered.
@@ -642,47 +666,47 @@ impl Answer {
     }
 }
 
-/// Masks every run of exactly 32 lower-case hex digits (an issued session
-/// id), and the value of an issued `anon` cookie (signed ones are longer).
-fn mask(text: &str) -> String {
-    let text = match text.strip_prefix("anon=") {
+/// The ids of the sessions an answer issues (`Set-Cookie: anon=<id>...`,
+/// the id before any signature).
+fn issued_ids(headers: &[(String, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+        .filter_map(|(_, v)| v.strip_prefix("anon="))
+        .filter_map(|rest| rest.split([';', '.']).next())
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Masks the ids of issued sessions, and the value of an issued `anon`
+/// cookie (signed ones are longer): they differ from one way to another.
+fn mask(text: &str, issued: &[String]) -> String {
+    let mut text = match text.strip_prefix("anon=") {
         Some(rest) => match rest.split_once(';') {
             Some((_, attributes)) => format!("anon=<issued>;{attributes}"),
             None => "anon=<issued>".into(),
         },
         None => text.to_owned(),
     };
-    let bytes = text.as_bytes();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let run = bytes[i..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(*b))
-            .count();
-        let boundary = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
-        if run == 32 && boundary {
-            out.push_str("<id>");
-            i += run;
-        } else {
-            out.push(char::from(bytes[i]));
-            i += 1;
-        }
+    for id in issued {
+        text = text.replace(id.as_str(), "<id>");
     }
-    out
+    text
 }
 
 fn answer(status: u16, headers: Vec<(String, String)>, body: &str) -> Answer {
+    let issued = issued_ids(&headers);
     let mut headers: Vec<(String, String)> = headers
         .into_iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), mask(&v)))
+        .map(|(n, v)| (n.to_ascii_lowercase(), mask(&v, &issued)))
         .filter(|(n, _)| n != "date" && n != "content-length")
         .collect();
     headers.sort_by(|a, b| a.0.cmp(&b.0));
     Answer {
         status,
         headers,
-        body: mask(body),
+        body: mask(body, &issued),
     }
 }
 
