@@ -307,7 +307,8 @@ impl Rule {
         self
     }
 
-    /// Applies only to these methods (default: all).
+    /// Applies only to these methods (default: all). `GET` includes
+    /// `HEAD`, which servers answer with the `GET` handler.
     #[must_use]
     pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
         self.methods = Some(methods.into_iter().collect());
@@ -372,8 +373,12 @@ impl Rule {
         if !self.callers.intersects(kinds) {
             return false;
         }
+        // HEAD is GET without the body (servers answer it with the GET
+        // handler): a rule for GET counts it too.
         if let Some(methods) = &self.methods
-            && !methods.iter().any(|m| m.as_str() == method)
+            && !methods
+                .iter()
+                .any(|m| m.as_str() == method || (*m == Method::GET && method == "HEAD"))
         {
             return false;
         }
@@ -475,6 +480,12 @@ mod tests {
         let kinds = Callers::of(Some(&writer), false);
         assert!(scoped.applies(Some(&writer), kinds, "POST"));
         assert!(!scoped.applies(Some(&writer), kinds, "GET"));
+        let reads = Rule::new("reads", q).map(|r| r.methods([Method::GET])).ok();
+        let Some(reads) = reads else { return };
+        assert!(reads.applies(Some(&writer), kinds, "GET"));
+        assert!(reads.applies(Some(&writer), kinds, "HEAD"), "HEAD is a GET");
+        assert!(!reads.applies(Some(&writer), kinds, "POST"));
+        assert!(!scoped.applies(Some(&writer), kinds, "HEAD"), "not a POST");
         // No scope claim at all: not counted, and no panic.
         let plain = token(json!({}));
         assert!(!scoped.applies(Some(&plain), kinds, "POST"));

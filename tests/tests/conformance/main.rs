@@ -1126,6 +1126,36 @@ fn server_side_failures_have_fixed_bodies() {
     );
 }
 
+/// A rule for GET counts HEAD (axum answers it with the GET handler), over
+/// real TCP.
+#[test]
+fn a_rule_for_get_counts_head() {
+    let limits = Throttle::builder(MemoryStore::default())
+        .rule(
+            rule("reads", 2)
+                .methods([http::Method::GET])
+                .callers(Callers::EVERYONE)
+                .by_client_ip(),
+        )
+        .build()
+        .unwrap();
+    let base = serve_axum(
+        axum::Router::new()
+            .route("/read", axum::routing::get(|| async { "ok" }))
+            .layer(auth_axum::AuthLayer::new(Gate::without_auth().throttle(limits))),
+    );
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let url = format!("{base}/read");
+    let head = |agent: &ureq::Agent| agent.head(&url).call().unwrap().status().as_u16();
+    assert_eq!(head(&agent), 200);
+    assert_eq!(head(&agent), 200);
+    assert_eq!(agent.get(&url).call().unwrap().status().as_u16(), 429);
+}
+
 /// Many requests with one new token make one provider call, through both
 /// adapters; every request gets the same answer.
 #[test]
