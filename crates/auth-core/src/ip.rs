@@ -144,6 +144,12 @@ impl IpBackend {
         ipnet::Ipv6Net::new(ip, len).ok().map(|net| net.trunc())
     }
 
+    /// Whether any proxy is trusted (else forwarding headers are never
+    /// read).
+    pub fn trusts_proxies(&self) -> bool {
+        !self.trusted.is_empty()
+    }
+
     fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|net| net.contains(&ip))
     }

@@ -154,6 +154,7 @@ impl Throttle {
             Ok(ip) => ip,
             Err(error) => return Limited::Deny(Refusal::for_error(error, None)),
         };
+        inner.notice_forwarding(req, ip);
         let rule = &budget.budget.rule;
         let now = micros(now);
         let cell = inner

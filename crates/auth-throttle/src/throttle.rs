@@ -2,6 +2,7 @@
 //! decision for each request; a [`Limiter`] for `auth-core`'s gate.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -99,6 +100,9 @@ pub(crate) struct Inner {
     needs_identity: bool,
     /// Whether that was logged (once per throttle).
     warned_no_verdict: AtomicBool,
+    /// Whether a forwarded header from a proxy nobody trusts was logged
+    /// (once per throttle; set from the start when proxies are trusted).
+    warned_forwarding: AtomicBool,
 }
 
 /// The decision: now, or after one round trip to the shared store.
@@ -220,6 +224,15 @@ pub(crate) fn micros(now: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
+/// A loopback, private (RFC 1918, unique local) or link-local address:
+/// where a reverse proxy usually sits.
+fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
+    }
+}
+
 /// The peer address, IPv6 clients grouped per /64.
 fn default_client_ip() -> IpBackend {
     IpBackend::new()
@@ -297,7 +310,10 @@ impl Throttle {
                 KeyBy::ClientIp => match address {
                     Some(key) => key,
                     None => match inner.client_ip.client_group(req) {
-                        Ok(ip) => *address.insert(inner.keys.address(ip)),
+                        Ok(ip) => {
+                            inner.notice_forwarding(req, ip);
+                            *address.insert(inner.keys.address(ip))
+                        }
                         Err(error) => {
                             return Checked::Done(Throttled::Deny(Refusal::for_error(error, None)));
                         }
@@ -369,6 +385,28 @@ impl From<Throttled> for Limited {
 }
 
 impl Inner {
+    /// Warns, once, that a request with a forwarding header came from a
+    /// loopback or private address while no proxy is trusted: every client
+    /// behind that proxy then shares its address's count.
+    pub(crate) fn notice_forwarding(&self, req: &dyn RequestView, client: IpAddr) {
+        if self.warned_forwarding.load(Ordering::Relaxed) || !is_local(client) {
+            return;
+        }
+        let forwarded = ["x-forwarded-for", "forwarded"]
+            .into_iter()
+            .find(|name| req.header(name).is_some());
+        if let Some(header) = forwarded
+            && !self.warned_forwarding.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                header,
+                "a request from a loopback or private address carries a forwarding header, \
+                 but the throttle trusts no proxy: every client behind that proxy shares one \
+                 count by address (ThrottleBuilder::client_ip with trust_proxies)"
+            );
+        }
+    }
+
     /// The in-process store's decision at `now` (µs).
     fn in_memory(&self, counts: &[Count], now: u64) -> Throttled {
         if let [count] = counts {
@@ -547,6 +585,7 @@ impl ThrottleBuilder {
                 reason: "its id is a rule's id",
             });
         }
+        let trusts_proxies = self.client_ip.trusts_proxies();
         let needs_identity = self.rules.iter().any(|r| {
             r.key == KeyBy::Identity
                 || r.scope.is_some()
@@ -568,6 +607,7 @@ impl ThrottleBuilder {
                 budget,
                 needs_identity,
                 warned_no_verdict: AtomicBool::new(false),
+                warned_forwarding: AtomicBool::new(trusts_proxies),
             }),
         })
     }

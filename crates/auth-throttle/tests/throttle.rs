@@ -640,3 +640,49 @@ fn poll_once<F: std::future::Future>(future: F) -> F::Output {
         std::task::Poll::Pending => panic!("not ready at once"),
     }
 }
+
+/// A by-address rule that trusts no proxy, meeting a forwarding header
+/// from a loopback or private peer (a proxy in front it does not know
+/// about): one warning, the first time; none from a public peer or with
+/// the proxy trusted.
+#[test]
+fn forwarding_through_an_untrusted_local_proxy_is_logged_once() {
+    let throttle = |client_ip: IpBackend| {
+        Throttle::builder(MemoryStore::default())
+            .client_ip(client_ip)
+            .rule(
+                Rule::new("per-address", Quota::new(100, seconds(60)).unwrap())
+                    .unwrap()
+                    .callers(Callers::EVERYONE)
+                    .by_client_ip(),
+            )
+            .build()
+            .unwrap()
+    };
+    let run = |throttle: &Throttle, peer: &str, header: &str| {
+        logs_of(|| {
+            for _ in 0..3 {
+                let req = request(&[(header, "203.0.113.7")], peer);
+                assert!(matches!(
+                    throttle.decide(None, &req, SystemTime::now()),
+                    Checked::Done(Throttled::Allow(_))
+                ));
+            }
+        })
+    };
+    let untrusting = throttle(IpBackend::new());
+    let logs = run(&untrusting, "127.0.0.1:1", "x-forwarded-for");
+    assert_eq!(logs.matches("trusts no proxy").count(), 1, "{logs}");
+    assert!(logs.contains("x-forwarded-for"), "{logs}");
+    assert!(
+        run(&untrusting, "10.1.2.3:1", "forwarded").is_empty(),
+        "once"
+    );
+    let fresh = throttle(IpBackend::new());
+    let logs = run(&fresh, "[fd00::1]:1", "forwarded");
+    assert_eq!(logs.matches("trusts no proxy").count(), 1, "{logs}");
+    let public = throttle(IpBackend::new());
+    assert!(run(&public, "192.0.2.1:1", "x-forwarded-for").is_empty());
+    let trusting = throttle(IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap());
+    assert!(run(&trusting, "127.0.0.1:1", "x-forwarded-for").is_empty());
+}

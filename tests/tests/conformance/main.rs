@@ -1142,7 +1142,9 @@ fn a_rule_for_get_counts_head() {
     let base = serve_axum(
         axum::Router::new()
             .route("/read", axum::routing::get(|| async { "ok" }))
-            .layer(auth_axum::AuthLayer::new(Gate::without_auth().throttle(limits))),
+            .layer(auth_axum::AuthLayer::new(
+                Gate::without_auth().throttle(limits),
+            )),
     );
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
