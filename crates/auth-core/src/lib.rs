@@ -53,6 +53,7 @@ mod gate;
 mod introspect;
 mod ip;
 mod jwt;
+mod log;
 mod policy;
 mod refusal;
 mod request;

@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::decision::Additions;
 use crate::error::AuthError;
+use crate::log::EverySecond;
 
 /// Why a request was refused: what a [`Refusal`] answers, so that a
 /// renderer ([`Gate::render_refusals`](crate::Gate::render_refusals)) can
@@ -72,7 +73,9 @@ impl Refusal {
     /// challenge (naming `realm`, if any) and the JSON body
     /// ([`AuthError::body_json`]). It is logged here: `debug` for client
     /// errors, `warn` for an unavailable provider, `error` for a server
-    /// misconfiguration (the log holds the reason, the body a fixed text).
+    /// misconfiguration (the log holds the reason, the body a fixed text);
+    /// the last two at most once a second each, `also` counting the lines
+    /// held back since.
     ///
     /// ```
     /// use auth_core::{AuthError, Credential, Refusal};
@@ -85,11 +88,22 @@ impl Refusal {
     pub fn for_error(error: AuthError, realm: Option<&str>) -> Self {
         let status = error.status();
         match &error {
+            // Both can come with every request: a line a second at most.
             AuthError::Misconfigured { reason } => {
-                tracing::error!(%reason, "request refused: server misconfigured");
+                static LOG: EverySecond = EverySecond::new();
+                LOG.log(|also| {
+                    tracing::error!(%reason, also, "request refused: server misconfigured");
+                });
             }
             AuthError::ProviderUnavailable { reason, .. } => {
-                tracing::warn!(%reason, "request refused: identity provider unavailable");
+                static LOG: EverySecond = EverySecond::new();
+                LOG.log(|also| {
+                    tracing::warn!(
+                        %reason,
+                        also,
+                        "request refused: identity provider unavailable"
+                    );
+                });
             }
             other => {
                 tracing::debug!(status = status.as_u16(), reason = %other, "request refused");

@@ -23,6 +23,7 @@ pub use crate::drive::{BlockingSend, MAX_STEPS, MAX_WAIT, Runtime};
 pub use crate::flight::Waiter;
 pub use crate::gate::{Charge, LimitFuture, Limited, Limiter};
 pub use crate::jwt::{Checked, KeyFetch, TokenValidator, VerifiedClaims};
+pub use crate::log::EverySecond;
 pub use crate::request::{
     DEFAULT_MAX_COOKIE_HEADER_LEN, DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_token, cookie_value,
     is_cookie_name, is_cookie_value,

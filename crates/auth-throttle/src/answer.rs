@@ -4,10 +4,8 @@
 //! `Retry-After` and an `application/problem+json` body (RFC 9457).
 
 use std::sync::Arc;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
+use auth_core::step::EverySecond;
 use auth_core::{Additions, Cause, Refusal};
 use http::{HeaderName, HeaderValue, StatusCode};
 
@@ -145,52 +143,13 @@ pub(crate) fn plausible(cell: &Cell, rate: Rate) -> bool {
     }
 }
 
-/// A log line a client can trigger on every request, written at most
-/// once a second (of monotonic time) with the number of times it was
-/// held back meanwhile.
-pub(crate) struct EverySecond {
-    /// Milliseconds since `EPOCH` of the last line, plus one (0: never).
-    last: AtomicU64,
-    held: AtomicU64,
-}
-
-impl EverySecond {
-    pub(crate) const fn new() -> Self {
-        EverySecond {
-            last: AtomicU64::new(0),
-            held: AtomicU64::new(0),
-        }
-    }
-
-    /// Calls `log` with the count of lines held back since the last one,
-    /// unless a line was written less than a second ago.
-    pub(crate) fn log(&self, log: impl FnOnce(u64)) {
-        static EPOCH: OnceLock<Instant> = OnceLock::new();
-        let now = u64::try_from(EPOCH.get_or_init(Instant::now).elapsed().as_millis())
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
-        let last = self.last.load(Ordering::Relaxed);
-        let due = last == 0 || now.saturating_sub(last) >= 1_000;
-        if due
-            && self
-                .last
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            log(self.held.swap(0, Ordering::Relaxed));
-        } else {
-            self.held.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// A warning that a request was over a limit in log-only mode.
 pub(crate) fn warn_over_limit(rule: &Rule) {
     static LOG: EverySecond = EverySecond::new();
     LOG.log(|held| {
         tracing::warn!(
             rule = %rule.id(),
-            also_since_last = held,
+            also = held,
             "rate limit exceeded (log-only: let through)"
         );
     });
@@ -204,7 +163,7 @@ pub(crate) fn warn_store_failed(error: &StoreError, fallback: Fallback) {
         tracing::warn!(
             %error,
             ?fallback,
-            also_since_last = held,
+            also = held,
             "rate limit store failed; the fallback applies"
         );
     });

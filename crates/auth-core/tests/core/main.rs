@@ -12,6 +12,7 @@ mod introspection;
 mod jwt;
 #[cfg(feature = "ureq")]
 mod jwt_remote;
+mod logs;
 
 #[cfg(feature = "ureq")]
 use auth_core::http::HeaderValue;
