@@ -307,7 +307,11 @@ impl Demo {
                 IntrospectionBackend::builder(&c.url, &c.client_id, &c.client_secret)
                     .identifier_claim(&c.identifier)
                     // Plain http only to a provider on this machine.
-                    .allow_http(is_loopback_url(&c.url));
+                    .allow_http(is_loopback_url(&c.url))
+                    // One client address holds at most an eighth of the
+                    // provider calls (the default share), found as the
+                    // limits find it.
+                    .client_ip(limits_ip.clone());
             if let Some(ttl) = c.cache_ttl {
                 introspection = introspection.max_cache_ttl(ttl);
             }

@@ -4,7 +4,9 @@
 //! the cap, every admitted request made exactly one call, the requests over
 //! the cap get 503 with `Retry-After` at once, other routes keep answering
 //! meanwhile, and (axum, whose runtime names its threads) the server's
-//! threads stay within the cap plus its workers.
+//! threads stay within the cap plus its workers. And one client address
+//! flooding unknown tokens holds no more than its share of the calls:
+//! other clients' new tokens are still checked.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -14,7 +16,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use auth_core::{Gate, IntrospectionBackend};
+use auth_core::{Gate, IntrospectionBackend, IpBackend};
 use serde_json::json;
 
 const CAP: usize = IntrospectionBackend::DEFAULT_MAX_CONCURRENT_CALLS;
@@ -58,16 +60,24 @@ fn slow_provider() -> (String, Arc<Calls>) {
     (url, calls)
 }
 
+/// Introspection at `url`; clients are told apart by `X-Forwarded-For`
+/// (the tests' requests come through a proxy on loopback).
 fn gate(url: &str) -> Gate {
     let backend = IntrospectionBackend::builder(url, "api", "secret")
         .allow_http(true)
+        .client_ip(IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap())
         .build()
         .unwrap();
     Gate::new(backend)
 }
 
-/// The axum server, its runtime's threads named `auth-srv`.
-fn serve_axum(url: &str) -> String {
+/// A client address of its own for client `i`.
+fn address(i: usize) -> String {
+    format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255)
+}
+
+/// The axum server, its runtime's threads named `threads`.
+fn serve_axum(url: &str, threads: &'static str) -> String {
     let app = axum::Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
         .merge(
@@ -89,7 +99,7 @@ fn serve_axum(url: &str) -> String {
     thread::spawn(move || {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKERS)
-            .thread_name(SERVER_THREADS)
+            .thread_name(threads)
             .enable_all()
             .build()
             .unwrap()
@@ -179,6 +189,7 @@ fn storm(base: &str, calls: &Calls) -> String {
                 let response = agent()
                     .get(format!("{base}/introspected"))
                     .header("authorization", format!("Bearer unique-token-{i}"))
+                    .header("x-forwarded-for", address(i))
                     .call()
                     .unwrap();
                 let retry_after = response
@@ -225,10 +236,14 @@ fn storm(base: &str, calls: &Calls) -> String {
     )
 }
 
+/// The tests of this file load the machine: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn provider_calls_and_threads_are_capped_on_both_adapters() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (url, calls) = slow_provider();
-    let base = serve_axum(&url);
+    let base = serve_axum(&url, SERVER_THREADS);
     wait_until_up(&base);
     let idle = server_threads();
     // Sample the server's thread count during the storm.
@@ -257,4 +272,80 @@ fn provider_calls_and_threads_are_capped_on_both_adapters() {
     let base = serve_actix(&url);
     wait_until_up(&base);
     println!("actix: {}", storm(&base, &calls));
+}
+
+/// One address keeps 90 connections busy with unknown tokens (each call
+/// takes the provider a second); meanwhile new tokens from other addresses
+/// are checked: the flood holds at most its share of the provider calls.
+#[test]
+fn one_address_cannot_hold_the_provider() {
+    const SHARE: usize = IntrospectionBackend::DEFAULT_MAX_CALLS_PER_CLIENT;
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (url, calls) = slow_provider();
+    let base = serve_axum(&url, "flood-srv");
+    wait_until_up(&base);
+    let flooding = Arc::new(AtomicBool::new(true));
+    let attackers: Vec<_> = (0..90)
+        .map(|t| {
+            let (base, flooding) = (base.clone(), Arc::clone(&flooding));
+            thread::spawn(move || {
+                let agent = agent();
+                let (mut admitted, mut refused) = (0, 0);
+                for n in 0.. {
+                    if !flooding.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let status = agent
+                        .get(format!("{base}/introspected"))
+                        .header("authorization", format!("Bearer flood-{t}-{n}"))
+                        .header("x-forwarded-for", "198.51.100.66")
+                        .call()
+                        .unwrap()
+                        .status()
+                        .as_u16();
+                    match status {
+                        200 => admitted += 1,
+                        503 => refused += 1,
+                        other => panic!("{other}"),
+                    }
+                }
+                (admitted, refused)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    // Five other clients, each with a new token, while the flood runs.
+    let others: Vec<_> = (0..5)
+        .map(|i| {
+            let base = base.clone();
+            thread::spawn(move || {
+                agent()
+                    .get(format!("{base}/introspected"))
+                    .header("authorization", format!("Bearer fresh-{i}"))
+                    .header("x-forwarded-for", address(1_000 + i))
+                    .call()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let others: Vec<u16> = others.into_iter().map(|o| o.join().unwrap()).collect();
+    thread::sleep(Duration::from_millis(1_200));
+    let most_during = calls.most.load(Ordering::SeqCst);
+    flooding.store(false, Ordering::SeqCst);
+    let (admitted, refused) = attackers
+        .into_iter()
+        .map(|a| a.join().unwrap())
+        .fold((0, 0), |(a, r), (x, y)| (a + x, r + y));
+    println!(
+        "flood: {admitted} admitted, {refused} refused; others {others:?}; \
+         at most {most_during} provider calls at once"
+    );
+    assert_eq!(others, [200; 5], "other clients' new tokens are checked");
+    assert!(refused > 0, "the flood is refused over its share");
+    assert!(
+        most_during <= SHARE + 5,
+        "{most_during} calls at once: the flood held more than its share of {SHARE}"
+    );
 }

@@ -21,14 +21,15 @@
 //!   call. The leader's step is detached: the answer is cached and
 //!   published even if its request is gone.
 //! - At most `max_concurrent_calls` (default 64) calls are in flight per
-//!   backend; over the cap a request gets 503 with `Retry-After: 1` at once
-//!   instead of queueing, and so does anyone waiting on that token.
+//!   backend, and at most `max_calls_per_client` (default an eighth of
+//!   that) for one client address; over either a request gets 503 with
+//!   `Retry-After: 1` at once instead of queueing, and so does anyone
+//!   waiting on that token.
 //! - `keep_token(true)` adds the raw token to the attributes as
 //!   `access_token` (and so to the cache); it is off by default.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -40,11 +41,15 @@ use crate::data::{AuthData, Source};
 use crate::error::TransportError;
 use crate::error::{AuthError, ConfigError, Credential};
 use crate::flight::{Flights, Join, Leader};
+use crate::ip::IpBackend;
 use crate::jwt::{seconds, unix_seconds};
 use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_token};
 use crate::step::Step;
 
+mod calls;
 mod keycloak;
+
+use calls::{CallPermit, Calls};
 
 /// Default number of introspection answers remembered.
 pub(crate) const DEFAULT_CACHE_CAPACITY: usize = 10_000;
@@ -55,6 +60,8 @@ pub(crate) const DEFAULT_MAX_CACHE_TTL: Duration = Duration::from_secs(300);
 pub(crate) const DEFAULT_INACTIVE_CACHE_TTL: Duration = Duration::from_secs(10);
 /// Default most provider calls one backend has in flight at once.
 pub(crate) const DEFAULT_MAX_CONCURRENT_CALLS: usize = 64;
+/// The default share of one client address: the cap divided by this.
+const DEFAULT_CLIENT_SHARE: usize = 8;
 
 impl IntrospectionBackend {
     /// Default number of introspection answers remembered.
@@ -66,6 +73,10 @@ impl IntrospectionBackend {
     pub const DEFAULT_INACTIVE_CACHE_TTL: Duration = DEFAULT_INACTIVE_CACHE_TTL;
     /// Default most provider calls one backend has in flight at once.
     pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = DEFAULT_MAX_CONCURRENT_CALLS;
+    /// Default most provider calls one client address has in flight: an
+    /// eighth of the cap.
+    pub const DEFAULT_MAX_CALLS_PER_CLIENT: usize =
+        DEFAULT_MAX_CONCURRENT_CALLS / DEFAULT_CLIENT_SHARE;
 }
 
 /// How we authenticate to the introspection endpoint (RFC 6749 §2.3.1).
@@ -145,31 +156,9 @@ struct Inner {
     max_ttl: u64,
     inactive_ttl: u64,
     flights: Arc<Flights<TokenHash, Result<Answer, AuthError>>>,
-    /// Provider calls in flight, and the most allowed.
-    calls: Arc<AtomicUsize>,
-    max_calls: usize,
+    /// Provider calls in flight, in all and per client.
+    calls: Arc<Calls>,
     keep_token: bool,
-}
-
-/// One provider call of the cap, given back when dropped (the call
-/// finished, or its step was dropped unsent).
-struct CallPermit(Arc<AtomicUsize>);
-
-impl CallPermit {
-    fn take(calls: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
-        calls
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| CallPermit(Arc::clone(calls)))
-    }
-}
-
-impl Drop for CallPermit {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 fn invalid(reason: impl Into<std::borrow::Cow<'static, str>>) -> AuthError {
@@ -180,14 +169,6 @@ fn abandoned() -> Result<Answer, AuthError> {
     Err(AuthError::provider_unavailable(
         "the introspection call was abandoned",
     ))
-}
-
-/// Over the cap of concurrent provider calls: 503, retry in a second.
-fn busy() -> AuthError {
-    AuthError::ProviderUnavailable {
-        reason: "too many introspection calls in flight".into(),
-        retry_after: Some(1),
-    }
 }
 
 impl IntrospectionBackend {
@@ -212,6 +193,8 @@ impl IntrospectionBackend {
             max_ttl: DEFAULT_MAX_CACHE_TTL,
             inactive_ttl: DEFAULT_INACTIVE_CACHE_TTL,
             max_calls: DEFAULT_MAX_CONCURRENT_CALLS,
+            max_calls_per_client: None,
+            client_ip: None,
             allow_http: false,
             keep_token: false,
         }
@@ -421,11 +404,15 @@ impl Backend for IntrospectionBackend {
                     leader.finish(answer);
                     return hit.map_or_else(Outcome::err, Outcome::ok);
                 }
-                // Bounded provider load: over the cap, 503 at once (and to
-                // anyone waiting on this token) instead of one more call.
-                let Some(permit) = CallPermit::take(&self.inner.calls, self.inner.max_calls) else {
-                    leader.finish(Err(busy()));
-                    return Outcome::err(busy());
+                // Bounded provider load: over the cap or the client's share,
+                // 503 at once (and to anyone waiting on this token) instead
+                // of one more call.
+                let permit = match self.inner.calls.take(req) {
+                    Ok(permit) => permit,
+                    Err(busy) => {
+                        leader.finish(Err(busy.clone()));
+                        return Outcome::err(busy);
+                    }
                 };
                 self.ask(token, hash, leader, permit)
             }
@@ -470,6 +457,8 @@ pub struct IntrospectionBuilder {
     max_ttl: Duration,
     inactive_ttl: Duration,
     max_calls: usize,
+    max_calls_per_client: Option<usize>,
+    client_ip: Option<IpBackend>,
     allow_http: bool,
     keep_token: bool,
 }
@@ -561,6 +550,29 @@ impl IntrospectionBuilder {
         self
     }
 
+    /// Most provider calls in flight for one client address (default: an
+    /// eighth of [`max_concurrent_calls`](Self::max_concurrent_calls), at
+    /// least 1): a client sending unknown tokens holds at most this many,
+    /// and is refused (503, `Retry-After: 1`) at once over it, while other
+    /// clients' new tokens are still checked. The cap itself or more turns
+    /// the share off. Addresses are found by
+    /// [`client_ip`](Self::client_ip).
+    pub fn max_calls_per_client(mut self, max: usize) -> Self {
+        self.max_calls_per_client = Some(max.max(1));
+        self
+    }
+
+    /// How [`max_calls_per_client`](Self::max_calls_per_client) finds a
+    /// request's client address (default: the peer address, IPv6 per /64).
+    /// Behind a reverse proxy, give it your trusted proxies
+    /// (`IpBackend::new().trust_proxies([..])?.ipv6_prefix(64)?`), or every
+    /// client shares the proxy's share. A request without a peer address
+    /// has no share (the cap still holds; logged once).
+    pub fn client_ip(mut self, ip: IpBackend) -> Self {
+        self.client_ip = Some(ip);
+        self
+    }
+
     /// Lets the endpoint be plain `http` (default `false`): for tests and a
     /// provider on loopback. Across a network, tokens and our client secret
     /// would travel in the clear.
@@ -645,8 +657,15 @@ impl IntrospectionBuilder {
                 max_ttl: self.max_ttl.as_secs(),
                 inactive_ttl: self.inactive_ttl.as_secs(),
                 flights: Flights::new(),
-                calls: Arc::new(AtomicUsize::new(0)),
-                max_calls: self.max_calls,
+                calls: Calls::new(
+                    self.max_calls,
+                    self.max_calls_per_client
+                        .unwrap_or((self.max_calls / DEFAULT_CLIENT_SHARE).max(1)),
+                    match self.client_ip {
+                        Some(ip) => ip,
+                        None => IpBackend::new().ipv6_prefix(64)?,
+                    },
+                ),
                 keep_token: self.keep_token,
             }),
         })
