@@ -140,7 +140,8 @@ fn two_servers_share_one_limit_in_redis_but_not_in_process() {
 }
 
 /// A server: HS256 tokens, a failure budget of 3 per 600 s per client
-/// address (X-Forwarded-For from loopback), counted in `store`.
+/// address (X-Forwarded-For from loopback), escalating to 5 per 6,000 s,
+/// counted in `store`.
 fn budget_server(store: RedisStore) -> String {
     let jwt = JwtBackend::new(
         JwtValidator::builder([Algorithm::HS256])
@@ -149,9 +150,11 @@ fn budget_server(store: RedisStore) -> String {
             .unwrap(),
     );
     let throttle = Throttle::builder(store)
-        .failure_budget(FailureBudget::new(
-            Quota::new(3, Duration::from_secs(600)).unwrap(),
-        ))
+        .failure_budget(
+            FailureBudget::new(Quota::new(3, Duration::from_secs(600)).unwrap())
+                .escalate(Quota::new(5, Duration::from_secs(6_000)).unwrap())
+                .unwrap(),
+        )
         .client_ip(IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap())
         .build()
         .unwrap();
@@ -199,21 +202,28 @@ fn servers_share_a_failure_budget_in_redis() {
     assert_eq!(bearer(&a, attacker, &valid), 429);
     assert_eq!(bearer(&b, attacker, &valid), 429);
     assert_eq!(bearer(&a, "198.51.100.67", &valid), 200, "another address");
-    // In Redis: one counter, under a hashed key.
-    let keys: Vec<String> = runtime().block_on(async {
+    // In Redis: one counter per step, under a hashed key (one hash tag).
+    let mut keys: Vec<String> = runtime().block_on(async {
         let mut connection = redis::Client::open(redis.url())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
             .unwrap();
         redis::cmd("KEYS")
-            .arg("*failed-credentials")
+            .arg("*failed-credentials*")
             .query_async(&mut connection)
             .await
             .unwrap()
     });
-    assert_eq!(keys.len(), 1, "{keys:?}");
-    assert!(!keys[0].contains(attacker));
+    keys.sort();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys[0].ends_with(":failed-credentials") && keys[1].ends_with(":failed-credentials-2"));
+    assert_eq!(
+        keys[0].split(':').nth(1),
+        keys[1].split(':').nth(1),
+        "one caller"
+    );
+    assert!(!keys.concat().contains(attacker));
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! [`EverySecond`]: log lines a client can trigger on every request,
 //! written at most once a second.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 /// One kind of log line a client can trigger on every request (a provider
@@ -69,6 +69,42 @@ impl EverySecond {
     }
 }
 
+/// An [`EverySecond`] per reason, for lines whose reason varies (at most
+/// [`PerReason::MAX_REASONS`] reasons apart; more share one).
+pub(crate) struct PerReason {
+    reasons: Mutex<Vec<(Box<str>, EverySecond)>>,
+    others: EverySecond,
+}
+
+impl PerReason {
+    /// Reasons told apart.
+    pub(crate) const MAX_REASONS: usize = 32;
+
+    pub(crate) const fn new() -> Self {
+        PerReason {
+            reasons: Mutex::new(Vec::new()),
+            others: EverySecond::new(),
+        }
+    }
+
+    /// [`EverySecond::log`] for `reason`.
+    pub(crate) fn log(&self, reason: &str, log: impl FnOnce(u64)) {
+        let mut reasons = self.reasons.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = match reasons.iter().position(|(r, _)| &**r == reason) {
+            Some(at) => Some(at),
+            None if reasons.len() < Self::MAX_REASONS => {
+                reasons.push((reason.into(), EverySecond::new()));
+                Some(reasons.len() - 1)
+            }
+            None => None,
+        };
+        match at {
+            Some(at) => reasons[at].1.log(log),
+            None => self.others.log(log),
+        }
+    }
+}
+
 impl Default for EverySecond {
     fn default() -> Self {
         Self::new()
@@ -87,5 +123,19 @@ mod tests {
             every.log_at(at, |held| lines.push((at, held)));
         }
         assert_eq!(lines, [(0, 0), (1_000, 3), (2_000, 2), (10_000, 0)]);
+    }
+
+    #[test]
+    fn reasons_apart_up_to_a_bound() {
+        let per_reason = PerReason::new();
+        let mut lines = 0;
+        for round in 0..3 {
+            for reason in 0..PerReason::MAX_REASONS + 10 {
+                per_reason.log(&format!("reason {reason}"), |_| lines += 1);
+            }
+            let _ = round;
+        }
+        // One line per reason told apart, one for the others together.
+        assert_eq!(lines, PerReason::MAX_REASONS + 1);
     }
 }

@@ -9,7 +9,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::decision::Additions;
 use crate::error::AuthError;
-use crate::log::EverySecond;
+use crate::log::PerReason;
 
 /// Why a request was refused: what a [`Refusal`] answers, so that a
 /// renderer ([`Gate::render_refusals`](crate::Gate::render_refusals)) can
@@ -74,8 +74,8 @@ impl Refusal {
     /// ([`AuthError::body_json`]). It is logged here: `debug` for client
     /// errors, `warn` for an unavailable provider, `error` for a server
     /// misconfiguration (the log holds the reason, the body a fixed text);
-    /// the last two at most once a second each, `also` counting the lines
-    /// held back since.
+    /// the last two at most once a second per reason, `also` counting the
+    /// lines held back since.
     ///
     /// ```
     /// use auth_core::{AuthError, Credential, Refusal};
@@ -90,14 +90,14 @@ impl Refusal {
         match &error {
             // Both can come with every request: a line a second at most.
             AuthError::Misconfigured { reason } => {
-                static LOG: EverySecond = EverySecond::new();
-                LOG.log(|also| {
+                static LOG: PerReason = PerReason::new();
+                LOG.log(reason, |also| {
                     tracing::error!(%reason, also, "request refused: server misconfigured");
                 });
             }
             AuthError::ProviderUnavailable { reason, .. } => {
-                static LOG: EverySecond = EverySecond::new();
-                LOG.log(|also| {
+                static LOG: PerReason = PerReason::new();
+                LOG.log(reason, |also| {
                     tracing::warn!(
                         %reason,
                         also,

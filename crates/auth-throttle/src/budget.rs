@@ -12,10 +12,12 @@ use auth_core::{Additions, AuthError, Refusal};
 
 use crate::answer;
 use crate::error::{StoreError, ThrottleError};
+use crate::gcra::Rate;
 use crate::key::CallerKey;
 use crate::rule::{Quota, Rule};
 use crate::store::{Batch, Counter, Reply};
-use crate::throttle::{Inner, Mode, Throttle, micros};
+use crate::throttle::{Cells, INLINE, Inner, Mode, Throttle, micros};
+use smallvec::SmallVec;
 
 type Counts = dyn Fn(&AuthError) -> bool + Send + Sync;
 
@@ -62,6 +64,8 @@ type Counts = dyn Fn(&AuthError) -> bool + Send + Sync;
 #[derive(Clone)]
 pub struct FailureBudget {
     pub(crate) rule: Rule,
+    /// Longer budgets behind the first, each stricter in the long run.
+    pub(crate) escalations: Vec<Rule>,
     counts: Arc<Counts>,
 }
 
@@ -77,8 +81,48 @@ impl FailureBudget {
             .unwrap_or_else(|_| unreachable!("the default id is valid"));
         FailureBudget {
             rule,
+            escalations: Vec::new(),
             counts: Arc::new(Self::counts_by_default),
         }
+    }
+
+    /// Escalates the wait for a client that spends the budget again and
+    /// again: every refused credential also spends `quota`, a budget with
+    /// a slower rate (a longer wait per credential) than the one before
+    /// it; once that is spent too, the client waits at its rate. Chain
+    /// several for steps, the last one the cap on the wait:
+    ///
+    /// ```
+    /// use auth_throttle::{FailureBudget, Quota};
+    /// use std::time::Duration;
+    ///
+    /// // 10 per 10 s; a client that keeps failing gets 30 per 10 min (one
+    /// // every 20 s), then 100 a day (one every 14.4 min) at most.
+    /// let budget = FailureBudget::new(Quota::new(10, Duration::from_secs(10))?)
+    ///     .escalate(Quota::new(30, Duration::from_secs(600))?)?
+    ///     .escalate(Quota::new(100, Duration::from_secs(86_400))?)?;
+    /// # drop(budget);
+    /// # Ok::<(), auth_throttle::ThrottleError>(())
+    /// ```
+    ///
+    /// Each step is named `<id>-2`, `<id>-3`... in the `RateLimit` fields
+    /// and store keys.
+    ///
+    /// # Errors
+    /// A step whose rate is not slower than the one before it, or a name
+    /// too long for the budget's id.
+    pub fn escalate(mut self, quota: Quota) -> Result<Self, ThrottleError> {
+        let id = format!("{}-{}", self.rule.id, self.escalations.len() + 2);
+        let step = Rule::new(&id, quota)?.by_client_ip();
+        let before = self.escalations.last().unwrap_or(&self.rule);
+        if step.rate.interval <= before.rate.interval {
+            return Err(ThrottleError::Invalid {
+                name: "failure budget escalation",
+                reason: "each step needs a slower rate (window / limit) than the one before",
+            });
+        }
+        self.escalations.push(step);
+        Ok(self)
     }
 
     /// Names the budget (as [`Rule::new`] names a rule); budgets with the
@@ -87,8 +131,15 @@ impl FailureBudget {
     /// # Errors
     /// An invalid id.
     pub fn id(self, id: &str) -> Result<Self, ThrottleError> {
+        let rule = Rule::new(id, self.rule.quota())?.by_client_ip();
+        let escalations = (self.escalations.iter().enumerate())
+            .map(
+                |(i, step)| Ok(Rule::new(&format!("{id}-{}", i + 2), step.quota())?.by_client_ip()),
+            )
+            .collect::<Result<_, ThrottleError>>()?;
         Ok(FailureBudget {
-            rule: Rule::new(id, self.rule.quota)?.by_client_ip(),
+            rule,
+            escalations,
             ..self
         })
     }
@@ -125,14 +176,31 @@ impl fmt::Debug for FailureBudget {
         f.debug_struct("FailureBudget")
             .field("id", &self.rule.id)
             .field("quota", &self.rule.quota)
+            .field(
+                "escalations",
+                &self.escalations.iter().map(Rule::quota).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
 
-/// A throttle's budget, its counter numbered in the in-process store.
+/// A throttle's budget, its counters (the budget's, then each
+/// escalation's) numbered in the in-process store.
 pub(crate) struct Budget {
     pub(crate) budget: FailureBudget,
-    pub(crate) number: u32,
+    pub(crate) numbers: Vec<u32>,
+}
+
+impl Budget {
+    /// The budget's rules: its own, then each escalation's.
+    pub(crate) fn rules(&self) -> impl Iterator<Item = &Rule> {
+        std::iter::once(&self.budget.rule).chain(&self.budget.escalations)
+    }
+
+    /// Each rule with its number in the in-process store.
+    fn numbered(&self) -> impl Iterator<Item = (u32, &Rule)> {
+        self.numbers.iter().copied().zip(self.rules())
+    }
 }
 
 impl Throttle {
@@ -155,14 +223,17 @@ impl Throttle {
             Err(error) => return Limited::Deny(Refusal::for_error(error, None)),
         };
         inner.notice_forwarding(req, ip);
-        let rule = &budget.budget.rule;
+        let key = inner.keys.address(ip);
         let now = micros(now);
-        let cell = inner
-            .memory
-            .peek(budget.number, inner.keys.address(ip), rule.rate, now);
-        if cell.allowed {
+        // The step that holds the client back longest.
+        let spent = budget
+            .numbered()
+            .map(|(number, rule)| (rule, inner.memory.peek(number, key, rule.rate, now)))
+            .filter(|(_, cell)| !cell.allowed)
+            .max_by_key(|(_, cell)| cell.retry);
+        let Some((rule, cell)) = spent else {
             return Limited::Allow(Additions::new());
-        }
+        };
         match inner.mode {
             Mode::LogOnly => {
                 answer::warn_over_limit(rule);
@@ -192,17 +263,16 @@ impl Throttle {
         let ip: IpAddr = inner.client_ip.client_group(req).ok()?;
         let key = inner.keys.address(ip);
         let now = micros(now);
-        let rule = &budget.budget.rule;
         let Some(store) = inner.store.shared_store() else {
-            let _ = inner.memory.apply_one(budget.number, key, rule.rate, now);
+            inner.charge_in_memory(budget, key, now);
             return None;
         };
-        let batch = Batch::new(vec![Counter::new(
-            usize::MAX,
-            key,
-            Arc::clone(&rule.id),
-            rule.rate,
-        )]);
+        let counters = budget
+            .rules()
+            .map(|rule| Counter::new(usize::MAX, key, Arc::clone(&rule.id), rule.rate))
+            .collect();
+        // One caller: the batch keeps the steps in order.
+        let batch = Batch::new(counters);
         let store = Arc::clone(store);
         let throttle = self.clone();
         Some(Box::pin(async move {
@@ -219,22 +289,37 @@ impl Inner {
     /// whatever the fallback of the rules).
     fn charged(&self, reply: Result<Reply, StoreError>, key: CallerKey, now: u64) {
         let Some(budget) = &self.budget else { return };
-        let rate = budget.budget.rule.rate;
-        let cell = reply.and_then(|reply| match reply.cells.as_slice() {
-            [cell] if answer::plausible(cell, rate) => Ok(*cell),
-            _ => Err(StoreError::Unexpected),
-        });
-        match cell {
-            // The counter's timestamp in the store is `reset` ahead of its
+        let plausible = |reply: &Reply| {
+            reply.cells.len() == budget.numbers.len()
+                && (budget.rules().zip(&reply.cells))
+                    .all(|(r, cell)| answer::plausible(cell, r.rate))
+        };
+        match reply.and_then(|reply| {
+            plausible(&reply)
+                .then_some(reply)
+                .ok_or(StoreError::Unexpected)
+        }) {
+            // Each counter's timestamp in the store is `reset` ahead of its
             // clock, allowed or not.
-            Ok(cell) => {
-                let tat = now.saturating_add(cell.reset);
-                self.memory.set(budget.number, key, tat, now);
+            Ok(reply) => {
+                for ((number, _), cell) in budget.numbered().zip(&reply.cells) {
+                    self.memory
+                        .set(number, key, now.saturating_add(cell.reset), now);
+                }
             }
             Err(error) => {
                 answer::warn_store_failed(&error, self.fallback);
-                let _ = self.memory.apply_one(budget.number, key, rate, now);
+                self.charge_in_memory(budget, key, now);
             }
         }
+    }
+
+    /// Spends one of each step of `budget` in process, all or nothing.
+    fn charge_in_memory(&self, budget: &Budget, key: CallerKey, now: u64) {
+        let counters: SmallVec<[(u32, CallerKey, Rate); INLINE]> = budget
+            .numbered()
+            .map(|(number, rule)| (number, key, rule.rate))
+            .collect();
+        self.memory.apply(&counters, now, &mut Cells::new());
     }
 }

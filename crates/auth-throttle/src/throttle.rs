@@ -573,12 +573,18 @@ impl ThrottleBuilder {
         let memory = self.store.memory().clone();
         let keys = self.store.keys().clone();
         let numbers = self.rules.iter().map(|r| memory.intern(&r.id)).collect();
-        let budget = self.budget.map(|budget| Budget {
-            number: memory.intern(&budget.rule.id),
-            budget,
+        let budget = self.budget.map(|budget| {
+            let mut budget = Budget {
+                budget,
+                numbers: Vec::new(),
+            };
+            budget.numbers = budget.rules().map(|r| memory.intern(&r.id)).collect();
+            budget
         });
         if let Some(budget) = &budget
-            && self.rules.iter().any(|r| r.id == budget.budget.rule.id)
+            && budget
+                .rules()
+                .any(|step| self.rules.iter().any(|r| r.id == step.id))
         {
             return Err(ThrottleError::Invalid {
                 name: "failure budget",

@@ -186,3 +186,61 @@ fn the_budget_is_named_apart_from_the_rules() {
     );
     assert!(FailureBudget::new(quota).id("not an id").is_err());
 }
+
+/// A client that spends the budget again and again meets the escalation:
+/// its wait grows to the slower step's rate, and no further.
+#[test]
+fn repeated_exhaustion_escalates_the_wait() {
+    let budget = FailureBudget::new(Quota::new(2, Duration::from_secs(10)).unwrap())
+        .escalate(Quota::new(3, Duration::from_secs(60)).unwrap())
+        .unwrap();
+    let (gate, tokens) = gated(budget);
+    let forged = request(Some("Bearer forged"), "192.0.2.1:1");
+    let start = SystemTime::now();
+    let at = |seconds| start + Duration::from_secs(seconds);
+    let answer = |seconds| match gate.decide(&forged, at(seconds)) {
+        Gated::Done(Decision::Refuse(refusal)) => (
+            refusal.status().as_u16(),
+            refusal
+                .header("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            refusal
+                .header("ratelimit")
+                .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned()),
+        ),
+        other => panic!("{other:?}"),
+    };
+    let refused = |_: u64| (401, None, None);
+    let waits =
+        |retry: &str, step: &str| (429, Some(retry.to_owned()), Some(format!("\"{step}\"")));
+    // The budget: 2, then one every 5 s.
+    assert_eq!(answer(0), refused(0));
+    assert_eq!(answer(0), refused(0));
+    assert_eq!(answer(0), waits("5", "failed-credentials"));
+    assert_eq!(answer(5), refused(5));
+    // The third refusal spent the escalation's 3 too: one every 20 s now.
+    assert_eq!(answer(10), waits("10", "failed-credentials-2"));
+    assert_eq!(answer(20), refused(20));
+    assert_eq!(answer(25), waits("15", "failed-credentials-2"));
+    assert_eq!(answer(40), refused(40));
+    assert_eq!(
+        tokens.calls.load(Ordering::Relaxed),
+        5,
+        "refused before the backend"
+    );
+
+    // Each step slower than the one before.
+    let quota = |limit, secs| Quota::new(limit, Duration::from_secs(secs)).unwrap();
+    let budget = FailureBudget::new(quota(10, 10));
+    assert!(budget.clone().escalate(quota(10, 10)).is_err());
+    assert!(
+        budget.clone().escalate(quota(100, 60)).is_err(),
+        "0.6 s < 1 s"
+    );
+    let renamed = budget
+        .escalate(quota(30, 600))
+        .unwrap()
+        .id("logins")
+        .unwrap();
+    assert!(format!("{renamed:?}").contains("logins"));
+}

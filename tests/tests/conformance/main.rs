@@ -328,7 +328,7 @@ fn routes() -> Vec<Route> {
         route(
             "/budget",
             Identity,
-            Gate::new(jwt()).throttle(
+            Gate::new(chain()).throttle(
                 Throttle::builder(MemoryStore::default())
                     .failure_budget(FailureBudget::new(
                         Quota::new(2, Duration::from_secs(900)).unwrap(),
@@ -553,9 +553,10 @@ const SCENARIOS: &[Scenario] = table![
     "scope in the policy: the admin's 2nd is a 429" = GET "/admin-limited" ["authorization": "Bearer {token:admin}"] => 429, -, 0, Has("admins");
     // A failure budget: refused credentials spend it; once spent, the address gets 429 before its credential is read.
     "budget: a forged token is a 401 and spends one" = GET "/budget" ["x-forwarded-for": "198.51.100.1", "authorization": "Bearer not.a.jwt"] => 401, INVALID, 0, Refused;
-    "budget: a missing token spends nothing" = GET "/budget" ["x-forwarded-for": "198.51.100.1"] => 401, "Bearer", 0, Refused;
+    "budget: no token, an anonymous session, spends nothing" = GET "/budget" ["x-forwarded-for": "198.51.100.1"] => 200, -, 1, Issued;
     "budget: a malformed one is a 400 and spends the last" = GET "/budget" ["x-forwarded-for": "198.51.100.1", "authorization": "Bearer"] => 400, r#"Bearer error="invalid_request", error_description="empty bearer token""#, 0, Refused;
     "budget: spent, even a valid token gets the budget's 429" = GET "/budget" ["x-forwarded-for": "198.51.100.1", "authorization": "Bearer {token:reader}"] => 429, -, 0, Has("failed-credentials");
+    "budget: spent, a new visitor gets 429 and no session" = GET "/budget" ["x-forwarded-for": "198.51.100.1"] => 429, -, 0, Has("failed-credentials");
     "budget: another address is unaffected" = GET "/budget" ["x-forwarded-for": "198.51.100.2", "authorization": "Bearer {token:reader}"] => 200, -, 0, Is("alice");
     // One renderer for every refusal of a gate: the 429 names its rule.
     "shaped: the 1st passes" = GET "/shaped" ["cookie": SHAPED] => 200, -, 0, Is("22222222222222222222222222222222");
