@@ -416,12 +416,21 @@ impl KeyStore {
             return Ok(());
         };
         let document = json_document(response, "JWKS")?;
+        if !matches!(document.get("keys"), Some(Value::Array(_))) {
+            // Not a key set: stale on error, the keys we had stay in
+            // service.
+            return Err(AuthError::provider_unavailable("JWKS has no keys array"));
+        }
         let keys = keys_from_jwks(&document, config);
         if keys.is_empty() {
-            // Stale on error: the keys we had stay in service.
-            return Err(AuthError::provider_unavailable(
-                "JWKS has no usable signing key",
-            ));
+            // A well-formed answer is the provider's word: it withdrew
+            // every key we can use. So are they here (their tokens get
+            // 401), loudly: a provider that serves no usable key is
+            // misconfigured, or this validator is.
+            tracing::error!(
+                "the provider's key set holds no usable signing key (algorithms, key types, \
+                 `use`): every remote key is withdrawn"
+            );
         }
         let max_age = response
             .as_ref()

@@ -358,7 +358,7 @@ fn failed_refresh_keeps_serving_the_last_good_keys() {
     for (t, breakage) in [
         (NOW + 61, "500"),
         (NOW + 122, "garbage"),
-        (NOW + 183, "no usable keys"),
+        (NOW + 183, "not a key set"),
         (NOW + 244, "down"),
     ] {
         let down = UreqTransport::builder()
@@ -374,9 +374,7 @@ fn failed_refresh_keeps_serving_the_last_good_keys() {
                 provider.set_status(200);
                 provider.set_jwks("<html>oops</html>".into());
             }
-            _ => provider.set_jwks(
-                json!({"keys": [{"kty": "RSA", "n": "!!", "e": "AQAB", "kid": "k9"}]}).to_string(),
-            ),
+            _ => provider.set_jwks(json!({"kty": "RSA", "kid": "k9"}).to_string()),
         }
         let err = drive_at(&backend, &unknown, t, &broken).unwrap_err();
         assert_eq!(err.status(), 503, "{breakage}: {err}");
@@ -388,6 +386,32 @@ fn failed_refresh_keeps_serving_the_last_good_keys() {
         );
         assert_eq!(provider.hits("/jwks.json"), hits);
     }
+}
+
+/// A well-formed key set with no usable key is the provider's word: the
+/// keys held are withdrawn (their tokens, cached ones too, get 401), with
+/// an error in the log; a later set with keys is taken again.
+#[test]
+fn a_key_set_with_no_usable_key_withdraws_the_old_keys() {
+    let k1 = signer("rsa.key", "k1");
+    let provider = Provider::start(jwks(&[&k1.jwk]));
+    let backend = jwks_backend(&provider);
+    let alice = k1.token("alice");
+    assert!(drive_at(&backend, &alice, NOW, &transport()).is_ok());
+    provider.set_jwks(
+        json!({"keys": [{"kty": "RSA", "n": "!!", "e": "AQAB", "kid": "k9"}]}).to_string(),
+    );
+    let unknown = signer("rsa2.key", "k9").token("bob");
+    let err = drive_at(&backend, &unknown, NOW + 61, &transport()).unwrap_err();
+    assert_eq!(err.to_string(), "invalid credentials: unknown signing key");
+    let err = drive_at(&backend, &alice, NOW + 61, &transport()).unwrap_err();
+    assert_eq!(
+        err.status(),
+        401,
+        "the withdrawn key's token, cached before: {err}"
+    );
+    provider.set_jwks(jwks(&[&k1.jwk]));
+    assert!(drive_at(&backend, &alice, NOW + 122, &transport()).is_ok());
 }
 
 #[test]
@@ -756,9 +780,10 @@ fn remote_symmetric_keys_are_refused_unless_allowed() {
                 .unwrap(),
         )
     };
-    // Refused: the set then has no usable key at all.
+    // Refused: the set then has no usable key at all, and its token none
+    // to verify with.
     let err = drive_at(&backend(false), &token(secret, "s1"), NOW, &transport()).unwrap_err();
-    assert_eq!(err.status(), 503, "{err}");
+    assert_eq!(err.to_string(), "invalid credentials: unknown signing key");
     // Allowed: the 32-byte key verifies; the 16-byte one is never taken.
     let allowed = backend(true);
     assert!(drive_at(&allowed, &token(secret, "s1"), NOW, &transport()).is_ok());
