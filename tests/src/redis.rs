@@ -13,6 +13,8 @@ use crate::StartError;
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// TLS only (`--tls-port`), with these settings.
+    tls: Option<Vec<String>>,
 }
 
 impl RedisServer {
@@ -36,9 +38,38 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .map_err(|e| StartError(format!("no free port: {e}")))?
             .port();
-        let mut server = RedisServer { child: None, port };
+        let mut server = RedisServer {
+            child: None,
+            port,
+            tls: None,
+        };
         server.restart()?;
         Ok(server)
+    }
+
+    /// A server that speaks TLS only, with these settings (`--tls-cert-file
+    /// <pem>` and so on, and any other, such as `--requirepass`).
+    ///
+    /// # Panics
+    /// As [`start`](Self::start).
+    #[track_caller]
+    pub fn start_tls(settings: &[&str]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| crate::missing(&StartError(format!("no free port: {e}"))))
+            .port();
+        let mut server = RedisServer {
+            child: None,
+            port,
+            tls: Some(settings.iter().map(|s| (*s).to_owned()).collect()),
+        };
+        server.restart().unwrap_or_else(|e| crate::missing(&e));
+        server
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -60,8 +91,17 @@ impl RedisServer {
     /// As [`start`](Self::start).
     pub fn restart(&mut self) -> Result<(), StartError> {
         self.stop();
+        let port = self.port.to_string();
+        let listen: Vec<&str> = match &self.tls {
+            None => vec!["--port", &port],
+            Some(settings) => ["--port", "0", "--tls-port", &port]
+                .into_iter()
+                .chain(settings.iter().map(String::as_str))
+                .collect(),
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -640,3 +640,108 @@ fn hashed_keys_only_reach_redis() {
         "expires by itself when full again: {ttl}"
     );
 }
+
+/// A certificate authority and a server certificate for 127.0.0.1,
+/// written to a directory of their own: (ca.pem, cert.pem, key.pem).
+fn tls_files() -> (tempdir::Dir, [String; 3]) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let dir = tempdir::Dir::new();
+    let files = [
+        ("ca.pem", ca.pem()),
+        ("cert.pem", cert.pem()),
+        ("key.pem", key.serialize_pem()),
+    ]
+    .map(|(name, pem)| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_owned()
+    });
+    (dir, files)
+}
+
+/// A directory removed when dropped.
+mod tempdir {
+    pub(crate) struct Dir(std::path::PathBuf);
+
+    impl Dir {
+        pub(crate) fn new() -> Self {
+            let path = std::env::temp_dir().join(format!("auth-tests-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir(&path).unwrap();
+            Dir(path)
+        }
+
+        pub(crate) fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// `rediss://` with a password: two servers share one limit over TLS; a
+/// certificate not signed by the trusted roots, or a wrong password, is a
+/// failed store (the fallback applies), never a 500.
+#[test]
+fn shared_limits_over_tls_with_a_password() {
+    let (_dir, [ca, cert, key]) = tls_files();
+    let redis = RedisServer::start_tls(&[
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "no",
+        "--requirepass",
+        "s3cret-pass",
+    ]);
+    let url = |password: &str| format!("rediss://:{password}@127.0.0.1:{}", redis.port());
+    let ca_pem = std::fs::read(&ca).unwrap();
+    let store = |password: &str, roots: Vec<u8>| {
+        RedisStore::builder(&url(password), SECRET)
+            .timeout(Duration::from_secs(2))
+            .tls_root_certificates(roots)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (
+        server(visitors(
+            store("s3cret-pass", ca_pem.clone()),
+            Fallback::Deny,
+        )),
+        server(visitors(
+            store("s3cret-pass", ca_pem.clone()),
+            Fallback::Deny,
+        )),
+    );
+    assert_eq!(
+        statuses(&[&a, &b, &a, &b, &a], "over-tls"),
+        [200, 200, 200, 429, 429]
+    );
+    // Not the trusted root, or not the password: the fallback (Deny: 503).
+    let (other_dir, [other_ca, _, _]) = tls_files();
+    let stranger = server(visitors(
+        store("s3cret-pass", std::fs::read(&other_ca).unwrap()),
+        Fallback::Deny,
+    ));
+    assert_eq!(statuses(&[&stranger], "tls-stranger"), [503]);
+    let wrong = server(visitors(store("wrong", ca_pem), Fallback::Deny));
+    assert_eq!(statuses(&[&wrong], "tls-wrong"), [503]);
+    drop(other_dir);
+    assert!(!format!("{:?}", store("s3cret-pass", Vec::new())).contains("s3cret"));
+}

@@ -100,7 +100,8 @@ impl RedisStore {
     /// applies at once meanwhile).
     pub const DEFAULT_BACKOFF: Duration = DEFAULT_BACKOFF;
 
-    /// A store at `url` (`redis://host:port[/db]`), its keys hashed under
+    /// A store at `url` (`redis://host:port[/db]`, or `rediss://` for TLS,
+    /// with `user:password@` when Redis asks for them), its keys hashed under
     /// `key_secret` (at least 16 bytes; the same on every server sharing the
     /// limits).
     pub fn builder(url: &str, key_secret: &[u8]) -> RedisStoreBuilder {
@@ -111,6 +112,7 @@ impl RedisStore {
             timeout: DEFAULT_TIMEOUT,
             fallback_capacity: DEFAULT_CAPACITY,
             backoff: DEFAULT_BACKOFF,
+            tls_roots: None,
         }
     }
 
@@ -298,9 +300,17 @@ pub struct RedisStoreBuilder {
     timeout: Duration,
     fallback_capacity: usize,
     backoff: Duration,
+    tls_roots: Option<Vec<u8>>,
 }
 
 impl RedisStoreBuilder {
+    /// Trusts these PEM certificates (a private CA) as the roots of a
+    /// `rediss://` server's certificate, instead of the system's roots.
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots = Some(pem.into());
+        self
+    }
+
     /// The keys' prefix (default `auth-throttle`).
     pub fn prefix(mut self, prefix: &str) -> Self {
         prefix.clone_into(&mut self.prefix);
@@ -335,8 +345,24 @@ impl RedisStoreBuilder {
     /// A short key secret; a URL `redis` does not take.
     pub fn build(self) -> Result<RedisStore, ThrottleError> {
         let keys = self.keys?;
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| ThrottleError::Store(e.to_string()))?;
+        if self.url.starts_with("rediss://")
+            && rustls::crypto::CryptoProvider::get_default().is_none()
+        {
+            // rustls needs a process-wide provider; one the application
+            // installed stays (another thread may win this race: fine).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = match self.tls_roots {
+            Some(roots) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(roots),
+                },
+            ),
+            None => redis::Client::open(self.url.as_str()),
+        }
+        .map_err(|e| ThrottleError::Store(e.to_string()))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
