@@ -95,6 +95,7 @@ fn token(name: &str) -> String {
                 now,
             )
             .unwrap(),
+        "operator" => issuer.issue(json!({"sub": "operator"}), now).unwrap(),
         "no-tenant" => issuer
             .issue(json!({"sub": "bob", "scope": "read"}), now)
             .unwrap(),
@@ -338,6 +339,24 @@ fn routes() -> Vec<Route> {
                     .unwrap(),
             ),
         ),
+        // One request per 900 s, but the operator is exempt: only when a
+        // verifier vouched for it (a token), not a session cookie's word.
+        route(
+            "/exempt",
+            Identity,
+            Gate::new(
+                Chain::new()
+                    .or(jwt())
+                    .or(SessionBackend::new("session").unwrap()),
+            )
+            .throttle(
+                Throttle::builder(MemoryStore::default())
+                    .rule(rule("everyone", 1))
+                    .exempt(|who| who.identifier() == "operator")
+                    .build()
+                    .unwrap(),
+            ),
+        ),
         // Every refusal reworded, the rule named in the 429.
         route(
             "/shaped",
@@ -558,6 +577,11 @@ const SCENARIOS: &[Scenario] = table![
     "budget: spent, even a valid token gets the budget's 429" = GET "/budget" ["x-forwarded-for": "198.51.100.1", "authorization": "Bearer {token:reader}"] => 429, -, 0, Has("failed-credentials");
     "budget: spent, a new visitor gets 429 and no session" = GET "/budget" ["x-forwarded-for": "198.51.100.1"] => 429, -, 0, Has("failed-credentials");
     "budget: another address is unaffected" = GET "/budget" ["x-forwarded-for": "198.51.100.2", "authorization": "Bearer {token:reader}"] => 200, -, 0, Is("alice");
+    // Exemptions apply to vouched identities only.
+    "exempt: the operator's token, 1st" = GET "/exempt" ["authorization": "Bearer {token:operator}"] => 200, -, 0, Is("operator");
+    "exempt: the operator's token, 2nd: exempt" = GET "/exempt" ["authorization": "Bearer {token:operator}"] => 200, -, 0, Is("operator");
+    "exempt: a session cookie saying operator, 1st" = GET "/exempt" ["cookie": "session=operator"] => 200, -, 0, Is("operator");
+    "exempt: a session cookie saying operator, 2nd: counted" = GET "/exempt" ["cookie": "session=operator"] => 429, -, 0, Has("everyone");
     // One renderer for every refusal of a gate: the 429 names its rule.
     "shaped: the 1st passes" = GET "/shaped" ["cookie": SHAPED] => 200, -, 0, Is("22222222222222222222222222222222");
     "shaped: the 429 names its rule" = GET "/shaped" ["cookie": SHAPED] => 429, -, 0, Has(r#""detail":"shaped: retry in 900 s""#);
