@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 frameworks=("${@:-axum}")
 [[ $# -eq 0 ]] && frameworks=(axum actix)
 modes=(bare jwt jwt-cached ip anon ip-throttle anon-throttle ip-throttle-quiet anon-throttle-quiet
-    limit-ip limit-ip-quiet)
+    limit-ip limit-ip-quiet jwt-cached-budget)
 peer_modes=(axum-bare axum-limit-ip axum-limit-ip-quiet axum-governor-ip axum-governor-ip-quiet
     actix-bare actix-limit-ip actix-limit-ip-quiet actix-governor-ip actix-governor-ip-quiet)
 

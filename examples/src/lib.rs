@@ -592,4 +592,27 @@ mod tests {
             assert!(with_provider(remote).is_err(), "{remote}");
         }
     }
+
+    /// Shared limits need a secret of their own, the same on every server:
+    /// never the JWT secret by default.
+    #[test]
+    fn redis_needs_its_own_throttle_secret() {
+        let redis = |secret: Option<&str>| DemoConfig {
+            redis_url: Some("redis://127.0.0.1:9".into()),
+            jwt_secret: Some("a JWT secret of thirty-two bytes!!".into()),
+            throttle_secret: secret.map(str::to_owned),
+            ..DemoConfig::default()
+        };
+        let refused = Demo::new(&redis(None)).err().map(|e| e.to_string());
+        assert!(
+            refused.is_some_and(|e| e.contains("DEMO_THROTTLE_SECRET")),
+            "no store without its secret"
+        );
+        let demo = Demo::new(&redis(Some("a throttle secret, 16+ bytes")));
+        assert!(demo.is_ok_and(|d| d.counts_in_redis()));
+        assert!(
+            Demo::new(&redis(Some("short"))).is_err(),
+            "at least 16 bytes"
+        );
+    }
 }

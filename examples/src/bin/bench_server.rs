@@ -15,7 +15,9 @@
 //! `RateLimit` fields on every answer), `ip-throttle-quiet`,
 //! `anon-throttle-quiet` (the fields off), `anon-throttle-redis` (in Redis
 //! at `BENCH_REDIS_URL`); rate limits alone, by peer address: `limit-ip`,
-//! `limit-ip-quiet`.
+//! `limit-ip-quiet`; a failure budget by peer address in front of the
+//! cached JWT (the demo's setting, which good traffic only reads):
+//! `jwt-cached-budget`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -27,7 +29,9 @@ use auth_axum::AuthLayer;
 use auth_core::{
     Algorithm, AnonSessionBackend, Backend, Gate, IpBackend, JwtBackend, JwtValidator, TokenIssuer,
 };
-use auth_throttle::{Callers, MemoryStore, Quota, RedisStore, Rule, Store, Throttle};
+use auth_throttle::{
+    Callers, FailureBudget, MemoryStore, Quota, RedisStore, Rule, Store, Throttle,
+};
 use axum::Router;
 use axum::routing::get;
 use tower_layer::Layer;
@@ -78,8 +82,20 @@ fn throttle(by_ip: bool, quiet: bool, redis: bool) -> Option<Throttle> {
         .ok()
 }
 
+/// A throttle with a failure budget alone (10 per 10 s per address).
+fn budget() -> Option<Throttle> {
+    let quota = Quota::new(10, Duration::from_secs(10)).ok()?;
+    Throttle::builder(MemoryStore::default())
+        .failure_budget(FailureBudget::new(quota))
+        .build()
+        .ok()
+}
+
 /// The gate of a mode; `None` for `bare` or an unknown mode.
 fn gate(mode: &str) -> Option<Gate> {
+    if let Some(auth) = mode.strip_suffix("-budget") {
+        return Some(Gate::new(backend(auth)?).throttle(budget()?));
+    }
     if let Some(rest) = mode.strip_prefix("limit-ip") {
         let quiet = match rest {
             "" => false,
