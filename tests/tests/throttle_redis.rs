@@ -743,5 +743,9 @@ fn shared_limits_over_tls_with_a_password() {
     let wrong = server(visitors(store("wrong", ca_pem), Fallback::Deny));
     assert_eq!(statuses(&[&wrong], "tls-wrong"), [503]);
     drop(other_dir);
+    let plain = RedisStore::builder(&redis.url(), SECRET)
+        .tls_root_certificates(std::fs::read(&ca).unwrap())
+        .build();
+    assert!(plain.is_err(), "roots for a URL without TLS");
     assert!(!format!("{:?}", store("s3cret-pass", Vec::new())).contains("s3cret"));
 }

@@ -280,8 +280,18 @@ impl Gate {
     #[inline]
     pub fn decide(&self, req: &dyn RequestView, now: SystemTime) -> Gated {
         match &self.0.limiter {
-            Some(limiter) => self.admitted(limiter.admit(req, now), req, now),
-            None => self.authenticate(req, now, Additions::new()),
+            // A preflight the policy lets through carries no credential:
+            // no check before authentication applies to it.
+            Some(limiter)
+                if !self
+                    .0
+                    .policy
+                    .as_ref()
+                    .is_some_and(|p| p.passes_preflight(req)) =>
+            {
+                self.admitted(limiter.admit(req, now), req, now)
+            }
+            _ => self.authenticate(req, now, Additions::new()),
         }
     }
 

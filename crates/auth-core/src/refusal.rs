@@ -97,7 +97,9 @@ impl Refusal {
             }
             AuthError::ProviderUnavailable { reason, .. } => {
                 static LOG: PerReason = PerReason::new();
-                LOG.log(reason, |also| {
+                // By kind: the text before a `:` (details follow it).
+                let kind = reason.split(':').next().unwrap_or_default();
+                LOG.log(kind, |also| {
                     tracing::warn!(
                         %reason,
                         also,

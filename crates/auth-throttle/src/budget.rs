@@ -32,10 +32,21 @@ type Counts = dyn Fn(&AuthError) -> bool + Send + Sync;
 /// Addresses are found as the throttle's rules by address find them
 /// ([`ThrottleBuilder::client_ip`](crate::ThrottleBuilder::client_ip):
 /// trusted proxies honoured, IPv6 per /64). The budget counts in the
-/// throttle's store, so servers sharing a Redis share it: each server
-/// refuses an address once its own last count said the budget is spent,
-/// so an address spread over `n` servers gets at most `n - 1` more
-/// failures than the quota per window.
+/// throttle's store, so servers sharing a Redis share it. Each refusal is
+/// counted in process at once (a client that hangs up is counted all the
+/// same), then in the shared store, whose answer each server keeps; a
+/// server refuses an address from what it knows, so good traffic never
+/// waits for the store.
+///
+/// What it does not bound: requests from one address already past the
+/// check when its budget runs out are still verified (as many as it has
+/// in flight during one verification; for introspection, at most its
+/// share of the provider calls), and with a shared store a server learns
+/// that an address is spent from its own next refusal of it (`n - 1` more
+/// refusals for an address spread over `n` servers, one after the other).
+/// Clients behind one NAT share a budget: a client there that sends forged
+/// tokens spends everybody's. IPv6 clients count per /64, so a client with
+/// a larger prefix gets a budget per /64 it uses.
 ///
 /// ```
 /// use auth_core::{Algorithm, Decision, Gate, JwtBackend, JwtValidator};
@@ -263,10 +274,11 @@ impl Throttle {
         let ip: IpAddr = inner.client_ip.client_group(req).ok()?;
         let key = inner.keys.address(ip);
         let now = micros(now);
-        let Some(store) = inner.store.shared_store() else {
-            inner.charge_in_memory(budget, key, now);
-            return None;
-        };
+        // Counted here at once: a client that hangs up before a shared
+        // store answers (dropping the round trip below) is counted all the
+        // same.
+        inner.charge_in_memory(budget, key, now);
+        let store = inner.store.shared_store()?;
         let counters = budget
             .rules()
             .map(|rule| Counter::new(usize::MAX, key, Arc::clone(&rule.id), rule.rate))
@@ -283,10 +295,11 @@ impl Throttle {
 }
 
 impl Inner {
-    /// After the shared store counted a refused credential: its count,
-    /// mirrored in process for [`Throttle::admit_budget`]; on a failure,
-    /// counted in process instead (a budget is never silently dropped,
-    /// whatever the fallback of the rules).
+    /// After the shared store counted a refused credential: its count
+    /// (every server's), mirrored in process for
+    /// [`Throttle::admit_budget`], at most a full burst ahead (a store's
+    /// word never locks an address out for longer). On a failure, the
+    /// count in process stands.
     fn charged(&self, reply: Result<Reply, StoreError>, key: CallerKey, now: u64) {
         let Some(budget) = &self.budget else { return };
         let plausible = |reply: &Reply| {
@@ -302,15 +315,12 @@ impl Inner {
             // Each counter's timestamp in the store is `reset` ahead of its
             // clock, allowed or not.
             Ok(reply) => {
-                for ((number, _), cell) in budget.numbered().zip(&reply.cells) {
-                    self.memory
-                        .set(number, key, now.saturating_add(cell.reset), now);
+                for ((number, rule), cell) in budget.numbered().zip(&reply.cells) {
+                    let ahead = cell.reset.min(rule.rate.tolerance());
+                    self.memory.set(number, key, now.saturating_add(ahead), now);
                 }
             }
-            Err(error) => {
-                answer::warn_store_failed(&error, self.fallback);
-                self.charge_in_memory(budget, key, now);
-            }
+            Err(error) => answer::warn_store_failed(&error, self.fallback),
         }
     }
 

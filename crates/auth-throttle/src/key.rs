@@ -144,8 +144,9 @@ mod tests {
         assert!(!text.contains("alice"));
         assert!(KeyHasher::from_secret(b"short").is_err());
         // HKDF-SHA256 (salt "auth-throttle", info "caller keys v2"), as
-        // computed by another implementation: servers of other versions
-        // sharing a Redis derive the same key.
+        // computed by another implementation: pinned, since servers sharing
+        // a Redis must derive the same key (a change starts every counter
+        // afresh).
         let expected = [
             0x8f, 0xa7, 0x02, 0x08, 0x3c, 0x40, 0x9b, 0xaf, 0xc8, 0xc9, 0xaf, 0x10, 0xc4, 0x34,
             0x48, 0xe9,

@@ -306,6 +306,10 @@ pub struct RedisStoreBuilder {
 impl RedisStoreBuilder {
     /// Trusts these PEM certificates (a private CA) as the roots of a
     /// `rediss://` server's certificate, instead of the system's roots.
+    ///
+    /// TLS needs a process-wide rustls crypto provider: `build` installs
+    /// rustls' `ring` provider when the process has none yet (install your
+    /// own before, if you want another).
     pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_roots = Some(pem.into());
         self
@@ -345,6 +349,12 @@ impl RedisStoreBuilder {
     /// A short key secret; a URL `redis` does not take.
     pub fn build(self) -> Result<RedisStore, ThrottleError> {
         let keys = self.keys?;
+        if self.tls_roots.is_some() && !self.url.starts_with("rediss://") {
+            return Err(ThrottleError::Invalid {
+                name: "tls_root_certificates",
+                reason: "given for a URL without TLS: use rediss://",
+            });
+        }
         if self.url.starts_with("rediss://")
             && rustls::crypto::CryptoProvider::get_default().is_none()
         {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use auth_core::step::{Charge, Limited, Limiter, RequestView};
@@ -103,7 +103,16 @@ pub(crate) struct Inner {
     /// Whether a forwarded header from a proxy nobody trusts was logged
     /// (once per throttle; set from the start when proxies are trusted).
     warned_forwarding: AtomicBool,
+    /// Requests from loopback or private addresses so far.
+    local_requests: AtomicU64,
+    /// Whether a client-chosen identity that met no rule was logged.
+    warned_unclaimed: AtomicBool,
 }
+
+/// Requests from a local address whose forwarding headers are all looked
+/// at, and one in how many after them.
+const FORWARDING_FIRST: u64 = 16;
+const FORWARDING_SAMPLE: u64 = 1_024;
 
 /// The decision: now, or after one round trip to the shared store.
 #[must_use]
@@ -229,7 +238,13 @@ pub(crate) fn micros(now: SystemTime) -> u64 {
 fn is_local(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
+        // `::` is `::1` grouped per /64: no client sends from it.
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local()
+        }
     }
 }
 
@@ -326,6 +341,13 @@ impl Throttle {
             });
         }
         if counts.is_empty() {
+            if kinds == Callers::CLAIMED && !inner.warned_unclaimed.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "an identity the client chose (a session cookie's value, a custom backend's \
+                     that does not vouch for it) met no rule of this throttle: rules for \
+                     Callers::AUTHENTICATED do not count it; add one for Callers::CLAIMED"
+                );
+            }
             return Checked::Done(Throttled::Allow(Additions::new()));
         }
         let now = micros(now);
@@ -387,9 +409,16 @@ impl From<Throttled> for Limited {
 impl Inner {
     /// Warns, once, that a request with a forwarding header came from a
     /// loopback or private address while no proxy is trusted: every client
-    /// behind that proxy then shares its address's count.
+    /// behind that proxy then shares its address's count. The headers are
+    /// looked at on the first requests from such addresses, then on one in
+    /// [`FORWARDING_SAMPLE`] (a proxy sends them on every request; looking
+    /// on all would cost two header look-ups each).
     pub(crate) fn notice_forwarding(&self, req: &dyn RequestView, client: IpAddr) {
         if self.warned_forwarding.load(Ordering::Relaxed) || !is_local(client) {
+            return;
+        }
+        let seen = self.local_requests.fetch_add(1, Ordering::Relaxed);
+        if seen >= FORWARDING_FIRST && !seen.is_multiple_of(FORWARDING_SAMPLE) {
             return;
         }
         let forwarded = ["x-forwarded-for", "forwarded"]
@@ -614,6 +643,8 @@ impl ThrottleBuilder {
                 needs_identity,
                 warned_no_verdict: AtomicBool::new(false),
                 warned_forwarding: AtomicBool::new(trusts_proxies),
+                local_requests: AtomicU64::new(0),
+                warned_unclaimed: AtomicBool::new(false),
             }),
         })
     }

@@ -244,3 +244,108 @@ fn repeated_exhaustion_escalates_the_wait() {
         .unwrap();
     assert!(format!("{renamed:?}").contains("logins"));
 }
+
+/// A shared store that never answers, or answers with a year's wait.
+#[derive(Debug)]
+enum Store {
+    Silent,
+    YearLong,
+}
+
+impl auth_throttle::SharedStore for Store {
+    fn apply(&self, batch: &auth_throttle::Batch) -> auth_throttle::StoreFuture {
+        match self {
+            Store::Silent => Box::pin(std::future::pending()),
+            Store::YearLong => {
+                let year = 365 * 24 * 3_600 * 1_000_000;
+                let cells = batch
+                    .counters()
+                    .iter()
+                    .map(|_| auth_throttle::Cell::new(false, 0, year, year))
+                    .collect();
+                let reply = auth_throttle::Reply::new(1_800_000_000_000_000, cells);
+                Box::pin(std::future::ready(Ok(reply)))
+            }
+        }
+    }
+}
+
+fn shared(store: Store) -> (Gate, Arc<Tokens>) {
+    let tokens = Arc::new(Tokens::default());
+    let store = auth_throttle::Store::shared(store, b"a secret of sixteen+ bytes").unwrap();
+    let throttle = Throttle::builder(store)
+        .failure_budget(three_per_minute())
+        .build()
+        .unwrap();
+    (Gate::new(Arc::clone(&tokens)).throttle(throttle), tokens)
+}
+
+/// A client that hangs up while the shared store is asked (its request's
+/// future dropped with the round trip) is counted all the same.
+#[test]
+fn hanging_up_during_the_charge_does_not_escape_the_budget() {
+    let (gate, tokens) = shared(Store::Silent);
+    let now = SystemTime::now();
+    let forged = request(Some("Bearer forged"), "192.0.2.1:1");
+    for _ in 0..3 {
+        match gate.decide(&forged, now) {
+            // The charge's round trip: dropped, as a hang-up drops it.
+            Gated::Pending(pending) => drop(pending),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(status(&gate, &forged, now), 429);
+    assert_eq!(tokens.calls.load(Ordering::Relaxed), 3);
+}
+
+/// A store that says "a year" locks nobody out for longer than the
+/// budget's window, here or in what the client is told.
+#[test]
+fn a_store_cannot_lock_an_address_out_beyond_the_window() {
+    let (gate, _) = shared(Store::YearLong);
+    let now = SystemTime::now();
+    let forged = request(Some("Bearer forged"), "192.0.2.1:1");
+    let Gated::Pending(pending) = gate.decide(&forged, now) else {
+        panic!("a shared store is asked");
+    };
+    let Decision::Refuse(refused) = pending.drive_blocking(&forged) else {
+        panic!("a forged token is refused");
+    };
+    assert_eq!(refused.status(), 401);
+    let Gated::Done(Decision::Refuse(refusal)) = gate.decide(&forged, now) else {
+        panic!("spent");
+    };
+    assert_eq!(refusal.status(), 429);
+    // Taken as "spent": the next credential after one interval, not a
+    // year.
+    assert_eq!(refusal.header("retry-after").unwrap(), "20");
+    let good = request(Some("Bearer good"), "192.0.2.1:1");
+    assert_eq!(status(&gate, &good, now + Duration::from_secs(19)), 429);
+    assert_eq!(status(&gate, &good, now + Duration::from_secs(20)), 200);
+}
+
+/// A CORS preflight carries no credential: a spent budget does not refuse
+/// it (the browser would report a CORS error, not the 429).
+#[test]
+fn a_preflight_passes_a_spent_budget() {
+    let (gate, _) = gated(three_per_minute());
+    let now = SystemTime::now();
+    let peer = "192.0.2.1:1";
+    for _ in 0..3 {
+        assert_eq!(
+            status(&gate, &request(Some("Bearer forged"), peer), now),
+            401
+        );
+    }
+    let mut preflight = http::Request::builder()
+        .method("OPTIONS")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .body(())
+        .unwrap();
+    preflight
+        .extensions_mut()
+        .insert(PeerAddr(peer.parse().unwrap()));
+    assert_eq!(status(&gate, &preflight, now), 200);
+    assert_eq!(status(&gate, &request(Some("Bearer good"), peer), now), 429);
+}

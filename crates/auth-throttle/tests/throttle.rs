@@ -681,8 +681,45 @@ fn forwarding_through_an_untrusted_local_proxy_is_logged_once() {
     let fresh = throttle(IpBackend::new());
     let logs = run(&fresh, "[fd00::1]:1", "forwarded");
     assert_eq!(logs.matches("trusts no proxy").count(), 1, "{logs}");
+    // IPv6 loopback, grouped per /64 by default.
+    let loopback = throttle(IpBackend::new().ipv6_prefix(64).unwrap());
+    let logs = run(&loopback, "[::1]:1", "x-forwarded-for");
+    assert_eq!(logs.matches("trusts no proxy").count(), 1, "{logs}");
     let public = throttle(IpBackend::new());
     assert!(run(&public, "192.0.2.1:1", "x-forwarded-for").is_empty());
     let trusting = throttle(IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap());
     assert!(run(&trusting, "127.0.0.1:1", "x-forwarded-for").is_empty());
+}
+
+/// An identity the client chose that no rule counts (rules for
+/// AUTHENTICATED no longer take session cookies): said once.
+#[test]
+fn a_claimed_identity_no_rule_counts_is_logged_once() {
+    let throttle = Throttle::builder(MemoryStore::default())
+        .rule(
+            Rule::new("members", Quota::new(1, seconds(60)).unwrap())
+                .unwrap()
+                .callers(Callers::AUTHENTICATED),
+        )
+        .build()
+        .unwrap();
+    let gate = Gate::new(auth_core::SessionBackend::new("session").unwrap());
+    let req = request(&[("cookie", "session=s-1")], "192.0.2.1:1");
+    let Decision::Proceed(proceed) = gate.decide_blocking(&req) else {
+        panic!("a session cookie is an identity");
+    };
+    let verdict = proceed.verdict.unwrap();
+    let logs = logs_of(|| {
+        for _ in 0..3 {
+            assert!(matches!(
+                throttle.decide(Some(&verdict), &req, SystemTime::now()),
+                Checked::Done(Throttled::Allow(_))
+            ));
+        }
+    });
+    assert_eq!(
+        logs.matches("add one for Callers::CLAIMED").count(),
+        1,
+        "{logs}"
+    );
 }
