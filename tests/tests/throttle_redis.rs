@@ -94,6 +94,24 @@ fn statuses(bases: &[&str], visitor: &str) -> Vec<u16> {
     bases.iter().map(|base| status(base, visitor).0).collect()
 }
 
+/// The keys matching `pattern`, sorted.
+fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
+    let mut keys: Vec<String> = runtime().block_on(async {
+        let mut connection = redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut connection)
+            .await
+            .unwrap()
+    });
+    keys.sort();
+    keys
+}
+
 fn commandstat(url: &str, command: &str) -> u64 {
     runtime().block_on(async {
         let mut connection = redis::Client::open(url)
@@ -203,19 +221,7 @@ fn servers_share_a_failure_budget_in_redis() {
     assert_eq!(bearer(&b, attacker, &valid), 429);
     assert_eq!(bearer(&a, "198.51.100.67", &valid), 200, "another address");
     // In Redis: one counter per step, under a hashed key (one hash tag).
-    let mut keys: Vec<String> = runtime().block_on(async {
-        let mut connection = redis::Client::open(redis.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        redis::cmd("KEYS")
-            .arg("*failed-credentials*")
-            .query_async(&mut connection)
-            .await
-            .unwrap()
-    });
-    keys.sort();
+    let keys = redis_keys(&redis.url(), "*failed-credentials*");
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys[0].ends_with(":failed-credentials") && keys[1].ends_with(":failed-credentials-2"));
     assert_eq!(
@@ -609,18 +615,7 @@ fn hashed_keys_only_reach_redis() {
     let secret_id = "session-id-that-must-not-leak";
     let verdict = anonymous(secret_id);
     assert!(allowed(&decide(&throttle, &verdict, SystemTime::now())));
-    let keys: Vec<String> = runtime().block_on(async {
-        let mut connection = redis::Client::open(redis.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        redis::cmd("KEYS")
-            .arg("*")
-            .query_async(&mut connection)
-            .await
-            .unwrap()
-    });
+    let keys = redis_keys(&redis.url(), "*");
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert!(!keys[0].contains(secret_id) && keys[0].starts_with("auth-throttle:{"));
     let ttl: i64 = runtime().block_on(async {
