@@ -384,8 +384,11 @@ fn a_silent_redis_costs_one_timeout_per_backoff() {
 #[test]
 fn a_blocking_driver_outside_a_runtime_gets_the_fallback_not_a_panic() {
     let redis = RedisServer::start();
+    // One store for all: a call outside a runtime must not start its
+    // backoff for the calls inside one.
+    let store = redis_store(&redis.url(), Duration::from_secs(1));
     let gate = |fallback| {
-        let throttle = visitors(redis_store(&redis.url(), Duration::from_secs(1)), fallback);
+        let throttle = visitors(store.clone(), fallback);
         Gate::new(anon_backend()).throttle(throttle)
     };
     let req = http::Request::builder()

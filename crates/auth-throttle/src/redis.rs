@@ -3,6 +3,7 @@
 //! and arguments, the reply.
 
 use std::fmt;
+use std::future::ready;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -126,12 +127,9 @@ impl RedisStore {
         u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Runs one request's script: one `EVALSHA`, under the timeout; not
-    /// at all during the backoff after a failure.
+    /// Runs one request's script under the timeout; a failure starts the
+    /// backoff.
     async fn run(&self, call: Call) -> Result<Reply, StoreError> {
-        if self.clock() < self.inner.asleep_until.load(Ordering::Relaxed) {
-            return Err(StoreError::Backoff);
-        }
         let counters = call.keys.len();
         let reply = self
             .ask(&call)
@@ -149,13 +147,6 @@ impl RedisStore {
     /// Redis does not have it (`NOSCRIPT`: a restart, a `SCRIPT FLUSH`),
     /// which also loads it for the next request.
     async fn ask(&self, call: &Call) -> Result<Vec<i64>, StoreError> {
-        // The client and its timer live on tokio: outside a runtime (a
-        // blocking driver on a plain thread) they would panic.
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(StoreError::Unavailable(
-                "no tokio runtime: enter one around the gate's blocking driver".to_owned(),
-            ));
-        }
         let round_trip = async {
             let mut connection = self
                 .inner
@@ -262,6 +253,19 @@ fn parse(reply: &[i64], counters: usize) -> Result<Reply, StoreError> {
 
 impl SharedStore for RedisStore {
     fn apply(&self, batch: &Batch) -> StoreFuture {
+        // Not asked during the backoff: the fallback at once, without
+        // even making the request's keys.
+        if self.clock() < self.inner.asleep_until.load(Ordering::Relaxed) {
+            return Box::pin(ready(Err(StoreError::Backoff)));
+        }
+        // The client and its timer live on tokio: outside a runtime (a
+        // blocking driver on a plain thread) they would panic. Not Redis's
+        // failure: no backoff for the requests that do run on one.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Box::pin(ready(Err(StoreError::Unavailable(
+                "no tokio runtime: enter one around the gate's blocking driver".to_owned(),
+            ))));
+        }
         let call = Call::new(&self.inner.prefix, batch);
         let store = self.clone();
         Box::pin(async move { store.run(call).await })

@@ -68,7 +68,7 @@ impl Quota {
         if interval.checked_mul(burst).is_none_or(|t| t > 1 << 50) {
             return Err(ThrottleError::Invalid {
                 name: "quota",
-                reason: "window times burst is too long (at most about 35 years)",
+                reason: "window x burst / limit is too long (at most 2^50 us, about 35 years)",
             });
         }
         Ok(Quota {

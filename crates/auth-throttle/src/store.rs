@@ -23,15 +23,17 @@ use crate::memory::MemoryStore;
 /// agree; it stores the counters' new timestamps ([`Cell::next`]) only if
 /// every counter allows the request (all or nothing), each expiring by
 /// itself once the clock passes it; and it answers one [`Cell`] per counter,
-/// in the batch's order. Counters of one caller share a hash tag
-/// ([`Batch::by_caller`]): a store that shards by key can send each group
-/// where its keys live, and then defines what all or nothing means across
-/// groups.
+/// in the batch's order. Counters of one caller are together
+/// ([`Batch::by_caller`]; `RedisStore` puts the caller in a hash tag): a
+/// store that shards by key can send each group where its keys live, and
+/// then defines what all or nothing means across groups.
 ///
 /// The future must end within the store's own timeout with an answer or a
 /// [`StoreError`]: the throttle's [fallback](crate::Fallback) then applies,
-/// never a 500. It is polled on the adapter's runtime (tokio, for axum and
-/// actix-web).
+/// never a 500. It is polled where the gate's pending decision is driven:
+/// the adapter's runtime (tokio for axum, actix's for actix-web), or the
+/// calling thread for `decide_blocking` (a store on tokio then needs that
+/// thread inside a tokio runtime).
 ///
 /// ```
 /// use auth_throttle::{Batch, Reply, SharedStore, Store, StoreError, StoreFuture};
@@ -107,8 +109,8 @@ impl Batch {
         &self.counters
     }
 
-    /// The ranges of [`counters`](Self::counters) that share a caller (and
-    /// so a hash tag), in order.
+    /// The ranges of [`counters`](Self::counters) that share a caller (one
+    /// hash tag in `RedisStore`'s keys), in order.
     pub fn by_caller(&self) -> impl Iterator<Item = Range<usize>> + '_ {
         let mut start = 0;
         std::iter::from_fn(move || {
