@@ -12,6 +12,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use crate::error::StoreError;
 use crate::gcra::{Cell, Rate};
 use crate::rule::Rule;
+use crate::store::Reply;
 use crate::throttle::Fallback;
 
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -136,11 +137,27 @@ pub(crate) fn store_unavailable() -> Refusal {
 /// Whether a shared store's answer for a counter of `rate` is one the
 /// arithmetic can give. (Times beyond the rule's window are possible after
 /// its quota was lowered; every answer caps them at the window.)
-pub(crate) fn plausible(cell: &Cell, rate: Rate) -> bool {
+fn plausible(cell: &Cell, rate: Rate) -> bool {
     match cell.allowed {
         true => cell.retry == 0 && cell.remaining < rate.burst,
         false => cell.remaining == 0 && cell.retry > 0,
     }
+}
+
+/// A shared store's answer for `count` counters of these `rates`, if it
+/// has a plausible cell for each; else [`StoreError::Unexpected`] (a lying
+/// or broken store is a failed store).
+pub(crate) fn checked(
+    reply: Result<Reply, StoreError>,
+    count: usize,
+    rates: impl Iterator<Item = Rate>,
+) -> Result<Reply, StoreError> {
+    let reply = reply?;
+    let fits = reply.cells.len() == count
+        && rates
+            .zip(&reply.cells)
+            .all(|(rate, cell)| plausible(cell, rate));
+    fits.then_some(reply).ok_or(StoreError::Unexpected)
 }
 
 /// A warning that a request was over a limit in log-only mode.

@@ -281,6 +281,8 @@ impl Throttle {
         let store = inner.store.shared_store()?;
         let counters = budget
             .rules()
+            // No rule of the throttle's own: the index is never read (the
+            // answer comes back to `charged`, not to `StoreStep::finish`).
             .map(|rule| Counter::new(usize::MAX, key, Arc::clone(&rule.id), rule.rate))
             .collect();
         // One caller: the batch keeps the steps in order.
@@ -302,16 +304,8 @@ impl Inner {
     /// count in process stands.
     fn charged(&self, reply: Result<Reply, StoreError>, key: CallerKey, now: u64) {
         let Some(budget) = &self.budget else { return };
-        let plausible = |reply: &Reply| {
-            reply.cells.len() == budget.numbers.len()
-                && (budget.rules().zip(&reply.cells))
-                    .all(|(r, cell)| answer::plausible(cell, r.rate))
-        };
-        match reply.and_then(|reply| {
-            plausible(&reply)
-                .then_some(reply)
-                .ok_or(StoreError::Unexpected)
-        }) {
+        let rates = budget.rules().map(|rule| rule.rate);
+        match answer::checked(reply, budget.numbers.len(), rates) {
             // Each counter's timestamp in the store is `reset` ahead of its
             // clock, allowed or not.
             Ok(reply) => {

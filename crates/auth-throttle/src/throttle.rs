@@ -189,16 +189,7 @@ impl StoreStep {
     pub fn finish(self, reply: Result<Reply, StoreError>) -> Throttled {
         let inner = &self.throttle.inner;
         let counters = self.batch.counters();
-        let plausible = |reply: &Reply| {
-            reply.cells.len() == counters.len()
-                && (counters.iter().zip(&reply.cells))
-                    .all(|(c, cell)| answer::plausible(cell, c.rate))
-        };
-        let reply = reply.and_then(|reply| match plausible(&reply) {
-            true => Ok(reply),
-            false => Err(StoreError::Unexpected),
-        });
-        match reply {
+        match answer::checked(reply, counters.len(), counters.iter().map(|c| c.rate)) {
             Ok(Reply { now, cells }) => {
                 let rules = counters.iter().map(|c| c.rule);
                 inner.settle(rules.zip(cells.iter()), now)
