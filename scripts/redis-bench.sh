@@ -50,7 +50,7 @@ fi
 # The same script, arguments as the server sends them (one key, "" for
 # Redis's clock, the interval and tolerance of the rule), from
 # redis-benchmark alone.
-sha=$(redis-cli -p "$redis_port" script load "$(cat crates/auth-throttle/src/redis.lua)")
+sha=$(redis-cli -p "$redis_port" script load "$(cat crates/auth-throttle/src/redis/gcra.lua)")
 bench=$(taskset -c 1 redis-benchmark -p "$redis_port" -c "$connections" -n 200000 --csv \
     evalsha "$sha" 1 "auth-throttle:{bench}:per-caller" "" 1 1000000000 |
     tail -1 | awk -F'","' '{print $2}')

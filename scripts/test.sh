@@ -5,8 +5,9 @@
 # Needs a Rust toolchain. Installs, when missing, with apt-get (so as root,
 # on Debian or Ubuntu): a C compiler (ring, aws-lc), Node.js and npm for the
 # real OpenID provider (oidc-provider, pinned by tests/oidc/package-lock.json),
-# Chromium and chromedriver for the browser test, and redis-server for the
-# rate limiter's shared store. Without apt-get it names what to install.
+# Chromium and chromedriver for the browser test, and redis-server and
+# redis-cli (one server, and a six-node cluster) for the rate limiter's
+# shared store. Without apt-get it names what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,7 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 if ((${#missing[@]})); then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
         echo "scripts/test.sh: installing ${missing[*]}"

@@ -130,3 +130,292 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A Redis Cluster on 127.0.0.1: six `redis-server --cluster-enabled yes`
+/// nodes joined by `redis-cli --cluster create --cluster-replicas 1`
+/// (three primaries, three replicas), with a password, failing over a
+/// second after a primary stops answering; its files in a directory of its
+/// own. Every node is killed and the directory removed when dropped.
+pub struct RedisCluster {
+    nodes: Vec<ClusterNode>,
+    dir: std::path::PathBuf,
+}
+
+struct ClusterNode {
+    port: u16,
+    child: Option<Child>,
+}
+
+/// The cluster's password (`requirepass` and `masterauth`).
+pub const CLUSTER_PASSWORD: &str = "cluster-secret";
+
+fn free_port() -> Result<u16, StartError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| StartError(format!("no free port: {e}")))
+}
+
+impl RedisCluster {
+    /// Starts the six nodes, creates the cluster and waits (up to 30 s)
+    /// until every node says it is ok.
+    ///
+    /// # Panics
+    /// `redis-server` or `redis-cli` is not installed (`bash
+    /// scripts/test.sh` installs them), or the cluster did not form.
+    #[track_caller]
+    pub fn start() -> Self {
+        Self::try_start().unwrap_or_else(|e| crate::missing(&e))
+    }
+
+    /// [`start`](Self::start), returning the failure.
+    ///
+    /// # Errors
+    /// As `start` panics.
+    pub fn try_start() -> Result<Self, StartError> {
+        static CLUSTERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("auth-tests-cluster-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| StartError(format!("{}: {e}", dir.display())))?;
+        let mut cluster = RedisCluster {
+            nodes: Vec::new(),
+            dir,
+        };
+        for _ in 0..6 {
+            let (port, bus) = (free_port()?, free_port()?);
+            let dir = cluster.dir.join(port.to_string());
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StartError(format!("{}: {e}", dir.display())))?;
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus.to_string(),
+                ])
+                .args(["--cluster-config-file", "nodes.conf"])
+                // A replica takes over a second after its primary stops
+                // answering, however long since it last heard from it.
+                .args(["--cluster-node-timeout", "1000"])
+                .args(["--cluster-replica-validity-factor", "0"])
+                .args(["--repl-diskless-sync", "yes"])
+                .arg("--dir")
+                .arg(&dir)
+                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .args([
+                    "--requirepass",
+                    CLUSTER_PASSWORD,
+                    "--masterauth",
+                    CLUSTER_PASSWORD,
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| {
+                    StartError(format!(
+                        "cannot run redis-server ({e}): bash scripts/test.sh installs it"
+                    ))
+                })?;
+            cluster.nodes.push(ClusterNode {
+                port,
+                child: Some(child),
+            });
+        }
+        let started = Instant::now();
+        for node in &cluster.nodes {
+            while TcpStream::connect(("127.0.0.1", node.port)).is_err() {
+                if started.elapsed() > Duration::from_secs(10) {
+                    return Err(StartError("redis-server did not start".into()));
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let addresses: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args([
+                "-a",
+                CLUSTER_PASSWORD,
+                "--no-auth-warning",
+                "--cluster",
+                "create",
+            ])
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| StartError(format!("cannot run redis-cli ({e})")))?;
+        if !created.status.success() {
+            return Err(StartError(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&created.stdout)
+            )));
+        }
+        cluster.wait_until_ok(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    /// Every node's port, primaries and replicas.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+
+    /// The nodes still running, as `redis://:<password>@127.0.0.1:<port>`.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| format!("redis://:{CLUSTER_PASSWORD}@127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    /// `redis-cli -p <port> <args>` (authenticated): its output, trimmed.
+    ///
+    /// # Panics
+    /// `redis-cli` did not run.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args([
+                "-a",
+                CLUSTER_PASSWORD,
+                "--no-auth-warning",
+                "-p",
+                &port.to_string(),
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| crate::missing(&StartError(format!("cannot run redis-cli ({e})"))));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// The ports of the running primaries.
+    pub fn primaries(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .filter(|n| self.cli(n.port, &["ROLE"]).starts_with("master"))
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// The port of the primary that serves `slot`, as a running node sees
+    /// it.
+    pub fn primary_of(&self, slot: u16) -> Option<u16> {
+        let asker = self.nodes.iter().find(|n| n.child.is_some())?;
+        let nodes = self.cli(asker.port, &["CLUSTER", "NODES"]);
+        nodes.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if !fields.get(2)?.contains("master") || fields[2].contains("fail") {
+                return None;
+            }
+            let port: u16 = fields[1].split([':', '@']).nth(1)?.parse().ok()?;
+            let serves = fields[8..].iter().any(|range| {
+                let mut ends = range.split('-');
+                let (Some(start), end) = (ends.next(), ends.next()) else {
+                    return false;
+                };
+                let (Ok(start), Ok(end)) =
+                    (start.parse::<u16>(), end.unwrap_or(start).parse::<u16>())
+                else {
+                    return false;
+                };
+                (start..=end).contains(&slot)
+            });
+            serves.then_some(port)
+        })
+    }
+
+    /// The hash slot of `key`.
+    pub fn slot(&self, key: &str) -> u16 {
+        let asker = self
+            .nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .map_or(0, |n| n.port);
+        self.cli(asker, &["CLUSTER", "KEYSLOT", key])
+            .parse()
+            .unwrap_or(u16::MAX)
+    }
+
+    /// Every key on the running primaries matching `pattern`.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .primaries()
+            .into_iter()
+            .flat_map(|port| {
+                self.cli(port, &["--scan", "--pattern", pattern])
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|k| !k.is_empty())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Kills the node on `port` with SIGKILL (a crash).
+    pub fn kill(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port)
+            && let Some(mut child) = node.child.take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until every running node says `cluster_state:ok` and every
+    /// slot is served by a running primary.
+    ///
+    /// # Errors
+    /// Not so within `limit`.
+    pub fn wait_until_ok(&self, limit: Duration) -> Result<(), StartError> {
+        let started = Instant::now();
+        loop {
+            let running: Vec<u16> = self
+                .nodes
+                .iter()
+                .filter(|n| n.child.is_some())
+                .map(|n| n.port)
+                .collect();
+            let ok = running.iter().all(|&port| {
+                self.cli(port, &["CLUSTER", "INFO"])
+                    .contains("cluster_state:ok")
+            }) && [0, 8191, 16383]
+                .iter()
+                .all(|&slot| self.primary_of(slot).is_some_and(|p| running.contains(&p)));
+            if ok {
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                let nodes = running
+                    .first()
+                    .map(|&port| self.cli(port, &["CLUSTER", "NODES"]))
+                    .unwrap_or_default();
+                return Err(StartError(format!(
+                    "the cluster was not ok within {limit:?}:\n{nodes}"
+                )));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

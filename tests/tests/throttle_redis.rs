@@ -747,3 +747,38 @@ fn shared_limits_over_tls_with_a_password() {
     assert!(plain.is_err(), "roots for a URL without TLS");
     assert!(!format!("{:?}", store("s3cret-pass", Vec::new())).contains("s3cret"));
 }
+
+/// A key of another type (written by something else) is a refusal waiting
+/// will not mend: that caller gets the fallback (here 503), and nobody
+/// else's request is held back by a backoff.
+#[test]
+fn a_wrongtype_refusal_is_no_outage_for_other_callers() {
+    let redis = RedisServer::start();
+    let base = server(visitors(
+        redis_store(&redis.url(), Duration::from_millis(500)),
+        Fallback::Deny,
+    ));
+    assert_eq!(status(&base, "spoilt").0, 200);
+    let keys = redis_keys(&redis.url(), "auth-throttle:*");
+    assert_eq!(keys.len(), 1);
+    runtime().block_on(async {
+        let mut connection = redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let () = redis::pipe()
+            .del(&keys[0])
+            .ignore()
+            .lpush(&keys[0], "not a counter")
+            .ignore()
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    });
+    assert_eq!(status(&base, "spoilt"), (503, Some("1".to_owned())));
+    // At once, another caller counts in Redis (no backoff started).
+    assert_eq!(statuses(&[&base, &base], "fine"), [200, 200]);
+    assert_eq!(redis_keys(&redis.url(), "auth-throttle:*").len(), 2);
+    assert_eq!(status(&base, "spoilt").0, 503);
+}

@@ -173,9 +173,22 @@ pub(crate) fn warn_over_limit(rule: &Rule) {
 }
 
 /// A warning that the shared store failed, at most once a second (an
-/// outage must not flood the log).
+/// outage must not flood the log); a refusal that waiting will not mend
+/// is an error of its own, as often.
 pub(crate) fn warn_store_failed(error: &StoreError, fallback: Fallback) {
     static LOG: EverySecond = EverySecond::new();
+    static REFUSED: EverySecond = EverySecond::new();
+    if let StoreError::Refused(_) = error {
+        REFUSED.log(|held| {
+            tracing::error!(
+                %error,
+                ?fallback,
+                also = held,
+                "rate limit store misconfigured; the fallback applies"
+            );
+        });
+        return;
+    }
     LOG.log(|held| {
         tracing::warn!(
             %error,

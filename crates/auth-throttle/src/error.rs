@@ -33,6 +33,13 @@ pub enum StoreError {
     /// An answer that is not what the script returns.
     #[error("the store answered something unexpected")]
     Unexpected,
+    /// The store refused the call for a reason waiting will not mend (a
+    /// key of another type, out of memory, a script or command refused):
+    /// logged as a configuration error, with no backoff, since other
+    /// callers' calls may still succeed. Names the error's code, never a
+    /// key.
+    #[error("the store refused the call ({0}): a configuration error")]
+    Refused(String),
     /// Not asked: it failed moments ago, and the store waits out its
     /// backoff before it asks again.
     #[error("the store failed moments ago; not asked until its backoff ends")]

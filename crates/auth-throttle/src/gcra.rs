@@ -1,7 +1,7 @@
 //! The generic cell rate algorithm: one timestamp per (rule, caller), the
 //! *theoretical arrival time* (TAT) of the next request at the sustained
 //! rate. The same integer arithmetic runs here (in-process store) and in
-//! `redis.lua` (shared store); a property test holds them to the same
+//! `redis/gcra.lua` (shared store); a property test holds them to the same
 //! decisions.
 //!
 //! With `T` the emission interval (window / limit, rounded up to the

@@ -1,6 +1,9 @@
-//! [`RedisStore`] (feature `redis`): counters in Redis, shared by every
-//! server that uses it. Everything Redis is here: the script, the keys
-//! and arguments, the reply.
+//! [`RedisStore`] (feature `redis`): counters in Redis, one server or a
+//! Redis Cluster, shared by every server that uses it. Everything Redis is
+//! here: the connection and its failures here, the scripts' calls and
+//! answers in `call`.
+
+mod call;
 
 use std::fmt;
 use std::future::ready;
@@ -8,11 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use auth_core::step::EverySecond;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, ServerErrorKind};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{ErrorKind, RedisError, ServerErrorKind};
 
+use self::call::{Answer, Call};
 use crate::error::{StoreError, ThrottleError};
-use crate::gcra::Cell;
 use crate::key::KeyHasher;
 use crate::memory::{DEFAULT_CAPACITY, MemoryStore};
 use crate::store::{Batch, Kind, Reply, SharedStore, Store, StoreFuture};
@@ -25,27 +31,48 @@ const DEFAULT_PREFIX: &str = "auth-throttle";
 /// at once meanwhile).
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Counters in Redis: one limit across many servers.
+/// Counters in Redis: one limit across many servers, on one Redis server
+/// ([`builder`](Self::builder)) or a Redis Cluster
+/// ([`cluster`](Self::cluster)).
 ///
-/// - One multiplexed connection (`redis`'s `ConnectionManager`, which
-///   reconnects after Redis restarts), opened by the first request on the
-///   runtime requests run on, so a server starts while Redis is down.
-/// - One round trip per request for all of its rules: `EVALSHA` of one Lua
-///   script (loaded again on `NOSCRIPT`, after a Redis restart), which runs
-///   the same arithmetic as the in-process store with Redis's own `TIME`
-///   as the clock (servers with skewed clocks agree), all or nothing.
 /// - Keys `<prefix>:{<caller>}:<rule>`: the caller is a keyed hash (the
 ///   secret, shared by the servers, never leaves them), so no session id or
-///   token reaches Redis; the hash tag groups a caller's counters.
-///   Counters expire by themselves.
-/// - One Redis server (or a primary behind a failover proxy): not a Redis
-///   Cluster client (a request counted by identity and by address sends
-///   two hash tags in one call, which a cluster refuses).
-/// - No answer within the timeout (default 50 ms): the throttle's fallback
-///   applies (in-process counting by default), with a warning in the log;
-///   never a 500. For the backoff after a failure (default 1 s) Redis is
-///   not asked: the fallback applies at once, so an outage does not add
-///   the timeout to every request.
+///   token reaches Redis; the hash tag puts one caller's counters in one
+///   hash slot. Counters expire by themselves.
+/// - One Lua script ([`SCRIPT`](Self::SCRIPT)) runs the same arithmetic as
+///   the in-process store with Redis's own `TIME` as the clock (servers
+///   with skewed clocks agree), sent as `EVALSHA`; on `NOSCRIPT` (a
+///   restart, a `SCRIPT FLUSH`, a replica just promoted) as `EVAL`, which
+///   loads it for the next request, on that node alone.
+/// - **One server**: one multiplexed connection (`redis`'s
+///   `ConnectionManager`, which reconnects after Redis restarts), one
+///   round trip per request for all of its rules, all or nothing.
+/// - **A cluster**: the cluster client follows `MOVED` and `ASK` and
+///   finds the new primary after a failover. A request's counters are
+///   grouped by hash slot (a caller's counters share one), one script call
+///   per slot, the calls in flight together (one round trip of latency).
+///   All or nothing across slots: each call stores its counters only if
+///   all of them allow the request; when one slot denies the request (or
+///   fails), the calls that stored theirs are given back (the refund
+///   script takes one emission interval off each), before the answer.
+///   Between the store and the refund (one round trip) another request of
+///   those callers may be denied for a unit that is then given back: the
+///   race errs towards denying, never towards letting more through. If
+///   the refund itself fails, the units stay spent until they expire.
+/// - No answer within the timeout (default 50 ms; connecting, retries and
+///   redirections included): the throttle's fallback applies (in-process
+///   counting by default), with a warning in the log; never a 500. For the
+///   backoff after such a failure (default 1 s) Redis is not asked: the
+///   fallback applies at once, so an outage does not add the timeout to
+///   every request.
+/// - Refusals that waiting will not mend (`WRONGTYPE` on a key written by
+///   something else, `OOM`, a script or command refused, `CROSSSLOT` from
+///   pointing [`builder`](Self::builder) at a cluster) are
+///   [`StoreError::Refused`]: logged as configuration errors, the fallback
+///   for that request, and no backoff (other callers' keys may be fine).
+/// - `rediss://` for TLS (rustls; [`tls_root_certificates`](RedisStoreBuilder::tls_root_certificates)
+///   for a private CA), `user:password@` in the URL when Redis asks for
+///   them.
 ///
 /// ```no_run
 /// use auth_throttle::{Quota, RedisStore, Rule, Throttle};
@@ -55,10 +82,16 @@ const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 /// let redis = RedisStore::builder("redis://127.0.0.1:6379", secret.as_bytes())
 ///     .timeout(Duration::from_millis(30))
 ///     .build()?;
+/// // Or a cluster, from some of its nodes:
+/// let cluster = RedisStore::cluster(
+///     ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"],
+///     secret.as_bytes(),
+/// )
+/// .build()?;
 /// let throttle = Throttle::builder(redis)
 ///     .rule(Rule::new("api", Quota::new(100, Duration::from_secs(60))?)?)
 ///     .build()?;
-/// # drop(throttle);
+/// # drop((throttle, cluster));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
@@ -67,12 +100,12 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
+    target: Target,
     /// Opened by the first request (it needs the runtime the requests run
     /// on), again after a failed first attempt.
-    connection: tokio::sync::OnceCell<ConnectionManager>,
+    connection: tokio::sync::OnceCell<Connection>,
     script: redis::Script,
+    refund: redis::Script,
     prefix: String,
     timeout: Duration,
     keys: KeyHasher,
@@ -84,14 +117,88 @@ struct Inner {
     asleep_until: AtomicU64,
 }
 
+/// What the store connects to.
+enum Target {
+    Node {
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+    },
+    Cluster(ClusterClient),
+}
+
+/// An open connection: both kinds are cheap to clone (multiplexed).
+#[derive(Clone)]
+enum Connection {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    async fn query<T: redis::FromRedisValue>(
+        &mut self,
+        command: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Connection::Node(connection) => command.query_async(connection).await,
+            Connection::Cluster(connection) => command.query_async(connection).await,
+        }
+    }
+
+    /// `command(EVALSHA, hash)`; on `NOSCRIPT`, `command(EVAL, script)`.
+    async fn run<T: redis::FromRedisValue>(
+        &mut self,
+        script: &redis::Script,
+        source: &str,
+        command: impl Fn(&str, &str) -> redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        match self.query(&command("EVALSHA", script.get_hash())).await {
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.query(&command("EVAL", source)).await
+            }
+            answer => answer,
+        }
+    }
+}
+
+/// The store's word for a Redis failure: a timeout, a refusal waiting
+/// will not mend, or unavailable (by its kind, never a key or a URL).
+fn store_error(error: &RedisError) -> StoreError {
+    if error.is_timeout() {
+        return StoreError::Timeout;
+    }
+    match error.kind() {
+        ErrorKind::Server(
+            ServerErrorKind::ResponseError
+            | ServerErrorKind::ExecAbort
+            | ServerErrorKind::CrossSlot
+            | ServerErrorKind::NoPerm
+            | ServerErrorKind::Moved,
+        )
+        | ErrorKind::Extension
+        | ErrorKind::UnexpectedReturnType => {
+            StoreError::Refused(error.code().unwrap_or(error.category()).to_owned())
+        }
+        ErrorKind::Io => {
+            let io = std::error::Error::source(error)
+                .and_then(|source| source.downcast_ref::<std::io::Error>())
+                .map(std::io::Error::kind);
+            StoreError::Unavailable(match io {
+                Some(kind) => format!("I/O error: {kind}"),
+                None => "I/O error".to_owned(),
+            })
+        }
+        _ => StoreError::Unavailable(error.category().to_owned()),
+    }
+}
+
 impl RedisStore {
-    /// The Lua script the store runs: GCRA over every counter of one
-    /// request, all or nothing (the arithmetic of [`Counter::check`](crate::Counter::check),
+    /// The Lua script the store runs: GCRA over every counter of one call,
+    /// all or nothing (the arithmetic of [`Counter::check`](crate::Counter::check),
     /// in integers Lua's numbers hold exactly). `KEYS` are the counters,
     /// `ARGV[1]` `""` for the server's `TIME` (or a time in microseconds),
     /// then each counter's interval and tolerance; it answers `{all allowed,
     /// now, then per counter: allowed, remaining, reset, retry}`.
-    pub const SCRIPT: &'static str = include_str!("redis.lua");
+    pub const SCRIPT: &'static str = include_str!("redis/gcra.lua");
     /// Default time one request waits for Redis before the fallback
     /// applies.
     pub const DEFAULT_TIMEOUT: Duration = DEFAULT_TIMEOUT;
@@ -101,20 +208,29 @@ impl RedisStore {
     /// applies at once meanwhile).
     pub const DEFAULT_BACKOFF: Duration = DEFAULT_BACKOFF;
 
-    /// A store at `url` (`redis://host:port[/db]`, or `rediss://` for TLS,
-    /// with `user:password@` when Redis asks for them), its keys hashed under
-    /// `key_secret` (at least 16 bytes; the same on every server sharing the
-    /// limits).
+    /// The refund script (a Redis Cluster only): one emission interval off
+    /// each of a call's counters.
+    const REFUND: &'static str = include_str!("redis/refund.lua");
+
+    /// A store on one Redis server at `url` (`redis://host:port[/db]`, or
+    /// `rediss://` for TLS, with `user:password@` when Redis asks for them),
+    /// its keys hashed under `key_secret` (at least 16 bytes; the same on
+    /// every server sharing the limits).
     pub fn builder(url: &str, key_secret: &[u8]) -> RedisStoreBuilder {
-        RedisStoreBuilder {
-            url: url.to_owned(),
-            keys: KeyHasher::from_secret(key_secret),
-            prefix: DEFAULT_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-            fallback_capacity: DEFAULT_CAPACITY,
-            backoff: DEFAULT_BACKOFF,
-            tls_roots: None,
-        }
+        RedisStoreBuilder::new(Nodes::One(url.to_owned()), key_secret)
+    }
+
+    /// A store on a Redis Cluster, found from `nodes` (some of its nodes'
+    /// URLs, as for [`builder`](Self::builder); every one `redis://` or
+    /// every one `rediss://`, credentials from the first). The cluster's
+    /// other nodes are learned from them.
+    pub fn cluster<I, S>(nodes: I, key_secret: &[u8]) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let nodes = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
+        RedisStoreBuilder::new(Nodes::Cluster(nodes), key_secret)
     }
 
     /// The in-process store the fallback counts in.
@@ -127,15 +243,13 @@ impl RedisStore {
         u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Runs one request's script under the timeout; a failure starts the
+    /// Runs one request's calls; a failure other than a refusal starts the
     /// backoff.
-    async fn run(&self, call: Call) -> Result<Reply, StoreError> {
-        let counters = call.keys.len();
-        let reply = self
-            .ask(&call)
-            .await
-            .and_then(|reply| parse(&reply, counters));
-        if reply.is_err() {
+    async fn run(&self, calls: Vec<Call>, counters: usize) -> Result<Reply, StoreError> {
+        let reply = self.round_trip(&calls, counters).await;
+        if let Err(error) = &reply
+            && !matches!(error, StoreError::Refused(_))
+        {
             let backoff = u64::try_from(self.inner.backoff.as_millis()).unwrap_or(u64::MAX);
             let until = self.clock().saturating_add(backoff);
             self.inner.asleep_until.fetch_max(until, Ordering::Relaxed);
@@ -143,112 +257,89 @@ impl RedisStore {
         reply
     }
 
-    /// One `EVALSHA` under the timeout; an `EVAL` of the whole script when
-    /// Redis does not have it (`NOSCRIPT`: a restart, a `SCRIPT FLUSH`),
-    /// which also loads it for the next request.
-    async fn ask(&self, call: &Call) -> Result<Vec<i64>, StoreError> {
-        let round_trip = async {
-            let mut connection = self
-                .inner
-                .connection
-                .get_or_try_init(|| {
-                    self.inner
-                        .client
-                        .get_connection_manager_with_config(self.inner.config.clone())
-                })
-                .await?
-                .clone();
-            let hash = self.inner.script.get_hash();
-            match call
-                .command("EVALSHA", hash)
-                .query_async(&mut connection)
-                .await
-            {
-                Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    call.command("EVAL", Self::SCRIPT)
-                        .query_async(&mut connection)
+    /// The connection, opened on first use.
+    async fn connection(&self) -> Result<Connection, RedisError> {
+        let connection = self
+            .inner
+            .connection
+            .get_or_try_init(|| async {
+                match &self.inner.target {
+                    Target::Node { client, config } => client
+                        .get_connection_manager_with_config(config.clone())
                         .await
+                        .map(Connection::Node),
+                    Target::Cluster(client) => {
+                        client.get_async_connection().await.map(Connection::Cluster)
+                    }
                 }
-                answer => answer,
-            }
+            })
+            .await?;
+        Ok(connection.clone())
+    }
+
+    /// The calls in flight together under the timeout, then, if one
+    /// denied or failed, the refund of those that stored their counters
+    /// (under a timeout of its own).
+    async fn round_trip(&self, calls: &[Call], counters: usize) -> Result<Reply, StoreError> {
+        let asked = async {
+            let connection = self.connection().await.map_err(|e| store_error(&e))?;
+            let answers = futures_util::future::join_all(calls.iter().map(|call| {
+                let mut connection = connection.clone();
+                async move {
+                    let reply: Vec<i64> = connection
+                        .run(&self.inner.script, Self::SCRIPT, |verb, script| {
+                            call.command(verb, script)
+                        })
+                        .await
+                        .map_err(|e| store_error(&e))?;
+                    call::parse(&reply, call.keys.len())
+                }
+            }))
+            .await;
+            Ok::<_, StoreError>((connection, answers))
         };
-        match tokio::time::timeout(self.inner.timeout, round_trip).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(error)) if error.is_timeout() => Err(StoreError::Timeout),
-            Ok(Err(error)) => Err(StoreError::Unavailable(error.category().to_owned())),
-            Err(_) => Err(StoreError::Timeout),
+        let (connection, answers): (Connection, Vec<Result<Answer, StoreError>>) =
+            match tokio::time::timeout(self.inner.timeout, asked).await {
+                Ok(asked) => asked?,
+                Err(_) => return Err(StoreError::Timeout),
+            };
+        let (reply, refund) = call::combine(calls, answers, counters);
+        if !refund.is_empty() {
+            let given_back = futures_util::future::join_all(refund.into_iter().map(|call| {
+                let mut connection = connection.clone();
+                async move {
+                    connection
+                        .run::<i64>(&self.inner.refund, Self::REFUND, |verb, script| {
+                            call.refund(verb, script)
+                        })
+                        .await
+                        .map_err(|e| store_error(&e))
+                }
+            }));
+            let failed = match tokio::time::timeout(self.inner.timeout, given_back).await {
+                Ok(results) => results.into_iter().find_map(Result::err),
+                Err(_) => Some(StoreError::Timeout),
+            };
+            if let Some(error) = failed {
+                warn_refund_failed(&error);
+            }
         }
+        reply
     }
 }
 
-/// One request's script call: `KEYS` `<prefix>:{<caller>}:<rule>` (the
-/// hash tag groups one caller's counters), and
-/// each counter's emission interval and tolerance in microseconds.
-struct Call {
-    keys: Vec<String>,
-    rates: Vec<u64>,
-}
-
-impl Call {
-    fn new(prefix: &str, batch: &Batch) -> Self {
-        let counters = batch.counters();
-        Call {
-            keys: counters
-                .iter()
-                .map(|c| format!("{prefix}:{{{}}}:{}", c.caller(), c.rule()))
-                .collect(),
-            rates: counters
-                .iter()
-                .flat_map(|c| [c.interval(), c.tolerance()])
-                .collect(),
-        }
-    }
-
-    /// `EVALSHA <hash>` or `EVAL <script>`, then the keys, `ARGV[1]` `""`
-    /// (the server's clock) and the rates.
-    fn command(&self, verb: &str, script: &str) -> redis::Cmd {
-        let mut command = redis::cmd(verb);
-        command
-            .arg(script)
-            .arg(self.keys.len())
-            .arg(&self.keys)
-            .arg("")
-            .arg(&self.rates);
-        command
-    }
-}
-
-/// The script's answer: `{all_allowed, now, then per counter: allowed,
-/// remaining, reset, retry}`.
-fn parse(reply: &[i64], counters: usize) -> Result<Reply, StoreError> {
-    let unsigned = |v: i64| u64::try_from(v).map_err(|_| StoreError::Unexpected);
-    let flag = |v: i64| match v {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(StoreError::Unexpected),
-    };
-    if reply.len() != 2 + 4 * counters {
-        return Err(StoreError::Unexpected);
-    }
-    let all_allowed = flag(reply[0])?;
-    let now = unsigned(reply[1])?;
-    let cells = reply[2..]
-        .chunks_exact(4)
-        .map(|c| {
-            Ok(Cell::new(
-                flag(c[0])?,
-                unsigned(c[1])?,
-                unsigned(c[2])?,
-                unsigned(c[3])?,
-            ))
-        })
-        .collect::<Result<Vec<Cell>, StoreError>>()?;
-    // The script's summary must agree with its cells: anything else is not
-    // our script's answer.
-    if all_allowed != cells.iter().all(Cell::allowed) {
-        return Err(StoreError::Unexpected);
-    }
-    Ok(Reply::new(now, cells))
+/// A warning that spent units could not be given back, at most once a
+/// second.
+fn warn_refund_failed(error: &StoreError) {
+    static LOG: EverySecond = EverySecond::new();
+    LOG.log(|held| {
+        tracing::warn!(
+            %error,
+            also = held,
+            "rate limit store: a denied request's units in another hash slot \
+             could not be given back; they stay spent until they expire"
+        );
+    });
 }
 
 impl SharedStore for RedisStore {
@@ -266,9 +357,13 @@ impl SharedStore for RedisStore {
                 "no tokio runtime: enter one around the gate's blocking driver".to_owned(),
             ))));
         }
-        let call = Call::new(&self.inner.prefix, batch);
+        let calls = match self.inner.target {
+            Target::Node { .. } => Call::whole(&self.inner.prefix, batch),
+            Target::Cluster(_) => Call::per_slot(&self.inner.prefix, batch),
+        };
+        let counters = batch.counters().len();
         let store = self.clone();
-        Box::pin(async move { store.run(call).await })
+        Box::pin(async move { store.run(calls, counters).await })
     }
 }
 
@@ -289,16 +384,33 @@ impl From<RedisStore> for Store {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
+            .field("cluster", &matches!(self.inner.target, Target::Cluster(_)))
             .field("prefix", &self.inner.prefix)
             .field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
     }
 }
 
-/// Builds a [`RedisStore`]; see [`RedisStore::builder`].
+/// The URLs a builder connects to.
+enum Nodes {
+    One(String),
+    Cluster(Vec<String>),
+}
+
+impl Nodes {
+    fn urls(&self) -> &[String] {
+        match self {
+            Nodes::One(url) => std::slice::from_ref(url),
+            Nodes::Cluster(urls) => urls,
+        }
+    }
+}
+
+/// Builds a [`RedisStore`]; see [`RedisStore::builder`] and
+/// [`RedisStore::cluster`].
 #[must_use]
 pub struct RedisStoreBuilder {
-    url: String,
+    nodes: Nodes,
     keys: Result<KeyHasher, ThrottleError>,
     prefix: String,
     timeout: Duration,
@@ -308,6 +420,18 @@ pub struct RedisStoreBuilder {
 }
 
 impl RedisStoreBuilder {
+    fn new(nodes: Nodes, key_secret: &[u8]) -> Self {
+        RedisStoreBuilder {
+            nodes,
+            keys: KeyHasher::from_secret(key_secret),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            fallback_capacity: DEFAULT_CAPACITY,
+            backoff: DEFAULT_BACKOFF,
+            tls_roots: None,
+        }
+    }
+
     /// Trusts these PEM certificates (a private CA) as the roots of a
     /// `rediss://` server's certificate, instead of the system's roots.
     ///
@@ -325,8 +449,9 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long a request waits for Redis, connecting included (default
-    /// 50 ms); then the throttle's fallback applies.
+    /// How long a request waits for Redis, connecting, a cluster's retries
+    /// and redirections included (default 50 ms); then the throttle's
+    /// fallback applies. A refund on a cluster has as long again.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -350,44 +475,73 @@ impl RedisStoreBuilder {
     /// The store. Connects on first use, not here.
     ///
     /// # Errors
-    /// A short key secret; a URL `redis` does not take.
+    /// A short key secret; a URL `redis` does not take; no cluster node;
+    /// TLS roots for URLs without TLS.
     pub fn build(self) -> Result<RedisStore, ThrottleError> {
         let keys = self.keys?;
-        if self.tls_roots.is_some() && !self.url.starts_with("rediss://") {
+        let urls = self.nodes.urls();
+        if urls.is_empty() {
+            return Err(ThrottleError::Invalid {
+                name: "cluster nodes",
+                reason: "none given: name at least one of the cluster's nodes",
+            });
+        }
+        let tls = urls.iter().any(|url| url.starts_with("rediss://"));
+        if self.tls_roots.is_some() && !urls.iter().all(|url| url.starts_with("rediss://")) {
             return Err(ThrottleError::Invalid {
                 name: "tls_root_certificates",
                 reason: "given for a URL without TLS: use rediss://",
             });
         }
-        if self.url.starts_with("rediss://")
-            && rustls::crypto::CryptoProvider::get_default().is_none()
-        {
+        if tls && rustls::crypto::CryptoProvider::get_default().is_none() {
             // rustls needs a process-wide provider; one the application
             // installed stays (another thread may win this race: fine).
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = match self.tls_roots {
-            Some(roots) => redis::Client::build_with_tls(
-                self.url.as_str(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(roots),
-                },
-            ),
-            None => redis::Client::open(self.url.as_str()),
-        }
-        .map_err(|e| ThrottleError::Store(e.to_string()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
+        let certificates = |roots: Vec<u8>| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(roots),
+        };
+        let invalid = |e: RedisError| ThrottleError::Store(e.to_string());
+        let target = match self.nodes {
+            Nodes::One(url) => {
+                let client = match self.tls_roots {
+                    Some(roots) => redis::Client::build_with_tls(url, certificates(roots)),
+                    None => redis::Client::open(url),
+                }
+                .map_err(invalid)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_secs(1));
+                Target::Node { client, config }
+            }
+            Nodes::Cluster(urls) => {
+                // Retries and their waits fit in the timeout (the client's
+                // defaults are 16 retries and waits of over a second).
+                let wait = u64::try_from(self.timeout.as_millis() / 5)
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                let mut builder = ClusterClientBuilder::new(urls)
+                    .connection_timeout(self.timeout)
+                    .response_timeout(self.timeout)
+                    .overall_response_timeout(Some(self.timeout))
+                    .retries(2)
+                    .min_retry_wait(1)
+                    .max_retry_wait(wait);
+                if let Some(roots) = self.tls_roots {
+                    builder = builder.certs(certificates(roots));
+                }
+                Target::Cluster(builder.build().map_err(invalid)?)
+            }
+        };
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                client,
-                config,
+                target,
                 connection: tokio::sync::OnceCell::new(),
                 script: redis::Script::new(RedisStore::SCRIPT),
+                refund: redis::Script::new(RedisStore::REFUND),
                 prefix: self.prefix,
                 timeout: self.timeout,
                 keys,
@@ -397,29 +551,5 @@ impl RedisStoreBuilder {
                 asleep_until: AtomicU64::new(0),
             }),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse;
-
-    #[test]
-    fn replies_that_are_not_the_scripts_are_refused() {
-        // One counter: summary, now, then allowed, remaining, reset, retry.
-        assert!(parse(&[1, 10, 1, 4, 5, 0], 1).is_ok());
-        assert!(parse(&[0, 10, 0, 0, 5, 3], 1).is_ok());
-        for lie in [
-            &[1, 10, 1, 4, 5][..],   // short
-            &[1, 10, 1, 4, 5, 0, 0], // long
-            &[1, 10, 2, 4, 5, 0],    // a flag that is neither 0 nor 1
-            &[7, 10, 1, 4, 5, 0],    // a summary flag likewise
-            &[1, 10, 0, 0, 5, 3],    // "all allowed" over a denial
-            &[0, 10, 1, 4, 5, 0],    // "denied" over allowed cells
-            &[1, -1, 1, 4, 5, 0],    // negative time
-            &[1, 10, 1, -4, 5, 0],   // negative remaining
-        ] {
-            assert!(parse(lie, 1).is_err(), "{lie:?} accepted");
-        }
     }
 }

@@ -1,0 +1,299 @@
+//! One request's script calls and their answers: the whole batch in one
+//! call on one server; on a Redis Cluster, one call per hash slot (a
+//! script runs on one slot's keys), put back together all or nothing.
+
+use redis::cluster_routing::Slot;
+
+use crate::error::StoreError;
+use crate::gcra::Cell;
+use crate::store::{Batch, Reply};
+
+/// One script call: `KEYS` `<prefix>:{<caller>}:<rule>` (the hash tag
+/// puts one caller's counters in one slot), each counter's emission
+/// interval and tolerance in microseconds, and where its counters sit in
+/// the batch.
+pub(super) struct Call {
+    pub(super) keys: Vec<String>,
+    rates: Vec<u64>,
+    positions: Vec<usize>,
+    slot: Option<Slot>,
+}
+
+impl Call {
+    fn empty(slot: Option<Slot>) -> Self {
+        Call {
+            keys: Vec::new(),
+            rates: Vec::new(),
+            positions: Vec::new(),
+            slot,
+        }
+    }
+
+    /// The counters of `range` of `batch`.
+    fn push(&mut self, prefix: &str, batch: &Batch, range: std::ops::Range<usize>) {
+        for (counter, position) in batch.counters()[range.clone()].iter().zip(range) {
+            self.keys.push(format!(
+                "{prefix}:{{{}}}:{}",
+                counter.caller(),
+                counter.rule()
+            ));
+            self.rates.extend([counter.interval(), counter.tolerance()]);
+            self.positions.push(position);
+        }
+    }
+
+    /// Every counter of `batch` in one call (one server takes any keys in
+    /// one script).
+    pub(super) fn whole(prefix: &str, batch: &Batch) -> Vec<Call> {
+        let mut call = Call::empty(None);
+        call.push(prefix, batch, 0..batch.counters().len());
+        vec![call]
+    }
+
+    /// One call per hash slot of `batch`'s keys, in the order the slots
+    /// first appear.
+    pub(super) fn per_slot(prefix: &str, batch: &Batch) -> Vec<Call> {
+        let mut calls: Vec<Call> = Vec::with_capacity(2);
+        for range in batch.by_caller() {
+            let mut group = Call::empty(None);
+            group.push(prefix, batch, range);
+            let slot = group.keys.first().map(Slot::for_key);
+            match calls.iter_mut().find(|call| call.slot == slot) {
+                Some(call) => {
+                    call.keys.append(&mut group.keys);
+                    call.rates.append(&mut group.rates);
+                    call.positions.append(&mut group.positions);
+                }
+                None => calls.push(Call { slot, ..group }),
+            }
+        }
+        if calls.is_empty() {
+            calls.push(Call::empty(None));
+        }
+        calls
+    }
+
+    /// `EVALSHA <hash>` or `EVAL <script>` of the GCRA script: the keys,
+    /// `ARGV[1]` `""` (the server's clock) and the rates.
+    pub(super) fn command(&self, verb: &str, script: &str) -> redis::Cmd {
+        let mut command = redis::cmd(verb);
+        command
+            .arg(script)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg("")
+            .arg(&self.rates);
+        command
+    }
+
+    /// `EVALSHA <hash>` or `EVAL <script>` of the refund script: the keys
+    /// and their emission intervals.
+    pub(super) fn refund(&self, verb: &str, script: &str) -> redis::Cmd {
+        let mut command = redis::cmd(verb);
+        command
+            .arg(script)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(self.rates.iter().step_by(2).collect::<Vec<_>>());
+        command
+    }
+}
+
+/// One call's answer: whether it stored its counters (every one allowed),
+/// the server's clock and a cell per counter.
+#[derive(Debug)]
+pub(super) struct Answer {
+    stored: bool,
+    now: u64,
+    cells: Vec<Cell>,
+}
+
+/// The GCRA script's answer for `counters` counters: `{all_allowed, now,
+/// then per counter: allowed, remaining, reset, retry}`.
+pub(super) fn parse(reply: &[i64], counters: usize) -> Result<Answer, StoreError> {
+    let unsigned = |v: i64| u64::try_from(v).map_err(|_| StoreError::Unexpected);
+    let flag = |v: i64| match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(StoreError::Unexpected),
+    };
+    if reply.len() != 2 + 4 * counters {
+        return Err(StoreError::Unexpected);
+    }
+    let stored = flag(reply[0])?;
+    let now = unsigned(reply[1])?;
+    let cells = reply[2..]
+        .chunks_exact(4)
+        .map(|c| {
+            Ok(Cell::new(
+                flag(c[0])?,
+                unsigned(c[1])?,
+                unsigned(c[2])?,
+                unsigned(c[3])?,
+            ))
+        })
+        .collect::<Result<Vec<Cell>, StoreError>>()?;
+    // The script's summary must agree with its cells: anything else is not
+    // our script's answer.
+    if stored != cells.iter().all(Cell::allowed) {
+        return Err(StoreError::Unexpected);
+    }
+    Ok(Answer { stored, now, cells })
+}
+
+/// The request's answer from its calls' (in the calls' order), and the
+/// calls whose counters must be given back: all of those that stored
+/// theirs, when another call denied the request or failed. Of several
+/// failures, one that may pass (it starts the backoff) is told before a
+/// refusal.
+pub(super) fn combine(
+    calls: &[Call],
+    answers: Vec<Result<Answer, StoreError>>,
+    counters: usize,
+) -> (Result<Reply, StoreError>, Vec<&Call>) {
+    let denied = answers.iter().any(|a| matches!(a, Ok(a) if !a.stored));
+    let failure = answers
+        .iter()
+        .filter_map(|a| a.as_ref().err())
+        .min_by_key(|e| matches!(e, StoreError::Refused(_)))
+        .cloned();
+    let refund = if denied || failure.is_some() {
+        calls
+            .iter()
+            .zip(&answers)
+            .filter(|(_, a)| matches!(a, Ok(a) if a.stored))
+            .map(|(call, _)| call)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if let Some(error) = failure {
+        return (Err(error), refund);
+    }
+    let mut now = 0;
+    let mut cells = vec![Cell::new(false, 0, 0, 0); counters];
+    for (call, answer) in calls.iter().zip(answers) {
+        let Ok(answer) = answer else { continue };
+        now = now.max(answer.now);
+        for (&position, cell) in call.positions.iter().zip(answer.cells) {
+            if let Some(slot) = cells.get_mut(position) {
+                *slot = cell;
+            }
+        }
+    }
+    (Ok(Reply::new(now, cells)), refund)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_that_are_not_the_scripts_are_refused() {
+        // One counter: summary, now, then allowed, remaining, reset, retry.
+        assert!(parse(&[1, 10, 1, 4, 5, 0], 1).is_ok());
+        assert!(parse(&[0, 10, 0, 0, 5, 3], 1).is_ok());
+        for lie in [
+            &[1, 10, 1, 4, 5][..],   // short
+            &[1, 10, 1, 4, 5, 0, 0], // long
+            &[1, 10, 2, 4, 5, 0],    // a flag that is neither 0 nor 1
+            &[7, 10, 1, 4, 5, 0],    // a summary flag likewise
+            &[1, 10, 0, 0, 5, 3],    // "all allowed" over a denial
+            &[0, 10, 1, 4, 5, 0],    // "denied" over allowed cells
+            &[1, -1, 1, 4, 5, 0],    // negative time
+            &[1, 10, 1, -4, 5, 0],   // negative remaining
+        ] {
+            assert!(parse(lie, 1).is_err(), "{lie:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_cluster_call_per_hash_slot_a_server_call_for_all() {
+        use crate::gcra::Rate;
+        use crate::key::CallerKey;
+        use crate::store::Counter;
+        let rate = Rate {
+            interval: 10,
+            burst: 2,
+        };
+        let caller = |n: u16| {
+            let mut key = [0; 16];
+            key[..2].copy_from_slice(&n.to_be_bytes());
+            CallerKey(key)
+        };
+        let counter =
+            |rule: usize, n: u16| Counter::new(rule, caller(n), format!("r{rule}").into(), rate);
+        // Callers 1 and 2 are in different slots (checked), 1 has two rules.
+        let slot = |n: u16| Slot::for_key(format!("p:{{{}}}:r", caller(n)));
+        assert_ne!(slot(1), slot(2));
+        let batch = Batch::new(vec![counter(0, 2), counter(1, 1), counter(2, 1)]);
+        let calls = Call::per_slot("p", &batch);
+        assert_eq!(calls.len(), 2);
+        for call in &calls {
+            let slots: Vec<Slot> = call.keys.iter().map(Slot::for_key).collect();
+            assert!(slots.iter().all(|s| *s == slots[0]), "{:?}", call.keys);
+            for (key, &position) in call.keys.iter().zip(&call.positions) {
+                let counter = &batch.counters()[position];
+                assert_eq!(
+                    *key,
+                    format!("p:{{{}}}:{}", counter.caller(), counter.rule())
+                );
+            }
+        }
+        let mut positions: Vec<usize> = calls.iter().flat_map(|c| c.positions.clone()).collect();
+        positions.sort_unstable();
+        assert_eq!(positions, [0, 1, 2]);
+        assert_eq!(calls[0].rates, [10, 20, 10, 20]);
+        // Two callers in one slot share a call.
+        let same = (3..=u16::MAX).find(|&n| slot(n) == slot(1)).unwrap();
+        let shared = Batch::new(vec![counter(0, 1), counter(1, same)]);
+        assert_eq!(Call::per_slot("p", &shared).len(), 1);
+        // One server: one call whatever the slots.
+        let whole = Call::whole("p", &batch);
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].positions, [0, 1, 2]);
+        assert_eq!(Call::per_slot("p", &Batch::new(Vec::new())).len(), 1);
+    }
+
+    fn call(positions: &[usize]) -> Call {
+        Call {
+            positions: positions.to_vec(),
+            ..Call::empty(None)
+        }
+    }
+
+    fn answer(reply: &[i64]) -> Result<Answer, StoreError> {
+        parse(reply, (reply.len() - 2) / 4)
+    }
+
+    #[test]
+    fn calls_put_back_together_all_or_nothing() {
+        let calls = [call(&[0, 2]), call(&[1])];
+        let allowed_two = || answer(&[1, 7, 1, 4, 5, 0, 1, 3, 5, 0]);
+        // Both stored: the cells in the batch's order, the later clock.
+        let (reply, refund) = combine(&calls, vec![allowed_two(), answer(&[1, 9, 1, 2, 5, 0])], 3);
+        let reply = reply.unwrap();
+        assert_eq!(reply.now, 9);
+        let remaining: Vec<u64> = reply.cells.iter().map(|c| c.remaining).collect();
+        assert_eq!(remaining, [4, 2, 3]);
+        assert!(refund.is_empty());
+        // The second denies: the first call's counters are given back, and
+        // the answer shows the denial.
+        let (reply, refund) = combine(&calls, vec![allowed_two(), answer(&[0, 9, 0, 0, 5, 3])], 3);
+        assert!(!reply.unwrap().cells[1].allowed());
+        assert_eq!(refund.len(), 1);
+        assert_eq!(refund[0].positions, [0, 2]);
+        // The second fails: given back too, and the failure is the answer.
+        let (reply, refund) = combine(&calls, vec![allowed_two(), Err(StoreError::Timeout)], 3);
+        assert_eq!(reply.unwrap_err(), StoreError::Timeout);
+        assert_eq!(refund.len(), 1);
+        // A failure that may pass is told before a refusal (it starts the
+        // backoff).
+        let refused = || Err(StoreError::Refused("WRONGTYPE".into()));
+        let (reply, refund) = combine(&calls, vec![refused(), Err(StoreError::Timeout)], 3);
+        assert_eq!(reply.unwrap_err(), StoreError::Timeout);
+        assert!(refund.is_empty());
+        let (reply, _) = combine(&calls, vec![refused(), allowed_two()], 3);
+        assert!(matches!(reply, Err(StoreError::Refused(_))));
+    }
+}

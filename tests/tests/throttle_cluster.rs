@@ -1,0 +1,294 @@
+//! The throttle's Redis store on a real Redis Cluster: six
+//! `redis-server --cluster-enabled yes` nodes (three primaries, three
+//! replicas, a password), two axum servers over TCP counting in it. Limits
+//! shared with identity and address rules (two hash slots in one request),
+//! keys on every primary, all or nothing across slots, `SCRIPT FLUSH`, a
+//! primary killed mid-traffic, and a slot moved mid-traffic.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+
+use auth_axum::AuthLayer;
+use auth_core::{AnonSessionBackend, IpBackend};
+use auth_tests::redis::RedisCluster;
+use auth_tests::serve_axum;
+use auth_throttle::{Callers, Quota, RedisStore, Rule, Throttle};
+
+const SECRET: &[u8] = b"a secret the servers share, 32b!";
+const PREFIX: &str = "auth-throttle";
+
+/// The tests of this file start clusters and kill nodes: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// `per_visitor` requests per 600 s per anonymous visitor, and
+/// `per_address` per client address (behind a proxy on loopback), counted
+/// in the cluster.
+fn throttle(cluster: &RedisCluster, per_visitor: u64, per_address: u64) -> Throttle {
+    let store = RedisStore::cluster(cluster.urls(), SECRET)
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let quota = |n| Quota::new(n, Duration::from_secs(600)).unwrap();
+    Throttle::builder(store)
+        .rule(
+            Rule::new("visitor", quota(per_visitor))
+                .unwrap()
+                .callers(Callers::ANONYMOUS),
+        )
+        .rule(
+            Rule::new("address", quota(per_address))
+                .unwrap()
+                .by_client_ip(),
+        )
+        .client_ip(IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// A server: anonymous sessions (any id taken back, so that tests name
+/// visitors), then the throttle, then "ok".
+fn server(throttle: Throttle) -> String {
+    let anon = AnonSessionBackend::builder("anon")
+        .accept_ids(|_| true)
+        .build()
+        .unwrap();
+    serve_axum(
+        axum::Router::new()
+            .route("/limited", axum::routing::get(|| async { "ok" }))
+            .layer(AuthLayer::new(anon).throttle(throttle)),
+    )
+}
+
+fn status(base: &str, visitor: &str, address: &str) -> u16 {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    agent
+        .get(format!("{base}/limited"))
+        .header("cookie", format!("anon={visitor}"))
+        .header("x-forwarded-for", address)
+        .call()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// `n` requests of `visitor` from `address`, alternating between `bases`.
+fn statuses(bases: &[&str], visitor: &str, address: &str, n: usize) -> Vec<u16> {
+    (0..n)
+        .map(|i| status(bases[i % bases.len()], visitor, address))
+        .collect()
+}
+
+fn allowed(statuses: &[u16]) -> usize {
+    statuses.iter().filter(|&&s| s == 200).count()
+}
+
+/// Requests for 30 visitors, each from an address of its own: their
+/// limits are shared by both servers, and every primary holds keys.
+fn shared_by_both(bases: &[&str], round: &str) {
+    for v in 0..30 {
+        let answers = statuses(bases, &format!("{round}-{v}"), &format!("10.9.{v}.1"), 5);
+        assert_eq!(answers, [200, 200, 200, 429, 429], "visitor {v} of {round}");
+    }
+}
+
+#[test]
+fn servers_share_limits_across_slots_and_primaries() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = RedisCluster::start();
+    let (a, b) = (
+        server(throttle(&cluster, 3, 100)),
+        server(throttle(&cluster, 3, 100)),
+    );
+    shared_by_both(&[&a, &b], "shared");
+    // Identity and address keys of 30 visitors: on all three primaries.
+    let primaries = cluster.primaries();
+    assert_eq!(primaries.len(), 3);
+    for port in primaries {
+        let keys: u64 = cluster.cli(port, &["DBSIZE"]).parse().unwrap();
+        assert!(keys > 0, "no key on primary {port}");
+    }
+    assert_eq!(cluster.keys(&format!("{PREFIX}:*")).len(), 60);
+}
+
+#[test]
+fn a_request_denied_in_one_slot_spends_nothing_in_another() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = RedisCluster::start();
+    let (a, b) = (
+        server(throttle(&cluster, 2, 4)),
+        server(throttle(&cluster, 2, 4)),
+    );
+    // The first visitor: 2 allowed by its own rule, then 2 denied by it
+    // while the address rule, in another slot, would allow them.
+    let first = statuses(&[&a, &b], "first", "10.1.1.1", 4);
+    assert_eq!(first, [200, 200, 429, 429]);
+    let keys = cluster.keys(&format!("{PREFIX}:*"));
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let slots: Vec<u16> = keys.iter().map(|k| cluster.slot(k)).collect();
+    assert_ne!(
+        slots[0], slots[1],
+        "the two counters share a slot: {keys:?}"
+    );
+    // The address spent 2 of 4, not 4: a second visitor from it gets its
+    // own 2 (its third, denied by its own rule, spends nothing either).
+    let second = statuses(&[&a, &b], "second", "10.1.1.1", 3);
+    assert_eq!(second, [200, 200, 429]);
+    // Now the address is spent: a third visitor is denied there, and
+    // those denials spend nothing of its own quota.
+    assert_eq!(statuses(&[&a, &b], "third", "10.1.1.1", 2), [429, 429]);
+    assert_eq!(statuses(&[&a, &b], "third", "10.1.1.2", 3), [200, 200, 429]);
+}
+
+#[test]
+fn script_flush_on_a_node_still_counts_in_redis() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = RedisCluster::start();
+    let (a, b) = (
+        server(throttle(&cluster, 4, 100)),
+        server(throttle(&cluster, 4, 100)),
+    );
+    assert_eq!(statuses(&[&a], "flushed", "10.2.2.2", 1), [200]);
+    let key = cluster.keys(&format!("{PREFIX}:*:visitor")).pop().unwrap();
+    let port = cluster.primary_of(cluster.slot(&key)).unwrap();
+    assert_eq!(cluster.cli(port, &["SCRIPT", "FLUSH"]), "OK");
+    cluster.cli(port, &["CONFIG", "RESETSTAT"]);
+    // Still one count shared by both servers: 3 more, then denied.
+    let answers = statuses(&[&b, &a], "flushed", "10.2.2.2", 4);
+    assert_eq!(answers, [200, 200, 200, 429]);
+    let stats = cluster.cli(port, &["INFO", "commandstats"]);
+    assert!(
+        stats.contains("cmdstat_eval:calls="),
+        "no EVAL after NOSCRIPT: {stats}"
+    );
+}
+
+#[test]
+fn a_killed_primary_falls_back_then_limits_are_shared_again() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = RedisCluster::start();
+    let (a, b) = (
+        server(throttle(&cluster, 3, 1000)),
+        server(throttle(&cluster, 3, 1000)),
+    );
+    shared_by_both(&[&a, &b], "before");
+    // Traffic from both servers while a primary is killed.
+    let victim = cluster.primary_of(0).unwrap();
+    let traffic = {
+        let (a, b) = (a.clone(), b.clone());
+        thread::spawn(move || {
+            let mut seen = Vec::new();
+            for i in 0..300 {
+                let base = if i % 2 == 0 { &a } else { &b };
+                seen.push(status(base, &format!("during-{}", i % 40), "10.3.3.3"));
+                thread::sleep(Duration::from_millis(10));
+            }
+            seen
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
+    cluster.kill(victim);
+    let seen = traffic.join().unwrap();
+    assert!(
+        seen.iter().all(|s| *s == 200 || *s == 429),
+        "only 200 and 429 while a primary died: {seen:?}"
+    );
+    cluster.wait_until_ok(Duration::from_secs(30)).unwrap();
+    let promoted = cluster.primary_of(0).unwrap();
+    assert_ne!(promoted, victim);
+    // Let the servers' backoff end, then limits are shared again, on
+    // every slot the dead primary served too.
+    thread::sleep(Duration::from_millis(1_100));
+    shared_by_both(&[&a, &b], "after");
+    let keys: u64 = cluster.cli(promoted, &["DBSIZE"]).parse().unwrap();
+    assert!(keys > 0, "the promoted replica counts nothing");
+}
+
+#[test]
+fn a_slot_moved_mid_traffic_stays_shared() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = RedisCluster::start();
+    let (a, b) = (
+        server(throttle(&cluster, 40, 1000)),
+        server(throttle(&cluster, 40, 1000)),
+    );
+    assert_eq!(statuses(&[&a], "mover", "10.4.4.4", 1), [200]);
+    let key = cluster.keys(&format!("{PREFIX}:*:visitor")).pop().unwrap();
+    let slot = cluster.slot(&key);
+    let from = cluster.primary_of(slot).unwrap();
+    let to = cluster
+        .primaries()
+        .into_iter()
+        .find(|&p| p != from)
+        .unwrap();
+    let id = |port: u16| cluster.cli(port, &["CLUSTER", "MYID"]);
+    let (from_id, to_id) = (id(from), id(to));
+    // Requests of that visitor on both servers, while the slot moves.
+    let traffic = {
+        let (a, b) = (a.clone(), b.clone());
+        thread::spawn(move || {
+            (0..59)
+                .map(|i| {
+                    thread::sleep(Duration::from_millis(15));
+                    status(if i % 2 == 0 { &b } else { &a }, "mover", "10.4.4.4")
+                })
+                .collect::<Vec<u16>>()
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    let slot_arg = slot.to_string();
+    assert_eq!(
+        cluster.cli(
+            to,
+            &["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &from_id]
+        ),
+        "OK"
+    );
+    assert_eq!(
+        cluster.cli(
+            from,
+            &["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &to_id]
+        ),
+        "OK"
+    );
+    thread::sleep(Duration::from_millis(200));
+    let keys = cluster.cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot_arg, "100"]);
+    let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+    assert!(!keys.is_empty());
+    let mut migrate = vec!["MIGRATE", "127.0.0.1"];
+    let to_port = to.to_string();
+    migrate.extend([
+        to_port.as_str(),
+        "",
+        "0",
+        "5000",
+        "AUTH",
+        auth_tests::redis::CLUSTER_PASSWORD,
+        "KEYS",
+    ]);
+    migrate.extend(keys.iter().copied());
+    assert_eq!(cluster.cli(from, &migrate), "OK");
+    thread::sleep(Duration::from_millis(200));
+    for port in cluster.primaries() {
+        assert_eq!(
+            cluster.cli(port, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]),
+            "OK"
+        );
+    }
+    let answers = traffic.join().unwrap();
+    assert_eq!(cluster.primary_of(slot), Some(to), "the slot did not move");
+    // 1 + 59 requests of a visitor allowed 40: exactly 40 allowed in all,
+    // each counted once in Redis (in-process counting meanwhile would let
+    // more through).
+    assert_eq!(allowed(&answers) + 1, 40, "{answers:?}");
+    assert!(
+        answers.iter().all(|s| *s == 200 || *s == 429),
+        "{answers:?}"
+    );
+}
