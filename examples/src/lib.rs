@@ -40,9 +40,13 @@ pub struct DemoConfig {
     /// every demo with the same `throttle_secret`; in this process when
     /// unset.
     pub redis_url: Option<String>,
+    /// `/limited` and the failure budget count in this Redis Cluster
+    /// instead (`DEMO_REDIS_CLUSTER`, some of its nodes' URLs separated by
+    /// commas); not with `redis_url`.
+    pub redis_cluster: Vec<String>,
     /// The rate limits' key secret (`DEMO_THROTTLE_SECRET`, at least 16
     /// bytes, the same on every demo that shares a Redis): required with
-    /// `redis_url`, random otherwise.
+    /// `redis_url` or `redis_cluster`, random otherwise.
     pub throttle_secret: Option<String>,
     /// Refused credentials per client address before it gets 429, on
     /// every route (`DEMO_FAILURE_BUDGET=<count>/<seconds>`, default
@@ -58,6 +62,7 @@ impl Default for DemoConfig {
             session_key: None,
             introspection: None,
             redis_url: None,
+            redis_cluster: Vec::new(),
             throttle_secret: None,
             failure_budget: default_failure_budget(),
         }
@@ -103,20 +108,28 @@ pub struct IntrospectionConfig {
     pub cache_ttl: Option<Duration>,
 }
 
-/// Where the demo's limits count: Redis when configured, else this
-/// process.
+/// Where the demo's limits count: Redis (one server or a cluster) when
+/// configured, else this process.
 fn store(config: &DemoConfig) -> Result<Store, DemoError> {
-    match (&config.redis_url, &config.throttle_secret) {
-        (Some(url), Some(secret)) => {
-            Ok(RedisStore::builder(url, secret.as_bytes()).build()?.into())
-        }
-        (Some(_), None) => Err(
-            "DEMO_REDIS_URL needs DEMO_THROTTLE_SECRET (at least 16 bytes, \
-                                the same on every server sharing the limits)"
-                .into(),
-        ),
-        (None, _) => Ok(MemoryStore::default().into()),
+    let cluster = config.redis_cluster.as_slice();
+    if config.redis_url.is_none() && cluster.is_empty() {
+        return Ok(MemoryStore::default().into());
     }
+    let Some(secret) = &config.throttle_secret else {
+        return Err(
+            "DEMO_REDIS_URL and DEMO_REDIS_CLUSTER need DEMO_THROTTLE_SECRET (at least \
+                    16 bytes, the same on every server sharing the limits)"
+                .into(),
+        );
+    };
+    let redis = match (&config.redis_url, cluster) {
+        (Some(url), []) => RedisStore::builder(url, secret.as_bytes()),
+        (None, nodes) => RedisStore::cluster(nodes, secret.as_bytes()),
+        (Some(_), _) => {
+            return Err("set DEMO_REDIS_URL (one server) or DEMO_REDIS_CLUSTER, not both".into());
+        }
+    };
+    Ok(redis.build()?.into())
 }
 
 /// A throttle counting in `store` with the failure budget, if any.
@@ -201,6 +214,16 @@ impl DemoConfig {
             session_key: env("DEMO_SESSION_KEY"),
             introspection,
             redis_url: env("DEMO_REDIS_URL"),
+            redis_cluster: env("DEMO_REDIS_CLUSTER")
+                .map(|nodes| {
+                    nodes
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
             throttle_secret: env("DEMO_THROTTLE_SECRET"),
             failure_budget: match env("DEMO_FAILURE_BUDGET") {
                 Some(value) => parse_budget(&value)?,
@@ -610,6 +633,22 @@ mod tests {
         );
         let demo = Demo::new(&redis(Some("a throttle secret, 16+ bytes")));
         assert!(demo.is_ok_and(|d| d.counts_in_redis()));
+        let cluster = |url: Option<&str>, secret: Option<&str>| DemoConfig {
+            redis_url: url.map(str::to_owned),
+            redis_cluster: vec!["redis://127.0.0.1:9".into(), "redis://127.0.0.1:10".into()],
+            ..redis(secret)
+        };
+        let demo = Demo::new(&cluster(None, Some("a throttle secret, 16+ bytes")));
+        assert!(demo.is_ok_and(|d| d.counts_in_redis()));
+        assert!(
+            Demo::new(&cluster(None, None)).is_err(),
+            "no cluster without its secret"
+        );
+        let both = Demo::new(&cluster(
+            Some("redis://127.0.0.1:9"),
+            Some("a throttle secret, 16+ bytes"),
+        ));
+        assert!(both.is_err_and(|e| e.to_string().contains("not both")));
         assert!(
             Demo::new(&redis(Some("short"))).is_err(),
             "at least 16 bytes"

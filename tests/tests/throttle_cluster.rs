@@ -194,12 +194,14 @@ fn a_killed_primary_falls_back_then_limits_are_shared_again() {
     };
     thread::sleep(Duration::from_millis(300));
     cluster.kill(victim);
+    let killed = std::time::Instant::now();
     let seen = traffic.join().unwrap();
     assert!(
         seen.iter().all(|s| *s == 200 || *s == 429),
         "only 200 and 429 while a primary died: {seen:?}"
     );
     cluster.wait_until_ok(Duration::from_secs(30)).unwrap();
+    println!("a replica took over {:?} after the kill", killed.elapsed());
     let promoted = cluster.primary_of(0).unwrap();
     assert_ne!(promoted, victim);
     // Let the servers' backoff end, then limits are shared again, on
@@ -291,4 +293,46 @@ fn a_slot_moved_mid_traffic_stays_shared() {
         answers.iter().all(|s| *s == 200 || *s == 429),
         "{answers:?}"
     );
+}
+
+/// The demo with `DEMO_REDIS_CLUSTER`: `/limited` (a visitor rule and an
+/// address rule: two hash slots) counted in the cluster, shared by two
+/// demos.
+#[test]
+fn the_demo_counts_limited_in_a_cluster() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = RedisCluster::start();
+    let config = auth_examples::DemoConfig {
+        redis_cluster: cluster.urls(),
+        throttle_secret: Some("a throttle secret, 16+ bytes".into()),
+        ..auth_examples::DemoConfig::default()
+    };
+    let demo = || {
+        let demo = auth_examples::Demo::new(&config).unwrap();
+        assert!(demo.counts_in_redis());
+        serve_axum(auth_examples::axum_router(&demo))
+    };
+    let (a, b) = (demo(), demo());
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let visitor = "anon=0123456789abcdef0123456789abcdef";
+    let answers: Vec<u16> = [&a, &b, &a, &b]
+        .iter()
+        .map(|base| {
+            agent
+                .get(format!("{base}/limited"))
+                .header("cookie", visitor)
+                .call()
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+        .collect();
+    assert_eq!(answers, [200, 200, 200, 429]);
+    // The visitor's counter and the address's, in two slots.
+    let keys = cluster.keys("auth-throttle:*");
+    assert_eq!(keys.len(), 2, "{keys:?}");
 }

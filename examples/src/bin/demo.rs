@@ -9,9 +9,11 @@
 //! bytes), `DEMO_INTROSPECTION_URL` + `DEMO_CLIENT_ID` +
 //! `DEMO_CLIENT_SECRET` (+ `DEMO_INTROSPECTION_IDENTIFIER`,
 //! `DEMO_INTROSPECTION_CACHE_TTL` in seconds) for `/introspected` (plain
-//! `http` only to a provider on this machine), `DEMO_REDIS_URL` with
-//! `DEMO_THROTTLE_SECRET` (at least 16 bytes, the same on every server) to
-//! count `/limited`'s requests and the failure budget in Redis,
+//! `http` only to a provider on this machine), `DEMO_REDIS_URL` (one
+//! server) or `DEMO_REDIS_CLUSTER` (some of a Redis Cluster's nodes' URLs,
+//! comma-separated) with `DEMO_THROTTLE_SECRET` (at least 16 bytes, the
+//! same on every server) to count `/limited`'s requests and the failure
+//! budget in Redis,
 //! `DEMO_FAILURE_BUDGET` (refused credentials per client address on every
 //! route, `<count>/<seconds>`, default `10/10`; `off`). Rejections are
 //! logged at `debug`: `RUST_LOG=auth_core=debug`.
@@ -101,9 +103,11 @@ fn main() -> ExitCode {
         "  for i in 1 2 3 4; do curl -s -o /dev/null -w '%{{http_code}}\\n' -b anon=0123456789abcdef0123456789abcdef http://{addr}/limited; done   # 200 200 200 429"
     );
     if demo.counts_in_redis() {
-        println!("/limited counts in Redis (DEMO_REDIS_URL)");
+        println!("/limited counts in Redis (DEMO_REDIS_URL or DEMO_REDIS_CLUSTER)");
     } else {
-        println!("/limited counts in this process (set DEMO_REDIS_URL to share the limits)");
+        println!(
+            "/limited counts in this process (set DEMO_REDIS_URL or DEMO_REDIS_CLUSTER to share the limits)"
+        );
     }
     if demo.has_introspection() {
         println!("  curl -i -H 'Authorization: Bearer <opaque token>' http://{addr}/introspected");
