@@ -782,3 +782,86 @@ fn a_wrongtype_refusal_is_no_outage_for_other_callers() {
     assert_eq!(redis_keys(&redis.url(), "auth-throttle:*").len(), 2);
     assert_eq!(status(&base, "spoilt").0, 503);
 }
+
+/// The refund script (a cluster store's all or nothing across slots),
+/// against a real Redis: it gives back at most one emission interval, once
+/// per refund even if sent again, and nothing of a unit that has drained.
+#[test]
+fn a_refund_gives_back_what_the_request_took_once() {
+    const REFUND: &str = include_str!("../../crates/auth-throttle/src/redis/refund.lua");
+    const T: u64 = 10_000_000; // 10 s
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let mut connection = redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let (seconds, micros): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let now = seconds * 1_000_000 + micros;
+        let stored = now + 3 * T;
+        let () = redis::cmd("SET")
+            .arg("c")
+            .arg(stored)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let refund = |once: &str, stored: u64| {
+            let mut command = redis::cmd("EVAL");
+            command
+                .arg(REFUND)
+                .arg(2)
+                .arg("c")
+                .arg(once)
+                .arg(T)
+                .arg(stored);
+            command
+        };
+        let value = |connection: &mut redis::aio::MultiplexedConnection| {
+            let mut connection = connection.clone();
+            async move {
+                redis::cmd("GET")
+                    .arg("c")
+                    .query_async::<u64>(&mut connection)
+                    .await
+                    .unwrap()
+            }
+        };
+        let back: i64 = refund("once-1", stored)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(back, 1);
+        assert_eq!(value(&mut connection).await, now + 2 * T);
+        // Sent again (a retry): nothing more.
+        let back: i64 = refund("once-1", stored)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(back, 0);
+        assert_eq!(value(&mut connection).await, now + 2 * T);
+        // A unit whose stored time the clock has passed has drained: taking
+        // anything off would give back another request's.
+        let back: i64 = refund("once-2", now - 1)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(back, 0);
+        assert_eq!(value(&mut connection).await, now + 2 * T);
+        // What is left of a unit partly drained, no more: the stored time
+        // is 4 s ahead, so at most 4 s come off.
+        let back: i64 = refund("once-3", now + 4_000_000)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(back, 1);
+        let left = value(&mut connection).await;
+        assert!(
+            (now + 2 * T - 4_000_000..now + 2 * T - 3_000_000).contains(&left),
+            "{left}"
+        );
+    });
+}

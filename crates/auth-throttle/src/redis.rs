@@ -17,7 +17,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
-use self::call::{Answer, Call};
+use self::call::Call;
 use crate::error::{StoreError, ThrottleError};
 use crate::key::KeyHasher;
 use crate::memory::{DEFAULT_CAPACITY, MemoryStore};
@@ -30,6 +30,9 @@ const DEFAULT_PREFIX: &str = "auth-throttle";
 /// Default time Redis is not asked after it failed (the fallback applies
 /// at once meanwhile).
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+/// The least time a connection (to every node of a cluster) has to open,
+/// in a task of its own; requests meanwhile wait their timeout at most.
+const CONNECT_BUDGET: Duration = Duration::from_secs(2);
 
 /// Counters in Redis: one limit across many servers, on one Redis server
 /// ([`builder`](Self::builder)) or a Redis Cluster
@@ -53,18 +56,24 @@ const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 ///   per slot, the calls in flight together (one round trip of latency).
 ///   All or nothing across slots: each call stores its counters only if
 ///   all of them allow the request; when one slot denies the request (or
-///   fails), the calls that stored theirs are given back (the refund
-///   script takes one emission interval off each), before the answer.
-///   Between the store and the refund (one round trip) another request of
-///   those callers may be denied for a unit that is then given back: the
-///   race errs towards denying, never towards letting more through. If
-///   the refund itself fails, the units stay spent until they expire.
-/// - No answer within the timeout (default 50 ms; connecting, retries and
-///   redirections included): the throttle's fallback applies (in-process
-///   counting by default), with a warning in the log; never a 500. For the
-///   backoff after such a failure (default 1 s) Redis is not asked: the
-///   fallback applies at once, so an outage does not add the timeout to
-///   every request.
+///   fails), the calls that stored theirs are given back before the answer
+///   (the refund script takes off what is left of the request's unit, at
+///   most one emission interval, once even if sent again). Between the
+///   store and the refund (one round trip) another request of those
+///   callers may be denied for a unit that is then given back: the race
+///   errs towards denying, never towards letting more through. If the
+///   refund fails, or a slot's answer is lost (a timeout, or the client
+///   sending a call again after a dropped connection), the units stay spent
+///   until they expire.
+/// - Each script call waits the timeout at most (default 50 ms; a
+///   cluster's retries and redirections included), the refund as long
+///   again; then the throttle's fallback applies (in-process counting by
+///   default), with a warning in the log; never a 500. For the backoff
+///   after such a failure (default 1 s, the whole store, every slot) Redis
+///   is not asked: the fallback applies at once, so an outage does not add
+///   the timeout to every request. The first connection (to every node,
+///   on a cluster) opens in a task of its own with 2 s or the timeout,
+///   whichever is longer; requests meanwhile wait their timeout at most.
 /// - Refusals that waiting will not mend (`WRONGTYPE` on a key written by
 ///   something else, `OOM`, a script or command refused, `CROSSSLOT` from
 ///   pointing [`builder`](Self::builder) at a cluster) are
@@ -160,35 +169,55 @@ impl Connection {
     }
 }
 
-/// The store's word for a Redis failure: a timeout, a refusal waiting
-/// will not mend, or unavailable (by its kind, never a key or a URL).
-fn store_error(error: &RedisError) -> StoreError {
+/// The store's word for a call's failure: a timeout, a refusal waiting
+/// will not mend, or an outage (by its kind, never a key or a URL).
+/// `MOVED` is a refusal from one server (it is a cluster node: use
+/// [`RedisStore::cluster`]); from a cluster, whose client follows it, one
+/// that comes back is an outage (a dead primary's slots, before a replica
+/// takes over).
+fn store_error(error: &RedisError, target: &Target) -> StoreError {
     if error.is_timeout() {
         return StoreError::Timeout;
     }
-    match error.kind() {
+    let refused = match error.kind() {
         ErrorKind::Server(
             ServerErrorKind::ResponseError
             | ServerErrorKind::ExecAbort
             | ServerErrorKind::CrossSlot
-            | ServerErrorKind::NoPerm
-            | ServerErrorKind::Moved,
+            | ServerErrorKind::NoPerm,
         )
-        | ErrorKind::Extension
-        | ErrorKind::UnexpectedReturnType => {
-            StoreError::Refused(error.code().unwrap_or(error.category()).to_owned())
-        }
-        ErrorKind::Io => {
-            let io = std::error::Error::source(error)
-                .and_then(|source| source.downcast_ref::<std::io::Error>())
-                .map(std::io::Error::kind);
-            StoreError::Unavailable(match io {
-                Some(kind) => format!("I/O error: {kind}"),
-                None => "I/O error".to_owned(),
-            })
-        }
-        _ => StoreError::Unavailable(error.category().to_owned()),
+        | ErrorKind::UnexpectedReturnType => true,
+        ErrorKind::Server(ServerErrorKind::Moved) => matches!(target, Target::Node { .. }),
+        ErrorKind::Extension => matches!(error.code(), Some("WRONGTYPE" | "OOM")),
+        _ => false,
+    };
+    if refused {
+        return StoreError::Refused(error.code().unwrap_or(error.category()).to_owned());
     }
+    unavailable(error)
+}
+
+/// An outage, by the error's kind (an I/O error by its own kind).
+fn unavailable(error: &RedisError) -> StoreError {
+    if error.is_timeout() {
+        return StoreError::Timeout;
+    }
+    if error.kind() == ErrorKind::Io {
+        return StoreError::Unavailable(
+            if error.is_connection_refusal() {
+                "I/O error: connection refused"
+            } else if error.is_connection_dropped() {
+                "I/O error: connection dropped"
+            } else {
+                "I/O error"
+            }
+            .to_owned(),
+        );
+    }
+    StoreError::Unavailable(match error.code() {
+        Some(code) => format!("{} ({code})", error.category()),
+        None => error.category().to_owned(),
+    })
 }
 
 impl RedisStore {
@@ -222,7 +251,7 @@ impl RedisStore {
 
     /// A store on a Redis Cluster, found from `nodes` (some of its nodes'
     /// URLs, as for [`builder`](Self::builder); every one `redis://` or
-    /// every one `rediss://`, credentials from the first). The cluster's
+    /// every one `rediss://`, with the same credentials). The cluster's
     /// other nodes are learned from them.
     pub fn cluster<I, S>(nodes: I, key_secret: &[u8]) -> RedisStoreBuilder
     where
@@ -257,13 +286,20 @@ impl RedisStore {
         reply
     }
 
-    /// The connection, opened on first use.
-    async fn connection(&self) -> Result<Connection, RedisError> {
-        let connection = self
-            .inner
-            .connection
-            .get_or_try_init(|| async {
-                match &self.inner.target {
+    /// The connection, opened on first use by a task of its own (with
+    /// [`CONNECT_BUDGET`] or the timeout, whichever is longer), so that a
+    /// request's timeout does not cut a connect that takes longer (a
+    /// cluster connects to every node) and the next request starts over.
+    /// Any failure to connect is an outage (it starts the backoff).
+    async fn connection(&self) -> Result<Connection, StoreError> {
+        if let Some(connection) = self.inner.connection.get() {
+            return Ok(connection.clone());
+        }
+        let inner = Arc::clone(&self.inner);
+        let connecting = tokio::spawn(async move {
+            let budget = inner.timeout.max(CONNECT_BUDGET);
+            let connect = inner.connection.get_or_try_init(|| async {
+                match &inner.target {
                     Target::Node { client, config } => client
                         .get_connection_manager_with_config(config.clone())
                         .await
@@ -272,48 +308,56 @@ impl RedisStore {
                         client.get_async_connection().await.map(Connection::Cluster)
                     }
                 }
-            })
-            .await?;
-        Ok(connection.clone())
+            });
+            match tokio::time::timeout(budget, connect).await {
+                Ok(Ok(connection)) => Ok(connection.clone()),
+                Ok(Err(error)) => Err(unavailable(&error)),
+                Err(_) => Err(StoreError::Timeout),
+            }
+        });
+        connecting
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("connecting stopped".to_owned())))
     }
 
-    /// The calls in flight together under the timeout, then, if one
+    /// The calls in flight together, each under the timeout, then, if one
     /// denied or failed, the refund of those that stored their counters
     /// (under a timeout of its own).
     async fn round_trip(&self, calls: &[Call], counters: usize) -> Result<Reply, StoreError> {
-        let asked = async {
-            let connection = self.connection().await.map_err(|e| store_error(&e))?;
-            let answers = futures_util::future::join_all(calls.iter().map(|call| {
-                let mut connection = connection.clone();
-                async move {
-                    let reply: Vec<i64> = connection
-                        .run(&self.inner.script, Self::SCRIPT, |verb, script| {
-                            call.command(verb, script)
-                        })
-                        .await
-                        .map_err(|e| store_error(&e))?;
-                    call::parse(&reply, call.keys.len())
-                }
-            }))
-            .await;
-            Ok::<_, StoreError>((connection, answers))
+        let connection = match tokio::time::timeout(self.inner.timeout, self.connection()).await {
+            Ok(connection) => connection?,
+            Err(_) => return Err(StoreError::Timeout),
         };
-        let (connection, answers): (Connection, Vec<Result<Answer, StoreError>>) =
-            match tokio::time::timeout(self.inner.timeout, asked).await {
-                Ok(asked) => asked?,
-                Err(_) => return Err(StoreError::Timeout),
+        let target = &self.inner.target;
+        let answers = futures_util::future::join_all(calls.iter().map(|call| {
+            let mut connection = connection.clone();
+            let ask = async move {
+                let reply: Vec<i64> = connection
+                    .run(&self.inner.script, Self::SCRIPT, |verb, script| {
+                        call.command(verb, script)
+                    })
+                    .await
+                    .map_err(|e| store_error(&e, target))?;
+                call::parse(&reply, call.keys.len())
             };
-        let (reply, refund) = call::combine(calls, answers, counters);
-        if !refund.is_empty() {
-            let given_back = futures_util::future::join_all(refund.into_iter().map(|call| {
+            async move {
+                tokio::time::timeout(self.inner.timeout, ask)
+                    .await
+                    .unwrap_or(Err(StoreError::Timeout))
+            }
+        }))
+        .await;
+        let (reply, refunds) = call::combine(calls, answers, counters);
+        if !refunds.is_empty() {
+            let given_back = futures_util::future::join_all(refunds.iter().map(|refund| {
                 let mut connection = connection.clone();
                 async move {
                     connection
                         .run::<i64>(&self.inner.refund, Self::REFUND, |verb, script| {
-                            call.refund(verb, script)
+                            refund.command(verb, script)
                         })
                         .await
-                        .map_err(|e| store_error(&e))
+                        .map_err(|e| store_error(&e, target))
                 }
             }));
             let failed = match tokio::time::timeout(self.inner.timeout, given_back).await {
@@ -511,7 +555,7 @@ impl RedisStoreBuilder {
                 }
                 .map_err(invalid)?;
                 let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
+                    .set_connection_timeout(Some(self.timeout.max(CONNECT_BUDGET)))
                     .set_response_timeout(Some(self.timeout))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_secs(1));
@@ -524,7 +568,7 @@ impl RedisStoreBuilder {
                     .unwrap_or(u64::MAX)
                     .max(1);
                 let mut builder = ClusterClientBuilder::new(urls)
-                    .connection_timeout(self.timeout)
+                    .connection_timeout(self.timeout.max(CONNECT_BUDGET))
                     .response_timeout(self.timeout)
                     .overall_response_timeout(Some(self.timeout))
                     .retries(2)
@@ -551,5 +595,77 @@ impl RedisStoreBuilder {
                 asleep_until: AtomicU64::new(0),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server's error reply, as the client gets it.
+    fn reply(line: &str) -> RedisError {
+        match redis::parse_redis_value(format!("-{line}\r\n").as_bytes())
+            .and_then(redis::Value::extract_error)
+        {
+            Err(error) => error,
+            Ok(value) => panic!("not an error: {value:?}"),
+        }
+    }
+
+    fn node() -> Target {
+        Target::Node {
+            client: redis::Client::open("redis://127.0.0.1:1").unwrap(),
+            config: ConnectionManagerConfig::new(),
+        }
+    }
+
+    fn cluster() -> Target {
+        Target::Cluster(ClusterClient::new(["redis://127.0.0.1:1"]).unwrap())
+    }
+
+    #[test]
+    fn refusals_waiting_will_not_mend_and_outages_are_told_apart() {
+        let refused = |line: &str, target: &Target| {
+            matches!(store_error(&reply(line), target), StoreError::Refused(_))
+        };
+        for line in [
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "ERR user_script:1: Script attempted to access nonexistent global variable",
+            "CROSSSLOT Keys in request don't hash to the same slot",
+            "NOPERM this user has no permissions to run the 'evalsha' command",
+        ] {
+            assert!(refused(line, &node()), "{line}");
+            assert!(refused(line, &cluster()), "{line}");
+        }
+        // MOVED: a single-server store pointed at a cluster (no waiting
+        // mends it); from a cluster's client, which follows it, a dead
+        // primary's slots: an outage.
+        assert!(refused("MOVED 3999 127.0.0.1:6381", &node()));
+        assert!(!refused("MOVED 3999 127.0.0.1:6381", &cluster()));
+        for line in [
+            "BUSY Redis is busy running a script.",
+            "LOADING Redis is loading the dataset in memory",
+            "CLUSTERDOWN The cluster is down",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "MASTERDOWN Link with MASTER is down",
+            "READONLY You can't write against a read only replica.",
+        ] {
+            assert!(!refused(line, &node()), "{line}");
+            assert!(!refused(line, &cluster()), "{line}");
+        }
+        // Named by code, never by the server's text (which may name a key).
+        assert_eq!(
+            store_error(
+                &reply("WRONGTYPE Operation on auth-throttle:{x}:r"),
+                &node()
+            ),
+            StoreError::Refused("WRONGTYPE".to_owned())
+        );
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            unavailable(&RedisError::from(refused)),
+            StoreError::Unavailable("I/O error: connection refused".to_owned())
+        );
     }
 }

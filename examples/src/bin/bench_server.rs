@@ -14,7 +14,7 @@
 //! caller by identity in process: `ip-throttle`, `anon-throttle` (the
 //! `RateLimit` fields on every answer), `ip-throttle-quiet`,
 //! `anon-throttle-quiet` (the fields off), `anon-throttle-redis` (in Redis
-//! at `BENCH_REDIS_URL`); rate limits alone, by peer address: `limit-ip`,
+//! at `BENCH_REDIS_URL`, or the cluster at `BENCH_REDIS_CLUSTER`); rate limits alone, by peer address: `limit-ip`,
 //! `limit-ip-quiet`; a failure budget by peer address in front of the
 //! cached JWT (the demo's setting, which good traffic only reads):
 //! `jwt-cached-budget`.
@@ -60,11 +60,15 @@ fn backend(mode: &str) -> Option<Box<dyn Backend>> {
 /// One rule with a quota no benchmark reaches: every request does the
 /// whole bookkeeping. `by_ip`: every caller by peer address, else by
 /// identity; `quiet`: no `RateLimit` fields on allowed answers; `redis`: in
-/// Redis at `BENCH_REDIS_URL`.
+/// the Redis Cluster at `BENCH_REDIS_CLUSTER` (some of its nodes' URLs,
+/// comma-separated) when set, else in the Redis at `BENCH_REDIS_URL`.
 fn throttle(by_ip: bool, quiet: bool, redis: bool) -> Option<Throttle> {
     let store: Store = if redis {
-        let url = std::env::var("BENCH_REDIS_URL").ok()?;
-        RedisStore::builder(&url, SECRET).build().ok()?.into()
+        let redis = match std::env::var("BENCH_REDIS_CLUSTER") {
+            Ok(nodes) => RedisStore::cluster(nodes.split(','), SECRET),
+            Err(_) => RedisStore::builder(&std::env::var("BENCH_REDIS_URL").ok()?, SECRET),
+        };
+        redis.build().ok()?.into()
     } else {
         MemoryStore::default().into()
     };

@@ -17,6 +17,9 @@ pub(super) struct Call {
     rates: Vec<u64>,
     positions: Vec<usize>,
     slot: Option<Slot>,
+    /// The hash tag of the first key (`{<caller>}`): a key of the call's
+    /// slot.
+    tag: String,
 }
 
 impl Call {
@@ -26,12 +29,16 @@ impl Call {
             rates: Vec::new(),
             positions: Vec::new(),
             slot,
+            tag: String::new(),
         }
     }
 
     /// The counters of `range` of `batch`.
     fn push(&mut self, prefix: &str, batch: &Batch, range: std::ops::Range<usize>) {
         for (counter, position) in batch.counters()[range.clone()].iter().zip(range) {
+            if self.tag.is_empty() {
+                self.tag = format!("{prefix}:{{{}}}", counter.caller());
+            }
             self.keys.push(format!(
                 "{prefix}:{{{}}}:{}",
                 counter.caller(),
@@ -85,16 +92,31 @@ impl Call {
             .arg(&self.rates);
         command
     }
+}
 
-    /// `EVALSHA <hash>` or `EVAL <script>` of the refund script: the keys
-    /// and their emission intervals.
-    pub(super) fn refund(&self, verb: &str, script: &str) -> redis::Cmd {
+/// Units to give back: a call that stored its counters, what it stored
+/// (each counter's timestamp, on its node's clock), and a key of the
+/// call's slot that makes the refund happen once.
+pub(super) struct Refund<'a> {
+    call: &'a Call,
+    stored: Vec<u64>,
+    once: String,
+}
+
+impl Refund<'_> {
+    /// `EVALSHA <hash>` or `EVAL <script>` of the refund script: the
+    /// counters' keys and the refund's own key, then each counter's
+    /// emission interval and stored timestamp.
+    pub(super) fn command(&self, verb: &str, script: &str) -> redis::Cmd {
         let mut command = redis::cmd(verb);
         command
             .arg(script)
-            .arg(self.keys.len())
-            .arg(&self.keys)
-            .arg(self.rates.iter().step_by(2).collect::<Vec<_>>());
+            .arg(self.call.keys.len() + 1)
+            .arg(&self.call.keys)
+            .arg(&self.once);
+        for (interval, stored) in self.call.rates.iter().step_by(2).zip(&self.stored) {
+            command.arg(interval).arg(stored);
+        }
         command
     }
 }
@@ -142,33 +164,41 @@ pub(super) fn parse(reply: &[i64], counters: usize) -> Result<Answer, StoreError
 }
 
 /// The request's answer from its calls' (in the calls' order), and the
-/// calls whose counters must be given back: all of those that stored
-/// theirs, when another call denied the request or failed. Of several
-/// failures, one that may pass (it starts the backoff) is told before a
-/// refusal.
+/// refunds of the calls that stored their counters when another call
+/// denied the request or failed. Of several failures, one that may pass
+/// (it starts the backoff) is told before a refusal.
 pub(super) fn combine(
     calls: &[Call],
     answers: Vec<Result<Answer, StoreError>>,
     counters: usize,
-) -> (Result<Reply, StoreError>, Vec<&Call>) {
+) -> (Result<Reply, StoreError>, Vec<Refund<'_>>) {
     let denied = answers.iter().any(|a| matches!(a, Ok(a) if !a.stored));
     let failure = answers
         .iter()
         .filter_map(|a| a.as_ref().err())
         .min_by_key(|e| matches!(e, StoreError::Refused(_)))
         .cloned();
-    let refund = if denied || failure.is_some() {
-        calls
-            .iter()
-            .zip(&answers)
-            .filter(|(_, a)| matches!(a, Ok(a) if a.stored))
-            .map(|(call, _)| call)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let mut refunds = Vec::new();
+    if denied || failure.is_some() {
+        let request = uuid::Uuid::new_v4().simple();
+        for (call, answer) in calls.iter().zip(&answers) {
+            if let Ok(answer) = answer
+                && answer.stored
+            {
+                refunds.push(Refund {
+                    call,
+                    stored: answer
+                        .cells
+                        .iter()
+                        .map(|cell| answer.now.saturating_add(cell.reset))
+                        .collect(),
+                    once: format!("{}:refund:{request}", call.tag),
+                });
+            }
+        }
+    }
     if let Some(error) = failure {
-        return (Err(error), refund);
+        return (Err(error), refunds);
     }
     let mut now = 0;
     let mut cells = vec![Cell::new(false, 0, 0, 0); counters];
@@ -181,7 +211,7 @@ pub(super) fn combine(
             }
         }
     }
-    (Ok(Reply::new(now, cells)), refund)
+    (Ok(Reply::new(now, cells)), refunds)
 }
 
 #[cfg(test)]
@@ -282,7 +312,9 @@ mod tests {
         let (reply, refund) = combine(&calls, vec![allowed_two(), answer(&[0, 9, 0, 0, 5, 3])], 3);
         assert!(!reply.unwrap().cells[1].allowed());
         assert_eq!(refund.len(), 1);
-        assert_eq!(refund[0].positions, [0, 2]);
+        assert_eq!(refund[0].call.positions, [0, 2]);
+        // What the call stored: its clock plus each cell's reset.
+        assert_eq!(refund[0].stored, [7 + 5, 7 + 5]);
         // The second fails: given back too, and the failure is the answer.
         let (reply, refund) = combine(&calls, vec![allowed_two(), Err(StoreError::Timeout)], 3);
         assert_eq!(reply.unwrap_err(), StoreError::Timeout);
