@@ -42,9 +42,12 @@ node() { # port [cluster]
     if [[ ${2:-} == cluster ]]; then
         args+=(--cluster-enabled yes --cluster-config-file "nodes-$1.conf")
     fi
-    redis-server "${args[@]}" >/dev/null &
+    redis-server "${args[@]}" >"$dir/redis-$1.log" 2>&1 &
     pids+=($!)
-    for _ in $(seq 50); do redis-cli -p "$1" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    for _ in $(seq 50); do redis-cli -p "$1" ping >/dev/null 2>&1 && return; sleep 0.1; done
+    echo "redis-server on port $1 did not start:" >&2
+    cat "$dir/redis-$1.log" >&2
+    exit 1
 }
 
 # Redis CPU seconds (user + sys) summed over the ports given.
