@@ -303,9 +303,28 @@ fn a_slot_moved_mid_traffic_stays_shared() {
     );
 }
 
+/// The demo on actix-web (its workers' runtime runs the store).
+fn actix_demo(demo: &auth_examples::Demo) -> String {
+    let routes = auth_examples::actix_routes(demo);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            actix_web::HttpServer::new(move || actix_web::App::new().configure(routes.clone()))
+                .workers(1)
+                .listen(listener)
+                .unwrap()
+                .run()
+                .await
+                .unwrap();
+        });
+    });
+    base
+}
+
 /// The demo with `DEMO_REDIS_CLUSTER`: `/limited` (a visitor rule and an
-/// address rule: two hash slots) counted in the cluster, shared by two
-/// demos.
+/// address rule: two hash slots) counted in the cluster, shared by an
+/// axum demo and an actix-web demo.
 #[test]
 fn the_demo_counts_limited_in_a_cluster() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -315,17 +334,23 @@ fn the_demo_counts_limited_in_a_cluster() {
         throttle_secret: Some("a throttle secret, 16+ bytes".into()),
         ..auth_examples::DemoConfig::default()
     };
-    let demo = || {
-        let demo = auth_examples::Demo::new(&config).unwrap();
-        assert!(demo.counts_in_redis());
-        serve_axum(auth_examples::axum_router(&demo))
-    };
-    let (a, b) = (demo(), demo());
+    let demo = auth_examples::Demo::new(&config).unwrap();
+    assert!(demo.counts_in_redis());
+    let a = serve_axum(auth_examples::axum_router(&demo));
+    let b = actix_demo(&auth_examples::Demo::new(&config).unwrap());
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build(),
     );
+    let started = std::time::Instant::now();
+    while agent.get(format!("{b}/ip")).call().is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "actix did not start"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     let visitor = "anon=0123456789abcdef0123456789abcdef";
     let answers: Vec<u16> = [&a, &b, &a, &b]
         .iter()
