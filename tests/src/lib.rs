@@ -210,6 +210,40 @@ pub fn serve_axum(app: axum::Router) -> String {
     serve_axum_with(app, true)
 }
 
+/// Serves an actix-web app made of `routes` on 127.0.0.1 (one worker, a
+/// free port, its own thread) and returns its base URL once it accepts
+/// connections.
+///
+/// # Panics
+/// When no port can be bound, or the server does not start within 10 s.
+#[allow(clippy::expect_used)]
+pub fn serve_actix<F>(routes: F) -> String
+where
+    F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let address = listener.local_addr().expect("local address");
+    thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server =
+                actix_web::HttpServer::new(move || actix_web::App::new().configure(routes.clone()))
+                    .workers(1)
+                    .listen(listener)
+                    .expect("listen");
+            let _ = server.run().await;
+        });
+    });
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "actix-web did not start"
+        );
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+    format!("http://{address}")
+}
+
 /// [`serve_axum`], with or without axum's `ConnectInfo` (without it the
 /// server supplies no client address).
 ///

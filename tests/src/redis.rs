@@ -9,6 +9,24 @@ use std::time::{Duration, Instant};
 
 use crate::StartError;
 
+/// `redis-server` on 127.0.0.1 with these settings, no persistence, its
+/// output discarded.
+fn spawn_redis(settings: &[&str]) -> Result<Child, StartError> {
+    Command::new("redis-server")
+        .args(settings)
+        .args(["--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            StartError(format!(
+                "cannot run redis-server ({e}): bash scripts/test.sh installs it"
+            ))
+        })
+}
+
 /// A `redis-server` child process.
 pub struct RedisServer {
     child: Option<Child>,
@@ -99,20 +117,7 @@ impl RedisServer {
                 .chain(settings.iter().map(String::as_str))
                 .collect(),
         };
-        let child = Command::new("redis-server")
-            .args(listen)
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                StartError(format!(
-                    "cannot run redis-server ({e}): bash scripts/test.sh installs it"
-                ))
-            })?;
-        self.child = Some(child);
+        self.child = Some(spawn_redis(&listen)?);
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if started.elapsed() > Duration::from_secs(10) {
@@ -187,38 +192,32 @@ impl RedisCluster {
             let dir = cluster.dir.join(port.to_string());
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StartError(format!("{}: {e}", dir.display())))?;
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-port",
-                    &bus.to_string(),
-                ])
-                .args(["--cluster-config-file", "nodes.conf"])
+            let (port_arg, bus_arg) = (port.to_string(), bus.to_string());
+            let dir_arg = dir.to_string_lossy();
+            let child = spawn_redis(&[
+                "--port",
+                &port_arg,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                &bus_arg,
+                "--cluster-config-file",
+                "nodes.conf",
                 // A replica takes over a second after its primary stops
                 // answering, however long since it last heard from it.
-                .args(["--cluster-node-timeout", "1000"])
-                .args(["--cluster-replica-validity-factor", "0"])
-                .args(["--repl-diskless-sync", "yes"])
-                .arg("--dir")
-                .arg(&dir)
-                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-                .args([
-                    "--requirepass",
-                    CLUSTER_PASSWORD,
-                    "--masterauth",
-                    CLUSTER_PASSWORD,
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| {
-                    StartError(format!(
-                        "cannot run redis-server ({e}): bash scripts/test.sh installs it"
-                    ))
-                })?;
+                "--cluster-node-timeout",
+                "1000",
+                "--cluster-replica-validity-factor",
+                "0",
+                "--repl-diskless-sync",
+                "yes",
+                "--dir",
+                &dir_arg,
+                "--requirepass",
+                CLUSTER_PASSWORD,
+                "--masterauth",
+                CLUSTER_PASSWORD,
+            ])?;
             cluster.nodes.push(ClusterNode {
                 port,
                 child: Some(child),

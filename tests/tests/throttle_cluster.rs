@@ -14,7 +14,7 @@ use std::time::Duration;
 use auth_axum::AuthLayer;
 use auth_core::{AnonSessionBackend, IpBackend};
 use auth_tests::redis::RedisCluster;
-use auth_tests::serve_axum;
+use auth_tests::{serve_actix, serve_axum};
 use auth_throttle::{Callers, Quota, RedisStore, Rule, Throttle};
 
 const SECRET: &[u8] = b"a secret the servers share, 32b!";
@@ -303,25 +303,6 @@ fn a_slot_moved_mid_traffic_stays_shared() {
     );
 }
 
-/// The demo on actix-web (its workers' runtime runs the store).
-fn actix_demo(demo: &auth_examples::Demo) -> String {
-    let routes = auth_examples::actix_routes(demo);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            actix_web::HttpServer::new(move || actix_web::App::new().configure(routes.clone()))
-                .workers(1)
-                .listen(listener)
-                .unwrap()
-                .run()
-                .await
-                .unwrap();
-        });
-    });
-    base
-}
-
 /// The demo with `DEMO_REDIS_CLUSTER`: `/limited` (a visitor rule and an
 /// address rule: two hash slots) counted in the cluster, shared by an
 /// axum demo and an actix-web demo.
@@ -337,7 +318,9 @@ fn the_demo_counts_limited_in_a_cluster() {
     let demo = auth_examples::Demo::new(&config).unwrap();
     assert!(demo.counts_in_redis());
     let a = serve_axum(auth_examples::axum_router(&demo));
-    let b = actix_demo(&auth_examples::Demo::new(&config).unwrap());
+    let b = serve_actix(auth_examples::actix_routes(
+        &auth_examples::Demo::new(&config).unwrap(),
+    ));
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .http_status_as_error(false)

@@ -3,29 +3,14 @@
 //! servers' own names; issued session ids masked) and the same body, down to
 //! a wrong method (405 with `Allow`) and an unknown path.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
 
 use auth_examples::{Demo, DemoConfig, actix_routes, axum_router, local_addr, serve};
-use auth_tests::serve_axum;
+use auth_tests::{serve_actix, serve_axum};
 
 fn start_actix(demo: &Demo) -> String {
-    let routes = actix_routes(demo);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            actix_web::HttpServer::new(move || actix_web::App::new().configure(routes.clone()))
-                .workers(1)
-                .listen(listener)
-                .unwrap()
-                .run()
-                .await
-                .unwrap();
-        });
-    });
-    base
+    serve_actix(actix_routes(demo))
 }
 
 fn start_direct(demo: &Arc<Demo>) -> String {
