@@ -380,6 +380,9 @@ impl Demo {
     /// 404; a method other than GET or HEAD is 405 with `Allow`, before any
     /// authentication (as the axum and actix demos answer).
     pub fn handle<B>(&self, req: &http::Request<B>) -> http::Response<String> {
+        if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
+            return metrics_response();
+        }
         let Some(route) = self.routes.iter().find(|r| r.path == req.uri().path()) else {
             return not_found();
         };
@@ -403,6 +406,50 @@ impl Demo {
             }
         }
     }
+}
+
+/// The process's Prometheus recorder, once [`install_metrics`] ran.
+static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+    std::sync::OnceLock::new();
+
+/// Installs a Prometheus recorder for the process (the first call; later
+/// ones do nothing) and describes the core's and the throttle's metrics,
+/// so that `GET /metrics` answers. The store's wait is a histogram with
+/// buckets from 0.5 ms to 250 ms.
+///
+/// # Errors
+/// Another recorder is installed already.
+pub fn install_metrics() -> Result<(), DemoError> {
+    if METRICS.get().is_some() {
+        return Ok(());
+    }
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                auth_throttle::metrics::STORE_DURATION.to_owned(),
+            ),
+            &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+        )?
+        .install_recorder()?;
+    let _ = METRICS.set(handle);
+    auth_core::metrics::describe();
+    auth_throttle::metrics::describe();
+    Ok(())
+}
+
+/// `GET /metrics`: the Prometheus text exposition, or 404 before
+/// [`install_metrics`].
+pub fn metrics_response() -> http::Response<String> {
+    let Some(handle) = METRICS.get() else {
+        return not_found();
+    };
+    handle.run_upkeep();
+    let mut response = http::Response::new(handle.render());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 /// The runtime the framework-free server's Redis round trips run on
@@ -454,12 +501,17 @@ pub fn axum_router(demo: &Demo) -> axum::Router {
             identity_json(&who).to_string(),
         )
     }
-    demo.routes()
-        .iter()
-        .fold(axum::Router::new(), |app, route| {
-            let guarded = identity.layer(AuthLayer::new(route.gate.clone()));
-            app.route(route.path, axum::routing::get(guarded))
-        })
+    let metrics = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            let (parts, body) = metrics_response().into_parts();
+            (parts.status, parts.headers, body)
+        }),
+    );
+    demo.routes().iter().fold(metrics, |app, route| {
+        let guarded = identity.layer(AuthLayer::new(route.gate.clone()));
+        app.route(route.path, axum::routing::get(guarded))
+    })
 }
 
 /// The demo's routes on actix-web, for `App::configure`: one
@@ -481,8 +533,17 @@ pub fn actix_routes(
             .insert_header((http::header::ALLOW.as_str(), ALLOW))
             .finish()
     }
+    async fn metrics() -> HttpResponse {
+        let response = metrics_response();
+        let status = actix_web::http::StatusCode::from_u16(response.status().as_u16())
+            .unwrap_or(actix_web::http::StatusCode::NOT_FOUND);
+        HttpResponse::build(status)
+            .content_type("text/plain; version=0.0.4")
+            .body(response.into_body())
+    }
     let routes = demo.routes().to_vec();
     move |config: &mut web::ServiceConfig| {
+        config.route("/metrics", web::get().to(metrics));
         for route in &routes {
             let auth = Authentication::new(route.gate.clone());
             let guarded = |method: actix_web::Route| method.to(identity).wrap(auth.clone());

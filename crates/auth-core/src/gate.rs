@@ -279,6 +279,16 @@ impl Gate {
     /// a [`Pending`].
     #[inline]
     pub fn decide(&self, req: &dyn RequestView, now: SystemTime) -> Gated {
+        let gated = self.decide_now(req, now);
+        if let Gated::Done(decision) = &gated {
+            crate::metrics::decided(decision);
+        }
+        gated
+    }
+
+    /// [`decide`](Self::decide), uncounted.
+    #[inline(always)]
+    fn decide_now(&self, req: &dyn RequestView, now: SystemTime) -> Gated {
         match &self.0.limiter {
             // A preflight the policy lets through carries no credential:
             // no check before authentication applies to it.
@@ -493,14 +503,18 @@ impl Pending {
     /// response that other requests rely on is applied even if this
     /// request is dropped meanwhile. A limiter's future is awaited here.
     pub async fn drive<R: RequestView>(self, req: &R, runtime: &impl Runtime) -> Decision {
-        drive::drive(self.gate, *self.stage, req, runtime, true).await
+        let decision = drive::drive(self.gate, *self.stage, req, runtime, true).await;
+        crate::metrics::decided(&decision);
+        decision
     }
 
     /// Drives the steps on the calling thread (network steps with the
     /// policy's blocking transport), then decides. See
     /// [`Gate::decide_blocking`] for a limiter's store on tokio.
     pub fn drive_blocking(self, req: &dyn RequestView) -> Decision {
-        drive::drive_blocking(self.gate, *self.stage, req)
+        let decision = drive::drive_blocking(self.gate, *self.stage, req);
+        crate::metrics::decided(&decision);
+        decision
     }
 }
 

@@ -54,6 +54,7 @@ mod introspect;
 mod ip;
 mod jwt;
 mod log;
+pub mod metrics;
 mod policy;
 mod refusal;
 mod request;

@@ -14,6 +14,7 @@ use crate::answer;
 use crate::error::{StoreError, ThrottleError};
 use crate::gcra::Rate;
 use crate::key::CallerKey;
+use crate::metrics;
 use crate::rule::{Quota, Rule};
 use crate::store::{Batch, Counter, Reply};
 use crate::throttle::{Cells, INLINE, Inner, Mode, Throttle, micros};
@@ -243,8 +244,12 @@ impl Throttle {
             .filter(|(_, cell)| !cell.allowed)
             .max_by_key(|(_, cell)| cell.retry);
         let Some((rule, cell)) = spent else {
+            if let Some((_, first)) = budget.numbered().next() {
+                metrics::counted(first, true);
+            }
             return Limited::Allow(Additions::new());
         };
+        metrics::counted(rule, false);
         match inner.mode {
             Mode::LogOnly => {
                 answer::warn_over_limit(rule);

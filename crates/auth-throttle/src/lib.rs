@@ -39,6 +39,7 @@ mod error;
 mod gcra;
 mod key;
 mod memory;
+pub mod metrics;
 #[cfg(feature = "redis")]
 mod redis;
 mod rule;

@@ -409,6 +409,14 @@ impl SharedStore for RedisStore {
         let store = self.clone();
         Box::pin(async move { store.run(calls, counters).await })
     }
+
+    /// `redis`, or `redis-cluster`.
+    fn kind(&self) -> &'static str {
+        match self.inner.target {
+            Target::Node { .. } => "redis",
+            Target::Cluster(_) => "redis-cluster",
+        }
+    }
 }
 
 /// A Redis store's counters, its callers' keys hashed under its secret,

@@ -70,6 +70,12 @@ use crate::memory::MemoryStore;
 pub trait SharedStore: Send + Sync + fmt::Debug + 'static {
     /// Applies `batch`'s counters, all or nothing, in one round trip.
     fn apply(&self, batch: &Batch) -> StoreFuture;
+
+    /// What kind of store this is, for the metrics' `store` label (a short
+    /// fixed name; `shared` unless the store says).
+    fn kind(&self) -> &'static str {
+        "shared"
+    }
 }
 
 /// A shared store's answer, when it comes.

@@ -17,6 +17,7 @@ use crate::error::{StoreError, ThrottleError};
 use crate::gcra::{Cell, Rate};
 use crate::key::{CallerKey, KeyHasher};
 use crate::memory::MemoryStore;
+use crate::metrics;
 use crate::rule::{Callers, KeyBy, Rule};
 use crate::store::{Batch, Counter, Reply, Store};
 
@@ -177,7 +178,12 @@ impl StoreStep {
     /// under the store's timeout), then [`finish`](Self::finish)es.
     pub async fn run(self) -> Throttled {
         let reply = match self.throttle.inner.store.shared_store() {
-            Some(store) => store.apply(&self.batch).await,
+            Some(store) => {
+                let timer = metrics::Timer::start();
+                let reply = store.apply(&self.batch).await;
+                timer.stop(store.kind(), reply.is_ok());
+                reply
+            }
             None => Err(StoreError::Unexpected),
         };
         self.finish(reply)
@@ -196,6 +202,9 @@ impl StoreStep {
             }
             Err(error) => {
                 answer::warn_store_failed(&error, inner.fallback);
+                if let Some(store) = inner.store.shared_store() {
+                    metrics::fell_back(store.kind(), inner.fallback);
+                }
                 match inner.fallback {
                     Fallback::Memory => {
                         let counts: Counts = counters
@@ -460,6 +469,13 @@ impl Inner {
             .filter(|(_, cell)| !cell.allowed)
             // The rule that holds the client back longest.
             .max_by_key(|(_, cell)| cell.retry);
+        // Allowed by every rule that counted it, or denied by those that
+        // denied it (the others spent nothing).
+        for (rule, cell) in cells.clone() {
+            if denied.is_none() || !cell.allowed {
+                metrics::counted(&self.rules[rule], cell.allowed);
+            }
+        }
         match (denied, self.mode) {
             (None, _) => {
                 let tightest =

@@ -16,7 +16,8 @@
 //! budget in Redis,
 //! `DEMO_FAILURE_BUDGET` (refused credentials per client address on every
 //! route, `<count>/<seconds>`, default `10/10`; `off`). Rejections are
-//! logged at `debug`: `RUST_LOG=auth_core=debug`.
+//! logged at `debug`: `RUST_LOG=auth_core=debug`. `GET /metrics` answers
+//! the Prometheus text exposition of the gate's and the throttle's metrics.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -79,6 +80,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = auth_examples::install_metrics() {
+        eprintln!("demo: metrics: {e}");
+        return ExitCode::FAILURE;
+    }
     let demo = match DemoConfig::from_env().and_then(|config| Demo::new(&config)) {
         Ok(demo) => demo,
         Err(e) => {
@@ -101,6 +106,9 @@ fn main() -> ExitCode {
     println!("  curl -i http://{addr}/ip");
     println!(
         "  for i in 1 2 3 4; do curl -s -o /dev/null -w '%{{http_code}}\\n' -b anon=0123456789abcdef0123456789abcdef http://{addr}/limited; done   # 200 200 200 429"
+    );
+    println!(
+        "  curl -s http://{addr}/metrics | grep ^auth_   # Prometheus text; serve it apart from public traffic in production"
     );
     if demo.counts_in_redis() {
         println!("/limited counts in Redis (DEMO_REDIS_URL or DEMO_REDIS_CLUSTER)");

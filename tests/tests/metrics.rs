@@ -1,0 +1,216 @@
+//! The demo's metrics, scraped from its `GET /metrics` (the Prometheus
+//! text exposition) over real TCP, on axum and on actix-web: exact counts
+//! for known traffic, series that stay bounded under many unique callers,
+//! and no caller in any label.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Mutex;
+
+use auth_examples::{Demo, DemoConfig, actix_routes, axum_router, install_metrics};
+use auth_tests::{serve_actix, serve_axum};
+
+/// The recorder is the process's: one test at a time reads its deltas.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const JWT_SECRET: &str = "a JWT secret of thirty-two bytes!!";
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    )
+}
+
+fn get(base: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut request = agent().get(format!("{base}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.call().unwrap().status().as_u16()
+}
+
+fn scrape(base: &str) -> String {
+    let mut response = agent().get(format!("{base}/metrics")).call().unwrap();
+    assert_eq!(response.status(), 200);
+    response.body_mut().read_to_string().unwrap()
+}
+
+/// The sample of `name` whose labels are exactly `labels` (0 when absent).
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    wanted.sort();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+            let mut found: Vec<String> = rest
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            found.sort();
+            (metric == name && found == wanted).then(|| value.parse().unwrap())
+        })
+        .unwrap_or(0.0)
+}
+
+/// Sends the known traffic to `base` and checks each count moved by
+/// exactly what it caused.
+fn known_traffic_counts_exactly(base: &str, token: &str, visitor: &str) {
+    let before = scrape(base);
+    let bearer = format!("Bearer {token}");
+    let cookie = format!("anon={visitor}");
+    for _ in 0..2 {
+        assert_eq!(get(base, "/private", &[("authorization", &bearer)]), 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(get(base, "/private", &[]), 401);
+    }
+    assert_eq!(
+        get(base, "/private", &[("authorization", "Bearer x.y.z")]),
+        401
+    );
+    assert_eq!(get(base, "/ip", &[]), 200);
+    let limited: Vec<u16> = (0..4)
+        .map(|_| get(base, "/limited", &[("cookie", &cookie)]))
+        .collect();
+    assert_eq!(limited, [200, 200, 200, 429]);
+    let after = scrape(base);
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        sample(&after, name, labels) - sample(&before, name, labels)
+    };
+    let requests = "auth_requests_total";
+    let decided = |outcome, source, status| {
+        delta(
+            requests,
+            &[("outcome", outcome), ("source", source), ("status", status)],
+        )
+    };
+    assert_eq!(decided("admitted", "jwt", "none"), 2.0, "{base}");
+    assert_eq!(decided("refused", "none", "401"), 4.0, "{base}");
+    assert_eq!(decided("admitted", "ip", "none"), 1.0, "{base}");
+    assert_eq!(decided("admitted", "anon", "none"), 3.0, "{base}");
+    assert_eq!(decided("refused", "none", "429"), 1.0, "{base}");
+    let rules = "auth_throttle_requests_total";
+    let rule = |rule, result| delta(rules, &[("rule", rule), ("result", result)]);
+    assert_eq!(rule("visitors", "allowed"), 3.0, "{base}");
+    assert_eq!(rule("visitors", "denied"), 1.0, "{base}");
+    assert_eq!(rule("visitors-per-address", "allowed"), 3.0, "{base}");
+    assert_eq!(rule("visitors-per-address", "denied"), 0.0, "{base}");
+    // The failure budget is read before every request on /private and
+    // /limited (not /ip): 6 + 4.
+    assert_eq!(rule("failed-credentials", "allowed"), 10.0, "{base}");
+    assert_eq!(rule("failed-credentials", "denied"), 0.0, "{base}");
+}
+
+#[test]
+fn known_traffic_gives_exact_counts_on_axum_and_actix() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    install_metrics().unwrap();
+    let config = DemoConfig {
+        jwt_secret: Some(JWT_SECRET.into()),
+        ..DemoConfig::default()
+    };
+    let axum_demo = Demo::new(&config).unwrap();
+    let token = axum_demo.sample_token("alice", "read");
+    let axum = serve_axum(axum_router(&axum_demo));
+    known_traffic_counts_exactly(&axum, &token, "0123456789abcdef0123456789abcdef");
+    let actix_demo = Demo::new(&config).unwrap();
+    let actix = serve_actix(actix_routes(&actix_demo));
+    known_traffic_counts_exactly(&actix, &token, "fedcba9876543210fedcba9876543210");
+}
+
+#[test]
+fn series_stay_bounded_and_name_no_caller() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    install_metrics().unwrap();
+    let demo = Demo::new(&DemoConfig::default()).unwrap();
+    let base = serve_axum(axum_router(&demo));
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("auth_"))
+            .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series.to_owned()))
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    let visit = |n: usize| {
+        let visitor = format!("{n:032x}");
+        get(&base, "/limited", &[("cookie", &format!("anon={visitor}"))]);
+        get(&base, "/whoami", &[("cookie", &format!("anon={visitor}"))]);
+        get(
+            &base,
+            "/private",
+            &[("authorization", &format!("Bearer forged-{n}"))],
+        );
+        visitor
+    };
+    // 100 unique callers (every kind of answer, the failure budget spent
+    // too), then 200 more: no new series.
+    for n in 0..100 {
+        visit(n);
+    }
+    let first = series(&scrape(&base));
+    let visitors: Vec<String> = (100..300).map(visit).collect();
+    let text = scrape(&base);
+    assert_eq!(series(&text), first, "new series for new callers");
+    for visitor in &visitors {
+        assert!(!text.contains(visitor.as_str()), "a caller in the metrics");
+    }
+    assert!(!text.contains("forged-"), "a token in the metrics");
+    assert!(!text.contains("127.0.0.1"), "an address in the metrics");
+}
+
+#[test]
+fn the_shared_store_is_timed_and_its_fallbacks_counted() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    install_metrics().unwrap();
+    let mut redis = auth_tests::redis::RedisServer::start();
+    let demo = Demo::new(&DemoConfig {
+        redis_url: Some(redis.url()),
+        throttle_secret: Some("a throttle secret, 16+ bytes".into()),
+        ..DemoConfig::default()
+    })
+    .unwrap();
+    let base = serve_axum(axum_router(&demo));
+    let cookie = ("cookie", "anon=00000000000000000000000000000abc");
+    let before = scrape(&base);
+    let waited = |text: &str, result| {
+        sample(
+            text,
+            "auth_throttle_store_duration_seconds_count",
+            &[("store", "redis"), ("result", result)],
+        )
+    };
+    let fallbacks = |text: &str| {
+        sample(
+            text,
+            "auth_throttle_store_fallbacks_total",
+            &[("store", "redis"), ("fallback", "memory")],
+        )
+    };
+    for _ in 0..2 {
+        assert_eq!(get(&base, "/limited", &[cookie]), 200);
+    }
+    let counted = scrape(&base);
+    assert_eq!(waited(&counted, "ok") - waited(&before, "ok"), 2.0);
+    assert_eq!(fallbacks(&counted) - fallbacks(&before), 0.0);
+    // Redis away: the first request waits and falls back, the next ones
+    // fall back at once (the backoff): every one counted as a fallback.
+    redis.stop();
+    for _ in 0..3 {
+        assert_eq!(
+            get(
+                &base,
+                "/limited",
+                &[("cookie", "anon=00000000000000000000000000000def")]
+            ),
+            200
+        );
+    }
+    let away = scrape(&base);
+    assert_eq!(fallbacks(&away) - fallbacks(&counted), 3.0);
+    assert_eq!(waited(&away, "error") - waited(&counted, "error"), 3.0);
+}
