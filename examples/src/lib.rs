@@ -414,8 +414,8 @@ static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandl
 
 /// Installs a Prometheus recorder for the process (the first call; later
 /// ones do nothing) and describes the core's and the throttle's metrics,
-/// so that `GET /metrics` answers. The store's wait is a histogram with
-/// buckets from 0.5 ms to 250 ms.
+/// so that `GET /metrics` answers. The histograms have buckets: the
+/// store's wait from 0.5 ms to 250 ms, a provider call's from 5 ms to 5 s.
 ///
 /// # Errors
 /// Another recorder is installed already.
@@ -429,6 +429,12 @@ pub fn install_metrics() -> Result<(), DemoError> {
                 auth_throttle::metrics::STORE_DURATION.to_owned(),
             ),
             &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+        )?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                auth_core::metrics::PROVIDER_DURATION.to_owned(),
+            ),
+            &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
         )?
         .install_recorder()?;
     let _ = METRICS.set(handle);

@@ -214,3 +214,90 @@ fn the_shared_store_is_timed_and_its_fallbacks_counted() {
     assert_eq!(fallbacks(&away) - fallbacks(&counted), 3.0);
     assert_eq!(waited(&away, "error") - waited(&counted, "error"), 3.0);
 }
+
+#[test]
+fn provider_calls_caches_and_key_sets_are_counted() {
+    use auth_core::{Algorithm, JwtBackend, JwtValidator};
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    install_metrics().unwrap();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let provider = auth_tests::OidcProvider::start();
+    // Tokens through OIDC discovery and the JWKS, on a route of its own.
+    let jwt = JwtBackend::new(
+        JwtValidator::builder([Algorithm::RS256])
+            .oidc_issuer(provider.issuer())
+            .allow_http(true)
+            .audience("urn:jwt")
+            .build()
+            .unwrap(),
+    );
+    let jwt_base = serve_axum(
+        axum::Router::new()
+            .route("/jwt", axum::routing::get(|| async { "ok" }))
+            .layer(auth_axum::AuthLayer::new(jwt)),
+    );
+    // Opaque tokens through the demo's introspection route.
+    let demo = Demo::new(&DemoConfig {
+        introspection: Some(auth_examples::IntrospectionConfig {
+            url: provider.introspection_url(),
+            client_id: auth_tests::CLIENT_ID.into(),
+            client_secret: auth_tests::CLIENT_SECRET.into(),
+            identifier: "client_id".into(),
+            cache_ttl: None,
+        }),
+        ..DemoConfig::default()
+    })
+    .unwrap();
+    let base = serve_axum(axum_router(&demo));
+    let before = scrape(&base);
+    let signed = format!(
+        "Bearer {}",
+        provider.client_credentials("urn:jwt", "read").unwrap()
+    );
+    let opaque = format!(
+        "Bearer {}",
+        provider.client_credentials("urn:opaque", "read").unwrap()
+    );
+    for _ in 0..2 {
+        assert_eq!(get(&jwt_base, "/jwt", &[("authorization", &signed)]), 200);
+        assert_eq!(
+            get(&base, "/introspected", &[("authorization", &opaque)]),
+            200
+        );
+    }
+    let after = scrape(&base);
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        sample(&after, name, labels) - sample(&before, name, labels)
+    };
+    for kind in ["discovery", "jwks", "introspection"] {
+        let calls = delta(
+            "auth_provider_requests_total",
+            &[("kind", kind), ("result", "ok")],
+        );
+        assert_eq!(calls, 1.0, "{kind}: one call, then the cache or the keys");
+        let timed = delta(
+            "auth_provider_request_duration_seconds_count",
+            &[("kind", kind), ("result", "ok")],
+        );
+        assert_eq!(timed, 1.0, "{kind}");
+        let in_flight = sample(&after, "auth_provider_in_flight", &[("kind", kind)]);
+        assert_eq!(in_flight, 0.0, "{kind}");
+    }
+    for cache in ["verified_token", "introspection"] {
+        let looked = |result| {
+            delta(
+                "auth_cache_requests_total",
+                &[("cache", cache), ("result", result)],
+            )
+        };
+        assert_eq!((looked("miss"), looked("hit")), (1.0, 1.0), "{cache}");
+    }
+    let updated = sample(&after, "auth_jwt_keys_updated_timestamp_seconds", &[]);
+    assert!(
+        updated >= started.floor(),
+        "keys installed at {updated}, test began {started}"
+    );
+}

@@ -323,10 +323,13 @@ impl IntrospectionBackend {
 
     fn cached(&self, hash: &TokenHash, now: u64) -> Option<Result<AuthData, AuthError>> {
         let cache = self.inner.cache.as_ref()?;
-        match cache.get(hash)? {
-            Answer::Active { auth, until } if now < until => Some(Ok(auth)),
-            Answer::Inactive { until } if now < until => Some(Err(invalid("token is not active"))),
-            _ => {
+        match cache.get(hash) {
+            None => None,
+            Some(Answer::Active { auth, until }) if now < until => Some(Ok(auth)),
+            Some(Answer::Inactive { until }) if now < until => {
+                Some(Err(invalid("token is not active")))
+            }
+            Some(_) => {
                 cache.remove(hash);
                 None
             }
@@ -361,11 +364,13 @@ impl IntrospectionBackend {
         let flight = leader.flight();
         let request = self.request_for(token);
         let token = token.to_owned();
+        let call = crate::metrics::ProviderCall::start(crate::metrics::Provider::Introspection);
         Outcome::send(Step::detached(
             request,
             move |response, now| {
                 let now = unix_seconds(now);
                 let answer = this.parse(response.as_ref(), &token, now);
+                call.finish(answer.is_ok());
                 this.remember(hash, &answer, now);
                 leader.finish(answer);
                 drop(permit);
@@ -392,7 +397,11 @@ impl Backend for IntrospectionBackend {
         };
         let hash: TokenHash = Sha256::digest(token.as_bytes()).into();
         let secs = unix_seconds(now);
-        if let Some(hit) = self.cached(&hash, secs) {
+        let cached = self.cached(&hash, secs);
+        if self.inner.cache.is_some() {
+            crate::metrics::looked_up(crate::metrics::Cache::Introspection, cached.is_some());
+        }
+        if let Some(hit) = cached {
             return hit.map_or_else(Outcome::err, Outcome::ok);
         }
         match self.inner.flights.join(&hash, abandoned) {

@@ -348,6 +348,29 @@ impl JwtBackend {
 
     fn cached(&self, token: &[u8], now: u64) -> Option<AuthData> {
         let cache = self.inner.cache.as_ref()?;
+        let found = self.fresh(cache, token, now);
+        if found.is_some() {
+            crate::metrics::looked_up(crate::metrics::Cache::VerifiedToken, true);
+        }
+        found
+    }
+
+    /// A token the cache did not have went through the validator to an
+    /// answer (not to a key fetch, after which it is looked up again).
+    fn missed(&self) {
+        if self.inner.cache.is_some() {
+            crate::metrics::looked_up(crate::metrics::Cache::VerifiedToken, false);
+        }
+    }
+
+    /// The entry for `token`, if there is one fit to use at `now` (one
+    /// that is not is removed).
+    fn fresh(
+        &self,
+        cache: &quick_cache::sync::Cache<Box<[u8]>, Verified>,
+        token: &[u8],
+        now: u64,
+    ) -> Option<AuthData> {
         let hit = cache.get(token)?;
         let validator = &self.inner.validator;
         let fresh = now < hit.exp
@@ -365,8 +388,12 @@ impl JwtBackend {
     fn check(&self, token: &str, now: SystemTime) -> Outcome {
         let generation = self.inner.validator.key_generation();
         match self.inner.validator.validate(token, now) {
-            Checked::Valid(claims) => Outcome::Done(self.identity(token, claims, generation)),
+            Checked::Valid(claims) => {
+                self.missed();
+                Outcome::Done(self.identity(token, claims, generation))
+            }
             Checked::ValidClaims(claims) => {
+                self.missed();
                 let VerifiedClaims {
                     sub,
                     iss,
@@ -381,7 +408,10 @@ impl JwtBackend {
                 self.remember(token, &auth, exp, nbf, generation);
                 Outcome::ok(auth)
             }
-            Checked::Invalid(error) => Outcome::err(error),
+            Checked::Invalid(error) => {
+                self.missed();
+                Outcome::err(error)
+            }
             Checked::FetchKeys(fetch) => {
                 let this = self.clone();
                 let KeyFetch { request, apply } = *fetch;

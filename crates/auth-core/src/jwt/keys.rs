@@ -348,12 +348,18 @@ impl KeyStore {
             .body(Vec::new())
             .unwrap_or_default();
         let store = Arc::clone(self);
+        let call = crate::metrics::ProviderCall::start(if is_discovery {
+            crate::metrics::Provider::Discovery
+        } else {
+            crate::metrics::Provider::Jwks
+        });
         Ok(KeyFetch::new(request, move |response, now| {
             let result = if is_discovery {
                 store.apply_discovery(response)
             } else {
                 store.apply_jwks(response, now)
             };
+            call.finish(result.is_ok());
             if let Some(remote) = &store.remote {
                 let mut state = remote.state.lock().unwrap_or_else(PoisonError::into_inner);
                 // A discovery document found the JWKS: that is due at once.
@@ -442,6 +448,7 @@ impl KeyStore {
         let fresh_until = later(now, max_age);
         let usable_until = fresh_until.and_then(|fresh| later(fresh, config.stale_if_error));
         self.replace(keys, fresh_until, usable_until);
+        crate::metrics::keys_updated(now);
         Ok(())
     }
 
