@@ -301,3 +301,66 @@ fn provider_calls_caches_and_key_sets_are_counted() {
         "keys installed at {updated}, test began {started}"
     );
 }
+
+/// Every metric the core and the throttle export.
+fn exported() -> Vec<&'static str> {
+    use auth_core::metrics as core;
+    use auth_throttle::metrics as throttle;
+    vec![
+        core::REQUESTS,
+        core::PROVIDER_REQUESTS,
+        core::PROVIDER_DURATION,
+        core::PROVIDER_IN_FLIGHT,
+        core::CACHE_REQUESTS,
+        core::KEYS_UPDATED,
+        throttle::REQUESTS,
+        throttle::STORE_FALLBACKS,
+        throttle::STORE_DURATION,
+    ]
+}
+
+/// `docs/grafana-dashboard.json`: every query names exported metrics only
+/// (a histogram's by its `_bucket`, `_sum` or `_count` series), every
+/// exported metric is graphed, and the metrics guide lists each one.
+#[test]
+fn the_dashboard_queries_only_exported_metrics() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/docs/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let exported = exported();
+    let mut graphed = std::collections::BTreeSet::new();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(!panels.is_empty());
+    for panel in panels {
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{}", panel["title"]);
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap();
+            let names: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|word| word.starts_with("auth_"))
+                .collect();
+            assert!(!names.is_empty(), "a query on no metric of ours: {expr}");
+            for name in names {
+                let metric = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .filter(|base| exported.contains(base))
+                    .unwrap_or(name);
+                assert!(exported.contains(&metric), "{name} is not exported: {expr}");
+                graphed.insert(metric);
+            }
+        }
+    }
+    let missing: Vec<_> = exported.iter().filter(|m| !graphed.contains(*m)).collect();
+    assert!(missing.is_empty(), "not graphed: {missing:?}");
+    let guide = std::fs::read_to_string(format!("{root}/docs/guides/metrics.md")).unwrap();
+    for metric in exported {
+        assert!(
+            guide.contains(&format!("| `{metric}` |")),
+            "{metric} not in the guide's table"
+        );
+    }
+}

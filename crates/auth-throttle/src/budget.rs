@@ -314,12 +314,17 @@ impl Inner {
             // Each counter's timestamp in the store is `reset` ahead of its
             // clock, allowed or not.
             Ok(reply) => {
+                self.store_answered();
                 for ((number, rule), cell) in budget.numbered().zip(&reply.cells) {
                     let ahead = cell.reset.min(rule.rate.tolerance());
                     self.memory.set(number, key, now.saturating_add(ahead), now);
                 }
             }
-            Err(error) => answer::warn_store_failed(&error, self.fallback),
+            Err(error) => {
+                self.store_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                answer::warn_store_failed(&error, self.fallback);
+            }
         }
     }
 

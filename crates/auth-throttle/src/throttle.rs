@@ -108,6 +108,9 @@ pub(crate) struct Inner {
     local_requests: AtomicU64,
     /// Whether a client-chosen identity that met no rule was logged.
     warned_unclaimed: AtomicBool,
+    /// Requests the shared store failed since it last answered (its
+    /// recovery is logged with their number).
+    pub(crate) store_failures: AtomicU64,
 }
 
 /// Requests from a local address whose forwarding headers are all looked
@@ -197,10 +200,12 @@ impl StoreStep {
         let counters = self.batch.counters();
         match answer::checked(reply, counters.len(), counters.iter().map(|c| c.rate)) {
             Ok(Reply { now, cells }) => {
+                inner.store_answered();
                 let rules = counters.iter().map(|c| c.rule);
                 inner.settle(rules.zip(cells.iter()), now)
             }
             Err(error) => {
+                inner.store_failures.fetch_add(1, Ordering::Relaxed);
                 answer::warn_store_failed(&error, inner.fallback);
                 if let Some(store) = inner.store.shared_store() {
                     metrics::fell_back(store.kind(), inner.fallback);
@@ -407,6 +412,23 @@ impl From<Throttled> for Limited {
 }
 
 impl Inner {
+    /// The shared store answered: after failures, that is logged once
+    /// (limits are shared again).
+    pub(crate) fn store_answered(&self) {
+        if self.store_failures.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let failed = self.store_failures.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            let store = self.store.shared_store().map_or("shared", |s| s.kind());
+            tracing::info!(
+                store,
+                failed_requests = failed,
+                "rate limit store answering again; limits are shared again"
+            );
+        }
+    }
+
     /// Warns, once, that a request with a forwarding header came from a
     /// loopback or private address while no proxy is trusted: every client
     /// behind that proxy then shares its address's count. The headers are
@@ -652,6 +674,7 @@ impl ThrottleBuilder {
                 warned_forwarding: AtomicBool::new(trusts_proxies),
                 local_requests: AtomicU64::new(0),
                 warned_unclaimed: AtomicBool::new(false),
+                store_failures: AtomicU64::new(0),
             }),
         })
     }

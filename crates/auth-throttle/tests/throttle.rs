@@ -723,3 +723,82 @@ fn a_claimed_identity_no_rule_counts_is_logged_once() {
         "{logs}"
     );
 }
+
+/// A shared store that fails its first `failing` calls, then answers
+/// "allowed" (one cell per counter).
+#[derive(Debug)]
+struct Recovering {
+    failing: std::sync::atomic::AtomicUsize,
+}
+
+impl auth_throttle::SharedStore for Recovering {
+    fn apply(&self, batch: &auth_throttle::Batch) -> auth_throttle::StoreFuture {
+        use std::sync::atomic::Ordering;
+        let failing = self
+            .failing
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        let answer = if failing {
+            Err(auth_throttle::StoreError::Unavailable(
+                "I/O error: connection refused".to_owned(),
+            ))
+        } else {
+            let cells = batch
+                .counters()
+                .iter()
+                .map(|_| auth_throttle::Cell::new(true, 1, 1_000_000, 0))
+                .collect();
+            Ok(auth_throttle::Reply::new(1_800_000_000_000_000, cells))
+        };
+        Box::pin(std::future::ready(answer))
+    }
+
+    fn kind(&self) -> &'static str {
+        "recovering"
+    }
+}
+
+/// The shared store's failure is logged with the error's kind, and its
+/// recovery too, once, with the number of requests that fell back.
+#[test]
+fn a_store_failure_and_its_recovery_are_logged() {
+    let store = auth_throttle::Store::shared(
+        Recovering {
+            failing: std::sync::atomic::AtomicUsize::new(3),
+        },
+        SECRET,
+    )
+    .unwrap();
+    let throttle = Throttle::builder(store)
+        .rule(Rule::new("r", Quota::new(100, seconds(60)).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let req = request(&[("cookie", "anon=v")], "192.0.2.1:1");
+    let run = || {
+        let Checked::Store(step) = throttle.decide(Some(&verdict(&req)), &req, SystemTime::now())
+        else {
+            panic!("a shared store is asked");
+        };
+        assert!(matches!(poll_once(step.run()), Throttled::Allow(_)));
+    };
+    let log = logs_of(|| {
+        for _ in 0..5 {
+            run();
+        }
+    });
+    // At most one a second, across the process (another test may have
+    // written this second's line).
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("store failed")).collect();
+    assert!(failed.len() <= 1, "{log}");
+    assert!(
+        failed.iter().all(|l| l.contains("connection refused")),
+        "{log}"
+    );
+    let recovered: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("answering again"))
+        .collect();
+    assert_eq!(recovered.len(), 1, "{log}");
+    assert!(recovered[0].contains("failed_requests=3"), "{log}");
+    assert!(recovered[0].contains("recovering"), "{log}");
+}

@@ -14,10 +14,12 @@
 //! caller by identity in process: `ip-throttle`, `anon-throttle` (the
 //! `RateLimit` fields on every answer), `ip-throttle-quiet`,
 //! `anon-throttle-quiet` (the fields off), `anon-throttle-redis` (in Redis
-//! at `BENCH_REDIS_URL`, or the cluster at `BENCH_REDIS_CLUSTER`); rate limits alone, by peer address: `limit-ip`,
-//! `limit-ip-quiet`; a failure budget by peer address in front of the
-//! cached JWT (the demo's setting, which good traffic only reads):
-//! `jwt-cached-budget`.
+//! at `BENCH_REDIS_URL`, or the cluster at `BENCH_REDIS_CLUSTER`); rate
+//! limits alone, by peer address: `limit-ip`, `limit-ip-quiet`; a failure
+//! budget by peer address in front of the cached JWT (the demo's setting,
+//! which good traffic only reads): `jwt-cached-budget`. Any mode with
+//! `+metrics` after it runs with a Prometheus recorder installed (the
+//! metrics feature is on in every mode).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -202,8 +204,27 @@ fn main() -> ExitCode {
                 _ => ExitCode::FAILURE,
             };
         }
-        (Some("axum"), Some(mode), Some(addr)) => axum(mode, addr),
-        (Some("actix"), Some(mode), Some(addr)) => actix(mode, addr),
+        (Some(framework @ ("axum" | "actix")), Some(mode), Some(addr)) => {
+            // `<mode>+metrics`: the same with a Prometheus recorder installed
+            // (the feature is on in every mode; without a recorder nothing
+            // is recorded).
+            let mode = match mode.strip_suffix("+metrics") {
+                Some(mode) => match auth_examples::install_metrics() {
+                    Ok(()) => mode,
+                    Err(e) => {
+                        eprintln!("bench_server: metrics: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => mode.as_str(),
+            };
+            let mode = &mode.to_owned();
+            if framework == "axum" {
+                axum(mode, addr)
+            } else {
+                actix(mode, addr)
+            }
+        }
         _ => {
             eprintln!("usage: bench_server token | bench_server axum|actix <mode> <addr>");
             return ExitCode::FAILURE;

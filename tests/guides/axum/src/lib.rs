@@ -16,3 +16,8 @@ struct Axum;
 #[cfg(doctest)]
 #[doc = include_str!("../../../../docs/guides/throttle.md")]
 struct Throttle;
+
+/// Metrics.
+#[cfg(doctest)]
+#[doc = include_str!("../../../../docs/guides/metrics.md")]
+struct Metrics;
