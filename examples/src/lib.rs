@@ -413,8 +413,8 @@ static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandl
     std::sync::OnceLock::new();
 
 /// Installs a Prometheus recorder for the process (the first call; later
-/// ones do nothing) and describes the core's and the throttle's metrics,
-/// so that `GET /metrics` answers. The histograms have buckets: the
+/// ones do nothing) and enables the core's and the throttle's metrics, so
+/// that `GET /metrics` answers. The histograms have buckets: the
 /// store's wait from 0.5 ms to 250 ms, a provider call's from 5 ms to 5 s.
 ///
 /// # Errors
@@ -438,8 +438,7 @@ pub fn install_metrics() -> Result<(), DemoError> {
         )?
         .install_recorder()?;
     let _ = METRICS.set(handle);
-    auth_core::metrics::describe();
-    auth_throttle::metrics::describe();
+    auth_throttle::metrics::enable();
     Ok(())
 }
 

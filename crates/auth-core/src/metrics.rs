@@ -1,8 +1,10 @@
 //! What the gate decided, through the [`metrics`](https://docs.rs/metrics)
 //! facade (feature `metrics`; without it nothing here records anything).
 //! Nothing is recorded until the application installs a recorder (an
-//! exporter, such as `metrics-exporter-prometheus`); with one, each
-//! decision is one counter increment.
+//! exporter, such as `metrics-exporter-prometheus`) and then calls
+//! [`enable`]; until then each decision costs one atomic load. Once
+//! enabled, the usual label sets are registered once and each decision is
+//! an increment of a registered counter.
 //!
 //! Label values are a small, fixed set: never an identifier, key, address,
 //! token or path.
@@ -41,10 +43,12 @@ pub const CACHE_REQUESTS: &str = "auth_cache_requests_total";
 /// `auth_jwt_keys_updated_timestamp_seconds`.
 pub const KEYS_UPDATED: &str = "auth_jwt_keys_updated_timestamp_seconds";
 
-/// Describes this crate's metrics to the installed recorder (their help
-/// text), for an exporter that shows it. Call it once, after installing
-/// the recorder.
-pub fn describe() {
+/// Turns recording on, once the application has installed a recorder, and
+/// describes this crate's metrics to it (their help text and units).
+/// Before this call nothing is recorded. Call it once, after installing
+/// the recorder: counters registered before would stay with no recorder.
+/// Without the feature `metrics` it does nothing.
+pub fn enable() {
     #[cfg(feature = "metrics")]
     {
         use metrics::Unit;
@@ -78,7 +82,67 @@ pub fn describe() {
             Unit::Seconds,
             "When a JWT backend last installed a fetched key set (Unix time)"
         );
+        ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Whether [`enable`] was called.
+#[cfg(feature = "metrics")]
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether to record.
+#[cfg(feature = "metrics")]
+#[inline(always)]
+fn on() -> bool {
+    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sources whose `auth_requests_total` counter is registered once.
+#[cfg(feature = "metrics")]
+const SOURCES: [&str; 5] = ["ip", "session", "anon", "jwt", "introspect"];
+/// Refusal statuses likewise.
+#[cfg(feature = "metrics")]
+const STATUSES: [&str; 6] = ["400", "401", "403", "429", "500", "503"];
+
+/// Counters registered once, after [`enable`].
+#[cfg(feature = "metrics")]
+struct Handles {
+    /// `admitted` by each of [`SOURCES`].
+    admitted: [metrics::Counter; 5],
+    passed_through: metrics::Counter,
+    /// `refused` with each of [`STATUSES`].
+    refused: [metrics::Counter; 6],
+    /// (cache, hit): verified token miss, hit; introspection miss, hit.
+    caches: [metrics::Counter; 4],
+}
+
+#[cfg(feature = "metrics")]
+fn handles() -> Option<&'static Handles> {
+    static HANDLES: std::sync::OnceLock<Handles> = std::sync::OnceLock::new();
+    if !on() {
+        return None;
+    }
+    Some(HANDLES.get_or_init(|| Handles {
+        admitted: SOURCES.map(|source| {
+            metrics::counter!(REQUESTS, "outcome" => "admitted", "source" => source, "status" => "none")
+        }),
+        passed_through: metrics::counter!(
+            REQUESTS,
+            "outcome" => "passed_through",
+            "source" => "none",
+            "status" => "none"
+        ),
+        refused: STATUSES.map(|status| {
+            metrics::counter!(REQUESTS, "outcome" => "refused", "source" => "none", "status" => status)
+        }),
+        caches: [
+            ("verified_token", "miss"),
+            ("verified_token", "hit"),
+            ("introspection", "miss"),
+            ("introspection", "hit"),
+        ]
+        .map(|(cache, result)| metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => result)),
+    }))
 }
 
 /// A call to an identity provider.
@@ -104,34 +168,37 @@ impl Provider {
 /// [`finish`](Self::finish)ed or dropped (a step dropped unsent is no
 /// call).
 pub(crate) struct ProviderCall {
+    /// The kind and the start, when recording.
     #[cfg(feature = "metrics")]
-    kind: Provider,
-    #[cfg(feature = "metrics")]
-    started: std::time::Instant,
+    call: Option<(Provider, std::time::Instant)>,
 }
 
 impl ProviderCall {
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn start(kind: Provider) -> Self {
         #[cfg(feature = "metrics")]
-        metrics::gauge!(PROVIDER_IN_FLIGHT, "kind" => kind.label()).increment(1.0);
-        ProviderCall {
-            #[cfg(feature = "metrics")]
-            kind,
-            #[cfg(feature = "metrics")]
-            started: std::time::Instant::now(),
+        {
+            if !on() {
+                return ProviderCall { call: None };
+            }
+            metrics::gauge!(PROVIDER_IN_FLIGHT, "kind" => kind.label()).increment(1.0);
+            ProviderCall {
+                call: Some((kind, std::time::Instant::now())),
+            }
         }
+        #[cfg(not(feature = "metrics"))]
+        ProviderCall {}
     }
 
     /// The answer was applied: usable (`ok`) or not.
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn finish(self, ok: bool) {
         #[cfg(feature = "metrics")]
-        {
-            let (kind, result) = (self.kind.label(), if ok { "ok" } else { "error" });
+        if let Some((kind, started)) = self.call {
+            let (kind, result) = (kind.label(), if ok { "ok" } else { "error" });
             metrics::counter!(PROVIDER_REQUESTS, "kind" => kind, "result" => result).increment(1);
             metrics::histogram!(PROVIDER_DURATION, "kind" => kind, "result" => result)
-                .record(self.started.elapsed());
+                .record(started.elapsed());
         }
     }
 }
@@ -139,7 +206,9 @@ impl ProviderCall {
 impl Drop for ProviderCall {
     fn drop(&mut self) {
         #[cfg(feature = "metrics")]
-        metrics::gauge!(PROVIDER_IN_FLIGHT, "kind" => self.kind.label()).decrement(1.0);
+        if let Some((kind, _)) = self.call {
+            metrics::gauge!(PROVIDER_IN_FLIGHT, "kind" => kind.label()).decrement(1.0);
+        }
     }
 }
 
@@ -155,39 +224,24 @@ pub(crate) enum Cache {
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn looked_up(cache: Cache, hit: bool) {
     #[cfg(feature = "metrics")]
-    metrics::counter!(
-        CACHE_REQUESTS,
-        "cache" => match cache {
-            Cache::VerifiedToken => "verified_token",
-            Cache::Introspection => "introspection",
-        },
-        "result" => if hit { "hit" } else { "miss" }
-    )
-    .increment(1);
+    if let Some(handles) = handles() {
+        let i = match cache {
+            Cache::VerifiedToken => 0,
+            Cache::Introspection => 2,
+        } + usize::from(hit);
+        handles.caches[i].increment(1);
+    }
 }
 
 /// A JWT backend installed a fetched key set at `now`.
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn keys_updated(now: std::time::SystemTime) {
     #[cfg(feature = "metrics")]
-    metrics::gauge!(KEYS_UPDATED).set(
-        now.duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64()),
-    );
-}
-
-/// A refusal's status as a label value (the usual ones without an
-/// allocation).
-#[cfg(feature = "metrics")]
-fn status(code: http::StatusCode) -> metrics::SharedString {
-    match code.as_u16() {
-        400 => "400".into(),
-        401 => "401".into(),
-        403 => "403".into(),
-        429 => "429".into(),
-        500 => "500".into(),
-        503 => "503".into(),
-        _ => code.as_str().to_owned().into(),
+    if on() {
+        metrics::gauge!(KEYS_UPDATED).set(
+            now.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
     }
 }
 
@@ -197,21 +251,39 @@ fn status(code: http::StatusCode) -> metrics::SharedString {
 pub(crate) fn decided(decision: &crate::Decision) {
     #[cfg(feature = "metrics")]
     {
-        let (outcome, source, status) = match decision {
+        let Some(handles) = handles() else { return };
+        match decision {
             Decision::Proceed(Proceed { verdict, .. }) => {
                 match verdict.as_ref().and_then(|v| v.auth()) {
-                    Some(auth) => ("admitted", auth.source().as_str(), "none".into()),
-                    None => ("passed_through", "none", "none".into()),
+                    Some(auth) => {
+                        let source = auth.source().as_str();
+                        match SOURCES.iter().position(|s| *s == source) {
+                            Some(i) => handles.admitted[i].increment(1),
+                            None => metrics::counter!(
+                                REQUESTS,
+                                "outcome" => "admitted",
+                                "source" => source,
+                                "status" => "none"
+                            )
+                            .increment(1),
+                        }
+                    }
+                    None => handles.passed_through.increment(1),
                 }
             }
-            Decision::Refuse(refusal) => ("refused", "none", status(refusal.status())),
-        };
-        metrics::counter!(
-            REQUESTS,
-            "outcome" => outcome,
-            "source" => source,
-            "status" => status
-        )
-        .increment(1);
+            Decision::Refuse(refusal) => {
+                let status = refusal.status();
+                match STATUSES.iter().position(|s| *s == status.as_str()) {
+                    Some(i) => handles.refused[i].increment(1),
+                    None => metrics::counter!(
+                        REQUESTS,
+                        "outcome" => "refused",
+                        "source" => "none",
+                        "status" => status.as_str().to_owned()
+                    )
+                    .increment(1),
+                }
+            }
+        }
     }
 }

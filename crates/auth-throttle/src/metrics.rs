@@ -2,7 +2,9 @@
 //! [`metrics`](https://docs.rs/metrics) facade (feature `metrics`; without
 //! it nothing here records anything). Nothing is recorded until the
 //! application installs a recorder (an exporter, such as
-//! `metrics-exporter-prometheus`).
+//! `metrics-exporter-prometheus`) and then calls [`enable`] (which enables
+//! `auth-core`'s too); until then a decision costs one atomic load. Each
+//! rule registers its two counters once, at its first count after that.
 //!
 //! Label values are a small, fixed set: rule ids (set in code), store
 //! kinds, fallbacks and results; never a caller, key or address.
@@ -23,12 +25,16 @@ pub const STORE_FALLBACKS: &str = "auth_throttle_store_fallbacks_total";
 /// `auth_throttle_store_duration_seconds{store, result}`.
 pub const STORE_DURATION: &str = "auth_throttle_store_duration_seconds";
 
-/// Describes this crate's metrics to the installed recorder (their help
-/// text and units). Call it once, after installing the recorder.
-pub fn describe() {
+/// Turns recording on, here and in `auth-core`
+/// ([`auth_core::metrics::enable`]), once the application has installed a
+/// recorder, and describes the metrics to it (help text and units). Before
+/// this call nothing is recorded. Without the feature `metrics` it does
+/// nothing.
+pub fn enable() {
     #[cfg(feature = "metrics")]
     {
         use metrics::Unit;
+        auth_core::metrics::enable();
         metrics::describe_counter!(
             REQUESTS,
             Unit::Count,
@@ -44,47 +50,77 @@ pub fn describe() {
             Unit::Seconds,
             "Time a request waited for the shared rate limit store"
         );
+        ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// Whether [`enable`] was called.
+#[cfg(feature = "metrics")]
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether to record.
+#[cfg(feature = "metrics")]
+#[inline(always)]
+fn on() -> bool {
+    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A rule's two counters (`allowed`, `denied`), registered at its first
+/// count after [`enable`].
+#[derive(Clone, Default)]
+pub(crate) struct RuleCounters(
+    #[cfg(feature = "metrics")] std::sync::OnceLock<[metrics::Counter; 2]>,
+);
 
 /// `rule` counted a request.
 #[inline]
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn counted(rule: &crate::Rule, allowed: bool) {
     #[cfg(feature = "metrics")]
-    metrics::counter!(
-        REQUESTS,
-        "rule" => std::sync::Arc::clone(&rule.id),
-        "result" => if allowed { "allowed" } else { "denied" }
-    )
-    .increment(1);
+    if on() {
+        let [allowed_counter, denied_counter] = rule.counters.0.get_or_init(|| {
+            ["allowed", "denied"].map(|result| {
+                metrics::counter!(
+                    REQUESTS,
+                    "rule" => std::sync::Arc::clone(&rule.id),
+                    "result" => result
+                )
+            })
+        });
+        match allowed {
+            true => allowed_counter.increment(1),
+            false => denied_counter.increment(1),
+        }
+    }
 }
 
 /// The shared store of kind `store` failed and `fallback` decided.
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn fell_back(store: &'static str, fallback: crate::Fallback) {
     #[cfg(feature = "metrics")]
-    metrics::counter!(
+    if on() {
+        metrics::counter!(
         STORE_FALLBACKS,
         "store" => store,
         "fallback" => match fallback {
             crate::Fallback::Memory => "memory",
             crate::Fallback::Allow => "allow",
-            crate::Fallback::Deny => "deny",
-        }
-    )
-    .increment(1);
+                crate::Fallback::Deny => "deny",
+            }
+        )
+        .increment(1);
+    }
 }
 
-/// A clock for [`STORE_DURATION`], read only when the feature is on.
-pub(crate) struct Timer(#[cfg(feature = "metrics")] std::time::Instant);
+/// A clock for [`STORE_DURATION`], read only when recording.
+pub(crate) struct Timer(#[cfg(feature = "metrics")] Option<std::time::Instant>);
 
 impl Timer {
     #[inline]
     pub(crate) fn start() -> Self {
         Timer(
             #[cfg(feature = "metrics")]
-            std::time::Instant::now(),
+            on().then(std::time::Instant::now),
         )
     }
 
@@ -92,11 +128,13 @@ impl Timer {
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn stop(self, store: &'static str, ok: bool) {
         #[cfg(feature = "metrics")]
-        metrics::histogram!(
-            STORE_DURATION,
-            "store" => store,
-            "result" => if ok { "ok" } else { "error" }
-        )
-        .record(self.0.elapsed());
+        if let Some(started) = self.0 {
+            metrics::histogram!(
+                STORE_DURATION,
+                "store" => store,
+                "result" => if ok { "ok" } else { "error" }
+            )
+            .record(started.elapsed());
+        }
     }
 }

@@ -252,6 +252,8 @@ pub struct Rule {
     /// to the microsecond, so a counter's own reset can overshoot this by
     /// a few microseconds, which must not show as one more second.
     pub(crate) full: u64,
+    /// Its counters in the metrics (feature `metrics`).
+    pub(crate) counters: crate::metrics::RuleCounters,
 }
 
 impl Rule {
@@ -288,6 +290,7 @@ impl Rule {
             methods: None,
             key: KeyBy::Identity,
             when: None,
+            counters: crate::metrics::RuleCounters::default(),
         })
     }
 
