@@ -90,12 +90,18 @@ pub fn enable() {
 #[cfg(feature = "metrics")]
 static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether to record.
-#[cfg(feature = "metrics")]
+/// Whether recording is on: [`enable`] was called (by the application,
+/// or by `auth_throttle::metrics::enable`), with the feature `metrics`.
 #[inline(always)]
-fn on() -> bool {
-    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+pub fn enabled() -> bool {
+    #[cfg(feature = "metrics")]
+    return ENABLED.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(feature = "metrics"))]
+    false
 }
+
+#[cfg(feature = "metrics")]
+use enabled as on;
 
 /// Sources whose `auth_requests_total` counter is registered once.
 #[cfg(feature = "metrics")]

@@ -50,20 +50,12 @@ pub fn enable() {
             Unit::Seconds,
             "Time a request waited for the shared rate limit store"
         );
-        ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
-/// Whether [`enable`] was called.
+/// Whether to record: `auth-core`'s switch, which [`enable`] turns on.
 #[cfg(feature = "metrics")]
-static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether to record.
-#[cfg(feature = "metrics")]
-#[inline(always)]
-fn on() -> bool {
-    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
-}
+use auth_core::metrics::enabled as on;
 
 /// A rule's two counters (`allowed`, `denied`), registered at its first
 /// count after [`enable`].
