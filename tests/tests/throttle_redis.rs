@@ -94,14 +94,19 @@ fn statuses(bases: &[&str], visitor: &str) -> Vec<u16> {
     bases.iter().map(|base| status(base, visitor).0).collect()
 }
 
+/// A connection to the Redis at `url`.
+async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 /// The keys matching `pattern`, sorted.
 fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
     let mut keys: Vec<String> = runtime().block_on(async {
-        let mut connection = redis::Client::open(url)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut connection = connect(url).await;
         redis::cmd("KEYS")
             .arg(pattern)
             .query_async(&mut connection)
@@ -114,11 +119,7 @@ fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
 
 fn commandstat(url: &str, command: &str) -> u64 {
     runtime().block_on(async {
-        let mut connection = redis::Client::open(url)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut connection = connect(url).await;
         let info: String = redis::cmd("INFO")
             .arg("commandstats")
             .query_async(&mut connection)
@@ -263,11 +264,7 @@ fn one_round_trip_per_request() {
     // Redis forgets its scripts (SCRIPT FLUSH, a restart): the next
     // request still counts in Redis, by EVAL, and the one after by EVALSHA.
     runtime().block_on(async {
-        let mut connection = redis::Client::open(redis.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut connection = connect(&redis.url()).await;
         let _: () = redis::cmd("SCRIPT")
             .arg("FLUSH")
             .query_async(&mut connection)
@@ -551,13 +548,7 @@ fn run_at(
 #[test]
 fn the_lua_script_and_the_rust_arithmetic_agree() {
     let redis = RedisServer::start();
-    let connection = runtime().block_on(async {
-        redis::Client::open(redis.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    });
+    let connection = runtime().block_on(async { connect(&redis.url()).await });
     let config = ProptestConfig {
         cases: 64,
         ..ProptestConfig::default()
@@ -622,11 +613,7 @@ fn hashed_keys_only_reach_redis() {
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert!(!keys[0].contains(secret_id) && keys[0].starts_with("auth-throttle:{"));
     let ttl: i64 = runtime().block_on(async {
-        let mut connection = redis::Client::open(redis.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut connection = connect(&redis.url()).await;
         redis::cmd("PTTL")
             .arg(&keys[0])
             .query_async(&mut connection)
@@ -762,11 +749,7 @@ fn a_wrongtype_refusal_is_no_outage_for_other_callers() {
     let keys = redis_keys(&redis.url(), "auth-throttle:*");
     assert_eq!(keys.len(), 1);
     runtime().block_on(async {
-        let mut connection = redis::Client::open(redis.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut connection = connect(&redis.url()).await;
         let () = redis::pipe()
             .del(&keys[0])
             .ignore()
@@ -792,11 +775,7 @@ fn a_refund_gives_back_what_the_request_took_once() {
     const T: u64 = 10_000_000; // 10 s
     let redis = RedisServer::start();
     runtime().block_on(async {
-        let mut connection = redis::Client::open(redis.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut connection = connect(&redis.url()).await;
         let (seconds, micros): (u64, u64) = redis::cmd("TIME")
             .query_async(&mut connection)
             .await

@@ -22,6 +22,8 @@
 //! applied, by the drivers of this crate and the adapters, or yours.
 
 #[cfg(feature = "metrics")]
+use crate::Source;
+#[cfg(feature = "metrics")]
 use crate::decision::{Decision, Proceed};
 
 /// Requests the gate decided: `auth_requests_total{outcome, source,
@@ -103,10 +105,11 @@ pub fn enabled() -> bool {
 #[cfg(feature = "metrics")]
 use enabled as on;
 
-/// Sources whose `auth_requests_total` counter is registered once.
+/// Sources whose `auth_requests_total` counter is registered once, in the
+/// order of `Source`'s variants in [`decided`].
 #[cfg(feature = "metrics")]
 const SOURCES: [&str; 5] = ["ip", "session", "anon", "jwt", "introspect"];
-/// Refusal statuses likewise.
+/// Refusal statuses likewise, in [`decided`]'s order.
 #[cfg(feature = "metrics")]
 const STATUSES: [&str; 6] = ["400", "401", "403", "429", "500", "503"];
 
@@ -261,25 +264,35 @@ pub(crate) fn decided(decision: &crate::Decision) {
         match decision {
             Decision::Proceed(Proceed { verdict, .. }) => {
                 match verdict.as_ref().and_then(|v| v.auth()) {
-                    Some(auth) => {
-                        let source = auth.source().as_str();
-                        match SOURCES.iter().position(|s| *s == source) {
-                            Some(i) => handles.admitted[i].increment(1),
-                            None => metrics::counter!(
-                                REQUESTS,
-                                "outcome" => "admitted",
-                                "source" => source,
-                                "status" => "none"
-                            )
-                            .increment(1),
-                        }
-                    }
+                    Some(auth) => match auth.source() {
+                        Source::Ip => handles.admitted[0].increment(1),
+                        Source::Session => handles.admitted[1].increment(1),
+                        Source::Anonymous => handles.admitted[2].increment(1),
+                        Source::Jwt => handles.admitted[3].increment(1),
+                        Source::Introspection => handles.admitted[4].increment(1),
+                        other => metrics::counter!(
+                            REQUESTS,
+                            "outcome" => "admitted",
+                            "source" => other.as_str(),
+                            "status" => "none"
+                        )
+                        .increment(1),
+                    },
                     None => handles.passed_through.increment(1),
                 }
             }
             Decision::Refuse(refusal) => {
                 let status = refusal.status();
-                match STATUSES.iter().position(|s| *s == status.as_str()) {
+                let known = match status.as_u16() {
+                    400 => Some(0),
+                    401 => Some(1),
+                    403 => Some(2),
+                    429 => Some(3),
+                    500 => Some(4),
+                    503 => Some(5),
+                    _ => None,
+                };
+                match known {
                     Some(i) => handles.refused[i].increment(1),
                     None => metrics::counter!(
                         REQUESTS,

@@ -320,11 +320,7 @@ impl Inner {
                     self.memory.set(number, key, now.saturating_add(ahead), now);
                 }
             }
-            Err(error) => {
-                self.store_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                answer::warn_store_failed(&error, self.fallback);
-            }
+            Err(error) => self.store_failed(&error),
         }
     }
 

@@ -176,9 +176,6 @@ impl Connection {
 /// that comes back is an outage (a dead primary's slots, before a replica
 /// takes over).
 fn store_error(error: &RedisError, target: &Target) -> StoreError {
-    if error.is_timeout() {
-        return StoreError::Timeout;
-    }
     let refused = match error.kind() {
         ErrorKind::Server(
             ServerErrorKind::ResponseError

@@ -110,7 +110,7 @@ pub(crate) struct Inner {
     warned_unclaimed: AtomicBool,
     /// Requests the shared store failed since it last answered (its
     /// recovery is logged with their number).
-    pub(crate) store_failures: AtomicU64,
+    store_failures: AtomicU64,
 }
 
 /// Requests from a local address whose forwarding headers are all looked
@@ -205,8 +205,7 @@ impl StoreStep {
                 inner.settle(rules.zip(cells.iter()), now)
             }
             Err(error) => {
-                inner.store_failures.fetch_add(1, Ordering::Relaxed);
-                answer::warn_store_failed(&error, inner.fallback);
+                inner.store_failed(&error);
                 if let Some(store) = inner.store.shared_store() {
                     metrics::fell_back(store.kind(), inner.fallback);
                 }
@@ -412,6 +411,13 @@ impl From<Throttled> for Limited {
 }
 
 impl Inner {
+    /// The shared store failed (or was not asked, in its backoff): counted
+    /// for the recovery's log line, and warned of.
+    pub(crate) fn store_failed(&self, error: &StoreError) {
+        self.store_failures.fetch_add(1, Ordering::Relaxed);
+        answer::warn_store_failed(error, self.fallback);
+    }
+
     /// The shared store answered: after failures, that is logged once
     /// (limits are shared again).
     pub(crate) fn store_answered(&self) {

@@ -17,9 +17,6 @@ pub(super) struct Call {
     rates: Vec<u64>,
     positions: Vec<usize>,
     slot: Option<Slot>,
-    /// The hash tag of the first key (`{<caller>}`): a key of the call's
-    /// slot.
-    tag: String,
 }
 
 impl Call {
@@ -29,16 +26,12 @@ impl Call {
             rates: Vec::new(),
             positions: Vec::new(),
             slot,
-            tag: String::new(),
         }
     }
 
     /// The counters of `range` of `batch`.
     fn push(&mut self, prefix: &str, batch: &Batch, range: std::ops::Range<usize>) {
         for (counter, position) in batch.counters()[range.clone()].iter().zip(range) {
-            if self.tag.is_empty() {
-                self.tag = format!("{prefix}:{{{}}}", counter.caller());
-            }
             self.keys.push(format!(
                 "{prefix}:{{{}}}:{}",
                 counter.caller(),
@@ -78,6 +71,12 @@ impl Call {
             calls.push(Call::empty(None));
         }
         calls
+    }
+
+    /// `<prefix>:{<caller>}` of the first key: a name in the call's slot.
+    fn tag(&self) -> &str {
+        let first = self.keys.first().map_or("", String::as_str);
+        first.find('}').map_or(first, |end| &first[..=end])
     }
 
     /// `EVALSHA <hash>` or `EVAL <script>` of the GCRA script: the keys,
@@ -192,7 +191,7 @@ pub(super) fn combine(
                         .iter()
                         .map(|cell| answer.now.saturating_add(cell.reset))
                         .collect(),
-                    once: format!("{}:refund:{request}", call.tag),
+                    once: format!("{}:refund:{request}", call.tag()),
                 });
             }
         }
@@ -274,6 +273,12 @@ mod tests {
         positions.sort_unstable();
         assert_eq!(positions, [0, 1, 2]);
         assert_eq!(calls[0].rates, [10, 20, 10, 20]);
+        // A refund's own key shares the call's hash tag, so its slot.
+        assert_eq!(calls[0].tag(), format!("p:{{{}}}", caller(1)));
+        assert_eq!(
+            Slot::for_key(format!("{}:refund:x", calls[1].tag())),
+            slot(2)
+        );
         // Two callers in one slot share a call.
         let same = (3..=u16::MAX).find(|&n| slot(n) == slot(1)).unwrap();
         let shared = Batch::new(vec![counter(0, 1), counter(1, same)]);
