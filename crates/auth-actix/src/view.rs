@@ -1,6 +1,7 @@
 //! The core's request view over actix-web's own request: actix-web 4 uses
 //! `http` 0.2 types, so its header map is read in place, never converted.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
@@ -31,5 +32,12 @@ impl RequestView for ActixView<'_> {
 
     fn method(&self) -> &str {
         self.0.method().as_str()
+    }
+
+    /// The matched resource's pattern (`/users/{id}`): actix-web matches
+    /// it anew on each call, so the core calls this only to write a log
+    /// line.
+    fn route(&self) -> Option<Cow<'_, str>> {
+        self.0.match_pattern().map(Cow::Owned)
     }
 }

@@ -1,6 +1,7 @@
 //! The core's request view over an `http` request or its parts, read in
 //! place (nothing inserted, nothing copied per request).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
@@ -26,8 +27,8 @@ impl<B> HasExtensions for http::Request<B> {
 }
 
 /// A borrowed [`RequestView`]: headers and method as the core reads them;
-/// the peer address from `PeerAddr`, else from `ConnectInfo<SocketAddr>`
-/// (feature `axum`).
+/// the peer address from `PeerAddr`, else from `ConnectInfo<SocketAddr>`,
+/// and the route from `MatchedPath` (both feature `axum`).
 pub(crate) struct View<'a, T>(pub(crate) &'a T);
 
 impl<T: HasExtensions> RequestView for View<'_, T> {
@@ -49,5 +50,15 @@ impl<T: HasExtensions> RequestView for View<'_, T> {
 
     fn method(&self) -> &str {
         self.0.method()
+    }
+
+    fn route(&self) -> Option<Cow<'_, str>> {
+        #[cfg(feature = "axum")]
+        let route = (self.0.extensions())
+            .get::<axum::extract::MatchedPath>()
+            .map(|path| Cow::Borrowed(path.as_str()));
+        #[cfg(not(feature = "axum"))]
+        let route = None;
+        route
     }
 }

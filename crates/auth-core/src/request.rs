@@ -1,6 +1,7 @@
 //! Reading a request: the [`RequestView`] trait, the [`PeerAddr`] extension,
 //! and readers for bearer tokens and cookies.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
@@ -29,6 +30,15 @@ pub trait RequestView {
     /// The request method, as sent (`GET`, `OPTIONS`, ...).
     fn method(&self) -> &str;
 
+    /// The route pattern the request matched (`/users/{id}`, never the
+    /// concrete path), if the server knows it, for log lines such as a rate
+    /// limit's 429. The adapters supply it (axum's `MatchedPath`,
+    /// actix-web's `match_pattern`); `None` by default. Called only when
+    /// such a line is written.
+    fn route(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+
     /// The first value of the header `name`.
     fn header<'a>(&'a self, name: &str) -> Option<&'a [u8]> {
         let mut first = None;
@@ -51,6 +61,10 @@ impl<T: RequestView + ?Sized> RequestView for &T {
 
     fn method(&self) -> &str {
         (**self).method()
+    }
+
+    fn route(&self) -> Option<Cow<'_, str>> {
+        (**self).route()
     }
 }
 

@@ -11,9 +11,9 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::error::StoreError;
 use crate::gcra::{Cell, Rate};
-use crate::rule::Rule;
+use crate::rule::{Callers, Rule};
 use crate::store::Reply;
-use crate::throttle::Fallback;
+use crate::throttle::{Fallback, Route};
 
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -160,12 +160,15 @@ pub(crate) fn checked(
     fits.then_some(reply).ok_or(StoreError::Unexpected)
 }
 
-/// A warning that a request was over a limit in log-only mode.
-pub(crate) fn warn_over_limit(rule: &Rule) {
+/// A warning that a request was over a limit in log-only mode (the caller
+/// kind unknown before authentication, for the failure budget).
+pub(crate) fn warn_over_limit(rule: &Rule, caller: Option<Callers>, route: Route<'_>) {
     static LOG: EverySecond = EverySecond::new();
     LOG.log(|held| {
         tracing::warn!(
             rule = %rule.id(),
+            route = route.get().as_deref(),
+            caller = caller.map(tracing::field::display),
             also = held,
             "rate limit exceeded (log-only: let through)"
         );

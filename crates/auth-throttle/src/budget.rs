@@ -17,7 +17,7 @@ use crate::key::CallerKey;
 use crate::metrics;
 use crate::rule::{Quota, Rule};
 use crate::store::{Batch, Counter, Reply};
-use crate::throttle::{Cells, INLINE, Inner, Mode, Throttle, micros};
+use crate::throttle::{Cells, INLINE, Inner, Mode, Route, Throttle, micros};
 use smallvec::SmallVec;
 
 type Counts = dyn Fn(&AuthError) -> bool + Send + Sync;
@@ -252,11 +252,15 @@ impl Throttle {
         metrics::counted(rule, false);
         match inner.mode {
             Mode::LogOnly => {
-                answer::warn_over_limit(rule);
+                answer::warn_over_limit(rule, None, Route::Request(req));
                 Limited::Allow(Additions::new())
             }
             Mode::Enforce => {
-                tracing::debug!(rule = %rule.id, "failure budget spent");
+                tracing::debug!(
+                    rule = %rule.id,
+                    route = req.route().as_deref(),
+                    "failure budget spent"
+                );
                 Limited::Deny(inner.shown.denied(rule, &cell, now))
             }
         }

@@ -188,6 +188,34 @@ impl Callers {
     }
 }
 
+/// The kinds' names, joined by `|` (`anonymous|new_sessions`), as log
+/// lines show a request's caller kind; `none` for no kind.
+///
+/// ```
+/// use auth_throttle::Callers;
+///
+/// assert_eq!(Callers::AUTHENTICATED.to_string(), "authenticated");
+/// assert_eq!((Callers::ANONYMOUS | Callers::NEW_SESSIONS).to_string(), "anonymous|new_sessions");
+/// ```
+impl fmt::Display for Callers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [(Callers, &str); 6] = [
+            (Callers::AUTHENTICATED, "authenticated"),
+            (Callers::ANONYMOUS, "anonymous"),
+            (Callers::NEW_SESSIONS, "new_sessions"),
+            (Callers::IP, "ip"),
+            (Callers::UNIDENTIFIED, "unidentified"),
+            (Callers::CLAIMED, "claimed"),
+        ];
+        let mut names = NAMES.iter().filter(|(kind, _)| self.contains(*kind));
+        let Some((_, first)) = names.next() else {
+            return f.write_str("none");
+        };
+        f.write_str(first)?;
+        names.try_for_each(|(_, name)| write!(f, "|{name}"))
+    }
+}
+
 impl BitOr for Callers {
     type Output = Callers;
 

@@ -1,6 +1,7 @@
 //! [`Throttle`]: a route's rules, where their counters live, and the
 //! decision for each request; a [`Limiter`] for `auth-core`'s gate.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -154,6 +155,25 @@ struct Count {
 
 type Counts = SmallVec<[Count; INLINE]>;
 
+/// Where a refusal's log line finds the route pattern: the request, or
+/// what a store step kept of it.
+#[derive(Clone, Copy)]
+pub(crate) enum Route<'r> {
+    Request(&'r dyn RequestView),
+    Kept(Option<&'r str>),
+}
+
+impl Route<'_> {
+    /// The pattern (asked of the request only here, when a line is
+    /// written: actix-web matches it anew).
+    pub(crate) fn get(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Route::Request(req) => req.route(),
+            Route::Kept(route) => route.map(Cow::Borrowed),
+        }
+    }
+}
+
 /// A round trip to the shared store a request needs: its [`Batch`] of
 /// counters, and how to go on from the store's answer.
 pub struct StoreStep {
@@ -161,6 +181,10 @@ pub struct StoreStep {
     batch: Batch,
     /// The injected time (µs), for the in-process fallback's counting.
     now: u64,
+    /// The request's caller kind and route pattern, for a 429's log line
+    /// (the pattern kept only while that line is enabled).
+    caller: Callers,
+    route: Option<Box<str>>,
 }
 
 impl fmt::Debug for StoreStep {
@@ -202,7 +226,8 @@ impl StoreStep {
             Ok(Reply { now, cells }) => {
                 inner.store_answered();
                 let rules = counters.iter().map(|c| c.rule);
-                inner.settle(rules.zip(cells.iter()), now)
+                let route = Route::Kept(self.route.as_deref());
+                inner.settle(rules.zip(cells.iter()), now, self.caller, route)
             }
             Err(error) => {
                 inner.store_failed(&error);
@@ -218,7 +243,8 @@ impl StoreStep {
                                 caller: c.caller,
                             })
                             .collect();
-                        inner.in_memory(&counts, self.now)
+                        let route = Route::Kept(self.route.as_deref());
+                        inner.in_memory(&counts, self.now, self.caller, route)
                     }
                     Fallback::Allow => Throttled::Allow(Additions::new()),
                     Fallback::Deny if inner.mode == Mode::LogOnly => {
@@ -356,8 +382,15 @@ impl Throttle {
         }
         let now = micros(now);
         if !inner.store.is_shared() {
-            return Checked::Done(inner.in_memory(&counts, now));
+            return Checked::Done(inner.in_memory(&counts, now, kinds, Route::Request(req)));
         }
+        // A 429's log line names the route: kept for after the round trip
+        // only while that line would be written.
+        let route = if tracing::enabled!(tracing::Level::DEBUG) {
+            req.route().map(Box::from)
+        } else {
+            None
+        };
         let counters = counts
             .iter()
             .map(|c| {
@@ -369,6 +402,8 @@ impl Throttle {
             throttle: self.clone(),
             batch: Batch::new(counters),
             now,
+            caller: kinds,
+            route,
         })
     }
 
@@ -465,7 +500,13 @@ impl Inner {
     }
 
     /// The in-process store's decision at `now` (µs).
-    fn in_memory(&self, counts: &[Count], now: u64) -> Throttled {
+    fn in_memory(
+        &self,
+        counts: &[Count],
+        now: u64,
+        caller: Callers,
+        route: Route<'_>,
+    ) -> Throttled {
         if let [count] = counts {
             let rule = count.rule;
             let cell = (self.memory).apply_one(
@@ -474,7 +515,7 @@ impl Inner {
                 self.rules[rule].rate,
                 now,
             );
-            return self.settle(std::iter::once((rule, &cell)), now);
+            return self.settle(std::iter::once((rule, &cell)), now, caller, route);
         }
         let numbered: SmallVec<[(u32, CallerKey, Rate); INLINE]> = counts
             .iter()
@@ -482,15 +523,19 @@ impl Inner {
             .collect();
         let mut cells = Cells::new();
         self.memory.apply(&numbered, now, &mut cells);
-        self.settle(counts.iter().map(|c| c.rule).zip(cells.iter()), now)
+        let cells = counts.iter().map(|c| c.rule).zip(cells.iter());
+        self.settle(cells, now, caller, route)
     }
 
     /// The answer for the cells of a request's counters (each with its
-    /// rule's index).
+    /// rule's index); a refusal's log line names the rule, the caller kind
+    /// and the route pattern, never the caller.
     fn settle<'a>(
         &self,
         cells: impl Iterator<Item = (usize, &'a Cell)> + Clone,
         now: u64,
+        caller: Callers,
+        route: Route<'_>,
     ) -> Throttled {
         let denied = cells
             .clone()
@@ -515,12 +560,18 @@ impl Inner {
                 Throttled::Allow(additions)
             }
             (Some((rule, _)), Mode::LogOnly) => {
-                answer::warn_over_limit(&self.rules[rule]);
+                answer::warn_over_limit(&self.rules[rule], Some(caller), route);
                 Throttled::Allow(Additions::new())
             }
             (Some((rule, cell)), Mode::Enforce) => {
                 let rule = &self.rules[rule];
-                tracing::debug!(rule = %rule.id, retry_after_us = cell.retry, "rate limit exceeded");
+                tracing::debug!(
+                    rule = %rule.id,
+                    route = route.get().as_deref(),
+                    caller = %caller,
+                    retry_after_us = cell.retry,
+                    "rate limit exceeded"
+                );
                 Throttled::Deny(self.shown.denied(rule, cell, now))
             }
         }
