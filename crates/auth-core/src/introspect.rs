@@ -48,8 +48,10 @@ use crate::step::Step;
 
 mod calls;
 mod keycloak;
+mod probe;
 
 use calls::{CallPermit, Calls};
+use probe::ProviderState;
 
 /// Default number of introspection answers remembered.
 pub(crate) const DEFAULT_CACHE_CAPACITY: usize = 10_000;
@@ -159,6 +161,8 @@ struct Inner {
     /// Provider calls in flight, in all and per client.
     calls: Arc<Calls>,
     keep_token: bool,
+    /// The latest call's outcome, for a readiness probe.
+    provider: ProviderState,
 }
 
 fn invalid(reason: impl Into<std::borrow::Cow<'static, str>>) -> AuthError {
@@ -371,6 +375,7 @@ impl IntrospectionBackend {
                 let now = unix_seconds(now);
                 let answer = this.parse(response.as_ref(), &token, now);
                 call.finish(answer.is_ok());
+                this.inner.provider.called(now, &answer);
                 this.remember(hash, &answer, now);
                 leader.finish(answer);
                 drop(permit);
@@ -676,6 +681,7 @@ impl IntrospectionBuilder {
                     },
                 ),
                 keep_token: self.keep_token,
+                provider: ProviderState::default(),
             }),
         })
     }

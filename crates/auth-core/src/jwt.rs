@@ -106,6 +106,7 @@ use crate::data::{AuthData, Source, jwt_key};
 use crate::error::TransportError;
 use crate::error::{AuthError, Credential};
 use crate::flight::Waiter;
+use crate::health::Probe;
 use crate::request::{DEFAULT_MAX_TOKEN_LEN, RequestView, bearer_bytes, token68};
 use crate::step::Step;
 
@@ -277,6 +278,14 @@ pub trait TokenValidator: Send + Sync {
     fn keys_fresh_until(&self) -> u64 {
         u64::MAX
     }
+
+    /// The keys' health at `now`, for a readiness probe (a key fetch first
+    /// if one is due). Validators with fixed keys keep the default,
+    /// [`Health::Ready`](crate::health::Health::Ready).
+    fn probe(&self, now: SystemTime) -> Probe {
+        let _ = now;
+        Probe::Done(crate::health::Health::Ready)
+    }
 }
 
 impl<V: TokenValidator + ?Sized> TokenValidator for Arc<V> {
@@ -290,6 +299,10 @@ impl<V: TokenValidator + ?Sized> TokenValidator for Arc<V> {
 
     fn key_generation(&self) -> u64 {
         (**self).key_generation()
+    }
+
+    fn probe(&self, now: SystemTime) -> Probe {
+        (**self).probe(now)
     }
 }
 
@@ -335,6 +348,16 @@ impl JwtBackend {
     /// A backend with the default cache and token size cap.
     pub fn new(validator: impl TokenValidator + 'static) -> Self {
         Self::builder(validator).build()
+    }
+
+    /// The key set's health at `now`, for a readiness probe: ready with
+    /// fixed keys; with remote keys, whether they can verify tokens, after
+    /// fetching them if they are due (never fetched, or past their max
+    /// age; at most once per refresh interval). Run it with
+    /// [`Probe::run_blocking`] or [`Probe::run`]. See
+    /// [`health`](crate::health).
+    pub fn probe(&self, now: SystemTime) -> Probe {
+        self.inner.validator.probe(now)
     }
 
     /// Cache size and token size cap.

@@ -50,6 +50,7 @@ mod drive;
 mod error;
 mod flight;
 mod gate;
+pub mod health;
 mod introspect;
 mod ip;
 mod jwt;

@@ -6,6 +6,7 @@
 //! was sent always finishes (its response is applied even if the request
 //! that asked went away).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,7 @@ use super::KeyFetch;
 use crate::error::AuthError;
 use crate::error::TransportError;
 use crate::flight::{Flights, Join, Waiter};
+use crate::health::{Health, Probe, ProbeStep};
 use crate::transport::endpoint_url;
 
 /// One verification key, with the algorithms it may verify.
@@ -231,6 +233,8 @@ struct RefreshState {
     last_finished: Option<SystemTime>,
     /// Whether that fetch failed.
     last_failed: bool,
+    /// Why the last failed fetch failed (never a token or secret).
+    last_error: Option<String>,
 }
 
 struct Remote {
@@ -316,6 +320,72 @@ impl KeyStore {
         self.remote.is_some() && set.fetched && set.fresh_until.is_some_and(|f| now >= f)
     }
 
+    /// The key set's health at `now`, for a readiness probe: a fetch
+    /// started first when one is due (never fetched, or past the max age)
+    /// and the refresh interval allows it.
+    pub(super) fn probe(self: &Arc<Self>, now: SystemTime) -> Probe {
+        if self.remote.is_none() {
+            return Probe::Done(Health::Ready);
+        }
+        let set = self.current();
+        if (!set.fetched || self.refresh_due(&set, now))
+            && let Ok(fetch) = self.start_refresh(now)
+        {
+            let store = Arc::clone(self);
+            let KeyFetch { request, apply } = fetch;
+            return Probe::Send(ProbeStep::new(request, move |response, now| {
+                // Its failure is logged and kept; the health says.
+                let _ = apply(response, now);
+                // After discovery, the key set itself is due at once.
+                store.probe(now)
+            }));
+        }
+        // Fetched recently, or being fetched by a request: as it stands.
+        Probe::Done(self.health(&set, now))
+    }
+
+    /// What the key set in service is good for at `now`.
+    fn health(&self, set: &KeySet, now: SystemTime) -> Health {
+        let Some(remote) = &self.remote else {
+            return Health::Ready;
+        };
+        let error = {
+            let state = remote.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state
+                .last_failed
+                .then(|| state.last_error.clone())
+                .flatten()
+        };
+        let because = |what: &str| -> Cow<'static, str> {
+            match &error {
+                Some(error) => format!("{what}; the last fetch failed: {error}").into(),
+                None => what.to_owned().into(),
+            }
+        };
+        let usable = set.remote_usable(now) && !set.remote.is_empty();
+        // Local keys still verify their tokens: degraded, not down.
+        let down = |reason| {
+            if set.local.is_empty() {
+                Health::Down(reason)
+            } else {
+                Health::Degraded(reason)
+            }
+        };
+        if !set.fetched {
+            return down(because("no remote signing keys yet"));
+        }
+        if !set.remote_usable(now) {
+            return down(because("the remote key set is past its stale limit"));
+        }
+        if !usable {
+            return down(because("the remote key set holds no usable signing key"));
+        }
+        if set.fresh_until.is_some_and(|fresh| now >= fresh) {
+            return Health::Degraded(because("the remote key set is past its max age"));
+        }
+        Health::Ready
+    }
+
     /// Starts a key fetch if the rules allow one now.
     pub(super) fn start_refresh(self: &Arc<Self>, now: SystemTime) -> Result<KeyFetch, NoRefresh> {
         let Some(remote) = &self.remote else {
@@ -365,6 +435,9 @@ impl KeyStore {
                 // A discovery document found the JWKS: that is due at once.
                 state.last_finished = (!(is_discovery && result.is_ok())).then_some(now);
                 state.last_failed = result.is_err();
+                if let Err(error) = &result {
+                    state.last_error = Some(error.to_string());
+                }
             }
             if let Err(error) = &result {
                 tracing::warn!(%error, "JWT key fetch failed; the keys in service stay");

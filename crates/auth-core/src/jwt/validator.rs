@@ -20,6 +20,7 @@ use super::keys::{
 };
 use super::{Checked, TokenValidator, VerifiedClaims, invalid, unix_seconds};
 use crate::error::{AuthError, ConfigError, Credential};
+use crate::health::Probe;
 use crate::request::DEFAULT_MAX_TOKEN_LEN;
 use crate::transport::endpoint_url;
 
@@ -278,6 +279,10 @@ impl TokenValidator for JwtValidator {
 
     fn keys_fresh_until(&self) -> u64 {
         self.store.fresh_until()
+    }
+
+    fn probe(&self, now: SystemTime) -> Probe {
+        self.store.probe(now)
     }
 }
 

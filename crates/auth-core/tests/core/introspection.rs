@@ -8,6 +8,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use auth_core::health::{Health, Probe};
 use auth_core::step::{Action, Outcome, TransportError, UreqTransport};
 use auth_core::{AuthError, Authenticated, Backend, ClientAuth, IntrospectionBackend, Source};
 
@@ -678,4 +679,86 @@ fn a_leader_that_goes_away_still_answers_its_followers() {
         backend.authenticate(&req, at(NOW)),
         Outcome::Done(Ok(_))
     ));
+}
+
+/// The provider's health at `now`, probe calls answered by `reply`;
+/// and whether the probe asked.
+fn probe_at(
+    backend: &IntrospectionBackend,
+    now: u64,
+    reply: &dyn Fn(&http::Request<Vec<u8>>) -> Reply,
+) -> (Health, bool) {
+    match backend.probe(at(now)) {
+        Probe::Done(health) => (health, false),
+        Probe::Send(step) => {
+            let response = reply(step.request());
+            match step.apply(&response, at(now)) {
+                Probe::Done(health) => (health, true),
+                _ => panic!("one call is enough"),
+            }
+        }
+        _ => panic!("unknown probe"),
+    }
+}
+
+#[test]
+fn the_probe_asks_about_a_token_nobody_issued_unless_a_call_just_told() {
+    let backend = keycloak();
+    let asked = Mutex::new(Vec::new());
+    let inactive = |request: &http::Request<Vec<u8>>| {
+        asked
+            .lock()
+            .unwrap()
+            .push(String::from_utf8(request.body().clone()).unwrap());
+        json_reply(200, &json!({"active": false}))
+    };
+    assert_eq!(probe_at(&backend, NOW, &inactive), (Health::Ready, true));
+    assert_eq!(
+        asked.lock().unwrap().as_slice(),
+        ["token=readiness-probe-not-a-token&token_type_hint=access_token"]
+    );
+    // An outcome under 10 s old is taken as it is.
+    assert_eq!(
+        probe_at(&backend, NOW + 9, &inactive),
+        (Health::Ready, false)
+    );
+    // A request's failed call tells the next probe.
+    let calls = AtomicUsize::new(0);
+    let down = |_: &http::Request<Vec<u8>>| json_reply(502, &json!({}));
+    let err = drive(&backend, TOKEN, NOW + 20, &calls, &down).unwrap_err();
+    assert_eq!(err.status(), 503);
+    let (health, probed) = probe_at(&backend, NOW + 25, &inactive);
+    assert!(!probed);
+    assert_eq!(
+        health,
+        Health::Down("introspection endpoint answered 502".into())
+    );
+    // Then the probe asks for itself, and the provider is back.
+    assert_eq!(
+        probe_at(&backend, NOW + 31, &inactive),
+        (Health::Ready, true)
+    );
+}
+
+#[test]
+fn a_rejected_client_is_down_and_one_probe_call_runs_at_a_time() {
+    let backend = keycloak();
+    let rejected =
+        |_: &http::Request<Vec<u8>>| json_reply(401, &json!({"error": "invalid_client"}));
+    let (health, probed) = probe_at(&backend, NOW, &rejected);
+    assert!(probed);
+    assert_eq!(
+        health,
+        Health::Down("the identity provider rejected our client credentials".into())
+    );
+    assert!(!health.to_string().contains("s3cr3t"));
+
+    let backend = keycloak();
+    let first = backend.probe(at(NOW));
+    assert!(matches!(first, Probe::Send(_)));
+    // While it runs, no second call: what is known (nothing yet: ready).
+    assert!(matches!(backend.probe(at(NOW)), Probe::Done(Health::Ready)));
+    // A probe dropped unsent (a readiness request gone) lets the next ask.
+    drop(first);
+    assert!(matches!(backend.probe(at(NOW)), Probe::Send(_)));
 }

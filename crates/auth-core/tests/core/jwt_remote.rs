@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use auth_core::health::{Health, Probe};
 use auth_core::step::{
     Action, Checked, Outcome, TokenValidator, Transport, TransportError, UreqTransport,
 };
@@ -928,4 +929,109 @@ fn huge_durations_do_not_panic() {
     let request = fetch.request().clone();
     fetch.apply(&transport().send(request), at(NOW)).unwrap();
     assert!(waiter.wait_blocking(Duration::MAX));
+}
+
+/// The key set's health at the injected time `now`, its fetches sent on a
+/// real transport.
+fn probe_at(backend: &JwtBackend, now: u64) -> Health {
+    let mut probe = backend.probe(at(now));
+    for _ in 0..4 {
+        match probe {
+            Probe::Done(health) => return health,
+            Probe::Send(step) => {
+                let response = transport().send(step.request().clone());
+                probe = step.apply(&response, at(now));
+            }
+            _ => panic!("unknown probe"),
+        }
+    }
+    panic!("too many steps")
+}
+
+#[test]
+fn the_probe_fetches_due_keys_and_tells_fresh_stale_and_gone() {
+    let k1 = signer("rsa.key", "k1");
+    let provider = Provider::start(jwks(&[&k1.jwk]));
+    with_cache_control(&provider, "max-age=120");
+    let backend = JwtBackend::new(
+        JwtValidator::builder([Algorithm::RS256])
+            .jwks_url(&format!("{}/jwks.json", provider.base))
+            .allow_http(true)
+            .keys_stale_if_error(Duration::from_secs(600))
+            .build()
+            .unwrap(),
+    );
+    // Never fetched: the probe fetches (no token has come yet).
+    assert_eq!(probe_at(&backend, NOW), Health::Ready);
+    assert_eq!(provider.hits("/jwks.json"), 1);
+    assert_eq!(probe_at(&backend, NOW + 60), Health::Ready);
+    assert_eq!(provider.hits("/jwks.json"), 1, "fresh: not fetched again");
+    assert!(drive_at(&backend, &k1.token("alice"), NOW + 60, &transport()).is_ok());
+    assert_eq!(provider.hits("/jwks.json"), 1, "the probe's keys serve");
+
+    provider.set_status(500);
+    // Past its max age (120 s), the refresh fails: still serving.
+    let stale = probe_at(&backend, NOW + 121);
+    let Health::Degraded(reason) = &stale else {
+        panic!("{stale:?}")
+    };
+    assert!(reason.contains("past its max age"), "{reason}");
+    assert!(reason.contains("JWKS endpoint answered 500"), "{reason}");
+    assert_eq!(provider.hits("/jwks.json"), 2);
+    // Within the refresh interval (60 s) the provider is not asked again.
+    assert!(matches!(probe_at(&backend, NOW + 150), Health::Degraded(_)));
+    assert_eq!(provider.hits("/jwks.json"), 2);
+    // Past the stale limit (120 + 600 s): no remote key serves.
+    let gone = probe_at(&backend, NOW + 721);
+    assert!(
+        matches!(&gone, Health::Down(reason) if reason.contains("past its stale limit")),
+        "{gone:?}"
+    );
+    assert_eq!(provider.hits("/jwks.json"), 3);
+    provider.set_status(200);
+    assert_eq!(probe_at(&backend, NOW + 800), Health::Ready);
+    assert_eq!(provider.hits("/jwks.json"), 4);
+}
+
+#[test]
+fn the_probe_follows_discovery_and_a_fixed_key_is_ready_at_once() {
+    let k1 = signer("rsa.key", "k1");
+    let provider = Provider::start(jwks(&[&k1.jwk]));
+    let backend = JwtBackend::new(
+        JwtValidator::builder([Algorithm::RS256])
+            .oidc_issuer(&provider.base)
+            .allow_http(true)
+            .build()
+            .unwrap(),
+    );
+    assert_eq!(probe_at(&backend, NOW), Health::Ready);
+    assert_eq!(
+        (
+            provider.hits("/.well-known/openid-configuration"),
+            provider.hits("/jwks.json")
+        ),
+        (1, 1)
+    );
+    // A set with no key this validator can use verifies nothing.
+    let hmac_only = json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]});
+    let empty = Provider::start(hmac_only.to_string());
+    let backend = JwtBackend::new(
+        JwtValidator::builder([Algorithm::RS256])
+            .jwks_url(&format!("{}/jwks.json", empty.base))
+            .allow_http(true)
+            .build()
+            .unwrap(),
+    );
+    let health = probe_at(&backend, NOW);
+    assert!(
+        matches!(&health, Health::Down(reason) if reason.contains("no usable signing key")),
+        "{health:?}"
+    );
+    let fixed = JwtBackend::new(
+        JwtValidator::builder([Algorithm::HS256])
+            .hmac_secret(b"a secret of thirty-two bytes!!!!")
+            .build()
+            .unwrap(),
+    );
+    assert!(matches!(fixed.probe(at(NOW)), Probe::Done(Health::Ready)));
 }
