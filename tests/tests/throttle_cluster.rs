@@ -12,6 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use auth_axum::AuthLayer;
+use auth_core::health::Health;
 use auth_core::{AnonSessionBackend, IpBackend};
 use auth_tests::redis::RedisCluster;
 use auth_tests::{serve_actix, serve_axum};
@@ -186,6 +187,16 @@ fn a_killed_primary_falls_back_then_limits_are_shared_again() {
         server(throttle(&cluster, 3, 1000)),
     );
     shared_by_both(&[&a, &b], "before");
+    // A readiness probe pings every primary.
+    let probed = throttle(&cluster, 3, 1000);
+    // The store's connection lives on the runtime it opened on.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let probe = || runtime.block_on(probed.probe());
+    assert_eq!(probe(), Health::Ready);
     // Traffic from both servers while a primary is killed.
     let victim = cluster.primary_of(0).unwrap();
     let traffic = {
@@ -203,6 +214,14 @@ fn a_killed_primary_falls_back_then_limits_are_shared_again() {
     thread::sleep(Duration::from_millis(300));
     cluster.kill(victim);
     let killed = std::time::Instant::now();
+    // A primary down, before a replica takes over (a second at least):
+    // the in-process fallback counts meanwhile.
+    let during = probe();
+    assert!(
+        matches!(&during, Health::Degraded(reason) if reason.contains("redis-cluster unreachable")),
+        "{during:?} {:?} after the kill",
+        killed.elapsed()
+    );
     let seen = traffic.join().unwrap();
     assert!(
         seen.iter().all(|s| *s == 200 || *s == 429),
@@ -218,6 +237,12 @@ fn a_killed_primary_falls_back_then_limits_are_shared_again() {
     shared_by_both(&[&a, &b], "after");
     let keys: u64 = cluster.cli(promoted, &["DBSIZE"]).parse().unwrap();
     assert!(keys > 0, "the promoted replica counts nothing");
+    // The client learns the new primary: every primary answers again.
+    let started = std::time::Instant::now();
+    while probe() != Health::Ready {
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", probe());
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

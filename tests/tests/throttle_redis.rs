@@ -844,3 +844,76 @@ fn a_refund_gives_back_what_the_request_took_once() {
         );
     });
 }
+
+#[test]
+fn the_probe_pings_redis_and_the_fallback_says_degraded_or_down() {
+    use auth_core::health::Health;
+    let mut redis = RedisServer::start();
+    let store = || redis_store(&redis.url(), Duration::from_millis(200));
+    let log_only = Throttle::builder(store())
+        .rule(Rule::new("r", Quota::new(3, Duration::from_secs(60)).unwrap()).unwrap())
+        .fallback(Fallback::Deny)
+        .log_only(true)
+        .build()
+        .unwrap();
+    let throttles = [
+        visitors(store(), Fallback::Memory),
+        visitors(store(), Fallback::Allow),
+        visitors(store(), Fallback::Deny),
+        log_only,
+    ];
+    let probe_all = || -> Vec<String> {
+        runtime().block_on(async {
+            let mut found = Vec::new();
+            for throttle in &throttles {
+                found.push(throttle.probe().await.to_string());
+            }
+            found
+        })
+    };
+    assert_eq!(probe_all(), ["ready"; 4]);
+    // Probes at once make one round trip; the others get its last finding.
+    let before = commandstat(&redis.url(), "ping");
+    let many = runtime().block_on(futures_util::future::join_all(
+        (0..50).map(|_| throttles[0].probe()),
+    ));
+    assert!(many.iter().all(|h| *h == Health::Ready));
+    assert_eq!(commandstat(&redis.url(), "ping") - before, 1);
+    let in_process = visitors(MemoryStore::default(), Fallback::Deny);
+    assert_eq!(runtime().block_on(in_process.probe()), Health::Ready);
+
+    redis.stop();
+    let started = Instant::now();
+    let away = probe_all();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "each under its timeout"
+    );
+    let [memory, allow, deny, log_only] = &away[..] else {
+        panic!("{away:?}")
+    };
+    assert!(
+        memory.starts_with("degraded: rate limit store redis unreachable (")
+            && memory.ends_with("): limits are counted in this process"),
+        "{memory}"
+    );
+    assert!(allow.starts_with("degraded: ") && allow.ends_with("let through uncounted"));
+    assert!(deny.starts_with("down: ") && deny.ends_with("throttled requests are refused"));
+    assert!(
+        log_only.starts_with("degraded: "),
+        "log-only refuses nothing: {log_only}"
+    );
+    for line in &away {
+        assert!(
+            !line.contains(&redis.url()) && !line.contains("127.0.0.1"),
+            "{line}"
+        );
+    }
+
+    redis.restart().unwrap();
+    let started = Instant::now();
+    while probe_all() != ["ready"; 4] {
+        assert!(started.elapsed() < Duration::from_secs(10), "Redis is back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -40,6 +40,7 @@ mod gcra;
 mod key;
 mod memory;
 pub mod metrics;
+mod probe;
 #[cfg(feature = "redis")]
 mod redis;
 mod rule;
@@ -54,5 +55,5 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
 pub use rule::{Callers, Quota, Rule};
-pub use store::{Batch, Counter, Reply, SharedStore, Store, StoreFuture};
+pub use store::{Batch, Counter, PingFuture, Reply, SharedStore, Store, StoreFuture};
 pub use throttle::{Checked, Fallback, StoreStep, Throttle, ThrottleBuilder, Throttled};

@@ -4,6 +4,7 @@
 //! answers in `call`.
 
 mod call;
+mod ping;
 
 use std::fmt;
 use std::future::ready;
@@ -21,7 +22,7 @@ use self::call::Call;
 use crate::error::{StoreError, ThrottleError};
 use crate::key::KeyHasher;
 use crate::memory::{DEFAULT_CAPACITY, MemoryStore};
-use crate::store::{Batch, Kind, Reply, SharedStore, Store, StoreFuture};
+use crate::store::{Batch, Kind, PingFuture, Reply, SharedStore, Store, StoreFuture};
 
 /// Default time one request waits for Redis before the fallback applies.
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
@@ -405,6 +406,29 @@ impl SharedStore for RedisStore {
         let counters = batch.counters().len();
         let store = self.clone();
         Box::pin(async move { store.run(calls, counters).await })
+    }
+
+    /// `PING` (on a cluster, to every primary in the slot map by address,
+    /// every slot served) under the timeout, whether
+    /// or not the store is in its backoff; an answer does not end the
+    /// backoff (requests find out for themselves).
+    fn ping(&self) -> PingFuture {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Box::pin(ready(Err(StoreError::Unavailable(
+                "no tokio runtime: enter one to ping the store".to_owned(),
+            ))));
+        }
+        let store = self.clone();
+        Box::pin(async move {
+            let inner = &store.inner;
+            let ping = async {
+                let connection = store.connection().await?;
+                ping::ping(connection, &inner.target).await
+            };
+            tokio::time::timeout(inner.timeout, ping)
+                .await
+                .unwrap_or(Err(StoreError::Timeout))
+        })
     }
 
     /// `redis`, or `redis-cluster`.

@@ -281,6 +281,7 @@ pub struct Rule {
     /// a few microseconds, which must not show as one more second.
     pub(crate) full: u64,
     /// Its counters in the metrics (feature `metrics`).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) counters: crate::metrics::RuleCounters,
 }
 

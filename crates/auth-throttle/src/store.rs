@@ -76,10 +76,21 @@ pub trait SharedStore: Send + Sync + fmt::Debug + 'static {
     fn kind(&self) -> &'static str {
         "shared"
     }
+
+    /// Whether the store answers, for a readiness probe
+    /// ([`Throttle::probe`](crate::Throttle::probe)): one round trip under
+    /// the store's timeout that changes nothing. The default, for a store
+    /// that cannot tell, answers `Ok` at once.
+    fn ping(&self) -> PingFuture {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// A shared store's answer, when it comes.
 pub type StoreFuture = Pin<Box<dyn Future<Output = Result<Reply, StoreError>> + Send>>;
+
+/// A shared store's answer to [`SharedStore::ping`].
+pub type PingFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 
 /// What a shared store answers: its clock (µs since the epoch) and one
 /// [`Cell`] per counter, in the batch's order.

@@ -19,6 +19,7 @@ use crate::gcra::{Cell, Rate};
 use crate::key::{CallerKey, KeyHasher};
 use crate::memory::MemoryStore;
 use crate::metrics;
+use crate::probe::Probing;
 use crate::rule::{Callers, KeyBy, Rule};
 use crate::store::{Batch, Counter, Reply, Store};
 
@@ -112,6 +113,8 @@ pub(crate) struct Inner {
     /// Requests the shared store failed since it last answered (its
     /// recovery is logged with their number).
     store_failures: AtomicU64,
+    /// The readiness probe's ping, one at a time.
+    pub(crate) probing: Probing,
 }
 
 /// Requests from a local address whose forwarding headers are all looked
@@ -732,6 +735,7 @@ impl ThrottleBuilder {
                 local_requests: AtomicU64::new(0),
                 warned_unclaimed: AtomicBool::new(false),
                 store_failures: AtomicU64::new(0),
+                probing: Probing::default(),
             }),
         })
     }
