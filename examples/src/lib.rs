@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+use auth_core::health::{Health, Readiness};
 use auth_core::{
     Algorithm, AnonSessionBackend, AuthData, Chain, Decision, Gate, IntrospectionBackend,
     IpBackend, JwtBackend, JwtValidator, PeerAddr, Policy, RequireScopes, TokenIssuer,
@@ -18,6 +19,8 @@ use auth_throttle::{
     Callers, FailureBudget, MemoryStore, Quota, RedisStore, Rule, Store, Throttle, ThrottleBuilder,
 };
 use serde_json::json;
+
+mod ready;
 
 /// The `iss` of demo tokens.
 pub const DEMO_ISSUER: &str = "auth-demo";
@@ -52,6 +55,12 @@ pub struct DemoConfig {
     /// every route (`DEMO_FAILURE_BUDGET=<count>/<seconds>`, default
     /// `10/10`; `off` for none).
     pub failure_budget: Option<Quota>,
+    /// The `/oidc` route: RS256 or ES256 tokens of this OpenID issuer, its
+    /// keys found by discovery (`DEMO_OIDC_ISSUER`).
+    pub oidc_issuer: Option<String>,
+    /// The audience `/oidc` tokens must name (`DEMO_OIDC_AUDIENCE`; any
+    /// when unset).
+    pub oidc_audience: Option<String>,
 }
 
 impl Default for DemoConfig {
@@ -65,6 +74,8 @@ impl Default for DemoConfig {
             redis_cluster: Vec::new(),
             throttle_secret: None,
             failure_budget: default_failure_budget(),
+            oidc_issuer: None,
+            oidc_audience: None,
         }
     }
 }
@@ -229,6 +240,8 @@ impl DemoConfig {
                 Some(value) => parse_budget(&value)?,
                 None => default_failure_budget(),
             },
+            oidc_issuer: env("DEMO_OIDC_ISSUER"),
+            oidc_audience: env("DEMO_OIDC_AUDIENCE"),
         })
     }
 }
@@ -257,6 +270,9 @@ pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
 /// | `GET /ip` | the client address (trusted proxies honoured) |
 /// | `GET /limited` | as `/whoami`, rate limited: tokens 5 per 10 s, anonymous sessions 3 per 10 s and 20 per 10 s per client address |
 /// | `GET /introspected` | RFC 7662 introspection; 404 when not configured |
+/// | `GET /oidc` | RS256 or ES256 tokens of `DEMO_OIDC_ISSUER` (keys by OIDC discovery); 404 when not configured |
+/// | `GET /metrics` | the Prometheus text exposition, once [`install_metrics`] ran |
+/// | `GET /health/ready` | readiness ([`Demo::readiness`]): 200, or 503 when a configured provider or store is down |
 ///
 /// Every route but `/ip` has a failure budget: 10 refused credentials per
 /// 10 s per client address by default, then 429 until it refills.
@@ -265,6 +281,8 @@ pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
 /// framework-free server ([`Demo::handle`]) apply the same values.
 pub struct Demo {
     routes: Vec<Route>,
+    /// What `GET /health/ready` checks.
+    ready: ready::Parts,
     issuer: TokenIssuer,
     /// `/limited` counts in Redis.
     shared_limits: bool,
@@ -316,8 +334,12 @@ impl Demo {
                 None => gate,
             })
         };
-        let limited =
-            Gate::new(whoami.clone()).throttle(limits(throttle(config, &store, &limits_ip))?);
+        let limits = limits(throttle(config, &store, &limits_ip))?;
+        let mut ready = ready::Parts::new();
+        if shared_limits {
+            ready.store = Some(limits.clone());
+        }
+        let limited = Gate::new(whoami.clone()).throttle(limits);
         let mut routes = vec![
             route("/whoami", gate(whoami.into())?),
             route("/private", gate(jwt.clone().into())?),
@@ -338,10 +360,25 @@ impl Demo {
             if let Some(ttl) = c.cache_ttl {
                 introspection = introspection.max_cache_ttl(ttl);
             }
-            routes.push(route("/introspected", gate(introspection.build()?.into())?));
+            let introspection = introspection.build()?;
+            ready.introspection = Some(introspection.clone());
+            routes.push(route("/introspected", gate(introspection.into())?));
+        }
+        if let Some(issuer) = &config.oidc_issuer {
+            let mut validator = JwtValidator::builder([Algorithm::RS256, Algorithm::ES256])
+                .oidc_issuer(issuer)
+                // Plain http only to a provider on this machine.
+                .allow_http(is_loopback_url(issuer));
+            if let Some(audience) = &config.oidc_audience {
+                validator = validator.audience(audience);
+            }
+            let oidc = JwtBackend::new(validator.build()?);
+            ready.jwt = Some(oidc.clone());
+            routes.push(route("/oidc", gate(oidc.into())?));
         }
         Ok(Demo {
             routes,
+            ready,
             shared_limits,
             issuer: TokenIssuer::hs256(secret.as_bytes())?
                 .issuer(DEMO_ISSUER)
@@ -353,6 +390,14 @@ impl Demo {
     /// given).
     pub fn has_introspection(&self) -> bool {
         self.routes.iter().any(|r| r.path == "/introspected")
+    }
+
+    /// `GET /health/ready`'s report: the OIDC key set (fetched if due),
+    /// the introspection provider and the shared store, each when
+    /// configured; 503 when one is down. Runs on a tokio runtime (the
+    /// provider calls on its blocking pool).
+    pub fn readiness(&self) -> impl std::future::Future<Output = Readiness> + Send + 'static {
+        self.ready.clone().check()
     }
 
     /// Whether `/limited` counts in Redis.
@@ -382,6 +427,14 @@ impl Demo {
     pub fn handle<B>(&self, req: &http::Request<B>) -> http::Response<String> {
         if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
             return metrics_response();
+        }
+        if req.uri().path() == "/health/ready" && req.method() == http::Method::GET {
+            return match store_runtime() {
+                Some(runtime) => runtime.block_on(self.readiness()).into_response(),
+                None => Readiness::new()
+                    .with("runtime", Health::Down("no tokio runtime".into()))
+                    .into_response(),
+            };
         }
         let Some(route) = self.routes.iter().find(|r| r.path == req.uri().path()) else {
             return not_found();
@@ -513,6 +566,17 @@ pub fn axum_router(demo: &Demo) -> axum::Router {
             (parts.status, parts.headers, body)
         }),
     );
+    let ready = demo.ready.clone();
+    let metrics = metrics.route(
+        "/health/ready",
+        axum::routing::get(move || {
+            let check = ready.clone().check();
+            async move {
+                let (parts, body) = check.await.into_response().into_parts();
+                (parts.status, parts.headers, body)
+            }
+        }),
+    );
     demo.routes().iter().fold(metrics, |app, route| {
         let guarded = identity.layer(AuthLayer::new(route.gate.clone()));
         app.route(route.path, axum::routing::get(guarded))
@@ -547,8 +611,25 @@ pub fn actix_routes(
             .body(response.into_body())
     }
     let routes = demo.routes().to_vec();
+    let ready = demo.ready.clone();
     move |config: &mut web::ServiceConfig| {
         config.route("/metrics", web::get().to(metrics));
+        let parts = ready.clone();
+        config.route(
+            "/health/ready",
+            web::get().to(move || {
+                let check = parts.clone().check();
+                async move {
+                    let response = check.await.into_response();
+                    let status = actix_web::http::StatusCode::from_u16(response.status().as_u16())
+                        .unwrap_or(actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
+                    HttpResponse::build(status)
+                        .content_type("application/json")
+                        .insert_header(("cache-control", "no-store"))
+                        .body(response.into_body())
+                }
+            }),
+        );
         for route in &routes {
             let auth = Authentication::new(route.gate.clone());
             let guarded = |method: actix_web::Route| method.to(identity).wrap(auth.clone());

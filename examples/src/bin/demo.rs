@@ -15,9 +15,13 @@
 //! same on every server) to count `/limited`'s requests and the failure
 //! budget in Redis,
 //! `DEMO_FAILURE_BUDGET` (refused credentials per client address on every
-//! route, `<count>/<seconds>`, default `10/10`; `off`). Rejections are
+//! route, `<count>/<seconds>`, default `10/10`; `off`), `DEMO_OIDC_ISSUER`
+//! (+ `DEMO_OIDC_AUDIENCE`) for `/oidc`: RS256 or ES256 tokens of that
+//! OpenID provider, its keys found by discovery. Rejections are
 //! logged at `debug`: `RUST_LOG=auth_core=debug`. `GET /metrics` answers
-//! the Prometheus text exposition of the gate's and the throttle's metrics.
+//! the Prometheus text exposition of the gate's and the throttle's metrics;
+//! `GET /health/ready` the readiness of the key set, the introspection
+//! provider and the shared store, each when configured.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -109,6 +113,9 @@ fn main() -> ExitCode {
     );
     println!(
         "  curl -s http://{addr}/metrics | grep ^auth_   # Prometheus text; serve it apart from public traffic in production"
+    );
+    println!(
+        "  curl -i http://{addr}/health/ready            # 200, or 503 when a provider or the store is down"
     );
     if demo.counts_in_redis() {
         println!("/limited counts in Redis (DEMO_REDIS_URL or DEMO_REDIS_CLUSTER)");

@@ -121,6 +121,14 @@ fn axum_actix_and_direct_answer_alike() {
         ),
         ("unknown path", "GET", "/nope", vec![], 404),
         ("not configured", "GET", "/introspected", vec![], 404),
+        ("not configured either", "GET", "/oidc", vec![], 404),
+        (
+            "readiness, nothing remote",
+            "GET",
+            "/health/ready",
+            vec![],
+            200,
+        ),
     ];
     let mut failures = Vec::new();
     for (name, method, path, headers, status) in &cases {

@@ -7,3 +7,4 @@
 mod alike;
 mod browser;
 mod direct;
+mod ready;

@@ -21,3 +21,8 @@ struct Throttle;
 #[cfg(doctest)]
 #[doc = include_str!("../../../../docs/guides/metrics.md")]
 struct Metrics;
+
+/// Readiness.
+#[cfg(doctest)]
+#[doc = include_str!("../../../../docs/guides/health.md")]
+struct Health;
