@@ -28,7 +28,7 @@ peer_modes=(axum-bare axum-limit-ip axum-limit-ip-quiet axum-governor-ip axum-go
 command -v valgrind >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind
 }
-cargo build --release --locked -q -p auth-examples --bin bench_server
+cargo build --release --locked -q -p auth-examples --no-default-features --bin bench_server
 bin=target/release/bench_server
 token=$($bin token)
 work=$(mktemp -d)

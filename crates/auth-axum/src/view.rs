@@ -27,8 +27,9 @@ impl<B> HasExtensions for http::Request<B> {
 }
 
 /// A borrowed [`RequestView`]: headers and method as the core reads them;
-/// the peer address from `PeerAddr`, else from `ConnectInfo<SocketAddr>`,
-/// and the route from `MatchedPath` (both feature `axum`).
+/// the peer address from `PeerAddr`, else from `ConnectInfo<SocketAddr>`
+/// (feature `axum`); the route from `MatchedPath` (feature
+/// `matched-path`).
 pub(crate) struct View<'a, T>(pub(crate) &'a T);
 
 impl<T: HasExtensions> RequestView for View<'_, T> {
@@ -53,11 +54,11 @@ impl<T: HasExtensions> RequestView for View<'_, T> {
     }
 
     fn route(&self) -> Option<Cow<'_, str>> {
-        #[cfg(feature = "axum")]
+        #[cfg(feature = "matched-path")]
         let route = (self.0.extensions())
             .get::<axum::extract::MatchedPath>()
             .map(|path| Cow::Borrowed(path.as_str()));
-        #[cfg(not(feature = "axum"))]
+        #[cfg(not(feature = "matched-path"))]
         let route = None;
         route
     }
