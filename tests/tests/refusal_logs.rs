@@ -22,6 +22,9 @@ const USER: &str = "alice-the-caller";
 const PATH: &str = "/items/secret-42";
 const PATTERN: &str = "/items/{id}";
 
+/// The tests of this file read one log: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// Everything this test binary logs at debug and above (the servers run on
 /// other threads, so the subscriber is global).
 fn log() -> &'static Mutex<Vec<u8>> {
@@ -169,6 +172,7 @@ fn check(way: &str, base: &str) {
 
 #[test]
 fn a_429_names_its_rule_route_pattern_and_caller_kind() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     log();
     check("axum", &axum_server(MemoryStore::default()));
     check("actix", &actix_server());
@@ -180,4 +184,52 @@ fn a_429_names_its_rule_route_pattern_and_caller_kind() {
         .build()
         .unwrap();
     check("axum+redis", &axum_server(store));
+}
+
+#[test]
+fn a_log_only_line_after_a_round_trip_names_the_route_too() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    log();
+    let redis = RedisServer::start();
+    let store = RedisStore::builder(&redis.url(), SECRET)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let jwt = JwtBackend::new(
+        JwtValidator::builder([Algorithm::HS256])
+            .hmac_secret(SECRET)
+            .build()
+            .unwrap(),
+    );
+    let throttle = Throttle::builder(store)
+        .rule(
+            Rule::new("trial", Quota::new(1, Duration::from_secs(600)).unwrap())
+                .unwrap()
+                .callers(Callers::AUTHENTICATED),
+        )
+        .log_only(true)
+        .build()
+        .unwrap();
+    let base = serve_axum(
+        axum::Router::new()
+            .route(PATTERN, axum::routing::get(|| async { "ok" }))
+            .layer(AuthLayer::new(jwt).throttle(throttle)),
+    );
+    let token = TokenIssuer::hs256(SECRET)
+        .unwrap()
+        .issue(serde_json::json!({"sub": USER}), SystemTime::now())
+        .unwrap();
+    let address = "198.51.100.8";
+    let statuses: Vec<u16> = (0..2).map(|_| get(&base, address, &token)).collect();
+    assert_eq!(statuses, [200, 200], "log-only lets through");
+    let lines = take_lines("log-only: let through");
+    let line = lines
+        .iter()
+        .find(|line| line.contains("rule=trial"))
+        .unwrap_or_else(|| panic!("no line for the rule: {lines:?}"));
+    assert!(line.contains("WARN"), "{line}");
+    for field in [&format!("route=\"{PATTERN}\""), "caller=authenticated"] {
+        assert!(line.contains(field), "no {field} in {line}");
+    }
+    says_nothing_of_the_caller(line, &token, address);
 }

@@ -6,13 +6,20 @@
 //! | part | how it is checked | down when |
 //! |---|---|---|
 //! | a JWT key set ([`JwtBackend::probe`](crate::JwtBackend::probe)) | fixed keys: ready. Remote keys: fetched now if due (never fetched, or past their max age), at most once per refresh interval | no remote key can verify a token: none fetched yet, or past the stale limit while refreshes fail (degraded: past the max age, still serving) |
-//! | an introspection endpoint ([`IntrospectionBackend::probe`](crate::IntrospectionBackend::probe)) | the outcome of a provider call in the last 10 s, else a call about a token that does not exist (the answer must be `{"active": false}` or any usable answer) | the provider did not answer usably, or rejected our client credentials |
+//! | an introspection endpoint ([`IntrospectionBackend::probe`](crate::IntrospectionBackend::probe)) | the outcome of a provider call in the last 10 s, else a call about a token that does not exist (any answer will do: `{"active": false}`), at most one per 10 s | the provider did not answer usably, or rejected our client credentials |
+//!
+//! Reasons name kinds (`could not connect`, `answered 502`), never a
+//! transport's own text, which may name hosts: that is in the log. A part
+//! whose first check is under way is degraded, "not checked yet".
 //! | a rate-limit store (`auth_throttle::Throttle::probe`) | a `PING` (every primary of a cluster), under the store's timeout, one at a time | unreachable and the fallback refuses (degraded: the fallback counts in process or lets through) |
 //!
-//! A degraded part still serves: the report stays ready (HTTP 200), so
-//! that an outage of something every instance shares (the provider, the
-//! store) does not take every instance out of the load balancer while
-//! each could still answer.
+//! A degraded part still serves: the report stays ready (HTTP 200). A part
+//! is down only when the requests that need it are refused. Mind that the
+//! provider and the store are shared: when one is down, every instance's
+//! report is 503 at once, and an orchestrator that follows it takes every
+//! instance out, for the requests that do not need that part too. Add to
+//! the report the parts without which an instance should get no traffic
+//! at all; show the others elsewhere (a diagnostic route, metrics).
 //!
 //! ```
 //! use auth_core::health::{Health, Readiness};
@@ -100,6 +107,7 @@ pub enum Probe {
 }
 
 /// A request a probe needs, and how its answer is read.
+#[must_use]
 pub struct ProbeStep {
     request: http::Request<Vec<u8>>,
     then: Box<ThenFn>,
@@ -149,6 +157,27 @@ impl fmt::Debug for Probe {
             Probe::Done(health) => f.debug_tuple("Done").field(health).finish(),
             Probe::Send(step) => f.debug_tuple("Send").field(step).finish(),
         }
+    }
+}
+
+/// A provider's failure as a report says it: its kind and status, never
+/// the text a transport or a server gave (host names, addresses stay in
+/// the log). `None` for a 2xx answer (the caller judges its body).
+pub(crate) fn provider_failure(
+    response: &Result<http::Response<Vec<u8>>, TransportError>,
+) -> Option<Cow<'static, str>> {
+    match response {
+        Err(TransportError::Connect) => Some("could not connect".into()),
+        Err(TransportError::Timeout) => Some("timed out".into()),
+        Err(TransportError::TooLarge { .. }) => Some("answer too large".into()),
+        Err(_) => Some("transport failed".into()),
+        Ok(r) if r.status() == 401 || r.status() == 403 => {
+            Some("rejected our client credentials".into())
+        }
+        Ok(r) if !r.status().is_success() => {
+            Some(format!("answered {}", r.status().as_u16()).into())
+        }
+        Ok(_) => None,
     }
 }
 

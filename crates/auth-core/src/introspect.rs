@@ -375,7 +375,7 @@ impl IntrospectionBackend {
                 let now = unix_seconds(now);
                 let answer = this.parse(response.as_ref(), &token, now);
                 call.finish(answer.is_ok());
-                this.inner.provider.called(now, &answer);
+                this.inner.provider.called(now, response, &answer);
                 this.remember(hash, &answer, now);
                 leader.finish(answer);
                 drop(permit);

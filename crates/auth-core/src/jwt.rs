@@ -182,7 +182,7 @@ impl fmt::Debug for VerifiedClaims {
     }
 }
 
-type ApplyFn = dyn FnOnce(&Result<http::Response<Vec<u8>>, TransportError>, SystemTime) -> Result<(), AuthError>
+pub(super) type ApplyFn = dyn FnOnce(&Result<http::Response<Vec<u8>>, TransportError>, SystemTime) -> Result<(), AuthError>
     + Send;
 
 /// A key download a validator needs before it can answer.

@@ -33,8 +33,9 @@ pub trait RequestView {
     /// The route pattern the request matched (`/users/{id}`, never the
     /// concrete path), if the server knows it, for log lines such as a rate
     /// limit's 429. The adapters supply it (axum's `MatchedPath`,
-    /// actix-web's `match_pattern`); `None` by default. Called only when
-    /// such a line is written.
+    /// actix-web's `match_pattern`); `None` by default. Called only to
+    /// write such a line, or, before a shared store's round trip, while
+    /// its level is enabled.
     fn route(&self) -> Option<Cow<'_, str>> {
         None
     }

@@ -6,6 +6,7 @@ use std::sync::{Mutex, PoisonError};
 
 use auth_core::health::Health;
 
+use crate::error::StoreError;
 use crate::throttle::{Fallback, Mode, Throttle};
 
 /// A throttle's readiness pings: the one under way, and what the last
@@ -30,10 +31,12 @@ impl Throttle {
     /// shared store is pinged ([`SharedStore::ping`](crate::SharedStore::ping),
     /// under its timeout). Unreachable, it is degraded while the fallback
     /// still answers (counting in process, letting through, or log-only)
-    /// and down when the fallback refuses. One ping at a time: a probe
-    /// while one runs gets what the last one found (ready before any), so
-    /// a flood of probes is one round trip at a time. Needs a tokio
-    /// runtime for `RedisStore`. See `auth_core::health`.
+    /// and down when the fallback refuses; a store that answers with a
+    /// refusal of the probe's command is degraded. One ping at a time: a
+    /// probe while one runs gets what the last one found (degraded, "not
+    /// checked yet", before any), so a flood of probes is one round trip at
+    /// a time. Needs a tokio runtime for `RedisStore`. See
+    /// `auth_core::health`.
     pub async fn probe(&self) -> Health {
         let inner = &self.inner;
         let Some(store) = inner.store.shared_store() else {
@@ -42,11 +45,23 @@ impl Throttle {
         let probing = &inner.probing;
         if probing.running.swap(true, Ordering::AcqRel) {
             let last = probing.last.lock().unwrap_or_else(PoisonError::into_inner);
-            return last.clone().unwrap_or(Health::Ready);
+            return last
+                .clone()
+                .unwrap_or_else(|| Health::Degraded("rate limit store: not checked yet".into()));
         }
         let _running = Running(probing);
         let health = match store.ping().await {
             Ok(()) => Health::Ready,
+            // It answered: reachable, though the probe's command is not
+            // allowed (an ACL without `ping` or `cluster|slots`).
+            Err(StoreError::Refused(code)) => Health::Degraded(
+                format!(
+                    "rate limit store {} refused the probe's command ({code}): allow PING and \
+                     CLUSTER SLOTS to check it",
+                    store.kind()
+                )
+                .into(),
+            ),
             Err(error) => {
                 let unreachable =
                     format!("rate limit store {} unreachable ({error})", store.kind());

@@ -387,9 +387,16 @@ impl Throttle {
         if !inner.store.is_shared() {
             return Checked::Done(inner.in_memory(&counts, now, kinds, Route::Request(req)));
         }
-        // A 429's log line names the route: kept for after the round trip
-        // only while that line would be written.
-        let route = if tracing::enabled!(tracing::Level::DEBUG) {
+        // A refusal's log line names the route: kept for after the round
+        // trip only while that line would be written (a 429 at debug, a
+        // log-only warning at warn).
+        let logged = match inner.mode {
+            Mode::Enforce => tracing::enabled!(tracing::Level::DEBUG),
+            Mode::LogOnly => {
+                tracing::enabled!(target: "auth_throttle::answer", tracing::Level::WARN)
+            }
+        };
+        let route = if logged {
             req.route().map(Box::from)
         } else {
             None

@@ -802,3 +802,98 @@ fn a_store_failure_and_its_recovery_are_logged() {
     assert!(recovered[0].contains("failed_requests=3"), "{log}");
     assert!(recovered[0].contains("recovering"), "{log}");
 }
+
+/// A request that knows the route pattern it matched, as the adapters'
+/// views do.
+struct Routed(http::Request<()>);
+
+impl auth_core::step::RequestView for Routed {
+    fn for_each_header<'a>(
+        &'a self,
+        name: &str,
+        f: &mut dyn FnMut(&'a [u8]) -> std::ops::ControlFlow<()>,
+    ) {
+        self.0.for_each_header(name, f);
+    }
+
+    fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.0.peer_addr()
+    }
+
+    fn method(&self) -> &str {
+        auth_core::step::RequestView::method(&self.0)
+    }
+
+    fn route(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some("/items/{id}".into())
+    }
+}
+
+/// What is logged at `level` and above while `f` runs on this thread.
+fn logs_at(level: tracing::Level, f: impl FnOnce()) -> String {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let writer = Arc::clone(&buffer);
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(level)
+        .with_writer(move || Writer(Arc::clone(&writer)))
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = buffer.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+struct Writer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// After a shared store's round trip, a refusal's line still names the
+/// route: the step keeps it while that line's level is on (a 429 at
+/// debug; a log-only warning at warn, with debug off).
+#[test]
+fn a_line_after_a_round_trip_names_the_route_at_its_own_level() {
+    use auth_throttle::{Cell, Store};
+    let denied = || Lying(vec![Cell::new(false, 0, 60_000_000, 30_000_000)]);
+    for (log_only, level, message) in [
+        (false, tracing::Level::DEBUG, "rate limit exceeded"),
+        (true, tracing::Level::WARN, "(log-only: let through)"),
+    ] {
+        let throttle = Throttle::builder(Store::shared(denied(), SECRET).unwrap())
+            .rule(Rule::new("r", Quota::new(2, seconds(60)).unwrap()).unwrap())
+            .log_only(log_only)
+            .build()
+            .unwrap();
+        let req = Routed(request(&[("cookie", "anon=v")], "192.0.2.1:1"));
+        let run = || {
+            let Checked::Store(step) =
+                throttle.decide(Some(&verdict(&req.0)), &req, SystemTime::now())
+            else {
+                panic!("a shared store is asked");
+            };
+            let _ = poll_once(step.run());
+        };
+        // The log-only warning is written at most once a second in the
+        // process (another test may have had this second's).
+        let mut line = None;
+        for _ in 0..3 {
+            let log = logs_at(level, run);
+            line = log.lines().find(|l| l.contains(message)).map(str::to_owned);
+            if line.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1_100));
+        }
+        let line = line.unwrap_or_else(|| panic!("no {message:?} line"));
+        for field in ["rule=r", "route=\"/items/{id}\"", "caller=anonymous"] {
+            assert!(line.contains(field), "no {field} in {line}");
+        }
+    }
+}

@@ -1,15 +1,15 @@
 //! The introspection endpoint's health for a readiness probe: the outcome
 //! of the latest provider call, or a call of the probe's own about a token
-//! that does not exist.
+//! that does not exist, at most one every [`RECENT`] seconds.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
 use super::{Answer, IntrospectionBackend};
-use crate::error::AuthError;
-use crate::health::{Health, Probe, ProbeStep};
+use crate::error::{AuthError, TransportError};
+use crate::health::{Health, Probe, ProbeStep, provider_failure};
 use crate::jwt::unix_seconds;
 
 /// The token a probe asks about: no provider issued it, so a working one
@@ -17,27 +17,57 @@ use crate::jwt::unix_seconds;
 const PROBE_TOKEN: &str = "readiness-probe-not-a-token";
 
 /// How recent (seconds) a provider call's outcome must be for a probe to
-/// take it instead of asking.
+/// take it instead of asking; and the least time between two probe calls.
 const RECENT: u64 = 10;
+
+type Response = Result<http::Response<Vec<u8>>, TransportError>;
 
 /// What the latest provider call told of the provider.
 #[derive(Default)]
 pub(super) struct ProviderState {
     /// When it finished (seconds since the epoch) and the provider's
-    /// failure, if it failed.
+    /// failure, by kind, if it failed.
     last: Mutex<Option<(u64, Option<Cow<'static, str>>)>>,
-    /// A probe's call is under way (one at a time).
-    probing: AtomicBool,
+    /// When the last probe call started (seconds since the epoch, plus
+    /// one; 0: never).
+    probed: AtomicU64,
+}
+
+/// A 4xx other than 401 and 403: a client's token may have caused it
+/// (some providers answer 400 to a malformed token).
+fn about_the_token(response: &Response) -> bool {
+    response
+        .as_ref()
+        .is_ok_and(|r| r.status().is_client_error() && r.status() != 401 && r.status() != 403)
+}
+
+/// The provider's failure in a call's answer, by kind: no answer, a
+/// status other than 200, or a 200 that is not an answer.
+fn failure(response: &Response, answer: &Result<Answer, AuthError>) -> Option<Cow<'static, str>> {
+    provider_failure(response).or_else(|| {
+        matches!(answer, Err(AuthError::ProviderUnavailable { .. }))
+            .then_some(Cow::Borrowed("answer not usable"))
+    })
+}
+
+fn health(failure: Option<&Cow<'static, str>>) -> Health {
+    match failure {
+        None => Health::Ready,
+        Some(reason) => Health::Down(format!("the introspection endpoint: {reason}").into()),
+    }
 }
 
 impl ProviderState {
-    /// Keeps a call's outcome: a failure of the provider's (not an answer
-    /// about the token, whatever it says).
-    pub(super) fn called(&self, now: u64, answer: &Result<Answer, AuthError>) {
-        let failure = match answer {
-            Err(AuthError::ProviderUnavailable { reason, .. }) => Some(reason.clone()),
-            _ => None,
-        };
+    /// Keeps a request's call outcome, unless it may be about the
+    /// client's token rather than the provider: a client cannot make the
+    /// provider look down.
+    pub(super) fn called(&self, now: u64, response: &Response, answer: &Result<Answer, AuthError>) {
+        if !about_the_token(response) {
+            self.keep(now, failure(response, answer));
+        }
+    }
+
+    fn keep(&self, now: u64, failure: Option<Cow<'static, str>>) {
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((now, failure));
     }
 
@@ -49,60 +79,56 @@ impl ProviderState {
     }
 }
 
-fn health(failure: Option<Cow<'static, str>>) -> Health {
-    match failure {
-        None => Health::Ready,
-        Some(reason) => Health::Down(reason),
-    }
-}
-
-/// Ends a probe's call, however it ends (a dropped step included).
-struct Probing(IntrospectionBackend);
-
-impl Drop for Probing {
-    fn drop(&mut self) {
-        self.0
-            .inner
-            .provider
-            .probing
-            .store(false, Ordering::Release);
-    }
-}
-
 impl IntrospectionBackend {
     /// The provider's health at `now`, for a readiness probe: the outcome
     /// of a call in the last 10 s, else a call about a token no provider
-    /// issued (any usable answer is ready; a failure, or our client
-    /// rejected, is down). One probe call at a time; while one is under
-    /// way, the latest outcome (ready if there is none). Run it with
-    /// [`Probe::run_blocking`] or [`Probe::run`]. See
+    /// issued (any answer is ready; no answer, a server error or our
+    /// client rejected is down). At most one probe call every 10 s,
+    /// however the probes end; meanwhile the latest outcome (degraded,
+    /// "not checked yet", before any). A 4xx other than 401 and 403 to a
+    /// request's call does not count: a client's token may cause it. Run
+    /// it with [`Probe::run_blocking`] or [`Probe::run`]. See
     /// [`health`](crate::health).
     pub fn probe(&self, now: SystemTime) -> Probe {
         let state = &self.inner.provider;
+        let secs = unix_seconds(now);
         let last = state.last();
+        let recent = |at: u64| secs >= at && secs - at < RECENT;
         if let Some((at, failure)) = &last
-            && unix_seconds(now).saturating_sub(*at) < RECENT
+            && recent(*at)
         {
-            return Probe::Done(health(failure.clone()));
+            return Probe::Done(health(failure.as_ref()));
         }
-        if state.probing.swap(true, Ordering::AcqRel) {
-            return Probe::Done(health(last.and_then(|(_, failure)| failure)));
+        let started = state.probed.load(Ordering::Acquire);
+        let may_ask = started == 0 || !recent(started - 1);
+        if !may_ask
+            || state
+                .probed
+                .compare_exchange(
+                    started,
+                    secs.saturating_add(1),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
+        {
+            return Probe::Done(match last {
+                Some((_, failure)) => health(failure.as_ref()),
+                None => Health::Degraded("the introspection endpoint: not checked yet".into()),
+            });
         }
-        let probing = Probing(self.clone());
+        let this = self.clone();
         let call = crate::metrics::ProviderCall::start(crate::metrics::Provider::Introspection);
         Probe::Send(ProbeStep::new(
             self.request_for(PROBE_TOKEN),
             move |response, now| {
-                let this = &probing.0;
                 let now = unix_seconds(now);
                 let answer = this.parse(response.as_ref(), PROBE_TOKEN, now);
                 call.finish(answer.is_ok());
-                this.inner.provider.called(now, &answer);
-                let failure = match answer {
-                    Err(AuthError::ProviderUnavailable { reason, .. }) => Some(reason),
-                    _ => None,
-                };
-                Probe::Done(health(failure))
+                // The token is ours: any 4xx is the provider's failure.
+                let failure = failure(response, &answer);
+                this.inner.provider.keep(now, failure.clone());
+                Probe::Done(health(failure.as_ref()))
             },
         ))
     }

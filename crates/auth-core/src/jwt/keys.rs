@@ -233,8 +233,9 @@ struct RefreshState {
     last_finished: Option<SystemTime>,
     /// Whether that fetch failed.
     last_failed: bool,
-    /// Why the last failed fetch failed (never a token or secret).
-    last_error: Option<String>,
+    /// Why the last failed fetch failed, by kind (never a host, token or
+    /// secret).
+    last_error: Option<Cow<'static, str>>,
 }
 
 struct Remote {
@@ -254,6 +255,21 @@ pub(super) enum NoRefresh {
     /// The last fetch finished less than the refresh interval ago; `failed`
     /// says whether it failed.
     TooSoon { failed: bool },
+}
+
+/// A probe's key fetch, applied as abandoned, at the probe's time, if the
+/// probe is dropped before its answer (a readiness request gone mid-way):
+/// the fetch counts, so the refresh interval holds however often probes
+/// are cut short.
+struct Unapplied(Option<Box<super::ApplyFn>>, SystemTime);
+
+impl Drop for Unapplied {
+    fn drop(&mut self) {
+        if let Some(apply) = self.0.take() {
+            let abandoned = Err(TransportError::Other("the probe was abandoned".into()));
+            let _ = apply(&abandoned, self.1);
+        }
+    }
 }
 
 /// `at + d`, or "never" when that is past what `SystemTime` can hold.
@@ -333,11 +349,18 @@ impl KeyStore {
         {
             let store = Arc::clone(self);
             let KeyFetch { request, apply } = fetch;
+            let mut fetch = Unapplied(Some(apply), now);
             return Probe::Send(ProbeStep::new(request, move |response, now| {
-                // Its failure is logged and kept; the health says.
-                let _ = apply(response, now);
-                // After discovery, the key set itself is due at once.
-                store.probe(now)
+                let applied = fetch.0.take().map(|apply| apply(response, now));
+                let set = store.current();
+                // Discovery found the key set: that is due at once (one
+                // more step); otherwise the health (a failure is logged
+                // and kept).
+                if matches!(applied, Some(Ok(()))) && !set.fetched {
+                    store.probe(now)
+                } else {
+                    Probe::Done(store.health(&set, now))
+                }
             }));
         }
         // Fetched recently, or being fetched by a request: as it stands.
@@ -435,8 +458,13 @@ impl KeyStore {
                 // A discovery document found the JWKS: that is due at once.
                 state.last_finished = (!(is_discovery && result.is_ok())).then_some(now);
                 state.last_failed = result.is_err();
-                if let Err(error) = &result {
-                    state.last_error = Some(error.to_string());
+                if result.is_err() {
+                    // Its kind only: the error's text (in the log) may
+                    // name hosts.
+                    state.last_error = Some(
+                        crate::health::provider_failure(response)
+                            .unwrap_or(Cow::Borrowed("answer not usable")),
+                    );
                 }
             }
             if let Err(error) = &result {

@@ -731,11 +731,28 @@ fn the_probe_asks_about_a_token_nobody_issued_unless_a_call_just_told() {
     assert!(!probed);
     assert_eq!(
         health,
-        Health::Down("introspection endpoint answered 502".into())
+        Health::Down("the introspection endpoint: answered 502".into())
     );
     // Then the probe asks for itself, and the provider is back.
     assert_eq!(
         probe_at(&backend, NOW + 31, &inactive),
+        (Health::Ready, true)
+    );
+    // A 400 to a request's call may be the client's token's doing: it
+    // does not make the provider look down.
+    let bad_request =
+        |_: &http::Request<Vec<u8>>| json_reply(400, &json!({"error": "invalid_request"}));
+    let err = drive(
+        &backend,
+        "a-client-chose-this",
+        NOW + 45,
+        &calls,
+        &bad_request,
+    )
+    .unwrap_err();
+    assert_eq!(err.status(), 503);
+    assert_eq!(
+        probe_at(&backend, NOW + 46, &inactive),
         (Health::Ready, true)
     );
 }
@@ -749,16 +766,33 @@ fn a_rejected_client_is_down_and_one_probe_call_runs_at_a_time() {
     assert!(probed);
     assert_eq!(
         health,
-        Health::Down("the identity provider rejected our client credentials".into())
+        Health::Down("the introspection endpoint: rejected our client credentials".into())
     );
-    assert!(!health.to_string().contains("s3cr3t"));
+    // A transport's own text (it may name hosts) stays out of the report.
+    let backend = keycloak();
+    let tls = |_: &http::Request<Vec<u8>>| -> Reply {
+        Err(TransportError::Other(
+            "certificate not valid for name \"idp.internal.example\"".into(),
+        ))
+    };
+    let (health, _) = probe_at(&backend, NOW, &tls);
+    assert_eq!(
+        health,
+        Health::Down("the introspection endpoint: transport failed".into())
+    );
 
     let backend = keycloak();
     let first = backend.probe(at(NOW));
     assert!(matches!(first, Probe::Send(_)));
-    // While it runs, no second call: what is known (nothing yet: ready).
-    assert!(matches!(backend.probe(at(NOW)), Probe::Done(Health::Ready)));
-    // A probe dropped unsent (a readiness request gone) lets the next ask.
+    // While it runs, no second call: nothing is known yet.
+    let meanwhile = backend.probe(at(NOW));
+    assert!(
+        matches!(&meanwhile, Probe::Done(Health::Degraded(reason)) if reason.contains("not checked yet")),
+        "{meanwhile:?}"
+    );
+    // A probe dropped mid-way (a readiness request gone) does not let the
+    // next one call at once: one probe call per 10 s, however they end.
     drop(first);
-    assert!(matches!(backend.probe(at(NOW)), Probe::Send(_)));
+    assert!(matches!(backend.probe(at(NOW + 9)), Probe::Done(_)));
+    assert!(matches!(backend.probe(at(NOW + 10)), Probe::Send(_)));
 }

@@ -976,7 +976,10 @@ fn the_probe_fetches_due_keys_and_tells_fresh_stale_and_gone() {
         panic!("{stale:?}")
     };
     assert!(reason.contains("past its max age"), "{reason}");
-    assert!(reason.contains("JWKS endpoint answered 500"), "{reason}");
+    assert!(
+        reason.ends_with("the last fetch failed: answered 500"),
+        "{reason}"
+    );
     assert_eq!(provider.hits("/jwks.json"), 2);
     // Within the refresh interval (60 s) the provider is not asked again.
     assert!(matches!(probe_at(&backend, NOW + 150), Health::Degraded(_)));
@@ -1027,6 +1030,28 @@ fn the_probe_follows_discovery_and_a_fixed_key_is_ready_at_once() {
         matches!(&health, Health::Down(reason) if reason.contains("no usable signing key")),
         "{health:?}"
     );
+    // A probe dropped before its answer (a readiness request gone) counts
+    // as a fetch: the next probe within the refresh interval asks nobody.
+    let cut = Provider::start(jwks(&[&k1.jwk]));
+    let backend = JwtBackend::new(
+        JwtValidator::builder([Algorithm::RS256])
+            .jwks_url(&format!("{}/jwks.json", cut.base))
+            .allow_http(true)
+            .build()
+            .unwrap(),
+    );
+    let Probe::Send(step) = backend.probe(at(NOW)) else {
+        panic!("never fetched: the probe fetches")
+    };
+    let _sent = transport().send(step.request().clone());
+    drop(step);
+    assert_eq!(cut.hits("/jwks.json"), 1);
+    let health = probe_at(&backend, NOW + 30);
+    assert!(health.is_down(), "{health:?}");
+    assert_eq!(cut.hits("/jwks.json"), 1, "within the refresh interval");
+    assert_eq!(probe_at(&backend, NOW + 61), Health::Ready);
+    assert_eq!(cut.hits("/jwks.json"), 2);
+
     let fixed = JwtBackend::new(
         JwtValidator::builder([Algorithm::HS256])
             .hmac_secret(b"a secret of thirty-two bytes!!!!")
