@@ -11,6 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 pub mod faults;
+pub mod logs;
 pub mod redis;
 
 /// A real OpenID provider (`oidc-provider` on Node.js, see

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use auth_actix::Authentication;
@@ -25,53 +25,30 @@ const PATTERN: &str = "/items/{id}";
 /// The tests of this file read one log: one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Everything this test binary logs at debug and above (the servers run on
-/// other threads, so the subscriber is global).
-fn log() -> &'static Mutex<Vec<u8>> {
-    static LOG: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(log))
-            .init();
-        log
-    })
-}
-
-struct LogWriter(&'static Mutex<Vec<u8>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+fn log() {
+    auth_tests::logs::captured();
 }
 
 /// The lines logged since the last call holding `message`.
 fn take_lines(message: &str) -> Vec<String> {
-    let text = std::mem::take(&mut *log().lock().unwrap());
-    String::from_utf8_lossy(&text)
-        .lines()
-        .filter(|line| line.contains(message))
-        .map(str::to_owned)
-        .collect()
+    auth_tests::logs::take_lines(message)
+}
+
+/// HS256 tokens, signed with `SECRET`.
+fn jwt() -> JwtBackend {
+    JwtBackend::new(
+        JwtValidator::builder([Algorithm::HS256])
+            .hmac_secret(SECRET)
+            .build()
+            .unwrap(),
+    )
 }
 
 /// HS256 tokens; 2 requests per 600 s per user and a failure budget of 1
 /// per 600 s per address (`X-Forwarded-For` from loopback), counted in
 /// `store`.
 fn throttle(store: impl Into<Store>) -> (JwtBackend, Throttle) {
-    let jwt = JwtBackend::new(
-        JwtValidator::builder([Algorithm::HS256])
-            .hmac_secret(SECRET)
-            .build()
-            .unwrap(),
-    );
+    let jwt = jwt();
     let throttle = Throttle::builder(store)
         .rule(
             Rule::new("per-user", Quota::new(2, Duration::from_secs(600)).unwrap())
@@ -195,12 +172,7 @@ fn a_log_only_line_after_a_round_trip_names_the_route_too() {
         .timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    let jwt = JwtBackend::new(
-        JwtValidator::builder([Algorithm::HS256])
-            .hmac_secret(SECRET)
-            .build()
-            .unwrap(),
-    );
+    let jwt = jwt();
     let throttle = Throttle::builder(store)
         .rule(
             Rule::new("trial", Quota::new(1, Duration::from_secs(600)).unwrap())

@@ -16,7 +16,7 @@ mod cancelled;
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
@@ -1046,35 +1046,12 @@ fn check(way: &str, s: &Scenario, a: &Answer) -> Result<(), String> {
     Ok(())
 }
 
-/// Everything this test binary logs (the servers run on other threads, so
-/// the subscriber is global).
-fn log() -> &'static Mutex<Vec<u8>> {
-    static LOG: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(log))
-            .init();
-        log
-    })
-}
-
-struct LogWriter(&'static Mutex<Vec<u8>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+fn log() {
+    auth_tests::logs::captured();
 }
 
 fn logged(needle: &str) -> bool {
-    String::from_utf8_lossy(&log().lock().unwrap()).contains(needle)
+    auth_tests::logs::text().contains(needle)
 }
 
 #[test]
