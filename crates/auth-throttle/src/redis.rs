@@ -271,10 +271,10 @@ impl RedisStore {
     }
 
     /// Runs one request's calls; a failure other than a refusal starts the
-    /// backoff.
-    async fn run(&self, calls: Vec<Call>, counters: usize) -> Result<Reply, StoreError> {
-        let reply = self.round_trip(&calls, counters).await;
-        if let Err(error) = &reply
+    /// backoff (a call's, even when another call's denial is the answer).
+    async fn run(&self, calls: Vec<Call>) -> Result<Reply, StoreError> {
+        let (reply, failed) = self.round_trip(&calls).await;
+        if let Some(error) = reply.as_ref().err().or(failed.as_ref())
             && !matches!(error, StoreError::Refused(_))
         {
             let backoff = u64::try_from(self.inner.backoff.as_millis()).unwrap_or(u64::MAX);
@@ -320,11 +320,14 @@ impl RedisStore {
 
     /// The calls in flight together, each under the timeout, then, if one
     /// denied or failed, the refund of those that stored their counters
-    /// (under a timeout of its own).
-    async fn round_trip(&self, calls: &[Call], counters: usize) -> Result<Reply, StoreError> {
+    /// (under a timeout of its own, in a task of its own: a client that
+    /// hangs up does not keep its units). The answer, and a call's failure
+    /// behind a denial.
+    async fn round_trip(&self, calls: &[Call]) -> (Result<Reply, StoreError>, Option<StoreError>) {
         let connection = match tokio::time::timeout(self.inner.timeout, self.connection()).await {
-            Ok(connection) => connection?,
-            Err(_) => return Err(StoreError::Timeout),
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => return (Err(error), None),
+            Err(_) => return (Err(StoreError::Timeout), None),
         };
         let target = &self.inner.target;
         let answers = futures_util::future::join_all(calls.iter().map(|call| {
@@ -345,28 +348,36 @@ impl RedisStore {
             }
         }))
         .await;
-        let (reply, refunds) = call::combine(calls, answers, counters);
+        let (reply, refunds, failed) = call::combine(calls, answers);
         if !refunds.is_empty() {
-            let given_back = futures_util::future::join_all(refunds.iter().map(|refund| {
-                let mut connection = connection.clone();
-                async move {
-                    connection
-                        .run::<i64>(&self.inner.refund, Self::REFUND, |verb, script| {
-                            refund.command(verb, script)
-                        })
-                        .await
-                        .map_err(|e| store_error(&e, target))
+            let inner = Arc::clone(&self.inner);
+            let giving_back = tokio::spawn(async move {
+                let target = &inner.target;
+                let given_back = futures_util::future::join_all(refunds.iter().map(|refund| {
+                    let mut connection = connection.clone();
+                    let script = &inner.refund;
+                    async move {
+                        connection
+                            .run::<i64>(script, Self::REFUND, |verb, source| {
+                                refund.command(verb, source)
+                            })
+                            .await
+                            .map_err(|e| store_error(&e, target))
+                    }
+                }));
+                let failed = match tokio::time::timeout(inner.timeout, given_back).await {
+                    Ok(results) => results.into_iter().find_map(Result::err),
+                    Err(_) => Some(StoreError::Timeout),
+                };
+                if let Some(error) = failed {
+                    warn_refund_failed(&error);
                 }
-            }));
-            let failed = match tokio::time::timeout(self.inner.timeout, given_back).await {
-                Ok(results) => results.into_iter().find_map(Result::err),
-                Err(_) => Some(StoreError::Timeout),
-            };
-            if let Some(error) = failed {
-                warn_refund_failed(&error);
-            }
+            });
+            // Given back before the answer goes out (the task ends within
+            // the timeout whether or not this request waits).
+            let _ = giving_back.await;
         }
-        reply
+        (reply, failed)
     }
 }
 
@@ -403,9 +414,8 @@ impl SharedStore for RedisStore {
             Target::Node { .. } => Call::whole(&self.inner.prefix, batch),
             Target::Cluster(_) => Call::per_slot(&self.inner.prefix, batch),
         };
-        let counters = batch.counters().len();
         let store = self.clone();
-        Box::pin(async move { store.run(calls, counters).await })
+        Box::pin(async move { store.run(calls).await })
     }
 
     /// `PING` (on a cluster, to every primary in the slot map by address,

@@ -93,16 +93,18 @@ impl Call {
     }
 }
 
-/// Units to give back: a call that stored its counters, what it stored
-/// (each counter's timestamp, on its node's clock), and a key of the
-/// call's slot that makes the refund happen once.
-pub(super) struct Refund<'a> {
-    call: &'a Call,
+/// Units to give back: the counters' keys and emission intervals of a
+/// call that stored them, what it stored (each counter's timestamp,
+/// on its node's clock), and a key of the call's slot that makes the
+/// refund happen once. Owned: it is given back by a task of its own.
+pub(super) struct Refund {
+    keys: Vec<String>,
+    intervals: Vec<u64>,
     stored: Vec<u64>,
     once: String,
 }
 
-impl Refund<'_> {
+impl Refund {
     /// `EVALSHA <hash>` or `EVAL <script>` of the refund script: the
     /// counters' keys and the refund's own key, then each counter's
     /// emission interval and stored timestamp.
@@ -110,10 +112,10 @@ impl Refund<'_> {
         let mut command = redis::cmd(verb);
         command
             .arg(script)
-            .arg(self.call.keys.len() + 1)
-            .arg(&self.call.keys)
+            .arg(self.keys.len() + 1)
+            .arg(&self.keys)
             .arg(&self.once);
-        for (interval, stored) in self.call.rates.iter().step_by(2).zip(&self.stored) {
+        for (interval, stored) in self.intervals.iter().zip(&self.stored) {
             command.arg(interval).arg(stored);
         }
         command
@@ -162,15 +164,29 @@ pub(super) fn parse(reply: &[i64], counters: usize) -> Result<Answer, StoreError
     Ok(Answer { stored, now, cells })
 }
 
-/// The request's answer from its calls' (in the calls' order), and the
-/// refunds of the calls that stored their counters when another call
-/// denied the request or failed. Of several failures, one that may pass
-/// (it starts the backoff) is told before a refusal.
-pub(super) fn combine(
-    calls: &[Call],
-    answers: Vec<Result<Answer, StoreError>>,
-    counters: usize,
-) -> (Result<Reply, StoreError>, Vec<Refund<'_>>) {
+/// What a request's calls come to: its answer, the refunds of the calls
+/// that stored their counters when another denied the request or failed,
+/// and a call's failure when the answer is a denial all the same (it still
+/// starts the backoff).
+pub(super) type Combined = (Result<Reply, StoreError>, Vec<Refund>, Option<StoreError>);
+
+/// The request's answer from its calls' (in the calls' order).
+/// - One call (one server, or one slot): its answer as it is.
+/// - A denial stands even when another call failed: what a slot denied is
+///   never let through by the fallback. The failed calls' counters show
+///   as unspent.
+/// - Else a failure is the answer; of several, one that may pass (it
+///   starts the backoff) is told before a refusal.
+pub(super) fn combine(calls: &[Call], answers: Vec<Result<Answer, StoreError>>) -> Combined {
+    if calls.len() == 1 {
+        // A single call's positions are the batch's, in order.
+        let reply = answers
+            .into_iter()
+            .next()
+            .unwrap_or(Err(StoreError::Unexpected))
+            .map(|answer| Reply::new(answer.now, answer.cells));
+        return (reply, Vec::new(), None);
+    }
     let denied = answers.iter().any(|a| matches!(a, Ok(a) if !a.stored));
     let failure = answers
         .iter()
@@ -179,13 +195,15 @@ pub(super) fn combine(
         .cloned();
     let mut refunds = Vec::new();
     if denied || failure.is_some() {
-        let request = uuid::Uuid::new_v4().simple();
+        let mut request = None;
         for (call, answer) in calls.iter().zip(&answers) {
             if let Ok(answer) = answer
                 && answer.stored
             {
+                let request = request.get_or_insert_with(|| uuid::Uuid::new_v4().simple());
                 refunds.push(Refund {
-                    call,
+                    keys: call.keys.clone(),
+                    intervals: call.rates.iter().step_by(2).copied().collect(),
                     stored: answer
                         .cells
                         .iter()
@@ -196,21 +214,39 @@ pub(super) fn combine(
             }
         }
     }
-    if let Some(error) = failure {
-        return (Err(error), refunds);
+    if let (Some(error), false) = (&failure, denied) {
+        return (Err(error.clone()), refunds, None);
     }
-    let mut now = 0;
+    let now = answers.iter().flatten().map(|a| a.now).max().unwrap_or(0);
+    let counters = calls.iter().map(|call| call.positions.len()).sum();
     let mut cells = vec![Cell::new(false, 0, 0, 0); counters];
     for (call, answer) in calls.iter().zip(answers) {
-        let Ok(answer) = answer else { continue };
-        now = now.max(answer.now);
-        for (&position, cell) in call.positions.iter().zip(answer.cells) {
+        let call_cells = match answer {
+            Ok(answer) => answer.cells,
+            // Not counted there: as a fresh counter would answer.
+            Err(_) => call
+                .rates
+                .chunks_exact(2)
+                .map(|rate| fresh(rate[0], rate[1], now))
+                .collect(),
+        };
+        for (&position, cell) in call.positions.iter().zip(call_cells) {
             if let Some(slot) = cells.get_mut(position) {
                 *slot = cell;
             }
         }
     }
-    (Ok(Reply::new(now, cells)), refunds)
+    (Ok(Reply::new(now, cells)), refunds, failure)
+}
+
+/// A counter's answer at `now` when nothing is stored for it: allowed,
+/// its burst less one left.
+fn fresh(interval: u64, tolerance: u64, now: u64) -> Cell {
+    let rate = crate::gcra::Rate {
+        interval,
+        burst: tolerance / interval.max(1),
+    };
+    rate.check(None, now)
 }
 
 #[cfg(test)]
@@ -293,6 +329,11 @@ mod tests {
     fn call(positions: &[usize]) -> Call {
         Call {
             positions: positions.to_vec(),
+            // 1 s apart, a burst of 5.
+            rates: positions
+                .iter()
+                .flat_map(|_| [1_000_000, 5_000_000])
+                .collect(),
             ..Call::empty(None)
         }
     }
@@ -306,7 +347,7 @@ mod tests {
         let calls = [call(&[0, 2]), call(&[1])];
         let allowed_two = || answer(&[1, 7, 1, 4, 5, 0, 1, 3, 5, 0]);
         // Both stored: the cells in the batch's order, the later clock.
-        let (reply, refund) = combine(&calls, vec![allowed_two(), answer(&[1, 9, 1, 2, 5, 0])], 3);
+        let (reply, refund, _) = combine(&calls, vec![allowed_two(), answer(&[1, 9, 1, 2, 5, 0])]);
         let reply = reply.unwrap();
         assert_eq!(reply.now, 9);
         let remaining: Vec<u64> = reply.cells.iter().map(|c| c.remaining).collect();
@@ -314,23 +355,35 @@ mod tests {
         assert!(refund.is_empty());
         // The second denies: the first call's counters are given back, and
         // the answer shows the denial.
-        let (reply, refund) = combine(&calls, vec![allowed_two(), answer(&[0, 9, 0, 0, 5, 3])], 3);
+        let (reply, refund, _) = combine(&calls, vec![allowed_two(), answer(&[0, 9, 0, 0, 5, 3])]);
         assert!(!reply.unwrap().cells[1].allowed());
         assert_eq!(refund.len(), 1);
-        assert_eq!(refund[0].call.positions, [0, 2]);
+        // The first call's two counters.
+        assert_eq!(refund[0].intervals, [1_000_000, 1_000_000]);
         // What the call stored: its clock plus each cell's reset.
         assert_eq!(refund[0].stored, [7 + 5, 7 + 5]);
         // The second fails: given back too, and the failure is the answer.
-        let (reply, refund) = combine(&calls, vec![allowed_two(), Err(StoreError::Timeout)], 3);
+        let (reply, refund, _) = combine(&calls, vec![allowed_two(), Err(StoreError::Timeout)]);
         assert_eq!(reply.unwrap_err(), StoreError::Timeout);
         assert_eq!(refund.len(), 1);
+        // One denies while the other fails: the denial stands (the
+        // fallback never lets it through), the failure is still told.
+        let (reply, refund, failed) = combine(
+            &calls,
+            vec![Err(StoreError::Timeout), answer(&[0, 9, 0, 0, 5, 3])],
+        );
+        let reply = reply.unwrap();
+        assert!(!reply.cells[1].allowed());
+        assert!(reply.cells[0].allowed() && reply.cells[2].allowed());
+        assert!(refund.is_empty());
+        assert_eq!(failed, Some(StoreError::Timeout));
         // A failure that may pass is told before a refusal (it starts the
         // backoff).
         let refused = || Err(StoreError::Refused("WRONGTYPE".into()));
-        let (reply, refund) = combine(&calls, vec![refused(), Err(StoreError::Timeout)], 3);
+        let (reply, refund, _) = combine(&calls, vec![refused(), Err(StoreError::Timeout)]);
         assert_eq!(reply.unwrap_err(), StoreError::Timeout);
         assert!(refund.is_empty());
-        let (reply, _) = combine(&calls, vec![refused(), allowed_two()], 3);
+        let (reply, _, _) = combine(&calls, vec![refused(), allowed_two()]);
         assert!(matches!(reply, Err(StoreError::Refused(_))));
     }
 }

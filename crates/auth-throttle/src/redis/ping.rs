@@ -62,7 +62,8 @@ fn primaries(map: &Value) -> Result<Vec<(String, u16)>, StoreError> {
         return Err(unexpected());
     };
     let mut primaries: Vec<(String, u16)> = Vec::new();
-    let mut covered = 0;
+    // Each slot once: overlapping ranges cover nothing twice.
+    let mut served = vec![false; SLOTS as usize];
     for range in ranges {
         let Value::Array(fields) = range else {
             return Err(unexpected());
@@ -78,7 +79,7 @@ fn primaries(map: &Value) -> Result<Vec<(String, u16)>, StoreError> {
         if start > end || u64::from(end) >= SLOTS {
             return Err(unexpected());
         }
-        covered += u64::from(end - start) + 1;
+        served[usize::from(start)..=usize::from(end)].fill(true);
         let address = match primary.as_slice() {
             [Value::BulkString(host), Value::Int(port), ..] => {
                 let host = String::from_utf8(host.clone()).map_err(|_| unexpected())?;
@@ -90,7 +91,8 @@ fn primaries(map: &Value) -> Result<Vec<(String, u16)>, StoreError> {
             primaries.push(address);
         }
     }
-    if covered < SLOTS {
+    let covered = served.iter().filter(|&&s| s).count();
+    if covered < SLOTS as usize {
         return Err(StoreError::Unavailable(format!(
             "the cluster serves {covered} of {SLOTS} slots"
         )));
@@ -133,6 +135,10 @@ mod tests {
         let short = Value::Array(vec![range(0, 5_460, 7000), range(5_461, 10_922, 7002)]);
         let error = primaries(&short).unwrap_err().to_string();
         assert!(error.contains("10923 of 16384 slots"), "{error}");
+        // Overlapping ranges (a lying node) cover each slot once.
+        let overlapping = Value::Array(vec![range(0, 10_000, 7000), range(0, 10_000, 7002)]);
+        let error = primaries(&overlapping).unwrap_err().to_string();
+        assert!(error.contains("10001 of 16384 slots"), "{error}");
         for bad in [
             Value::Nil,
             Value::Array(vec![Value::Int(1)]),
