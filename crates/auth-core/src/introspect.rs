@@ -325,6 +325,15 @@ impl IntrospectionBackend {
         Ok(())
     }
 
+    /// Counts a look-up in the cache, if there is one: a hit, or a token
+    /// the provider is asked about (by this request, or by the one it
+    /// waits for); not a request turned away before the provider.
+    fn looked_up(&self, hit: bool) {
+        if self.inner.cache.is_some() {
+            crate::metrics::looked_up(crate::metrics::Cache::Introspection, hit);
+        }
+    }
+
     fn cached(&self, hash: &TokenHash, now: u64) -> Option<Result<AuthData, AuthError>> {
         let cache = self.inner.cache.as_ref()?;
         match cache.get(hash) {
@@ -402,11 +411,8 @@ impl Backend for IntrospectionBackend {
         };
         let hash: TokenHash = Sha256::digest(token.as_bytes()).into();
         let secs = unix_seconds(now);
-        let cached = self.cached(&hash, secs);
-        if self.inner.cache.is_some() {
-            crate::metrics::looked_up(crate::metrics::Cache::Introspection, cached.is_some());
-        }
-        if let Some(hit) = cached {
+        if let Some(hit) = self.cached(&hash, secs) {
+            self.looked_up(true);
             return hit.map_or_else(Outcome::err, Outcome::ok);
         }
         match self.inner.flights.join(&hash, abandoned) {
@@ -414,6 +420,7 @@ impl Backend for IntrospectionBackend {
                 // The previous leader may have finished between our cache
                 // look-up and the join.
                 if let Some(hit) = self.cached(&hash, secs) {
+                    self.looked_up(true);
                     let answer = hit.clone().map(|auth| Answer::Active { auth, until: secs });
                     leader.finish(answer);
                     return hit.map_or_else(Outcome::err, Outcome::ok);
@@ -428,17 +435,24 @@ impl Backend for IntrospectionBackend {
                         return Outcome::err(busy);
                     }
                 };
+                self.looked_up(false);
                 self.ask(token, hash, leader, permit)
             }
-            Join::Follower(flight) => Outcome::send(Step::wait(
-                flight.waiter(),
-                move |_req, _now| match flight.answer() {
-                    Some(answer) => outcome(answer.clone()),
-                    None => Outcome::err(AuthError::provider_unavailable(
-                        "timed out waiting for the identity provider",
-                    )),
-                },
-            )),
+            Join::Follower(flight) => {
+                let this = self.clone();
+                Outcome::send(Step::wait(
+                    flight.waiter(),
+                    move |_req, _now| match flight.answer() {
+                        Some(answer) => {
+                            this.looked_up(false);
+                            outcome(answer.clone())
+                        }
+                        None => Outcome::err(AuthError::provider_unavailable(
+                            "timed out waiting for the identity provider",
+                        )),
+                    },
+                ))
+            }
         }
     }
 }

@@ -244,8 +244,9 @@ impl Throttle {
             .filter(|(_, cell)| !cell.allowed)
             .max_by_key(|(_, cell)| cell.retry);
         let Some((rule, cell)) = spent else {
-            if let Some((_, first)) = budget.numbered().next() {
-                metrics::counted(first, true);
+            // Every step read it and let it through.
+            for rule in budget.rules() {
+                metrics::counted(rule, true);
             }
             return Limited::Allow(Additions::new());
         };
@@ -299,7 +300,7 @@ impl Throttle {
         let store = Arc::clone(store);
         let throttle = self.clone();
         Some(Box::pin(async move {
-            let reply = store.apply(&batch).await;
+            let reply = metrics::timed(&*store, &batch).await;
             throttle.inner.charged(reply, key, now);
         }))
     }

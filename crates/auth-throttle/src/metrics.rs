@@ -104,12 +104,27 @@ pub(crate) fn fell_back(store: &'static str, fallback: crate::Fallback) {
     }
 }
 
+/// Applies `batch` on the shared `store`, timed in [`STORE_DURATION`]:
+/// every round trip (the rules' and the failure budget's), not an answer
+/// the store gave without asking (its backoff).
+pub(crate) async fn timed(
+    store: &dyn crate::SharedStore,
+    batch: &crate::Batch,
+) -> Result<crate::Reply, crate::StoreError> {
+    let timer = Timer::start();
+    let reply = store.apply(batch).await;
+    if !matches!(reply, Err(crate::StoreError::Backoff)) {
+        timer.stop(store.kind(), reply.is_ok());
+    }
+    reply
+}
+
 /// A clock for [`STORE_DURATION`], read only when recording.
-pub(crate) struct Timer(#[cfg(feature = "metrics")] Option<std::time::Instant>);
+struct Timer(#[cfg(feature = "metrics")] Option<std::time::Instant>);
 
 impl Timer {
     #[inline]
-    pub(crate) fn start() -> Self {
+    fn start() -> Self {
         Timer(
             #[cfg(feature = "metrics")]
             on().then(std::time::Instant::now),
@@ -118,7 +133,7 @@ impl Timer {
 
     /// The store of kind `store` answered (`ok`) or failed.
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn stop(self, store: &'static str, ok: bool) {
+    fn stop(self, store: &'static str, ok: bool) {
         #[cfg(feature = "metrics")]
         if let Some(started) = self.0 {
             metrics::histogram!(

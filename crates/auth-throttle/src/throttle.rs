@@ -187,7 +187,7 @@ pub struct StoreStep {
     /// The request's caller kind and route pattern, for a 429's log line
     /// (the pattern kept only while that line is enabled).
     caller: Callers,
-    route: Option<Box<str>>,
+    route: Option<String>,
 }
 
 impl fmt::Debug for StoreStep {
@@ -208,12 +208,7 @@ impl StoreStep {
     /// under the store's timeout), then [`finish`](Self::finish)es.
     pub async fn run(self) -> Throttled {
         let reply = match self.throttle.inner.store.shared_store() {
-            Some(store) => {
-                let timer = metrics::Timer::start();
-                let reply = store.apply(&self.batch).await;
-                timer.stop(store.kind(), reply.is_ok());
-                reply
-            }
+            Some(store) => metrics::timed(&**store, &self.batch).await,
             None => Err(StoreError::Unexpected),
         };
         self.finish(reply)
@@ -397,7 +392,7 @@ impl Throttle {
             }
         };
         let route = if logged {
-            req.route().map(Box::from)
+            req.route().map(Cow::into_owned)
         } else {
             None
         };
@@ -554,9 +549,11 @@ impl Inner {
             .max_by_key(|(_, cell)| cell.retry);
         // Allowed by every rule that counted it, or denied by those that
         // denied it (the others spent nothing).
-        for (rule, cell) in cells.clone() {
-            if denied.is_none() || !cell.allowed {
-                metrics::counted(&self.rules[rule], cell.allowed);
+        if auth_core::metrics::enabled() {
+            for (rule, cell) in cells.clone() {
+                if denied.is_none() || !cell.allowed {
+                    metrics::counted(&self.rules[rule], cell.allowed);
+                }
             }
         }
         match (denied, self.mode) {
