@@ -181,6 +181,14 @@ pub(crate) fn provider_failure(
     }
 }
 
+/// Why a provider's answer could not be used, as a report says it: the
+/// kind of [`provider_failure`], or an answer that is not one.
+pub(crate) fn unusable(
+    response: &Result<http::Response<Vec<u8>>, TransportError>,
+) -> Cow<'static, str> {
+    provider_failure(response).unwrap_or(Cow::Borrowed("answer not usable"))
+}
+
 /// A probe that keeps asking is a bug: it is then down.
 fn too_many_steps() -> Health {
     Health::Down("the probe took too many steps".into())

@@ -86,6 +86,13 @@ fn each(servers: &[(&str, String)], status: u16, parts: &[(&str, &str)]) {
     }
 }
 
+/// Every part the demo checks, ready.
+const ALL_READY: &[(&str, &str)] = &[
+    ("introspection", "ready"),
+    ("jwt_keys", "ready"),
+    ("rate_limit_store", "ready"),
+];
+
 fn config(provider: &OidcProvider, redis: &RedisServer) -> DemoConfig {
     DemoConfig {
         introspection: Some(IntrospectionConfig {
@@ -111,15 +118,7 @@ fn readiness_names_each_part_and_is_503_while_one_is_down() {
     let servers = servers(&demo);
 
     // The key set is fetched by the probe itself: no token came yet.
-    each(
-        &servers,
-        200,
-        &[
-            ("introspection", "ready"),
-            ("jwt_keys", "ready"),
-            ("rate_limit_store", "ready"),
-        ],
-    );
+    each(&servers, 200, ALL_READY);
     let signed = provider.client_credentials("urn:jwt", "read").unwrap();
     for (name, base) in &servers {
         assert_eq!(get(base, "/oidc", &signed), 200, "{name}");
@@ -160,15 +159,7 @@ fn readiness_names_each_part_and_is_503_while_one_is_down() {
         );
         thread::sleep(std::time::Duration::from_millis(100));
     }
-    each(
-        &servers,
-        200,
-        &[
-            ("introspection", "ready"),
-            ("jwt_keys", "ready"),
-            ("rate_limit_store", "ready"),
-        ],
-    );
+    each(&servers, 200, ALL_READY);
 
     // The provider away: a token to introspect finds it down, and so does
     // the next report (the keys fetched stay fresh: their tokens verify).
@@ -205,15 +196,7 @@ fn a_key_set_never_fetched_is_down_and_an_idle_provider_is_asked() {
     // provider works. No request has introspected anything yet.
     let live = Arc::new(Demo::new(&config).unwrap());
     let live = servers(&live);
-    each(
-        &live[..1],
-        200,
-        &[
-            ("introspection", "ready"),
-            ("jwt_keys", "ready"),
-            ("rate_limit_store", "ready"),
-        ],
-    );
+    each(&live[..1], 200, ALL_READY);
     // A demo started while the provider is away: no key set, no answers.
     provider.stop();
     let cold = Arc::new(Demo::new(&config).unwrap());

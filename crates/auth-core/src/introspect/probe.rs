@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use super::{Answer, IntrospectionBackend};
 use crate::error::{AuthError, TransportError};
-use crate::health::{Health, Probe, ProbeStep, provider_failure};
+use crate::health::{Health, Probe, ProbeStep, unusable};
 use crate::jwt::unix_seconds;
 
 /// The token a probe asks about: no provider issued it, so a working one
@@ -44,10 +44,7 @@ fn about_the_token(response: &Response) -> bool {
 /// The provider's failure in a call's answer, by kind: no answer, a
 /// status other than 200, or a 200 that is not an answer.
 fn failure(response: &Response, answer: &Result<Answer, AuthError>) -> Option<Cow<'static, str>> {
-    provider_failure(response).or_else(|| {
-        matches!(answer, Err(AuthError::ProviderUnavailable { .. }))
-            .then_some(Cow::Borrowed("answer not usable"))
-    })
+    matches!(answer, Err(AuthError::ProviderUnavailable { .. })).then(|| unusable(response))
 }
 
 fn health(failure: Option<&Cow<'static, str>>) -> Health {

@@ -257,17 +257,21 @@ pub(super) enum NoRefresh {
     TooSoon { failed: bool },
 }
 
-/// A probe's key fetch, applied as abandoned, at the probe's time, if the
-/// probe is dropped before its answer (a readiness request gone mid-way):
-/// the fetch counts, so the refresh interval holds however often probes
-/// are cut short.
-struct Unapplied(Option<Box<super::ApplyFn>>, SystemTime);
+/// A probe's key fetch, dropped before its answer if the probe is (a
+/// readiness request gone mid-way): it counts as a fetch at the probe's
+/// time, so the refresh interval holds however often probes are cut short,
+/// but it is no failure of the provider's (nothing logged or counted, the
+/// last outcome kept).
+struct Unapplied(Option<Box<super::ApplyFn>>, SystemTime, Arc<KeyStore>);
 
 impl Drop for Unapplied {
     fn drop(&mut self) {
-        if let Some(apply) = self.0.take() {
-            let abandoned = Err(TransportError::Other("the probe was abandoned".into()));
-            let _ = apply(&abandoned, self.1);
+        // Dropping the fetch releases whoever waits for it.
+        if self.0.take().is_some()
+            && let Some(remote) = &self.2.remote
+        {
+            let mut state = remote.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.last_finished = Some(self.1);
         }
     }
 }
@@ -349,7 +353,7 @@ impl KeyStore {
         {
             let store = Arc::clone(self);
             let KeyFetch { request, apply } = fetch;
-            let mut fetch = Unapplied(Some(apply), now);
+            let mut fetch = Unapplied(Some(apply), now, Arc::clone(self));
             return Probe::Send(ProbeStep::new(request, move |response, now| {
                 let applied = fetch.0.take().map(|apply| apply(response, now));
                 let set = store.current();
@@ -385,7 +389,6 @@ impl KeyStore {
                 None => what.to_owned().into(),
             }
         };
-        let usable = set.remote_usable(now) && !set.remote.is_empty();
         // Local keys still verify their tokens: degraded, not down.
         let down = |reason| {
             if set.local.is_empty() {
@@ -400,7 +403,7 @@ impl KeyStore {
         if !set.remote_usable(now) {
             return down(because("the remote key set is past its stale limit"));
         }
-        if !usable {
+        if set.remote.is_empty() {
             return down(because("the remote key set holds no usable signing key"));
         }
         if set.fresh_until.is_some_and(|fresh| now >= fresh) {
@@ -461,10 +464,7 @@ impl KeyStore {
                 if result.is_err() {
                     // Its kind only: the error's text (in the log) may
                     // name hosts.
-                    state.last_error = Some(
-                        crate::health::provider_failure(response)
-                            .unwrap_or(Cow::Borrowed("answer not usable")),
-                    );
+                    state.last_error = Some(crate::health::unusable(response));
                 }
             }
             if let Err(error) = &result {

@@ -1018,13 +1018,7 @@ fn the_probe_follows_discovery_and_a_fixed_key_is_ready_at_once() {
     // A set with no key this validator can use verifies nothing.
     let hmac_only = json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]});
     let empty = Provider::start(hmac_only.to_string());
-    let backend = JwtBackend::new(
-        JwtValidator::builder([Algorithm::RS256])
-            .jwks_url(&format!("{}/jwks.json", empty.base))
-            .allow_http(true)
-            .build()
-            .unwrap(),
-    );
+    let backend = jwks_backend(&empty);
     let health = probe_at(&backend, NOW);
     assert!(
         matches!(&health, Health::Down(reason) if reason.contains("no usable signing key")),
@@ -1033,13 +1027,7 @@ fn the_probe_follows_discovery_and_a_fixed_key_is_ready_at_once() {
     // A probe dropped before its answer (a readiness request gone) counts
     // as a fetch: the next probe within the refresh interval asks nobody.
     let cut = Provider::start(jwks(&[&k1.jwk]));
-    let backend = JwtBackend::new(
-        JwtValidator::builder([Algorithm::RS256])
-            .jwks_url(&format!("{}/jwks.json", cut.base))
-            .allow_http(true)
-            .build()
-            .unwrap(),
-    );
+    let backend = jwks_backend(&cut);
     let Probe::Send(step) = backend.probe(at(NOW)) else {
         panic!("never fetched: the probe fetches")
     };
