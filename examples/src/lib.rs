@@ -561,20 +561,14 @@ pub fn axum_router(demo: &Demo) -> axum::Router {
     }
     let metrics = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(|| async {
-            let (parts, body) = metrics_response().into_parts();
-            (parts.status, parts.headers, body)
-        }),
+        axum::routing::get(|| async { metrics_response() }),
     );
     let ready = demo.ready.clone();
     let metrics = metrics.route(
         "/health/ready",
         axum::routing::get(move || {
             let check = ready.clone().check();
-            async move {
-                let (parts, body) = check.await.into_response().into_parts();
-                (parts.status, parts.headers, body)
-            }
+            async move { check.await.into_response() }
         }),
     );
     demo.routes().iter().fold(metrics, |app, route| {
@@ -602,13 +596,19 @@ pub fn actix_routes(
             .insert_header((http::header::ALLOW.as_str(), ALLOW))
             .finish()
     }
-    async fn metrics() -> HttpResponse {
-        let response = metrics_response();
+    /// An `http` response as actix-web's (actix-web 4 has `http` 0.2
+    /// types): status, headers, body.
+    fn to_actix(response: http::Response<String>) -> HttpResponse {
         let status = actix_web::http::StatusCode::from_u16(response.status().as_u16())
-            .unwrap_or(actix_web::http::StatusCode::NOT_FOUND);
-        HttpResponse::build(status)
-            .content_type("text/plain; version=0.0.4")
-            .body(response.into_body())
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let mut out = HttpResponse::build(status);
+        for (name, value) in response.headers() {
+            out.append_header((name.as_str(), value.as_bytes()));
+        }
+        out.body(response.into_body())
+    }
+    async fn metrics() -> HttpResponse {
+        to_actix(metrics_response())
     }
     let routes = demo.routes().to_vec();
     let ready = demo.ready.clone();
@@ -619,15 +619,7 @@ pub fn actix_routes(
             "/health/ready",
             web::get().to(move || {
                 let check = parts.clone().check();
-                async move {
-                    let response = check.await.into_response();
-                    let status = actix_web::http::StatusCode::from_u16(response.status().as_u16())
-                        .unwrap_or(actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
-                    HttpResponse::build(status)
-                        .content_type("application/json")
-                        .insert_header(("cache-control", "no-store"))
-                        .body(response.into_body())
-                }
+                async move { to_actix(check.await.into_response()) }
             }),
         );
         for route in &routes {

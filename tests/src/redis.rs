@@ -52,10 +52,7 @@ impl RedisServer {
     /// # Errors
     /// As `start` panics.
     pub fn try_start() -> Result<Self, StartError> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| StartError(format!("no free port: {e}")))?
-            .port();
+        let port = free_port()?;
         let mut server = RedisServer {
             child: None,
             port,
@@ -72,10 +69,7 @@ impl RedisServer {
     /// As [`start`](Self::start).
     #[track_caller]
     pub fn start_tls(settings: &[&str]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap_or_else(|e| crate::missing(&StartError(format!("no free port: {e}"))))
-            .port();
+        let port = free_port().unwrap_or_else(|e| crate::missing(&e));
         let mut server = RedisServer {
             child: None,
             port,
@@ -370,8 +364,9 @@ impl RedisCluster {
         }
     }
 
-    /// Waits until every running node says `cluster_state:ok` and every
-    /// slot is served by a running primary.
+    /// Waits until every running node says `cluster_state:ok` (which it
+    /// says only while every slot is served) and slots 0, 8191 and 16383
+    /// have a running primary in `CLUSTER SLOTS`.
     ///
     /// # Errors
     /// Not so within `limit`.
