@@ -52,14 +52,26 @@ impl RedisServer {
     /// # Errors
     /// As `start` panics.
     pub fn try_start() -> Result<Self, StartError> {
-        let port = free_port()?;
+        Self::start_on_free_port(None)
+    }
+
+    /// Starts a server on a free port, on another one when the first turns
+    /// out to be taken.
+    fn start_on_free_port(tls: Option<Vec<String>>) -> Result<Self, StartError> {
         let mut server = RedisServer {
             child: None,
-            port,
-            tls: None,
+            port: 0,
+            tls,
         };
-        server.restart()?;
-        Ok(server)
+        for _ in 0..PORT_ATTEMPTS {
+            server.port = free_port()?;
+            if let Listening::Up = server.spawn_listening()? {
+                return Ok(server);
+            }
+        }
+        Err(StartError(format!(
+            "redis-server exited at start on {PORT_ATTEMPTS} ports in a row"
+        )))
     }
 
     /// A server that speaks TLS only, with these settings (`--tls-cert-file
@@ -69,14 +81,8 @@ impl RedisServer {
     /// As [`start`](Self::start).
     #[track_caller]
     pub fn start_tls(settings: &[&str]) -> Self {
-        let port = free_port().unwrap_or_else(|e| crate::missing(&e));
-        let mut server = RedisServer {
-            child: None,
-            port,
-            tls: Some(settings.iter().map(|s| (*s).to_owned()).collect()),
-        };
-        server.restart().unwrap_or_else(|e| crate::missing(&e));
-        server
+        Self::start_on_free_port(Some(settings.iter().map(|s| (*s).to_owned()).collect()))
+            .unwrap_or_else(|e| crate::missing(&e))
     }
 
     /// The port it listens on.
@@ -102,6 +108,17 @@ impl RedisServer {
     /// # Errors
     /// As [`start`](Self::start).
     pub fn restart(&mut self) -> Result<(), StartError> {
+        match self.spawn_listening()? {
+            Listening::Up => Ok(()),
+            Listening::Exited(status) => Err(StartError(format!(
+                "redis-server exited ({status}): port {} is taken",
+                self.port
+            ))),
+        }
+    }
+
+    /// Starts the process on its port and waits until it listens or exits.
+    fn spawn_listening(&mut self) -> Result<Listening, StartError> {
         self.stop();
         let port = self.port.to_string();
         let listen: Vec<&str> = match &self.tls {
@@ -111,16 +128,14 @@ impl RedisServer {
                 .chain(settings.iter().map(String::as_str))
                 .collect(),
         };
-        self.child = Some(spawn_redis(&listen)?);
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if started.elapsed() > Duration::from_secs(10) {
-                self.stop();
-                return Err(StartError("redis-server did not start".into()));
-            }
-            thread::sleep(Duration::from_millis(20));
+        let mut child = spawn_redis(&listen)?;
+        // A TLS port takes no plain `PING`.
+        let listening = wait_listening(&mut child, self.port, self.tls.is_none());
+        self.child = Some(child);
+        if !matches!(listening, Ok(Listening::Up)) {
+            self.stop();
         }
-        Ok(())
+        listening
     }
 }
 
@@ -148,12 +163,94 @@ struct ClusterNode {
 /// The cluster's password (`requirepass` and `masterauth`).
 pub const CLUSTER_PASSWORD: &str = "cluster-secret";
 
+/// A port nothing listens on, for a server to bind.
+///
+/// Taken below the kernel's ephemeral range, so that no outgoing connection
+/// (the cluster's own bus links, other tests' clients) can take it between
+/// this check and the server's bind, or while a server is stopped for an
+/// outage; and never the same one twice in this process.
 fn free_port() -> Result<u16, StartError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| StartError(format!("no free port: {e}")))
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.saturating_sub(LOW);
+    if span < 1_000 {
+        // No room below the ephemeral range: let the kernel choose.
+        return TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| StartError(format!("no free port: {e}")));
+    }
+    // Test binaries run one after another, each from its own offset.
+    let offset = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let port = LOW + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).map_err(|_| StartError("no free port".into()))?;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(StartError(format!(
+        "no free port in {LOW}..{ephemeral_low}"
+    )))
 }
+
+/// Waits (up to 10 s) until `child` serves on `port`: it accepts a
+/// connection and, when `ping`, answers a `PING`. A bare connect is not
+/// enough for a cluster node: the kernel accepts one as soon as the port is
+/// bound, before the node binds its bus port and exits if that is taken.
+///
+/// # Errors
+/// `Exited` when the process ended first (a port was taken after all),
+/// `Err` when it did not come up in time.
+fn wait_listening(child: &mut Child, port: u16, ping: bool) -> Result<Listening, StartError> {
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Ok(Listening::Exited(status));
+        }
+        if serves(port, ping) {
+            return Ok(Listening::Up);
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err(StartError(format!(
+                "redis-server did not listen on port {port} within 10 s"
+            )));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Something accepts connections on `port` and, when `ping`, answers a
+/// `PING` within a second (`-NOAUTH` will do).
+fn serves(port: u16, ping: bool) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    !ping
+        || (stream.write_all(b"PING\r\n").is_ok() && stream.read(&mut [0; 64]).is_ok_and(|n| n > 0))
+}
+
+enum Listening {
+    Up,
+    Exited(std::process::ExitStatus),
+}
+
+/// The last lines of a node's log, to say why it did not start.
+fn log_tail(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+/// How many times a server whose port was taken is started on another.
+const PORT_ATTEMPTS: usize = 5;
 
 impl RedisCluster {
     /// Starts the six nodes, creates the cluster and waits (up to 30 s)
@@ -182,49 +279,8 @@ impl RedisCluster {
             dir,
         };
         for _ in 0..6 {
-            let (port, bus) = (free_port()?, free_port()?);
-            let dir = cluster.dir.join(port.to_string());
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| StartError(format!("{}: {e}", dir.display())))?;
-            let (port_arg, bus_arg) = (port.to_string(), bus.to_string());
-            let dir_arg = dir.to_string_lossy();
-            let child = spawn_redis(&[
-                "--port",
-                &port_arg,
-                "--cluster-enabled",
-                "yes",
-                "--cluster-port",
-                &bus_arg,
-                "--cluster-config-file",
-                "nodes.conf",
-                // A replica takes over a second after its primary stops
-                // answering, however long since it last heard from it.
-                "--cluster-node-timeout",
-                "1000",
-                "--cluster-replica-validity-factor",
-                "0",
-                "--repl-diskless-sync",
-                "yes",
-                "--dir",
-                &dir_arg,
-                "--requirepass",
-                CLUSTER_PASSWORD,
-                "--masterauth",
-                CLUSTER_PASSWORD,
-            ])?;
-            cluster.nodes.push(ClusterNode {
-                port,
-                child: Some(child),
-            });
-        }
-        let started = Instant::now();
-        for node in &cluster.nodes {
-            while TcpStream::connect(("127.0.0.1", node.port)).is_err() {
-                if started.elapsed() > Duration::from_secs(10) {
-                    return Err(StartError("redis-server did not start".into()));
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
+            let node = cluster.start_node()?;
+            cluster.nodes.push(node);
         }
         let addresses: Vec<String> = cluster
             .nodes
@@ -252,6 +308,67 @@ impl RedisCluster {
         }
         cluster.wait_until_ok(Duration::from_secs(30))?;
         Ok(cluster)
+    }
+
+    /// Starts one node on free ports, on others when one turns out to be
+    /// taken.
+    fn start_node(&self) -> Result<ClusterNode, StartError> {
+        let mut exits = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let (port, bus) = (free_port()?, free_port()?);
+            let dir = self.dir.join(port.to_string());
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StartError(format!("{}: {e}", dir.display())))?;
+            let (port_arg, bus_arg) = (port.to_string(), bus.to_string());
+            let dir_arg = dir.to_string_lossy();
+            let log = dir.join("redis.log");
+            let log_arg = log.to_string_lossy();
+            let mut child = spawn_redis(&[
+                "--logfile",
+                &log_arg,
+                "--port",
+                &port_arg,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                &bus_arg,
+                "--cluster-config-file",
+                "nodes.conf",
+                // A replica takes over a second after its primary stops
+                // answering, however long since it last heard from it.
+                "--cluster-node-timeout",
+                "1000",
+                "--cluster-replica-validity-factor",
+                "0",
+                "--repl-diskless-sync",
+                "yes",
+                "--dir",
+                &dir_arg,
+                "--requirepass",
+                CLUSTER_PASSWORD,
+                "--masterauth",
+                CLUSTER_PASSWORD,
+            ])?;
+            match wait_listening(&mut child, port, true) {
+                Ok(Listening::Up) => {
+                    return Ok(ClusterNode {
+                        port,
+                        child: Some(child),
+                    });
+                }
+                Ok(Listening::Exited(status)) => {
+                    exits += &format!("\n{status}: {}", log_tail(&log));
+                }
+                Err(StartError(e)) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(StartError(format!("{e}: {}", log_tail(&log))));
+                }
+            }
+        }
+        Err(StartError(format!(
+            "a cluster node exited at start on {PORT_ATTEMPTS} port pairs in a row:{exits}"
+        )))
     }
 
     /// Every node's port, primaries and replicas.
