@@ -34,32 +34,47 @@ impl Parts {
         }
     }
 
-    /// The providers' parts, their calls blocking this thread.
-    fn providers_blocking(&self) -> Readiness {
-        let now = SystemTime::now();
-        let mut readiness = Readiness::new();
-        if let Some(jwt) = &self.jwt {
-            readiness = readiness.with("jwt_keys", jwt.probe(now).run_blocking(&*self.transport));
-        }
-        if let Some(introspection) = &self.introspection {
-            let health = introspection.probe(now).run_blocking(&*self.transport);
-            readiness = readiness.with("introspection", health);
-        }
-        readiness
-    }
-
-    /// Every part: the providers' on a blocking thread, the store's on the
-    /// runtime this runs on (tokio's, or actix-web's).
+    /// Every configured part, all at once, so the answer takes as long as
+    /// the slowest probe: the providers' on blocking threads (their calls
+    /// block), the store's on the runtime this runs on (tokio's, or
+    /// actix-web's).
     pub(crate) async fn check(self) -> Readiness {
-        let store = self.store.clone();
-        let readiness = tokio::task::spawn_blocking(move || self.providers_blocking())
-            .await
-            .unwrap_or_else(|_| {
-                Readiness::new().with("providers", Health::Down("the probe failed".into()))
-            });
-        match store {
-            Some(throttle) => readiness.with("rate_limit_store", throttle.probe().await),
-            None => readiness,
-        }
+        let now = SystemTime::now();
+        let jwt = self.jwt.map(|jwt| {
+            let transport = Arc::clone(&self.transport);
+            blocking(move || jwt.probe(now).run_blocking(&*transport))
+        });
+        let introspection = self.introspection.map(|introspection| {
+            let transport = Arc::clone(&self.transport);
+            blocking(move || introspection.probe(now).run_blocking(&*transport))
+        });
+        let store = self.store.as_ref().map(Throttle::probe);
+        let (jwt, introspection, store) =
+            tokio::join!(optional(jwt), optional(introspection), optional(store));
+        [
+            ("jwt_keys", jwt),
+            ("introspection", introspection),
+            ("rate_limit_store", store),
+        ]
+        .into_iter()
+        .filter_map(|(name, health)| Some((name, health?)))
+        .fold(Readiness::new(), |readiness, (name, health)| {
+            readiness.with(name, health)
+        })
+    }
+}
+
+/// A blocking probe on tokio's blocking threads; one that panicked is down.
+async fn blocking(probe: impl FnOnce() -> Health + Send + 'static) -> Health {
+    tokio::task::spawn_blocking(probe)
+        .await
+        .unwrap_or_else(|_| Health::Down("the probe failed".into()))
+}
+
+/// `future`'s output, if there is a future.
+async fn optional<F: Future>(future: Option<F>) -> Option<F::Output> {
+    match future {
+        Some(future) => Some(future.await),
+        None => None,
     }
 }

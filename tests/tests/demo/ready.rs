@@ -217,3 +217,66 @@ fn a_key_set_never_fetched_is_down_and_an_idle_provider_is_asked() {
         "{reason}"
     );
 }
+
+/// Reads one HTTP request's head from `stream`.
+fn read_head(stream: &mut std::net::TcpStream) {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+        head.push(byte[0]);
+    }
+}
+
+/// Whether the client still holds `stream` open (nothing more to read, no
+/// end of stream).
+fn still_open(stream: &std::net::TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let open = matches!(
+        stream.peek(&mut [0]),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+    );
+    stream.set_nonblocking(false).unwrap();
+    open
+}
+
+#[test]
+fn the_providers_are_probed_at_once_not_one_after_the_other() {
+    // A provider that accepts and never answers: each probe waits out its
+    // timeout. The second probe's call must come while the first still
+    // waits (one after the other, it would come after the first gave up).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", silent.local_addr().unwrap());
+    let demo = Arc::new(
+        Demo::new(&DemoConfig {
+            introspection: Some(IntrospectionConfig {
+                url: format!("{base}/introspect"),
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.into(),
+                identifier: "client_id".into(),
+                cache_ttl: None,
+            }),
+            oidc_issuer: Some(base),
+            oidc_audience: Some("urn:jwt".into()),
+            ..DemoConfig::default()
+        })
+        .unwrap(),
+    );
+    let calls = thread::spawn(move || {
+        let (mut first, _) = silent.accept().unwrap();
+        read_head(&mut first);
+        let (mut second, _) = silent.accept().unwrap();
+        read_head(&mut second);
+        still_open(&first)
+    });
+    let axum = serve_axum(axum_router(&demo));
+    let (status, body) = ready(&axum);
+    assert_eq!(status, 503, "{body}");
+    for part in ["jwt_keys", "introspection"] {
+        assert_eq!(body["checks"][part]["status"], "down", "{body}");
+    }
+    assert!(
+        calls.join().unwrap(),
+        "the second provider call came after the first was given up"
+    );
+}
