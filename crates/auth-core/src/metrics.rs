@@ -105,11 +105,16 @@ pub fn enabled() -> bool {
 #[cfg(feature = "metrics")]
 use enabled as on;
 
-/// Sources whose `auth_requests_total` counter is registered once, in the
-/// order of `Source`'s variants in [`decided`].
+/// Sources whose `auth_requests_total` counter is registered once.
 #[cfg(feature = "metrics")]
-const SOURCES: [&str; 5] = ["ip", "session", "anon", "jwt", "introspect"];
-/// Refusal statuses likewise, in [`decided`]'s order.
+const SOURCES: [Source; 5] = [
+    Source::Ip,
+    Source::Session,
+    Source::Anonymous,
+    Source::Jwt,
+    Source::Introspection,
+];
+/// Refusal statuses likewise.
 #[cfg(feature = "metrics")]
 const STATUSES: [&str; 6] = ["400", "401", "403", "429", "500", "503"];
 
@@ -133,7 +138,7 @@ fn handles() -> Option<&'static Handles> {
     }
     Some(HANDLES.get_or_init(|| Handles {
         admitted: SOURCES.map(|source| {
-            metrics::counter!(REQUESTS, "outcome" => "admitted", "source" => source, "status" => "none")
+            metrics::counter!(REQUESTS, "outcome" => "admitted", "source" => source.as_str(), "status" => "none")
         }),
         passed_through: metrics::counter!(
             REQUESTS,
@@ -264,16 +269,12 @@ pub(crate) fn decided(decision: &crate::Decision) {
         match decision {
             Decision::Proceed(Proceed { verdict, .. }) => {
                 match verdict.as_ref().and_then(|v| v.auth()) {
-                    Some(auth) => match auth.source() {
-                        Source::Ip => handles.admitted[0].increment(1),
-                        Source::Session => handles.admitted[1].increment(1),
-                        Source::Anonymous => handles.admitted[2].increment(1),
-                        Source::Jwt => handles.admitted[3].increment(1),
-                        Source::Introspection => handles.admitted[4].increment(1),
-                        other => metrics::counter!(
+                    Some(auth) => match SOURCES.iter().position(|s| *s == auth.source()) {
+                        Some(i) => handles.admitted[i].increment(1),
+                        None => metrics::counter!(
                             REQUESTS,
                             "outcome" => "admitted",
-                            "source" => other.as_str(),
+                            "source" => auth.source().as_str(),
                             "status" => "none"
                         )
                         .increment(1),
@@ -283,16 +284,7 @@ pub(crate) fn decided(decision: &crate::Decision) {
             }
             Decision::Refuse(refusal) => {
                 let status = refusal.status();
-                let known = match status.as_u16() {
-                    400 => Some(0),
-                    401 => Some(1),
-                    403 => Some(2),
-                    429 => Some(3),
-                    500 => Some(4),
-                    503 => Some(5),
-                    _ => None,
-                };
-                match known {
+                match STATUSES.iter().position(|s| *s == status.as_str()) {
                     Some(i) => handles.refused[i].increment(1),
                     None => metrics::counter!(
                         REQUESTS,
