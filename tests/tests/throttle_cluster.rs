@@ -245,6 +245,76 @@ fn a_killed_primary_falls_back_then_limits_are_shared_again() {
     }
 }
 
+/// Visitors, each from an address of its own, one request each, with the
+/// primaries that hold their two counters.
+fn placed(cluster: &RedisCluster, base: &str, round: &str) -> Vec<(String, String, Vec<u16>)> {
+    (0..30)
+        .map(|v| {
+            let (visitor, address) = (format!("{round}-{v}"), format!("10.8.{v}.1"));
+            let before = counters(cluster);
+            assert_eq!(status(base, &visitor, &address), 200);
+            let mut primaries: Vec<u16> = counters(cluster)
+                .into_iter()
+                .filter(|key| !before.contains(key))
+                .map(|key| cluster.primary_of(cluster.slot(&key)).unwrap())
+                .collect();
+            assert_eq!(
+                primaries.len(),
+                2,
+                "{visitor}: a visitor key and an address key"
+            );
+            primaries.dedup();
+            (visitor, address, primaries)
+        })
+        .collect()
+}
+
+#[test]
+fn a_stuck_primary_sends_only_its_own_callers_to_the_fallback() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = RedisCluster::start();
+    let (a, b) = (
+        server(throttle(&cluster, 3, 1000)),
+        server(throttle(&cluster, 3, 1000)),
+    );
+    let callers = placed(&cluster, &a, "placed");
+    // Both servers connected (a first connect needs every primary).
+    assert_eq!(status(&b, "warm", "10.7.7.7"), 200);
+    let stuck_primary = callers[0].2[0];
+    let on_stuck = |primaries: &Vec<u16>| primaries.contains(&stuck_primary);
+    let stuck = callers.iter().find(|(_, _, p)| on_stuck(p)).unwrap();
+    let live: Vec<_> = callers.iter().filter(|(_, _, p)| !on_stuck(p)).collect();
+    assert!(live.len() >= 2, "every caller has a counter on one primary");
+    // The primary takes connections but answers no command for 5 s; the
+    // cluster sees it alive (no failover).
+    assert_eq!(
+        cluster.cli(stuck_primary, &["CLIENT", "PAUSE", "5000", "ALL"]),
+        "OK"
+    );
+    // A caller there: the timeout, then the fallback (in-process), and the
+    // backoff for that primary's slots on this server.
+    assert_eq!(status(&a, &stuck.0, &stuck.1), 200);
+    // Callers on the other primaries still count in Redis, shared by both
+    // servers: one request spent, two left of three.
+    for (visitor, address, _) in &live[..2] {
+        assert_eq!(
+            statuses(&[&a, &b], visitor, address, 4),
+            [200, 200, 429, 429],
+            "{visitor} during the pause"
+        );
+    }
+    assert_eq!(cluster.cli(stuck_primary, &["CLIENT", "UNPAUSE"]), "OK");
+    // The backoff over, that primary's callers are shared again.
+    thread::sleep(Duration::from_millis(1_100));
+    let again = placed(&cluster, &b, "again");
+    let (visitor, address, _) = again.iter().find(|(_, _, p)| on_stuck(p)).unwrap();
+    assert_eq!(
+        statuses(&[&a, &b], visitor, address, 4),
+        [200, 200, 429, 429],
+        "{visitor} after the pause"
+    );
+}
+
 #[test]
 fn a_slot_moved_mid_traffic_stays_shared() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -3,14 +3,15 @@
 //! here: the connection and its failures here, the scripts' calls and
 //! answers in `call`.
 
+mod backoff;
 mod call;
 mod ping;
+mod slots;
 
 use std::fmt;
 use std::future::ready;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use auth_core::step::EverySecond;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -18,6 +19,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
+use self::backoff::Backoff;
 use self::call::Call;
 use crate::error::{StoreError, ThrottleError};
 use crate::key::KeyHasher;
@@ -70,9 +72,14 @@ const CONNECT_BUDGET: Duration = Duration::from_secs(2);
 ///   cluster's retries and redirections included), the refund as long
 ///   again; then the throttle's fallback applies (in-process counting by
 ///   default), with a warning in the log; never a 500. For the backoff
-///   after such a failure (default 1 s, the whole store, every slot) Redis
-///   is not asked: the fallback applies at once, so an outage does not add
-///   the timeout to every request. The first connection (to every node,
+///   after such a failure (default 1 s) Redis is not asked: the fallback
+///   applies at once, so an outage does not add the timeout to every
+///   request. On one server the backoff covers the whole store; on a
+///   cluster, the slots of the primary whose call failed, as the slot map
+///   says (`CLUSTER SLOTS`, asked at connect and again after a failure, at
+///   most once per backoff; the whole store while no map is known, or after
+///   a failure to connect), so that a dead or stuck primary sends only its
+///   own callers to the fallback. The first connection (to every node,
 ///   on a cluster) opens in a task of its own with 2 s or the timeout,
 ///   whichever is longer; requests meanwhile wait their timeout at most.
 /// - Refusals that waiting will not mend (`WRONGTYPE` on a key written by
@@ -120,11 +127,8 @@ struct Inner {
     timeout: Duration,
     keys: KeyHasher,
     fallback: MemoryStore,
-    backoff: Duration,
-    /// When this store was built: the clock of `asleep_until`.
-    started: Instant,
-    /// Milliseconds after `started` before which Redis is not asked.
-    asleep_until: AtomicU64,
+    /// When Redis is not asked after a failure.
+    backoff: Backoff,
 }
 
 /// What the store connects to.
@@ -265,23 +269,43 @@ impl RedisStore {
         &self.inner.fallback
     }
 
-    /// Milliseconds since the store was built.
-    fn clock(&self) -> u64 {
-        u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     /// Runs one request's calls; a failure other than a refusal starts the
-    /// backoff (a call's, even when another call's denial is the answer).
+    /// backoff (a call's, even when another call's denial is the answer):
+    /// for its primary's slots on a cluster, and then the slot map is asked
+    /// for again.
     async fn run(&self, calls: Vec<Call>) -> Result<Reply, StoreError> {
-        let (reply, failed) = self.round_trip(&calls).await;
-        if let Some(error) = reply.as_ref().err().or(failed.as_ref())
-            && !matches!(error, StoreError::Refused(_))
-        {
-            let backoff = u64::try_from(self.inner.backoff.as_millis()).unwrap_or(u64::MAX);
-            let until = self.clock().saturating_add(backoff);
-            self.inner.asleep_until.fetch_max(until, Ordering::Relaxed);
+        let (reply, outages) = self.round_trip(&calls).await;
+        for &slot in &outages {
+            self.inner.backoff.failed(slot);
+        }
+        if !outages.is_empty() {
+            self.refresh_map();
         }
         reply
+    }
+
+    /// Asks a node for the slot map, in a task of its own, if one is due
+    /// (a cluster, at most once per backoff); the map stays as it was if
+    /// the node does not answer within the timeout.
+    fn refresh_map(&self) {
+        if !self.inner.backoff.map_due() {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let inner = &store.inner;
+            let fetch = async {
+                match store.connection().await? {
+                    Connection::Cluster(mut cluster) => {
+                        slots::fetch(&mut cluster, &inner.target).await
+                    }
+                    Connection::Node(_) => Ok(Vec::new()),
+                }
+            };
+            if let Ok(Ok(map)) = tokio::time::timeout(inner.timeout, fetch).await {
+                inner.backoff.set_map(map);
+            }
+        });
     }
 
     /// The connection, opened on first use by a task of its own (with
@@ -313,21 +337,29 @@ impl RedisStore {
                 Err(_) => Err(StoreError::Timeout),
             }
         });
-        connecting
+        let connection = connecting
             .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("connecting stopped".to_owned())))
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("connecting stopped".to_owned())));
+        if connection.is_ok() {
+            // The slot map the backoff needs, from the start.
+            self.refresh_map();
+        }
+        connection
     }
 
     /// The calls in flight together, each under the timeout, then, if one
     /// denied or failed, the refund of those that stored their counters
     /// (under a timeout of its own, in a task of its own: a client that
-    /// hangs up does not keep its units). The answer, and a call's failure
-    /// behind a denial.
-    async fn round_trip(&self, calls: &[Call]) -> (Result<Reply, StoreError>, Option<StoreError>) {
+    /// hangs up does not keep its units). The answer, and the outages: the
+    /// slots of the calls that failed (`None` for the whole store).
+    async fn round_trip(&self, calls: &[Call]) -> (Result<Reply, StoreError>, Vec<Option<u16>>) {
         let connection = match tokio::time::timeout(self.inner.timeout, self.connection()).await {
             Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => return (Err(error), None),
-            Err(_) => return (Err(StoreError::Timeout), None),
+            Ok(Err(error)) => {
+                let outage = (!matches!(error, StoreError::Refused(_))).then_some(None);
+                return (Err(error), outage.into_iter().collect());
+            }
+            Err(_) => return (Err(StoreError::Timeout), vec![None]),
         };
         let target = &self.inner.target;
         let answers = futures_util::future::join_all(calls.iter().map(|call| {
@@ -348,7 +380,8 @@ impl RedisStore {
             }
         }))
         .await;
-        let (reply, refunds, failed) = call::combine(calls, answers);
+        let outages = call::outages(calls, &answers);
+        let (reply, refunds) = call::combine(calls, answers);
         if !refunds.is_empty() {
             let inner = Arc::clone(&self.inner);
             let giving_back = tokio::spawn(async move {
@@ -377,7 +410,7 @@ impl RedisStore {
             // the timeout whether or not this request waits).
             let _ = giving_back.await;
         }
-        (reply, failed)
+        (reply, outages)
     }
 }
 
@@ -397,9 +430,10 @@ fn warn_refund_failed(error: &StoreError) {
 
 impl SharedStore for RedisStore {
     fn apply(&self, batch: &Batch) -> StoreFuture {
-        // Not asked during the backoff: the fallback at once, without
-        // even making the request's keys.
-        if self.clock() < self.inner.asleep_until.load(Ordering::Relaxed) {
+        // Not asked during the whole store's backoff: the fallback at
+        // once, without even making the request's keys.
+        let backoff = &self.inner.backoff;
+        if backoff.whole_asleep() {
             return Box::pin(ready(Err(StoreError::Backoff)));
         }
         // The client and its timer live on tokio: outside a runtime (a
@@ -414,6 +448,10 @@ impl SharedStore for RedisStore {
             Target::Node { .. } => Call::whole(&self.inner.prefix, batch),
             Target::Cluster(_) => Call::per_slot(&self.inner.prefix, batch),
         };
+        // Nor during its slots' (a cluster's primary that failed).
+        if backoff.slots_asleep(calls.iter().filter_map(Call::slot)) {
+            return Box::pin(ready(Err(StoreError::Backoff)));
+        }
         let store = self.clone();
         Box::pin(async move { store.run(calls).await })
     }
@@ -586,6 +624,7 @@ impl RedisStoreBuilder {
             root_cert: Some(roots),
         };
         let invalid = |e: RedisError| ThrottleError::Store(e.to_string());
+        let cluster = matches!(self.nodes, Nodes::Cluster(_));
         let target = match self.nodes {
             Nodes::One(url) => {
                 let client = match self.tls_roots {
@@ -629,9 +668,7 @@ impl RedisStoreBuilder {
                 timeout: self.timeout,
                 keys,
                 fallback: MemoryStore::new(self.fallback_capacity),
-                backoff: self.backoff,
-                started: Instant::now(),
-                asleep_until: AtomicU64::new(0),
+                backoff: Backoff::new(self.backoff, cluster),
             }),
         })
     }

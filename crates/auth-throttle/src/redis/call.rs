@@ -2,8 +2,7 @@
 //! call on one server; on a Redis Cluster, one call per hash slot (a
 //! script runs on one slot's keys), put back together all or nothing.
 
-use redis::cluster_routing::Slot;
-
+use super::slots::slot_of;
 use crate::error::StoreError;
 use crate::gcra::Cell;
 use crate::store::{Batch, Reply};
@@ -16,11 +15,12 @@ pub(super) struct Call {
     pub(super) keys: Vec<String>,
     rates: Vec<u64>,
     positions: Vec<usize>,
-    slot: Option<Slot>,
+    /// A cluster's call: the hash slot of its keys.
+    slot: Option<u16>,
 }
 
 impl Call {
-    fn empty(slot: Option<Slot>) -> Self {
+    fn empty(slot: Option<u16>) -> Self {
         Call {
             keys: Vec::new(),
             rates: Vec::new(),
@@ -57,7 +57,7 @@ impl Call {
         for range in batch.by_caller() {
             let mut group = Call::empty(None);
             group.push(prefix, batch, range);
-            let slot = group.keys.first().map(Slot::for_key);
+            let slot = group.keys.first().map(|key| slot_of(key));
             match calls.iter_mut().find(|call| call.slot == slot) {
                 Some(call) => {
                     call.keys.append(&mut group.keys);
@@ -71,6 +71,11 @@ impl Call {
             calls.push(Call::empty(None));
         }
         calls
+    }
+
+    /// A cluster's call: the hash slot of its keys.
+    pub(super) fn slot(&self) -> Option<u16> {
+        self.slot
     }
 
     /// `<prefix>:{<caller>}` of the first key: a name in the call's slot.
@@ -164,19 +169,29 @@ pub(super) fn parse(reply: &[i64], counters: usize) -> Result<Answer, StoreError
     Ok(Answer { stored, now, cells })
 }
 
-/// What a request's calls come to: its answer, the refunds of the calls
-/// that stored their counters when another denied the request or failed,
-/// and a call's failure when the answer is a denial all the same (it still
-/// starts the backoff).
-pub(super) type Combined = (Result<Reply, StoreError>, Vec<Refund>, Option<StoreError>);
+/// What a request's calls come to: its answer, and the refunds of the
+/// calls that stored their counters when another denied the request or
+/// failed.
+pub(super) type Combined = (Result<Reply, StoreError>, Vec<Refund>);
+
+/// The calls that failed for an outage (not a refusal): their slots, to
+/// start the backoff with, even when another call's denial is the answer.
+pub(super) fn outages(calls: &[Call], answers: &[Result<Answer, StoreError>]) -> Vec<Option<u16>> {
+    calls
+        .iter()
+        .zip(answers)
+        .filter(|(_, answer)| matches!(answer, Err(e) if !matches!(e, StoreError::Refused(_))))
+        .map(|(call, _)| call.slot)
+        .collect()
+}
 
 /// The request's answer from its calls' (in the calls' order).
 /// - One call (one server, or one slot): its answer as it is.
 /// - A denial stands even when another call failed: what a slot denied is
 ///   never let through by the fallback. The failed calls' counters show
 ///   as unspent.
-/// - Else a failure is the answer; of several, one that may pass (it
-///   starts the backoff) is told before a refusal.
+/// - Else a failure is the answer; of several, one that may pass (an
+///   outage) is told before a refusal.
 pub(super) fn combine(calls: &[Call], answers: Vec<Result<Answer, StoreError>>) -> Combined {
     if calls.len() == 1 {
         // A single call's positions are the batch's, in order.
@@ -185,7 +200,7 @@ pub(super) fn combine(calls: &[Call], answers: Vec<Result<Answer, StoreError>>) 
             .next()
             .unwrap_or(Err(StoreError::Unexpected))
             .map(|answer| Reply::new(answer.now, answer.cells));
-        return (reply, Vec::new(), None);
+        return (reply, Vec::new());
     }
     let denied = answers.iter().any(|a| matches!(a, Ok(a) if !a.stored));
     let failure = answers
@@ -215,7 +230,7 @@ pub(super) fn combine(calls: &[Call], answers: Vec<Result<Answer, StoreError>>) 
         }
     }
     if let (Some(error), false) = (&failure, denied) {
-        return (Err(error.clone()), refunds, None);
+        return (Err(error.clone()), refunds);
     }
     let now = answers.iter().flatten().map(|a| a.now).max().unwrap_or(0);
     let counters = calls.iter().map(|call| call.positions.len()).sum();
@@ -236,7 +251,7 @@ pub(super) fn combine(calls: &[Call], answers: Vec<Result<Answer, StoreError>>) 
             }
         }
     }
-    (Ok(Reply::new(now, cells)), refunds, failure)
+    (Ok(Reply::new(now, cells)), refunds)
 }
 
 /// A counter's answer at `now` when nothing is stored for it: allowed,
@@ -274,6 +289,8 @@ mod tests {
 
     #[test]
     fn a_cluster_call_per_hash_slot_a_server_call_for_all() {
+        use redis::cluster_routing::Slot;
+
         use crate::gcra::Rate;
         use crate::key::CallerKey;
         use crate::store::Counter;
@@ -297,6 +314,7 @@ mod tests {
         for call in &calls {
             let slots: Vec<Slot> = call.keys.iter().map(Slot::for_key).collect();
             assert!(slots.iter().all(|s| *s == slots[0]), "{:?}", call.keys);
+            assert_eq!(call.slot().and_then(Slot::new), Some(slots[0]));
             for (key, &position) in call.keys.iter().zip(&call.positions) {
                 let counter = &batch.counters()[position];
                 assert_eq!(
@@ -334,7 +352,8 @@ mod tests {
                 .iter()
                 .flat_map(|_| [1_000_000, 5_000_000])
                 .collect(),
-            ..Call::empty(None)
+            // Its slot: its first position.
+            ..Call::empty(positions.first().and_then(|&p| u16::try_from(p).ok()))
         }
     }
 
@@ -347,7 +366,7 @@ mod tests {
         let calls = [call(&[0, 2]), call(&[1])];
         let allowed_two = || answer(&[1, 7, 1, 4, 5, 0, 1, 3, 5, 0]);
         // Both stored: the cells in the batch's order, the later clock.
-        let (reply, refund, _) = combine(&calls, vec![allowed_two(), answer(&[1, 9, 1, 2, 5, 0])]);
+        let (reply, refund) = combine(&calls, vec![allowed_two(), answer(&[1, 9, 1, 2, 5, 0])]);
         let reply = reply.unwrap();
         assert_eq!(reply.now, 9);
         let remaining: Vec<u64> = reply.cells.iter().map(|c| c.remaining).collect();
@@ -355,7 +374,7 @@ mod tests {
         assert!(refund.is_empty());
         // The second denies: the first call's counters are given back, and
         // the answer shows the denial.
-        let (reply, refund, _) = combine(&calls, vec![allowed_two(), answer(&[0, 9, 0, 0, 5, 3])]);
+        let (reply, refund) = combine(&calls, vec![allowed_two(), answer(&[0, 9, 0, 0, 5, 3])]);
         assert!(!reply.unwrap().cells[1].allowed());
         assert_eq!(refund.len(), 1);
         // The first call's two counters.
@@ -363,27 +382,28 @@ mod tests {
         // What the call stored: its clock plus each cell's reset.
         assert_eq!(refund[0].stored, [7 + 5, 7 + 5]);
         // The second fails: given back too, and the failure is the answer.
-        let (reply, refund, _) = combine(&calls, vec![allowed_two(), Err(StoreError::Timeout)]);
+        let (reply, refund) = combine(&calls, vec![allowed_two(), Err(StoreError::Timeout)]);
         assert_eq!(reply.unwrap_err(), StoreError::Timeout);
         assert_eq!(refund.len(), 1);
         // One denies while the other fails: the denial stands (the
-        // fallback never lets it through), the failure is still told.
-        let (reply, refund, failed) = combine(
-            &calls,
-            vec![Err(StoreError::Timeout), answer(&[0, 9, 0, 0, 5, 3])],
-        );
+        // fallback never lets it through), the failed call's slot is still
+        // told (it starts the backoff).
+        let answers = vec![Err(StoreError::Timeout), answer(&[0, 9, 0, 0, 5, 3])];
+        assert_eq!(outages(&calls, &answers), [Some(0)]);
+        let (reply, refund) = combine(&calls, answers);
         let reply = reply.unwrap();
         assert!(!reply.cells[1].allowed());
         assert!(reply.cells[0].allowed() && reply.cells[2].allowed());
         assert!(refund.is_empty());
-        assert_eq!(failed, Some(StoreError::Timeout));
-        // A failure that may pass is told before a refusal (it starts the
-        // backoff).
+        // A failure that may pass is told before a refusal.
         let refused = || Err(StoreError::Refused("WRONGTYPE".into()));
-        let (reply, refund, _) = combine(&calls, vec![refused(), Err(StoreError::Timeout)]);
+        let answers = vec![refused(), Err(StoreError::Timeout)];
+        // A refusal is no outage.
+        assert_eq!(outages(&calls, &answers), [Some(1)]);
+        let (reply, refund) = combine(&calls, answers);
         assert_eq!(reply.unwrap_err(), StoreError::Timeout);
         assert!(refund.is_empty());
-        let (reply, _, _) = combine(&calls, vec![refused(), allowed_two()]);
+        let (reply, _) = combine(&calls, vec![refused(), allowed_two()]);
         assert!(matches!(reply, Err(StoreError::Refused(_))));
     }
 }

@@ -6,11 +6,9 @@ use redis::Value;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
+use super::slots::{self, Range, SLOTS};
 use super::{Connection, Target, store_error};
 use crate::error::StoreError;
-
-/// Slots a cluster serves when every one is covered.
-const SLOTS: u64 = 16_384;
 
 /// `PING` where every counter may live.
 pub(super) async fn ping(connection: Connection, target: &Target) -> Result<(), StoreError> {
@@ -25,13 +23,7 @@ pub(super) async fn ping(connection: Connection, target: &Target) -> Result<(), 
 }
 
 async fn every_primary(mut cluster: ClusterConnection, target: &Target) -> Result<(), StoreError> {
-    let map = cluster
-        .route_command(
-            redis::cmd("CLUSTER").arg("SLOTS").clone(),
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-        )
-        .await
-        .map_err(|e| store_error(&e, target))?;
+    let map = slots::fetch(&mut cluster, target).await?;
     // By address: a node the client has no connection to is an error
     // (routed by slot, it would answer from another node).
     let pings = primaries(&map)?.into_iter().map(|(host, port)| {
@@ -53,46 +45,20 @@ async fn every_primary(mut cluster: ClusterConnection, target: &Target) -> Resul
         .collect()
 }
 
-/// Each primary's host and port in a `CLUSTER SLOTS` answer (`[[start,
-/// end, [host, port, id?], replicas...], ...]`), once; every slot must be
+/// Each primary's host and port in the slot map, once; every slot must be
 /// served.
-fn primaries(map: &Value) -> Result<Vec<(String, u16)>, StoreError> {
-    let unexpected = || StoreError::Unavailable("unexpected CLUSTER SLOTS answer".to_owned());
-    let Value::Array(ranges) = map else {
-        return Err(unexpected());
-    };
+fn primaries(map: &[Range]) -> Result<Vec<(String, u16)>, StoreError> {
     let mut primaries: Vec<(String, u16)> = Vec::new();
     // Each slot once: overlapping ranges cover nothing twice.
-    let mut served = vec![false; SLOTS as usize];
-    for range in ranges {
-        let Value::Array(fields) = range else {
-            return Err(unexpected());
-        };
-        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(primary))) =
-            (fields.first(), fields.get(1), fields.get(2))
-        else {
-            return Err(unexpected());
-        };
-        let (Ok(start), Ok(end)) = (u16::try_from(*start), u16::try_from(*end)) else {
-            return Err(unexpected());
-        };
-        if start > end || u64::from(end) >= SLOTS {
-            return Err(unexpected());
-        }
-        served[usize::from(start)..=usize::from(end)].fill(true);
-        let address = match primary.as_slice() {
-            [Value::BulkString(host), Value::Int(port), ..] => {
-                let host = String::from_utf8(host.clone()).map_err(|_| unexpected())?;
-                (host, u16::try_from(*port).map_err(|_| unexpected())?)
-            }
-            _ => return Err(unexpected()),
-        };
-        if !primaries.contains(&address) {
-            primaries.push(address);
+    let mut served = vec![false; usize::from(SLOTS)];
+    for range in map {
+        served[usize::from(range.start)..=usize::from(range.end)].fill(true);
+        if !primaries.contains(&range.primary) {
+            primaries.push(range.primary.clone());
         }
     }
     let covered = served.iter().filter(|&&s| s).count();
-    if covered < SLOTS as usize {
+    if covered < usize::from(SLOTS) {
         return Err(StoreError::Unavailable(format!(
             "the cluster serves {covered} of {SLOTS} slots"
         )));
@@ -103,20 +69,10 @@ fn primaries(map: &Value) -> Result<Vec<(String, u16)>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redis::slots::tests::range;
 
-    fn range(start: i64, end: i64, port: i64) -> Value {
-        let node = |port| {
-            Value::Array(vec![
-                Value::BulkString(b"10.0.0.1".to_vec()),
-                Value::Int(port),
-            ])
-        };
-        Value::Array(vec![
-            Value::Int(start),
-            Value::Int(end),
-            node(port),
-            node(port + 1),
-        ])
+    fn primaries(map: &Value) -> Result<Vec<(String, u16)>, StoreError> {
+        super::primaries(&slots::parse(map)?)
     }
 
     #[test]

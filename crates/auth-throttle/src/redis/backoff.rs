@@ -1,0 +1,201 @@
+//! When Redis is not asked after a failure, for the backoff: on one
+//! server, the whole store; on a cluster, the slots of the primary that
+//! failed, as the slot map says (the whole store while no map is known),
+//! so that one dead or stuck primary sends only its own callers to the
+//! fallback.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::slots::{Range, SLOTS};
+
+pub(super) struct Backoff {
+    length: u64,
+    /// The clock of the deadlines below: milliseconds since then.
+    started: Instant,
+    /// Before this, the whole store is not asked.
+    whole: AtomicU64,
+    /// A cluster: before `slots[s]`, slot `s` is not asked.
+    slots: Option<Box<[AtomicU64]>>,
+    /// A cluster: the slot map as a node last gave it.
+    map: Mutex<Option<Arc<[Range]>>>,
+    /// A cluster: before this, no new slot map is asked for.
+    next_map: AtomicU64,
+}
+
+impl Backoff {
+    pub(super) fn new(length: Duration, cluster: bool) -> Self {
+        Backoff {
+            length: u64::try_from(length.as_millis()).unwrap_or(u64::MAX),
+            started: Instant::now(),
+            whole: AtomicU64::new(0),
+            slots: cluster.then(|| (0..SLOTS).map(|_| AtomicU64::new(0)).collect()),
+            map: Mutex::new(None),
+            next_map: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the whole store is in its backoff.
+    pub(super) fn whole_asleep(&self) -> bool {
+        self.now() < self.whole.load(Ordering::Relaxed)
+    }
+
+    /// Whether any of `slots` of a cluster is in its backoff (the whole
+    /// store's aside).
+    pub(super) fn slots_asleep(&self, slots: impl IntoIterator<Item = u16>) -> bool {
+        let Some(asleep) = &self.slots else {
+            return false;
+        };
+        let now = self.now();
+        slots.into_iter().any(|slot| {
+            asleep
+                .get(usize::from(slot))
+                .is_some_and(|until| now < until.load(Ordering::Relaxed))
+        })
+    }
+
+    /// A call failed: on `slot` of a cluster (its primary's slots go
+    /// to sleep), or `None`: the whole store.
+    pub(super) fn failed(&self, slot: Option<u16>) {
+        let now = self.now();
+        let until = now.saturating_add(self.length);
+        let (Some(slot), Some(asleep)) = (slot, &self.slots) else {
+            self.whole.fetch_max(until, Ordering::Relaxed);
+            return;
+        };
+        let Some(this) = asleep.get(usize::from(slot)) else {
+            self.whole.fetch_max(until, Ordering::Relaxed);
+            return;
+        };
+        // Another request's failure put it to sleep a moment ago.
+        if this.fetch_max(until, Ordering::Relaxed) > now {
+            return;
+        }
+        let map = self
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let primary = map
+            .as_deref()
+            .and_then(|map| map.iter().find(|range| range.contains(slot)));
+        let (Some(map), Some(primary)) = (map.as_deref(), primary) else {
+            // Whose slot it is, unknown: every slot.
+            self.whole.fetch_max(until, Ordering::Relaxed);
+            return;
+        };
+        for range in map.iter().filter(|range| range.primary == primary.primary) {
+            for slot in asleep[usize::from(range.start)..=usize::from(range.end)].iter() {
+                slot.fetch_max(until, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether a new slot map is to be asked for (a cluster, at most once
+    /// per backoff length); if so, the next is not due before then.
+    pub(super) fn map_due(&self) -> bool {
+        if self.slots.is_none() {
+            return false;
+        }
+        let now = self.now();
+        let due = self.next_map.load(Ordering::Relaxed);
+        now >= due
+            && self
+                .next_map
+                .compare_exchange(
+                    due,
+                    now.saturating_add(self.length),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    /// The slot map a node gave.
+    pub(super) fn set_map(&self, map: Vec<Range>) {
+        *self.map.lock().unwrap_or_else(PoisonError::into_inner) = Some(map.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::slots::{parse, tests::range};
+    use redis::Value;
+
+    /// Whether a request on `slots` is not to ask Redis.
+    fn asleep<const N: usize>(backoff: &Backoff, slots: [u16; N]) -> bool {
+        backoff.whole_asleep() || backoff.slots_asleep(slots)
+    }
+
+    fn cluster() -> Backoff {
+        let backoff = Backoff::new(Duration::from_secs(60), true);
+        let map = Value::Array(vec![
+            range(0, 5_460, 7000),
+            range(5_461, 10_922, 7002),
+            range(10_923, 16_383, 7000),
+        ]);
+        backoff.set_map(parse(&map).unwrap());
+        backoff
+    }
+
+    #[test]
+    fn a_failed_slot_puts_its_primary_to_sleep_and_no_other() {
+        let backoff = cluster();
+        assert!(!asleep(&backoff, [0, 6_000, 16_383]));
+        backoff.failed(Some(3));
+        // 7000's two ranges; 7002's slots are still asked.
+        for slot in [0, 3, 5_460, 10_923, 16_383] {
+            assert!(asleep(&backoff, [slot]), "{slot}");
+        }
+        for slot in [5_461, 8_000, 10_922] {
+            assert!(!asleep(&backoff, [slot]), "{slot}");
+        }
+        // A request with a slot of each: asleep.
+        assert!(asleep(&backoff, [6_000, 1]));
+        assert!(!backoff.whole_asleep());
+    }
+
+    #[test]
+    fn without_a_map_or_a_slot_the_whole_store_sleeps() {
+        let unmapped = Backoff::new(Duration::from_secs(60), true);
+        unmapped.failed(Some(3));
+        assert!(unmapped.whole_asleep() && asleep(&unmapped, [8_000]));
+
+        let partial = Backoff::new(Duration::from_secs(60), true);
+        partial.set_map(parse(&Value::Array(vec![range(0, 100, 7000)])).unwrap());
+        partial.failed(Some(200));
+        assert!(partial.whole_asleep());
+
+        let cluster = cluster();
+        cluster.failed(None);
+        assert!(cluster.whole_asleep() && asleep(&cluster, [8_000]));
+
+        let one = Backoff::new(Duration::from_secs(60), false);
+        assert!(!asleep(&one, [0]));
+        one.failed(Some(3));
+        assert!(one.whole_asleep());
+        assert!(!one.map_due(), "one server has no slot map");
+    }
+
+    #[test]
+    fn the_backoff_ends() {
+        let backoff = Backoff::new(Duration::ZERO, true);
+        backoff.set_map(parse(&Value::Array(vec![range(0, 16_383, 7000)])).unwrap());
+        backoff.failed(Some(3));
+        backoff.failed(None);
+        assert!(!asleep(&backoff, [3]) && !backoff.whole_asleep());
+    }
+
+    #[test]
+    fn a_map_is_asked_for_once_per_backoff() {
+        let backoff = cluster();
+        assert!(backoff.map_due());
+        assert!(!backoff.map_due());
+    }
+}

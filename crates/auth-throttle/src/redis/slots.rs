@@ -1,0 +1,167 @@
+//! A Redis Cluster's hash slots: a key's slot, and the slot map a node
+//! gives (`CLUSTER SLOTS`): which primary serves which slots.
+
+use redis::Value;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+
+use super::{Target, store_error};
+use crate::error::StoreError;
+
+/// How many hash slots a cluster has.
+pub(super) const SLOTS: u16 = 16_384;
+
+/// The hash slot of `key`: CRC16 (XMODEM) of its hash tag (what is between
+/// the first `{` and the next `}`, when not empty), else of the whole key,
+/// modulo [`SLOTS`].
+pub(super) fn slot_of(key: &str) -> u16 {
+    let key = key.as_bytes();
+    let tag = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.iter()
+                .position(|&b| b == b'}')
+                .map(|close| &rest[..close])
+        })
+        .filter(|tag| !tag.is_empty());
+    crc16::State::<crc16::XMODEM>::calculate(tag.unwrap_or(key)) % SLOTS
+}
+
+/// Slots `start..=end`, served by the primary at `primary` (host, port).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Range {
+    pub(super) start: u16,
+    pub(super) end: u16,
+    pub(super) primary: (String, u16),
+}
+
+impl Range {
+    pub(super) fn contains(&self, slot: u16) -> bool {
+        (self.start..=self.end).contains(&slot)
+    }
+}
+
+/// The slot map, from a node the client picks.
+pub(super) async fn fetch(
+    cluster: &mut ClusterConnection,
+    target: &Target,
+) -> Result<Vec<Range>, StoreError> {
+    let map = cluster
+        .route_command(
+            redis::cmd("CLUSTER").arg("SLOTS").clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await
+        .map_err(|e| store_error(&e, target))?;
+    parse(&map)
+}
+
+/// The ranges of a `CLUSTER SLOTS` answer (`[[start, end, [host, port,
+/// id?], replicas...], ...]`), each checked; whether they cover every slot
+/// is the caller's question.
+pub(super) fn parse(map: &Value) -> Result<Vec<Range>, StoreError> {
+    let unexpected = || StoreError::Unavailable("unexpected CLUSTER SLOTS answer".to_owned());
+    let Value::Array(ranges) = map else {
+        return Err(unexpected());
+    };
+    ranges
+        .iter()
+        .map(|range| {
+            let Value::Array(fields) = range else {
+                return Err(unexpected());
+            };
+            let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(primary))) =
+                (fields.first(), fields.get(1), fields.get(2))
+            else {
+                return Err(unexpected());
+            };
+            let (Ok(start), Ok(end)) = (u16::try_from(*start), u16::try_from(*end)) else {
+                return Err(unexpected());
+            };
+            if start > end || end >= SLOTS {
+                return Err(unexpected());
+            }
+            let primary = match primary.as_slice() {
+                [Value::BulkString(host), Value::Int(port), ..] => {
+                    let host = String::from_utf8(host.clone()).map_err(|_| unexpected())?;
+                    (host, u16::try_from(*port).map_err(|_| unexpected())?)
+                }
+                _ => return Err(unexpected()),
+            };
+            Ok(Range {
+                start,
+                end,
+                primary,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use redis::cluster_routing::Slot;
+
+    /// `start..=end` served by 10.0.0.1:`port`, replicated on `port + 1`.
+    pub(in crate::redis) fn range(start: i64, end: i64, port: i64) -> Value {
+        let node = |port| {
+            Value::Array(vec![
+                Value::BulkString(b"10.0.0.1".to_vec()),
+                Value::Int(port),
+            ])
+        };
+        Value::Array(vec![
+            Value::Int(start),
+            Value::Int(end),
+            node(port),
+            node(port + 1),
+        ])
+    }
+
+    #[test]
+    fn a_keys_slot_is_the_one_the_cluster_client_routes_it_to() {
+        let keys = [
+            "auth-throttle:{abc}:rule",
+            "p:{}:r",
+            "p:{a}{b}",
+            "p:{",
+            "p:}{x}",
+            "no tag",
+            "",
+            "{user1000}.following",
+            "foo{}{bar}",
+            "foo{{bar}}zap",
+            "foo{bar}{zap}",
+        ];
+        for key in keys
+            .iter()
+            .copied()
+            .map(str::to_owned)
+            .chain((0..2_000).map(|n| format!("auth-throttle:{{{:x}}}:r", n * 7_919)))
+        {
+            assert_eq!(Slot::new(slot_of(&key)), Some(Slot::for_key(&key)), "{key}");
+        }
+        // Redis's documented example.
+        assert_eq!(slot_of("123456789"), 12_739);
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        let map = Value::Array(vec![range(0, 5_460, 7000), range(5_461, 16_383, 7002)]);
+        let ranges = parse(&map).unwrap();
+        assert_eq!(ranges.len(), 2);
+        assert_eq!(ranges[1].primary, ("10.0.0.1".to_owned(), 7002));
+        assert!(ranges[0].contains(5_460) && !ranges[0].contains(5_461));
+        for bad in [
+            Value::Nil,
+            Value::Array(vec![Value::Int(1)]),
+            Value::Array(vec![range(20_000, 20_001, 7000)]),
+            Value::Array(vec![range(10, 5, 7000)]),
+            Value::Array(vec![range(0, 5, 70_000)]),
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?}");
+        }
+    }
+}
