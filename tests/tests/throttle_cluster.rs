@@ -28,8 +28,24 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// `per_address` per client address (behind a proxy on loopback), counted
 /// in the cluster.
 fn throttle(cluster: &RedisCluster, per_visitor: u64, per_address: u64) -> Throttle {
+    backing_off(
+        cluster,
+        per_visitor,
+        per_address,
+        RedisStore::DEFAULT_BACKOFF,
+    )
+}
+
+/// [`throttle`], Redis not asked for `backoff` after a failure.
+fn backing_off(
+    cluster: &RedisCluster,
+    per_visitor: u64,
+    per_address: u64,
+    backoff: Duration,
+) -> Throttle {
     let store = RedisStore::cluster(cluster.urls(), SECRET)
         .timeout(Duration::from_millis(200))
+        .backoff(backoff)
         .build()
         .unwrap();
     let quota = |n| Quota::new(n, Duration::from_secs(600)).unwrap();
@@ -245,73 +261,144 @@ fn a_killed_primary_falls_back_then_limits_are_shared_again() {
     }
 }
 
-/// Visitors, each from an address of its own, one request each, with the
-/// primaries that hold their two counters.
-fn placed(cluster: &RedisCluster, base: &str, round: &str) -> Vec<(String, String, Vec<u16>)> {
+/// A visitor, from an address of its own, after one request.
+struct Placed {
+    visitor: String,
+    address: String,
+    /// Its two counters' keys (its visitor rule's, its address's).
+    keys: Vec<String>,
+    /// The primaries that hold them.
+    primaries: Vec<u16>,
+}
+
+impl Placed {
+    fn visitor_key(&self) -> &str {
+        self.keys.iter().find(|k| k.ends_with(":visitor")).unwrap()
+    }
+
+    fn status(&self, base: &str) -> u16 {
+        status(base, &self.visitor, &self.address)
+    }
+}
+
+/// 30 visitors, one request each, and where their counters went.
+fn placed(cluster: &RedisCluster, base: &str, round: &str) -> Vec<Placed> {
     (0..30)
         .map(|v| {
             let (visitor, address) = (format!("{round}-{v}"), format!("10.8.{v}.1"));
             let before = counters(cluster);
             assert_eq!(status(base, &visitor, &address), 200);
-            let mut primaries: Vec<u16> = counters(cluster)
+            let keys: Vec<String> = counters(cluster)
                 .into_iter()
                 .filter(|key| !before.contains(key))
-                .map(|key| cluster.primary_of(cluster.slot(&key)).unwrap())
                 .collect();
-            assert_eq!(
-                primaries.len(),
-                2,
-                "{visitor}: a visitor key and an address key"
-            );
-            primaries.dedup();
-            (visitor, address, primaries)
+            assert_eq!(keys.len(), 2, "{visitor}: {keys:?}");
+            let primaries = keys
+                .iter()
+                .map(|key| cluster.primary_of(cluster.slot(key)).unwrap())
+                .collect();
+            Placed {
+                visitor,
+                address,
+                keys,
+                primaries,
+            }
         })
         .collect()
+}
+
+/// The time a GCRA counter stores (its theoretical arrival time, in
+/// microseconds).
+fn stored(cluster: &RedisCluster, key: &str) -> u64 {
+    let primary = cluster.primary_of(cluster.slot(key)).unwrap();
+    let value = cluster.cli(primary, &["GET", key]);
+    value.parse().unwrap_or_else(|_| panic!("{key}: {value:?}"))
 }
 
 #[test]
 fn a_stuck_primary_sends_only_its_own_callers_to_the_fallback() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = RedisCluster::start();
+    let backoff = Duration::from_secs(3);
     let (a, b) = (
-        server(throttle(&cluster, 3, 1000)),
-        server(throttle(&cluster, 3, 1000)),
+        server(backing_off(&cluster, 3, 1000, backoff)),
+        server(backing_off(&cluster, 3, 1000, backoff)),
     );
     let callers = placed(&cluster, &a, "placed");
     // Both servers connected (a first connect needs every primary).
     assert_eq!(status(&b, "warm", "10.7.7.7"), 200);
-    let stuck_primary = callers[0].2[0];
-    let on_stuck = |primaries: &Vec<u16>| primaries.contains(&stuck_primary);
-    let stuck = callers.iter().find(|(_, _, p)| on_stuck(p)).unwrap();
-    let live: Vec<_> = callers.iter().filter(|(_, _, p)| !on_stuck(p)).collect();
-    assert!(live.len() >= 2, "every caller has a counter on one primary");
-    // The primary takes connections but answers no command for 5 s; the
+    let slot = |caller: &Placed| cluster.slot(caller.visitor_key());
+    let stuck = &callers[0];
+    let primary = cluster.primary_of(slot(stuck)).unwrap();
+    // Another visitor counted on that primary, in another slot.
+    let neighbour = callers[1..]
+        .iter()
+        .find(|c| cluster.primary_of(slot(c)) == Some(primary) && slot(c) != slot(stuck))
+        .expect("30 visitors: another on the same primary");
+    let live: Vec<&Placed> = callers
+        .iter()
+        .filter(|c| !c.primaries.contains(&primary))
+        .take(2)
+        .collect();
+    assert_eq!(live.len(), 2, "30 visitors: two on the other primaries");
+    let (stuck_before, neighbour_before) = (
+        stored(&cluster, stuck.visitor_key()),
+        stored(&cluster, neighbour.visitor_key()),
+    );
+    // The primary takes commands but runs no script until unpaused; the
     // cluster sees it alive (no failover).
     assert_eq!(
-        cluster.cli(stuck_primary, &["CLIENT", "PAUSE", "5000", "ALL"]),
+        cluster.cli(primary, &["CLIENT", "PAUSE", "20000", "WRITE"]),
         "OK"
     );
-    // A caller there: the timeout, then the fallback (in-process), and the
+    let failed = std::time::Instant::now();
+    // Its caller: the timeout, then the fallback (in process), and the
     // backoff for that primary's slots on this server.
-    assert_eq!(status(&a, &stuck.0, &stuck.1), 200);
+    assert_eq!(stuck.status(&a), 200);
+    // Meanwhile that primary's callers go straight to the fallback: this
+    // one's slot, and another's.
+    assert_eq!(stuck.status(&a), 200);
+    assert_eq!(neighbour.status(&a), 200);
     // Callers on the other primaries still count in Redis, shared by both
     // servers: one request spent, two left of three.
-    for (visitor, address, _) in &live[..2] {
+    for caller in &live {
         assert_eq!(
-            statuses(&[&a, &b], visitor, address, 4),
+            statuses(&[&a, &b], &caller.visitor, &caller.address, 4),
             [200, 200, 429, 429],
-            "{visitor} during the pause"
+            "{} during the pause",
+            caller.visitor
         );
     }
-    assert_eq!(cluster.cli(stuck_primary, &["CLIENT", "UNPAUSE"]), "OK");
-    // The backoff over, that primary's callers are shared again.
-    thread::sleep(Duration::from_millis(1_100));
-    let again = placed(&cluster, &b, "again");
-    let (visitor, address, _) = again.iter().find(|(_, _, p)| on_stuck(p)).unwrap();
+    // (The whole store in backoff, as before the slot map was used, would
+    // have sent them to each server's own count.)
+    assert!(failed.elapsed() < backoff, "the test outran the backoff");
+    assert_eq!(cluster.cli(primary, &["CLIENT", "UNPAUSE"]), "OK");
+    // Unpaused, the primary runs what it was sent: the first request
+    // alone (one emission interval, 200 s, later); nothing of the
+    // requests sent to the fallback at once.
+    let started = std::time::Instant::now();
+    while stored(&cluster, stuck.visitor_key()) == stuck_before {
+        assert!(started.elapsed() < Duration::from_secs(5), "never run");
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(200));
     assert_eq!(
-        statuses(&[&a, &b], visitor, address, 4),
+        stored(&cluster, stuck.visitor_key()) - stuck_before,
+        200_000_000
+    );
+    assert_eq!(stored(&cluster, neighbour.visitor_key()), neighbour_before);
+    // The backoff over, that primary's callers are shared again.
+    thread::sleep(backoff.saturating_sub(failed.elapsed()) + Duration::from_millis(100));
+    let again = placed(&cluster, &b, "again");
+    let caller = again
+        .iter()
+        .find(|c| c.primaries.contains(&primary))
+        .unwrap();
+    assert_eq!(
+        statuses(&[&a, &b], &caller.visitor, &caller.address, 4),
         [200, 200, 429, 429],
-        "{visitor} after the pause"
+        "{} after the pause",
+        caller.visitor
     );
 }
 

@@ -19,7 +19,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
-use self::backoff::Backoff;
+use self::backoff::{Backoff, Outage};
 use self::call::Call;
 use crate::error::{StoreError, ThrottleError};
 use crate::key::KeyHasher;
@@ -75,11 +75,13 @@ const CONNECT_BUDGET: Duration = Duration::from_secs(2);
 ///   after such a failure (default 1 s) Redis is not asked: the fallback
 ///   applies at once, so an outage does not add the timeout to every
 ///   request. On one server the backoff covers the whole store; on a
-///   cluster, the slots of the primary whose call failed, as the slot map
-///   says (`CLUSTER SLOTS`, asked at connect and again after a failure, at
-///   most once per backoff; the whole store while no map is known, or after
-///   a failure to connect), so that a dead or stuck primary sends only its
-///   own callers to the fallback. The first connection (to every node,
+///   cluster, the slots of the primary whose call failed, so that a dead
+///   or stuck primary sends only its own callers to the fallback. Which
+///   slots those are, the slot map says (`CLUSTER SLOTS`, asked once
+///   connected, after a failure, at most once per backoff or per second,
+///   and by every readiness probe); the whole store backs off when the map
+///   is not known or does not name the slot, and after a failure to
+///   connect. The first connection (to every node,
 ///   on a cluster) opens in a task of its own with 2 s or the timeout,
 ///   whichever is longer; requests meanwhile wait their timeout at most.
 /// - Refusals that waiting will not mend (`WRONGTYPE` on a key written by
@@ -275,8 +277,8 @@ impl RedisStore {
     /// for again.
     async fn run(&self, calls: Vec<Call>) -> Result<Reply, StoreError> {
         let (reply, outages) = self.round_trip(&calls).await;
-        for &slot in &outages {
-            self.inner.backoff.failed(slot);
+        for &outage in &outages {
+            self.inner.backoff.failed(outage);
         }
         if !outages.is_empty() {
             self.refresh_map();
@@ -285,8 +287,9 @@ impl RedisStore {
     }
 
     /// Asks a node for the slot map, in a task of its own, if one is due
-    /// (a cluster, at most once per backoff); the map stays as it was if
-    /// the node does not answer within the timeout.
+    /// (a cluster, at most once per [`Backoff::map_due`]'s interval, so
+    /// one ask at a time); the map stays as it was if the node does not
+    /// answer within the timeout.
     fn refresh_map(&self) {
         if !self.inner.backoff.map_due() {
             return;
@@ -295,12 +298,10 @@ impl RedisStore {
         tokio::spawn(async move {
             let inner = &store.inner;
             let fetch = async {
-                match store.connection().await? {
-                    Connection::Cluster(mut cluster) => {
-                        slots::fetch(&mut cluster, &inner.target).await
-                    }
-                    Connection::Node(_) => Ok(Vec::new()),
-                }
+                let Connection::Cluster(mut cluster) = store.connection().await? else {
+                    return Err(StoreError::Unexpected);
+                };
+                slots::fetch(&mut cluster, &inner.target).await
             };
             if let Ok(Ok(map)) = tokio::time::timeout(inner.timeout, fetch).await {
                 inner.backoff.set_map(map);
@@ -331,35 +332,33 @@ impl RedisStore {
                     }
                 }
             });
-            match tokio::time::timeout(budget, connect).await {
+            let connected = match tokio::time::timeout(budget, connect).await {
                 Ok(Ok(connection)) => Ok(connection.clone()),
                 Ok(Err(error)) => Err(unavailable(&error)),
                 Err(_) => Err(StoreError::Timeout),
+            };
+            if connected.is_ok() {
+                // The slot map the backoff needs, from the start (here: the
+                // requests that wait for this task may have given up).
+                RedisStore { inner }.refresh_map();
             }
+            connected
         });
-        let connection = connecting
+        connecting
             .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("connecting stopped".to_owned())));
-        if connection.is_ok() {
-            // The slot map the backoff needs, from the start.
-            self.refresh_map();
-        }
-        connection
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("connecting stopped".to_owned())))
     }
 
     /// The calls in flight together, each under the timeout, then, if one
     /// denied or failed, the refund of those that stored their counters
     /// (under a timeout of its own, in a task of its own: a client that
-    /// hangs up does not keep its units). The answer, and the outages: the
-    /// slots of the calls that failed (`None` for the whole store).
-    async fn round_trip(&self, calls: &[Call]) -> (Result<Reply, StoreError>, Vec<Option<u16>>) {
+    /// hangs up does not keep its units). The answer, and the outages
+    /// (a failure to connect is the whole store's).
+    async fn round_trip(&self, calls: &[Call]) -> (Result<Reply, StoreError>, Vec<Outage>) {
         let connection = match tokio::time::timeout(self.inner.timeout, self.connection()).await {
             Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => {
-                let outage = (!matches!(error, StoreError::Refused(_))).then_some(None);
-                return (Err(error), outage.into_iter().collect());
-            }
-            Err(_) => return (Err(StoreError::Timeout), vec![None]),
+            Ok(Err(error)) => return (Err(error), vec![Outage::Store]),
+            Err(_) => return (Err(StoreError::Timeout), vec![Outage::Store]),
         };
         let target = &self.inner.target;
         let answers = futures_util::future::join_all(calls.iter().map(|call| {
@@ -471,7 +470,7 @@ impl SharedStore for RedisStore {
             let inner = &store.inner;
             let ping = async {
                 let connection = store.connection().await?;
-                ping::ping(connection, &inner.target).await
+                ping::ping(connection, &inner.target, &inner.backoff).await
             };
             tokio::time::timeout(inner.timeout, ping)
                 .await
@@ -668,7 +667,12 @@ impl RedisStoreBuilder {
                 timeout: self.timeout,
                 keys,
                 fallback: MemoryStore::new(self.fallback_capacity),
-                backoff: Backoff::new(self.backoff, cluster),
+                // A new slot map is asked for at most once per backoff (a
+                // second at least) and never while one is being asked for.
+                backoff: Backoff::new(
+                    self.backoff,
+                    cluster.then(|| self.backoff.max(self.timeout).max(Duration::from_secs(1))),
+                ),
             }),
         })
     }

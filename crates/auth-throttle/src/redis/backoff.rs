@@ -10,8 +10,19 @@ use std::time::{Duration, Instant};
 
 use super::slots::{Range, SLOTS};
 
+/// What a failed call puts to sleep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Outage {
+    /// The whole store (one server's call, a failure to connect).
+    Store,
+    /// A cluster's call on this slot: its primary's slots.
+    Slot(u16),
+}
+
 pub(super) struct Backoff {
     length: u64,
+    /// A cluster: the least time between two asks for a slot map.
+    map_every: u64,
     /// The clock of the deadlines below: milliseconds since then.
     started: Instant,
     /// Before this, the whole store is not asked.
@@ -25,12 +36,16 @@ pub(super) struct Backoff {
 }
 
 impl Backoff {
-    pub(super) fn new(length: Duration, cluster: bool) -> Self {
+    /// A backoff of `length`; a cluster's (with slots) asks for a slot map
+    /// at most once per `map_every`.
+    pub(super) fn new(length: Duration, map_every: Option<Duration>) -> Self {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Backoff {
-            length: u64::try_from(length.as_millis()).unwrap_or(u64::MAX),
+            length: millis(length),
+            map_every: map_every.map_or(u64::MAX, millis),
             started: Instant::now(),
             whole: AtomicU64::new(0),
-            slots: cluster.then(|| (0..SLOTS).map(|_| AtomicU64::new(0)).collect()),
+            slots: map_every.map(|_| (0..SLOTS).map(|_| AtomicU64::new(0)).collect()),
             map: Mutex::new(None),
             next_map: AtomicU64::new(0),
         }
@@ -59,12 +74,16 @@ impl Backoff {
         })
     }
 
-    /// A call failed: on `slot` of a cluster (its primary's slots go
-    /// to sleep), or `None`: the whole store.
-    pub(super) fn failed(&self, slot: Option<u16>) {
+    /// A call failed: the whole store goes to sleep, or the slots of the
+    /// primary that serves the failed call's slot (the whole store when
+    /// the slot map does not say).
+    pub(super) fn failed(&self, outage: Outage) {
+        if self.length == 0 {
+            return;
+        }
         let now = self.now();
         let until = now.saturating_add(self.length);
-        let (Some(slot), Some(asleep)) = (slot, &self.slots) else {
+        let (Outage::Slot(slot), Some(asleep)) = (outage, &self.slots) else {
             self.whole.fetch_max(until, Ordering::Relaxed);
             return;
         };
@@ -97,7 +116,7 @@ impl Backoff {
     }
 
     /// Whether a new slot map is to be asked for (a cluster, at most once
-    /// per backoff length); if so, the next is not due before then.
+    /// per `map_every`); if so, the next is not due before then.
     pub(super) fn map_due(&self) -> bool {
         if self.slots.is_none() {
             return false;
@@ -109,7 +128,7 @@ impl Backoff {
                 .next_map
                 .compare_exchange(
                     due,
-                    now.saturating_add(self.length),
+                    now.saturating_add(self.map_every),
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 )
@@ -134,7 +153,7 @@ mod tests {
     }
 
     fn cluster() -> Backoff {
-        let backoff = Backoff::new(Duration::from_secs(60), true);
+        let backoff = Backoff::new(Duration::from_secs(60), Some(Duration::from_secs(60)));
         let map = Value::Array(vec![
             range(0, 5_460, 7000),
             range(5_461, 10_922, 7002),
@@ -148,7 +167,7 @@ mod tests {
     fn a_failed_slot_puts_its_primary_to_sleep_and_no_other() {
         let backoff = cluster();
         assert!(!asleep(&backoff, [0, 6_000, 16_383]));
-        backoff.failed(Some(3));
+        backoff.failed(Outage::Slot(3));
         // 7000's two ranges; 7002's slots are still asked.
         for slot in [0, 3, 5_460, 10_923, 16_383] {
             assert!(asleep(&backoff, [slot]), "{slot}");
@@ -163,32 +182,32 @@ mod tests {
 
     #[test]
     fn without_a_map_or_a_slot_the_whole_store_sleeps() {
-        let unmapped = Backoff::new(Duration::from_secs(60), true);
-        unmapped.failed(Some(3));
+        let unmapped = Backoff::new(Duration::from_secs(60), Some(Duration::from_secs(60)));
+        unmapped.failed(Outage::Slot(3));
         assert!(unmapped.whole_asleep() && asleep(&unmapped, [8_000]));
 
-        let partial = Backoff::new(Duration::from_secs(60), true);
+        let partial = Backoff::new(Duration::from_secs(60), Some(Duration::from_secs(60)));
         partial.set_map(parse(&Value::Array(vec![range(0, 100, 7000)])).unwrap());
-        partial.failed(Some(200));
+        partial.failed(Outage::Slot(200));
         assert!(partial.whole_asleep());
 
         let cluster = cluster();
-        cluster.failed(None);
+        cluster.failed(Outage::Store);
         assert!(cluster.whole_asleep() && asleep(&cluster, [8_000]));
 
-        let one = Backoff::new(Duration::from_secs(60), false);
+        let one = Backoff::new(Duration::from_secs(60), None);
         assert!(!asleep(&one, [0]));
-        one.failed(Some(3));
+        one.failed(Outage::Slot(3));
         assert!(one.whole_asleep());
         assert!(!one.map_due(), "one server has no slot map");
     }
 
     #[test]
     fn the_backoff_ends() {
-        let backoff = Backoff::new(Duration::ZERO, true);
+        let backoff = Backoff::new(Duration::ZERO, Some(Duration::from_secs(1)));
         backoff.set_map(parse(&Value::Array(vec![range(0, 16_383, 7000)])).unwrap());
-        backoff.failed(Some(3));
-        backoff.failed(None);
+        backoff.failed(Outage::Slot(3));
+        backoff.failed(Outage::Store);
         assert!(!asleep(&backoff, [3]) && !backoff.whole_asleep());
     }
 

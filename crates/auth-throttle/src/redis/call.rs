@@ -2,6 +2,7 @@
 //! call on one server; on a Redis Cluster, one call per hash slot (a
 //! script runs on one slot's keys), put back together all or nothing.
 
+use super::backoff::Outage;
 use super::slots::slot_of;
 use crate::error::StoreError;
 use crate::gcra::Cell;
@@ -174,14 +175,15 @@ pub(super) fn parse(reply: &[i64], counters: usize) -> Result<Answer, StoreError
 /// failed.
 pub(super) type Combined = (Result<Reply, StoreError>, Vec<Refund>);
 
-/// The calls that failed for an outage (not a refusal): their slots, to
-/// start the backoff with, even when another call's denial is the answer.
-pub(super) fn outages(calls: &[Call], answers: &[Result<Answer, StoreError>]) -> Vec<Option<u16>> {
+/// The calls that failed for an outage (not a refusal), to start the
+/// backoff with, even when another call's denial is the answer: a
+/// cluster's call by its slot, one server's as the whole store's.
+pub(super) fn outages(calls: &[Call], answers: &[Result<Answer, StoreError>]) -> Vec<Outage> {
     calls
         .iter()
         .zip(answers)
         .filter(|(_, answer)| matches!(answer, Err(e) if !matches!(e, StoreError::Refused(_))))
-        .map(|(call, _)| call.slot)
+        .map(|(call, _)| call.slot.map_or(Outage::Store, Outage::Slot))
         .collect()
 }
 
@@ -341,6 +343,15 @@ mod tests {
         let whole = Call::whole("p", &batch);
         assert_eq!(whole.len(), 1);
         assert_eq!(whole[0].positions, [0, 1, 2]);
+        // Its failure is the whole store's.
+        assert_eq!(
+            outages(&whole, &[Err(StoreError::Timeout)]),
+            [Outage::Store]
+        );
+        assert_eq!(
+            outages(&calls, &[Err(StoreError::Timeout)])[0],
+            Outage::Slot(calls[0].slot().unwrap())
+        );
         assert_eq!(Call::per_slot("p", &Batch::new(Vec::new())).len(), 1);
     }
 
@@ -389,7 +400,7 @@ mod tests {
         // fallback never lets it through), the failed call's slot is still
         // told (it starts the backoff).
         let answers = vec![Err(StoreError::Timeout), answer(&[0, 9, 0, 0, 5, 3])];
-        assert_eq!(outages(&calls, &answers), [Some(0)]);
+        assert_eq!(outages(&calls, &answers), [Outage::Slot(0)]);
         let (reply, refund) = combine(&calls, answers);
         let reply = reply.unwrap();
         assert!(!reply.cells[1].allowed());
@@ -399,7 +410,7 @@ mod tests {
         let refused = || Err(StoreError::Refused("WRONGTYPE".into()));
         let answers = vec![refused(), Err(StoreError::Timeout)];
         // A refusal is no outage.
-        assert_eq!(outages(&calls, &answers), [Some(1)]);
+        assert_eq!(outages(&calls, &answers), [Outage::Slot(1)]);
         let (reply, refund) = combine(&calls, answers);
         assert_eq!(reply.unwrap_err(), StoreError::Timeout);
         assert!(refund.is_empty());

@@ -6,24 +6,35 @@ use redis::Value;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
+use super::backoff::Backoff;
 use super::slots::{self, Range, SLOTS};
 use super::{Connection, Target, store_error};
 use crate::error::StoreError;
 
-/// `PING` where every counter may live.
-pub(super) async fn ping(connection: Connection, target: &Target) -> Result<(), StoreError> {
+/// `PING` where every counter may live; on a cluster, the slot map it
+/// asks for is the backoff's too.
+pub(super) async fn ping(
+    connection: Connection,
+    target: &Target,
+    backoff: &Backoff,
+) -> Result<(), StoreError> {
     match connection {
         Connection::Node(mut node) => redis::cmd("PING")
             .query_async::<Value>(&mut node)
             .await
             .map(drop)
             .map_err(|e| store_error(&e, target)),
-        Connection::Cluster(cluster) => every_primary(cluster, target).await,
+        Connection::Cluster(cluster) => every_primary(cluster, target, backoff).await,
     }
 }
 
-async fn every_primary(mut cluster: ClusterConnection, target: &Target) -> Result<(), StoreError> {
+async fn every_primary(
+    mut cluster: ClusterConnection,
+    target: &Target,
+    backoff: &Backoff,
+) -> Result<(), StoreError> {
     let map = slots::fetch(&mut cluster, target).await?;
+    backoff.set_map(map.clone());
     // By address: a node the client has no connection to is an error
     // (routed by slot, it would answer from another node).
     let pings = primaries(&map)?.into_iter().map(|(host, port)| {
@@ -49,15 +60,15 @@ async fn every_primary(mut cluster: ClusterConnection, target: &Target) -> Resul
 /// served.
 fn primaries(map: &[Range]) -> Result<Vec<(String, u16)>, StoreError> {
     let mut primaries: Vec<(String, u16)> = Vec::new();
-    // Each slot once: overlapping ranges cover nothing twice.
-    let mut served = vec![false; usize::from(SLOTS)];
+    let mut seen = std::collections::HashSet::new();
+    let mut covered = 0;
+    // The ranges do not overlap (`slots::parse`).
     for range in map {
-        served[usize::from(range.start)..=usize::from(range.end)].fill(true);
-        if !primaries.contains(&range.primary) {
+        covered += usize::from(range.end - range.start) + 1;
+        if seen.insert(&range.primary) {
             primaries.push(range.primary.clone());
         }
     }
-    let covered = served.iter().filter(|&&s| s).count();
     if covered < usize::from(SLOTS) {
         return Err(StoreError::Unavailable(format!(
             "the cluster serves {covered} of {SLOTS} slots"
@@ -91,10 +102,10 @@ mod tests {
         let short = Value::Array(vec![range(0, 5_460, 7000), range(5_461, 10_922, 7002)]);
         let error = primaries(&short).unwrap_err().to_string();
         assert!(error.contains("10923 of 16384 slots"), "{error}");
-        // Overlapping ranges (a lying node) cover each slot once.
-        let overlapping = Value::Array(vec![range(0, 10_000, 7000), range(0, 10_000, 7002)]);
+        // Overlapping ranges (a lying node) are no map.
+        let overlapping = Value::Array(vec![range(0, 10_000, 7000), range(0, 16_383, 7002)]);
         let error = primaries(&overlapping).unwrap_err().to_string();
-        assert!(error.contains("10001 of 16384 slots"), "{error}");
+        assert!(error.contains("unexpected CLUSTER SLOTS answer"), "{error}");
         for bad in [
             Value::Nil,
             Value::Array(vec![Value::Int(1)]),

@@ -59,14 +59,19 @@ pub(super) async fn fetch(
 }
 
 /// The ranges of a `CLUSTER SLOTS` answer (`[[start, end, [host, port,
-/// id?], replicas...], ...]`), each checked; whether they cover every slot
-/// is the caller's question.
+/// id?], replicas...], ...]`), each checked, in slot order, none
+/// overlapping another (a slot has one primary; so no answer makes more
+/// than [`SLOTS`] ranges). Whether they cover every slot is the caller's
+/// question.
 pub(super) fn parse(map: &Value) -> Result<Vec<Range>, StoreError> {
     let unexpected = || StoreError::Unavailable("unexpected CLUSTER SLOTS answer".to_owned());
     let Value::Array(ranges) = map else {
         return Err(unexpected());
     };
-    ranges
+    if ranges.len() > usize::from(SLOTS) {
+        return Err(unexpected());
+    }
+    let mut ranges = ranges
         .iter()
         .map(|range| {
             let Value::Array(fields) = range else {
@@ -96,7 +101,12 @@ pub(super) fn parse(map: &Value) -> Result<Vec<Range>, StoreError> {
                 primary,
             })
         })
-        .collect()
+        .collect::<Result<Vec<Range>, StoreError>>()?;
+    ranges.sort_unstable_by_key(|range| range.start);
+    if ranges.windows(2).any(|pair| pair[0].end >= pair[1].start) {
+        return Err(unexpected());
+    }
+    Ok(ranges)
 }
 
 #[cfg(test)]
@@ -149,7 +159,8 @@ pub(super) mod tests {
 
     #[test]
     fn ranges_are_checked() {
-        let map = Value::Array(vec![range(0, 5_460, 7000), range(5_461, 16_383, 7002)]);
+        // In slot order, whatever the answer's.
+        let map = Value::Array(vec![range(5_461, 16_383, 7002), range(0, 5_460, 7000)]);
         let ranges = parse(&map).unwrap();
         assert_eq!(ranges.len(), 2);
         assert_eq!(ranges[1].primary, ("10.0.0.1".to_owned(), 7002));
@@ -160,6 +171,11 @@ pub(super) mod tests {
             Value::Array(vec![range(20_000, 20_001, 7000)]),
             Value::Array(vec![range(10, 5, 7000)]),
             Value::Array(vec![range(0, 5, 70_000)]),
+            // A slot served twice (a lying node): a map of overlapping
+            // ranges would make each failure's work grow with it.
+            Value::Array(vec![range(0, 10_000, 7000), range(10_000, 16_383, 7002)]),
+            Value::Array(vec![range(0, 16_383, 7000), range(0, 16_383, 7000)]),
+            Value::Array(vec![range(0, 0, 7000); 16_385]),
         ] {
             assert!(parse(&bad).is_err(), "{bad:?}");
         }
