@@ -320,13 +320,40 @@ fn a_stuck_primary_sends_only_its_own_callers_to_the_fallback() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = RedisCluster::start();
     let backoff = Duration::from_secs(3);
-    let (a, b) = (
-        server(backing_off(&cluster, 3, 1000, backoff)),
-        server(backing_off(&cluster, 3, 1000, backoff)),
-    );
+    let throttles = [
+        backing_off(&cluster, 3, 1000, backoff),
+        backing_off(&cluster, 3, 1000, backoff),
+    ];
+    let (a, b) = (server(throttles[0].clone()), server(throttles[1].clone()));
+    // Both servers connected (a first connect needs every primary; one
+    // that outlasts a request's timeout backs the whole store off), and
+    // the slot map known to both (a readiness probe asks for it, besides
+    // the connect).
+    for (n, base) in [&a, &b].into_iter().enumerate() {
+        let started = std::time::Instant::now();
+        let mut i = 0;
+        loop {
+            let before = counters(&cluster).len();
+            assert_eq!(status(base, &format!("warm-{n}-{i}"), "10.7.7.7"), 200);
+            if counters(&cluster).len() > before {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "never counted in Redis"
+            );
+            thread::sleep(Duration::from_millis(200));
+            i += 1;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for throttle in &throttles {
+        assert_eq!(runtime.block_on(throttle.probe()), Health::Ready);
+    }
     let callers = placed(&cluster, &a, "placed");
-    // Both servers connected (a first connect needs every primary).
-    assert_eq!(status(&b, "warm", "10.7.7.7"), 200);
     let slot = |caller: &Placed| cluster.slot(caller.visitor_key());
     let stuck = &callers[0];
     let primary = cluster.primary_of(slot(stuck)).unwrap();
@@ -351,10 +378,12 @@ fn a_stuck_primary_sends_only_its_own_callers_to_the_fallback() {
         cluster.cli(primary, &["CLIENT", "PAUSE", "20000", "WRITE"]),
         "OK"
     );
-    let failed = std::time::Instant::now();
     // Its caller: the timeout, then the fallback (in process), and the
-    // backoff for that primary's slots on this server.
+    // backoff for that primary's slots on this server, from a moment
+    // between these two.
+    let asked = std::time::Instant::now();
     assert_eq!(stuck.status(&a), 200);
+    let failed = std::time::Instant::now();
     // Meanwhile that primary's callers go straight to the fallback: this
     // one's slot, and another's.
     assert_eq!(stuck.status(&a), 200);
@@ -371,7 +400,7 @@ fn a_stuck_primary_sends_only_its_own_callers_to_the_fallback() {
     }
     // (The whole store in backoff, as before the slot map was used, would
     // have sent them to each server's own count.)
-    assert!(failed.elapsed() < backoff, "the test outran the backoff");
+    assert!(asked.elapsed() < backoff, "the test outran the backoff");
     assert_eq!(cluster.cli(primary, &["CLIENT", "UNPAUSE"]), "OK");
     // Unpaused, the primary runs what it was sent: the first request
     // alone (one emission interval, 200 s, later); nothing of the

@@ -78,10 +78,10 @@ const CONNECT_BUDGET: Duration = Duration::from_secs(2);
 ///   cluster, the slots of the primary whose call failed, so that a dead
 ///   or stuck primary sends only its own callers to the fallback. Which
 ///   slots those are, the slot map says (`CLUSTER SLOTS`, asked once
-///   connected, after a failure, at most once per backoff or per second,
-///   and by every readiness probe); the whole store backs off when the map
-///   is not known or does not name the slot, and after a failure to
-///   connect. The first connection (to every node,
+///   connected, after a failure at most once per the longest of the
+///   backoff, the timeout and a second, and by every readiness probe); the
+///   whole store backs off when the map is not known or does not name the
+///   slot, and after a failure to connect. The first connection (to every node,
 ///   on a cluster) opens in a task of its own with 2 s or the timeout,
 ///   whichever is longer; requests meanwhile wait their timeout at most.
 /// - Refusals that waiting will not mend (`WRONGTYPE` on a key written by
@@ -287,11 +287,12 @@ impl RedisStore {
     }
 
     /// Asks a node for the slot map, in a task of its own, if one is due
-    /// (a cluster, at most once per [`Backoff::map_due`]'s interval, so
-    /// one ask at a time); the map stays as it was if the node does not
-    /// answer within the timeout.
+    /// (a cluster, connected, at most once per [`Backoff::map_due`]'s
+    /// interval, which is longer than an ask may take); the map stays as
+    /// it was if the node does not answer within the timeout.
     fn refresh_map(&self) {
-        if !self.inner.backoff.map_due() {
+        // Not connected yet: the connecting task asks once connected.
+        if self.inner.connection.get().is_none() || !self.inner.backoff.map_due() {
             return;
         }
         let store = self.clone();
@@ -644,9 +645,12 @@ impl RedisStoreBuilder {
                 let wait = u64::try_from(self.timeout.as_millis() / 5)
                     .unwrap_or(u64::MAX)
                     .max(1);
+                // No per-node response timeout: the client resends a call
+                // whose node timed out at once, and a slow node would run
+                // the script twice (a caller's unit spent twice). The
+                // overall timeout ends the call instead.
                 let mut builder = ClusterClientBuilder::new(urls)
                     .connection_timeout(self.timeout.max(CONNECT_BUDGET))
-                    .response_timeout(self.timeout)
                     .overall_response_timeout(Some(self.timeout))
                     .retries(2)
                     .min_retry_wait(1)
@@ -667,8 +671,9 @@ impl RedisStoreBuilder {
                 timeout: self.timeout,
                 keys,
                 fallback: MemoryStore::new(self.fallback_capacity),
-                // A new slot map is asked for at most once per backoff (a
-                // second at least) and never while one is being asked for.
+                // After a failure, a new slot map is asked for at most once
+                // per the longest of the backoff, the timeout (what an ask
+                // may take) and a second.
                 backoff: Backoff::new(
                     self.backoff,
                     cluster.then(|| self.backoff.max(self.timeout).max(Duration::from_secs(1))),
