@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use auth_examples::{Demo, DemoConfig, IntrospectionConfig, local_addr, serve};
-use auth_tests::{CLIENT_ID, CLIENT_SECRET, OidcProvider};
+use auth_tests::{CLIENT_ID, OidcProvider};
 
 struct Running {
     base: String,
@@ -180,13 +180,7 @@ fn introspection_route_against_a_real_provider() {
 
     let mut provider = OidcProvider::start();
     let demo = start(DemoConfig {
-        introspection: Some(IntrospectionConfig {
-            url: provider.introspection_url(),
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            identifier: "client_id".into(),
-            cache_ttl: None,
-        }),
+        introspection: Some(crate::demo_introspection(provider.introspection_url())),
         ..DemoConfig::default()
     });
     let token = provider.client_credentials("urn:opaque", "read").unwrap();
@@ -225,11 +219,8 @@ fn the_revocation_window_is_the_operators_choice() {
     let demo = |cache_ttl| {
         start(DemoConfig {
             introspection: Some(IntrospectionConfig {
-                url: provider.introspection_url(),
-                client_id: CLIENT_ID.into(),
-                client_secret: CLIENT_SECRET.into(),
-                identifier: "client_id".into(),
                 cache_ttl,
+                ..crate::demo_introspection(provider.introspection_url())
             }),
             ..DemoConfig::default()
         })

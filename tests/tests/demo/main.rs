@@ -8,3 +8,18 @@ mod alike;
 mod browser;
 mod direct;
 mod ready;
+
+use auth_examples::IntrospectionConfig;
+
+/// The demo's `/introspected` route against the endpoint at `url`, as
+/// `auth_tests::CLIENT_ID`, identifying callers by `client_id` (client-credentials
+/// tokens have no `sub`).
+fn demo_introspection(url: String) -> IntrospectionConfig {
+    IntrospectionConfig {
+        url,
+        client_id: auth_tests::CLIENT_ID.into(),
+        client_secret: auth_tests::CLIENT_SECRET.into(),
+        identifier: "client_id".into(),
+        cache_ttl: None,
+    }
+}

@@ -5,11 +5,9 @@
 use std::sync::Arc;
 use std::thread;
 
-use auth_examples::{
-    Demo, DemoConfig, IntrospectionConfig, actix_routes, axum_router, local_addr, serve,
-};
+use auth_examples::{Demo, DemoConfig, actix_routes, axum_router, local_addr, serve};
 use auth_tests::redis::RedisServer;
-use auth_tests::{CLIENT_ID, CLIENT_SECRET, OidcProvider, serve_actix, serve_axum};
+use auth_tests::{CLIENT_SECRET, OidcProvider, serve_actix, serve_axum};
 use serde_json::Value;
 
 fn servers(demo: &Arc<Demo>) -> Vec<(&'static str, String)> {
@@ -95,13 +93,7 @@ const ALL_READY: &[(&str, &str)] = &[
 
 fn config(provider: &OidcProvider, redis: &RedisServer) -> DemoConfig {
     DemoConfig {
-        introspection: Some(IntrospectionConfig {
-            url: provider.introspection_url(),
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            identifier: "client_id".into(),
-            cache_ttl: None,
-        }),
+        introspection: Some(crate::demo_introspection(provider.introspection_url())),
         oidc_issuer: Some(provider.issuer().to_owned()),
         oidc_audience: Some("urn:jwt".into()),
         redis_url: Some(redis.url()),
@@ -249,13 +241,7 @@ fn the_providers_are_probed_at_once_not_one_after_the_other() {
     let base = format!("http://{}", silent.local_addr().unwrap());
     let demo = Arc::new(
         Demo::new(&DemoConfig {
-            introspection: Some(IntrospectionConfig {
-                url: format!("{base}/introspect"),
-                client_id: CLIENT_ID.into(),
-                client_secret: CLIENT_SECRET.into(),
-                identifier: "client_id".into(),
-                cache_ttl: None,
-            }),
+            introspection: Some(crate::demo_introspection(format!("{base}/introspect"))),
             oidc_issuer: Some(base),
             oidc_audience: Some("urn:jwt".into()),
             ..DemoConfig::default()

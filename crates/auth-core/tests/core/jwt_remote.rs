@@ -13,7 +13,8 @@ use auth_core::step::{
     Action, Checked, Outcome, TokenValidator, Transport, TransportError, UreqTransport,
 };
 use auth_core::{
-    Algorithm, AuthError, Authenticated, Backend, JwtBackend, JwtValidator, TokenIssuer,
+    Algorithm, AuthError, Authenticated, Backend, JwtBackend, JwtValidator, JwtValidatorBuilder,
+    TokenIssuer,
 };
 
 use crate::authenticate_blocking;
@@ -197,11 +198,23 @@ fn drive_at(
     panic!("too many steps")
 }
 
+/// RS256 keys from `provider`'s `/jwks.json`.
+fn jwks_validator(provider: &Provider) -> JwtValidatorBuilder {
+    JwtValidator::builder([Algorithm::RS256])
+        .jwks_url(&format!("{}/jwks.json", provider.base))
+        .allow_http(true)
+}
+
 fn jwks_backend(provider: &Provider) -> JwtBackend {
+    JwtBackend::new(jwks_validator(provider).build().unwrap())
+}
+
+/// [`jwks_backend`] whose key set serves for `stale` past its max age
+/// while fetches fail.
+fn stale_if_error_backend(provider: &Provider, stale: Duration) -> JwtBackend {
     JwtBackend::new(
-        JwtValidator::builder([Algorithm::RS256])
-            .jwks_url(&format!("{}/jwks.json", provider.base))
-            .allow_http(true)
+        jwks_validator(provider)
+            .keys_stale_if_error(stale)
             .build()
             .unwrap(),
     )
@@ -619,14 +632,7 @@ fn a_stale_key_set_serves_while_the_provider_fails_then_503() {
     let k1 = signer("rsa.key", "k1");
     let provider = Provider::start(jwks(&[&k1.jwk]));
     with_cache_control(&provider, "max-age=120");
-    let backend = JwtBackend::new(
-        JwtValidator::builder([Algorithm::RS256])
-            .jwks_url(&format!("{}/jwks.json", provider.base))
-            .allow_http(true)
-            .keys_stale_if_error(Duration::from_secs(600))
-            .build()
-            .unwrap(),
-    );
+    let backend = stale_if_error_backend(&provider, Duration::from_secs(600));
     assert!(drive_at(&backend, &k1.token("alice"), NOW, &transport()).is_ok());
     provider.set_status(500);
     // Due at 120; fetches fail; the old set serves, one fetch per interval.
@@ -953,14 +959,7 @@ fn the_probe_fetches_due_keys_and_tells_fresh_stale_and_gone() {
     let k1 = signer("rsa.key", "k1");
     let provider = Provider::start(jwks(&[&k1.jwk]));
     with_cache_control(&provider, "max-age=120");
-    let backend = JwtBackend::new(
-        JwtValidator::builder([Algorithm::RS256])
-            .jwks_url(&format!("{}/jwks.json", provider.base))
-            .allow_http(true)
-            .keys_stale_if_error(Duration::from_secs(600))
-            .build()
-            .unwrap(),
-    );
+    let backend = stale_if_error_backend(&provider, Duration::from_secs(600));
     // Never fetched: the probe fetches (no token has come yet).
     assert_eq!(probe_at(&backend, NOW), Health::Ready);
     assert_eq!(provider.hits("/jwks.json"), 1);
