@@ -33,12 +33,19 @@ pub(super) struct ProviderState {
     probed: AtomicU64,
 }
 
-/// A 4xx other than 401 and 403: a client's token may have caused it
-/// (some providers answer 400 to a malformed token).
-fn about_the_token(response: &Response) -> bool {
-    response
-        .as_ref()
-        .is_ok_and(|r| r.status().is_client_error() && r.status() != 401 && r.status() != 403)
+/// Whether a request's call tells of the provider whatever token it was
+/// about: an answer, no connection, or our client credentials rejected
+/// (401, 403). Any other failure a client's token may have caused (some
+/// providers answer 400 or 500 to a malformed token, or take their time):
+/// it is the probe's own call's to find, or a client could turn every
+/// instance's report down at will.
+fn independent_of_the_token(response: &Response, failure: Option<&Cow<'static, str>>) -> bool {
+    failure.is_none()
+        || match response {
+            Err(TransportError::Connect) => true,
+            Err(_) => false,
+            Ok(r) => r.status() == 401 || r.status() == 403,
+        }
 }
 
 /// The provider's failure in a call's answer, by kind: no answer, a
@@ -59,8 +66,9 @@ impl ProviderState {
     /// client's token rather than the provider: a client cannot make the
     /// provider look down.
     pub(super) fn called(&self, now: u64, response: &Response, answer: &Result<Answer, AuthError>) {
-        if !about_the_token(response) {
-            self.keep(now, failure(response, answer));
+        let failure = failure(response, answer);
+        if independent_of_the_token(response, failure.as_ref()) {
+            self.keep(now, failure);
         }
     }
 
@@ -82,8 +90,9 @@ impl IntrospectionBackend {
     /// issued (any answer is ready; no answer, a server error or our
     /// client rejected is down). At most one probe call every 10 s,
     /// however the probes end; meanwhile the latest outcome (degraded,
-    /// "not checked yet", before any). A 4xx other than 401 and 403 to a
-    /// request's call does not count: a client's token may cause it. Run
+    /// "not checked yet", before any). Of a request's call, only an
+    /// answer, no connection, or our client rejected (401, 403) counts:
+    /// any other failure a client's token may cause. Run
     /// it with [`Probe::run_blocking`] or [`Probe::run`]. See
     /// [`health`](crate::health).
     pub fn probe(&self, now: SystemTime) -> Probe {

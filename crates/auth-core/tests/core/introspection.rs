@@ -722,38 +722,42 @@ fn the_probe_asks_about_a_token_nobody_issued_unless_a_call_just_told() {
         probe_at(&backend, NOW + 9, &inactive),
         (Health::Ready, false)
     );
-    // A request's failed call tells the next probe.
+    // A request's call our client was rejected on tells the next probe.
     let calls = AtomicUsize::new(0);
-    let down = |_: &http::Request<Vec<u8>>| json_reply(502, &json!({}));
-    let err = drive(&backend, TOKEN, NOW + 20, &calls, &down).unwrap_err();
-    assert_eq!(err.status(), 503);
+    let rejected = |_: &http::Request<Vec<u8>>| json_reply(401, &json!({}));
+    assert!(drive(&backend, TOKEN, NOW + 20, &calls, &rejected).is_err());
     let (health, probed) = probe_at(&backend, NOW + 25, &inactive);
     assert!(!probed);
     assert_eq!(
         health,
-        Health::Down("the introspection endpoint: answered 502".into())
+        Health::Down("the introspection endpoint: rejected our client credentials".into())
     );
     // Then the probe asks for itself, and the provider is back.
     assert_eq!(
         probe_at(&backend, NOW + 31, &inactive),
         (Health::Ready, true)
     );
-    // A 400 to a request's call may be the client's token's doing: it
-    // does not make the provider look down.
+    // A 400 or a 502 to a request's call may be the client's token's
+    // doing: it does not make the provider look down; the probe's own
+    // call finds a 502.
     let bad_request =
         |_: &http::Request<Vec<u8>>| json_reply(400, &json!({"error": "invalid_request"}));
-    let err = drive(
-        &backend,
-        "a-client-chose-this",
-        NOW + 45,
-        &calls,
-        &bad_request,
-    )
-    .unwrap_err();
-    assert_eq!(err.status(), 503);
+    let down = |_: &http::Request<Vec<u8>>| json_reply(502, &json!({}));
+    for (at, answer) in [(45, &bad_request as &dyn Fn(&_) -> _), (60, &down)] {
+        let err = drive(&backend, "a-client-chose-this", NOW + at, &calls, answer).unwrap_err();
+        assert_eq!(err.status(), 503);
+        assert_eq!(
+            probe_at(&backend, NOW + at + 1, &inactive),
+            (Health::Ready, true),
+            "after a {at}"
+        );
+    }
     assert_eq!(
-        probe_at(&backend, NOW + 46, &inactive),
-        (Health::Ready, true)
+        probe_at(&backend, NOW + 72, &down),
+        (
+            Health::Down("the introspection endpoint: answered 502".into()),
+            true
+        )
     );
 }
 
