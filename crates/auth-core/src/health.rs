@@ -7,11 +7,14 @@
 //! |---|---|---|
 //! | a JWT key set ([`JwtBackend::probe`](crate::JwtBackend::probe)) | fixed keys: ready. Remote keys: fetched now if due (never fetched, or past their max age), at most once per refresh interval | no remote key can verify a token: none fetched yet, or past the stale limit while refreshes fail (degraded: past the max age, still serving) |
 //! | an introspection endpoint ([`IntrospectionBackend::probe`](crate::IntrospectionBackend::probe)) | the outcome of a provider call in the last 10 s, else a call about a token that does not exist (any answer will do: `{"active": false}`), at most one per 10 s | the provider did not answer usably, or rejected our client credentials |
+//! | a rate-limit store (`auth_throttle::Throttle::probe`) | a `PING` (every primary of a cluster), under the store's timeout, one at a time | unreachable and the fallback refuses (degraded: the fallback counts in process or lets through) |
 //!
 //! Reasons name kinds (`could not connect`, `answered 502`), never a
 //! transport's own text, which may name hosts: that is in the log. A part
-//! whose first check is under way is degraded, "not checked yet".
-//! | a rate-limit store (`auth_throttle::Throttle::probe`) | a `PING` (every primary of a cluster), under the store's timeout, one at a time | unreachable and the fallback refuses (degraded: the fallback counts in process or lets through) |
+//! whose first check is under way is degraded, "not checked yet" (a key
+//! set: "the first fetch is under way"). Remote keys beside local ones
+//! are degraded, not down, when none can serve: the local keys still
+//! verify their tokens.
 //!
 //! A degraded part still serves: the report stays ready (HTTP 200). A part
 //! is down only when the requests that need it are refused. Mind that the

@@ -236,6 +236,9 @@ struct RefreshState {
     /// Why the last failed fetch failed, by kind (never a host, token or
     /// secret).
     last_error: Option<Cow<'static, str>>,
+    /// When a probe's fetch was last cut short: no probe starts another
+    /// for the refresh interval (requests still fetch as they need).
+    probe_cut_short: Option<SystemTime>,
 }
 
 struct Remote {
@@ -258,10 +261,11 @@ pub(super) enum NoRefresh {
 }
 
 /// A probe's key fetch, dropped before its answer if the probe is (a
-/// readiness request gone mid-way): it counts as a fetch at the probe's
-/// time, so the refresh interval holds however often probes are cut short,
-/// but it is no failure of the provider's (nothing logged or counted, the
-/// last outcome kept).
+/// readiness request gone mid-way): no probe starts another for the
+/// refresh interval, however often probes are cut short, while requests
+/// still fetch the keys they need (a cut-short probe never keeps a server
+/// without keys); it is no failure of the provider's (nothing logged or
+/// counted, the last outcome kept).
 struct Unapplied(Option<Box<super::ApplyFn>>, SystemTime, Arc<KeyStore>);
 
 impl Drop for Unapplied {
@@ -271,7 +275,7 @@ impl Drop for Unapplied {
             && let Some(remote) = &self.2.remote
         {
             let mut state = remote.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.last_finished = Some(self.1);
+            state.probe_cut_short = Some(self.1);
         }
     }
 }
@@ -348,9 +352,20 @@ impl KeyStore {
             return Probe::Done(Health::Ready);
         }
         let set = self.current();
-        if (!set.fetched || self.refresh_due(&set, now))
-            && let Ok(fetch) = self.start_refresh(now)
+        let refresh = if (!set.fetched || self.refresh_due(&set, now)) && !self.probe_held(now) {
+            Some(self.start_refresh(now))
+        } else {
+            None
+        };
+        if let Some(Err(NoRefresh::InFlight(_))) = &refresh
+            && !set.fetched
         {
+            // Not checked yet: the first fetch is a request's, under way.
+            return Probe::Done(Health::Degraded(
+                "no remote signing keys yet; the first fetch is under way".into(),
+            ));
+        }
+        if let Some(Ok(fetch)) = refresh {
             let store = Arc::clone(self);
             let KeyFetch { request, apply } = fetch;
             let mut fetch = Unapplied(Some(apply), now, Arc::clone(self));
@@ -369,6 +384,17 @@ impl KeyStore {
         }
         // Fetched recently, or being fetched by a request: as it stands.
         Probe::Done(self.health(&set, now))
+    }
+
+    /// Whether a probe's fetch was cut short less than the refresh
+    /// interval before `now`.
+    fn probe_held(&self, now: SystemTime) -> bool {
+        self.remote.as_ref().is_some_and(|remote| {
+            let state = remote.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.probe_cut_short.is_some_and(|at| {
+                later(at, remote.config.refresh_interval).is_none_or(|next| now < next)
+            })
+        })
     }
 
     /// What the key set in service is good for at `now`.

@@ -1038,6 +1038,17 @@ fn the_probe_follows_discovery_and_a_fixed_key_is_ready_at_once() {
     assert_eq!(cut.hits("/jwks.json"), 1, "within the refresh interval");
     assert_eq!(probe_at(&backend, NOW + 61), Health::Ready);
     assert_eq!(cut.hits("/jwks.json"), 2);
+    // Requests still fetch the keys they need meanwhile: a cut-short probe
+    // never keeps a server without keys.
+    let backend = jwks_backend(&cut);
+    let Probe::Send(step) = backend.probe(at(NOW)) else {
+        panic!("never fetched: the probe fetches")
+    };
+    drop(step);
+    assert!(drive_at(&backend, &k1.token("alice"), NOW + 1, &transport()).is_ok());
+    assert_eq!(cut.hits("/jwks.json"), 3);
+    assert_eq!(probe_at(&backend, NOW + 2), Health::Ready);
+    assert_eq!(cut.hits("/jwks.json"), 3);
 
     let fixed = JwtBackend::new(
         JwtValidator::builder([Algorithm::HS256])
@@ -1046,4 +1057,29 @@ fn the_probe_follows_discovery_and_a_fixed_key_is_ready_at_once() {
             .unwrap(),
     );
     assert!(matches!(fixed.probe(at(NOW)), Probe::Done(Health::Ready)));
+}
+
+#[test]
+fn a_probe_while_a_requests_first_fetch_runs_is_degraded() {
+    let k1 = signer("rsa.key", "k1");
+    let provider = Provider::start(jwks(&[&k1.jwk]));
+    let validator = jwks_validator(&provider).build().unwrap();
+    let Checked::FetchKeys(fetch) = validator.validate(&k1.token("alice"), at(NOW)) else {
+        panic!("never fetched: the request fetches")
+    };
+    // Not checked yet (the request's fetch under way): degraded, not down.
+    let Probe::Done(health) = validator.probe(at(NOW)) else {
+        panic!("a second fetch while one runs")
+    };
+    assert!(
+        matches!(&health, Health::Degraded(reason) if reason.contains("first fetch is under way")),
+        "{health:?}"
+    );
+    let request = fetch.request().clone();
+    fetch.apply(&transport().send(request), at(NOW)).unwrap();
+    assert!(matches!(
+        validator.probe(at(NOW)),
+        Probe::Done(Health::Ready)
+    ));
+    assert_eq!(provider.hits("/jwks.json"), 1);
 }
