@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use auth_core::health::{Health, Readiness};
+use auth_core::health::{Health, Probe, Readiness};
 use auth_core::step::UreqTransport;
 use auth_core::{IntrospectionBackend, JwtBackend};
 use auth_throttle::Throttle;
@@ -40,14 +40,12 @@ impl Parts {
     /// actix-web's).
     pub(crate) async fn check(self) -> Readiness {
         let now = SystemTime::now();
-        let jwt = self.jwt.map(|jwt| {
-            let transport = Arc::clone(&self.transport);
-            blocking(move || jwt.probe(now).run_blocking(&*transport))
-        });
-        let introspection = self.introspection.map(|introspection| {
-            let transport = Arc::clone(&self.transport);
-            blocking(move || introspection.probe(now).run_blocking(&*transport))
-        });
+        let jwt = self
+            .jwt
+            .map(|jwt| run(jwt.probe(now), Arc::clone(&self.transport)));
+        let introspection = self
+            .introspection
+            .map(|backend| run(backend.probe(now), Arc::clone(&self.transport)));
         let store = self.store.as_ref().map(Throttle::probe);
         let (jwt, introspection, store) =
             tokio::join!(optional(jwt), optional(introspection), optional(store));
@@ -64,11 +62,15 @@ impl Parts {
     }
 }
 
-/// A blocking probe on tokio's blocking threads; one that panicked is down.
-async fn blocking(probe: impl FnOnce() -> Health + Send + 'static) -> Health {
-    tokio::task::spawn_blocking(probe)
-        .await
-        .unwrap_or_else(|_| Health::Down("the probe failed".into()))
+/// A probe's health: at once when known, else its calls on tokio's
+/// blocking threads (one that panicked is down).
+async fn run(probe: Probe, transport: Arc<UreqTransport>) -> Health {
+    match probe {
+        Probe::Done(health) => health,
+        probe => tokio::task::spawn_blocking(move || probe.run_blocking(&*transport))
+            .await
+            .unwrap_or_else(|_| Health::Down("the probe failed".into())),
+    }
 }
 
 /// `future`'s output, if there is a future.
