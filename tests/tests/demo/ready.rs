@@ -210,6 +210,29 @@ fn a_key_set_never_fetched_is_down_and_an_idle_provider_is_asked() {
     );
 }
 
+/// The next connection to `listener`, within `secs` seconds (a call that
+/// never comes fails the test rather than hanging it).
+fn accept_within(listener: &std::net::TcpListener, secs: u64) -> std::net::TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                return stream;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    started.elapsed().as_secs() < secs,
+                    "no call within {secs} s"
+                );
+                thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 /// Reads one HTTP request's head from `stream`.
 fn read_head(stream: &mut std::net::TcpStream) {
     use std::io::Read;
@@ -249,9 +272,9 @@ fn the_providers_are_probed_at_once_not_one_after_the_other() {
         .unwrap(),
     );
     let calls = thread::spawn(move || {
-        let (mut first, _) = silent.accept().unwrap();
+        let mut first = accept_within(&silent, 20);
         read_head(&mut first);
-        let (mut second, _) = silent.accept().unwrap();
+        let mut second = accept_within(&silent, 20);
         read_head(&mut second);
         still_open(&first)
     });
