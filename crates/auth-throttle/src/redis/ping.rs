@@ -4,10 +4,12 @@
 
 use redis::Value;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo,
+};
 
 use super::backoff::Backoff;
-use super::slots::{self, Range, SLOTS};
+use super::slots::{self, Primary, Range, SLOTS};
 use super::{Connection, Target, store_error};
 use crate::error::StoreError;
 
@@ -35,9 +37,33 @@ async fn every_primary(
 ) -> Result<(), StoreError> {
     let map = slots::fetch(&mut cluster, target).await?;
     backoff.set_map(map.clone());
+    let primaries = primaries(&map)?;
+    let addresses: Option<Vec<(String, u16)>> = primaries
+        .into_iter()
+        .map(|primary| match primary.address {
+            (Some(host), port) => Some((host, port)),
+            (None, _) => None,
+        })
+        .collect();
+    // A map that leaves a host to the client: every primary as the client
+    // knows them (it may answer for a dead one from another node, until it
+    // learns of the failure).
+    let Some(addresses) = addresses else {
+        return cluster
+            .route_command(
+                redis::cmd("PING"),
+                RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::AllSucceeded),
+                )),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| store_error(&e, target));
+    };
     // By address: a node the client has no connection to is an error
     // (routed by slot, it would answer from another node).
-    let pings = primaries(&map)?.into_iter().map(|(host, port)| {
+    let pings = addresses.into_iter().map(|(host, port)| {
         let mut cluster = cluster.clone();
         async move {
             cluster
@@ -56,10 +82,9 @@ async fn every_primary(
         .collect()
 }
 
-/// Each primary's host and port in the slot map, once; every slot must be
-/// served.
-fn primaries(map: &[Range]) -> Result<Vec<(String, u16)>, StoreError> {
-    let mut primaries: Vec<(String, u16)> = Vec::new();
+/// Each primary in the slot map, once; every slot must be served.
+fn primaries(map: &[Range]) -> Result<Vec<Primary>, StoreError> {
+    let mut primaries: Vec<Primary> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut covered = 0;
     // The ranges do not overlap (`slots::parse`).
@@ -83,7 +108,11 @@ mod tests {
     use crate::redis::slots::tests::range;
 
     fn primaries(map: &Value) -> Result<Vec<(String, u16)>, StoreError> {
-        super::primaries(&slots::parse(map)?)
+        let primaries = super::primaries(&slots::parse(map)?)?;
+        Ok(primaries
+            .into_iter()
+            .map(|p| (p.address.0.unwrap_or_default(), p.address.1))
+            .collect())
     }
 
     #[test]

@@ -29,12 +29,22 @@ pub(super) fn slot_of(key: &str) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tag.unwrap_or(key)) % SLOTS
 }
 
-/// Slots `start..=end`, served by the primary at `primary` (host, port).
+/// Slots `start..=end`, served by `primary`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Range {
     pub(super) start: u16,
     pub(super) end: u16,
-    pub(super) primary: (String, u16),
+    pub(super) primary: Primary,
+}
+
+/// A primary as the map names it: two ranges of one node are equal.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Primary {
+    /// Host and port; no host when the map leaves it to the client (empty,
+    /// NULL or a wildcard: the node that answered; `?`: unknown).
+    pub(super) address: (Option<String>, u16),
+    /// The node id, when the map gives it.
+    pub(super) id: Option<String>,
 }
 
 impl Range {
@@ -88,12 +98,24 @@ pub(super) fn parse(map: &Value) -> Result<Vec<Range>, StoreError> {
             if start > end || end >= SLOTS {
                 return Err(unexpected());
             }
-            let primary = match primary.as_slice() {
-                [Value::BulkString(host), Value::Int(port), ..] => {
-                    let host = String::from_utf8(host.clone()).map_err(|_| unexpected())?;
-                    (host, u16::try_from(*port).map_err(|_| unexpected())?)
-                }
+            let text = |value: &Value| match value {
+                Value::BulkString(bytes) => String::from_utf8(bytes.clone())
+                    .map(Some)
+                    .map_err(|_| unexpected()),
+                Value::Nil => Ok(None),
+                _ => Err(unexpected()),
+            };
+            let (host, port, id) = match primary.as_slice() {
+                [host, Value::Int(port), rest @ ..] => (
+                    text(host)?.filter(|h| !matches!(h.as_str(), "" | "?" | "0.0.0.0" | "::")),
+                    u16::try_from(*port).map_err(|_| unexpected())?,
+                    rest.first().map(text).transpose()?.flatten(),
+                ),
                 _ => return Err(unexpected()),
+            };
+            let primary = Primary {
+                address: (host, port),
+                id,
             };
             Ok(Range {
                 start,
@@ -163,7 +185,28 @@ pub(super) mod tests {
         let map = Value::Array(vec![range(5_461, 16_383, 7002), range(0, 5_460, 7000)]);
         let ranges = parse(&map).unwrap();
         assert_eq!(ranges.len(), 2);
-        assert_eq!(ranges[1].primary, ("10.0.0.1".to_owned(), 7002));
+        assert_eq!(
+            ranges[1].primary.address,
+            (Some("10.0.0.1".to_owned()), 7002)
+        );
+        // A host left to the client (NULL, empty, unknown): none; the node
+        // id tells the primaries apart.
+        let node = |host: Value, id: &str| {
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(16_383),
+                Value::Array(vec![host, Value::Int(7000), Value::BulkString(id.into())]),
+            ])
+        };
+        for host in [
+            Value::Nil,
+            Value::BulkString(b"".to_vec()),
+            Value::BulkString(b"?".to_vec()),
+        ] {
+            let ranges = parse(&Value::Array(vec![node(host, "abc")])).unwrap();
+            assert_eq!(ranges[0].primary.address, (None, 7000));
+            assert_eq!(ranges[0].primary.id.as_deref(), Some("abc"));
+        }
         assert!(ranges[0].contains(5_460) && !ranges[0].contains(5_461));
         for bad in [
             Value::Nil,
