@@ -135,25 +135,87 @@ impl JwtValidator {
         }
     }
 
-    /// Starts a key fetch, or says why the token cannot be checked now: its
-    /// key is not among the usable ones.
-    fn keys_needed(&self, now: SystemTime, set: &KeySet) -> Checked {
-        match self.store.start_refresh(now) {
-            Ok(fetch) => Checked::FetchKeys(Box::new(fetch)),
-            Err(NoRefresh::InFlight(waiter)) => Checked::WaitForKeys(waiter),
-            // We cannot tell whether the key exists: the provider failed,
-            // or no remote key can serve.
-            Err(NoRefresh::TooSoon { failed })
-                if failed || self.store.remote_unavailable(set, now) =>
-            {
-                Checked::Invalid(AuthError::provider_unavailable(
-                    "signing keys are unavailable",
-                ))
+    /// Checks `jws` with the keys of `set`, the set in service when the
+    /// request looked. Without a usable key of its `kid`, starts a key fetch
+    /// or says why the token cannot be checked now.
+    fn check(
+        &self,
+        jws: &Jws<'_>,
+        header: &HeaderFacts,
+        set: Arc<KeySet>,
+        now: SystemTime,
+    ) -> Checked {
+        let mut set = set;
+        let mut looked_again = false;
+        loop {
+            if let Some(checked) = self.verify_with(jws, header, &set, now) {
+                return checked;
             }
-            Err(NoRefresh::TooSoon { .. } | NoRefresh::Fixed) => {
-                Checked::Invalid(invalid("unknown signing key"))
+            match self.store.start_refresh(now) {
+                Ok(fetch) => return Checked::FetchKeys(Box::new(fetch)),
+                Err(NoRefresh::InFlight(waiter)) => return Checked::WaitForKeys(waiter),
+                Err(NoRefresh::TooSoon { failed }) => {
+                    // A fetch that finished after this request read the set
+                    // is why it is too soon: its keys are the ones to look
+                    // in (once; no other fetch can finish before the
+                    // interval ends).
+                    let current = self.store.current();
+                    if !looked_again && !Arc::ptr_eq(&current, &set) {
+                        (set, looked_again) = (current, true);
+                        continue;
+                    }
+                    // We cannot tell whether the key exists: the provider
+                    // failed, or no remote key can serve.
+                    return if failed || self.store.remote_unavailable(&set, now) {
+                        Checked::Invalid(AuthError::provider_unavailable(
+                            "signing keys are unavailable",
+                        ))
+                    } else {
+                        Checked::Invalid(invalid("unknown signing key"))
+                    };
+                }
+                Err(NoRefresh::Fixed) => return Checked::Invalid(invalid("unknown signing key")),
             }
         }
+    }
+
+    /// The check of `jws` by the usable keys of `set` that may have signed
+    /// it, or `None` when there is none.
+    fn verify_with(
+        &self,
+        jws: &Jws<'_>,
+        header: &HeaderFacts,
+        set: &KeySet,
+        now: SystemTime,
+    ) -> Option<Checked> {
+        // One fixed key verifies every token, whatever its `kid`.
+        let only = self.store.single_fixed_key(set);
+        let mut candidates = set
+            .usable(now)
+            .filter(|k| match &header.kid {
+                _ if only => true,
+                Some(kid) => k.kid.as_deref() == Some(&**kid),
+                None => k.allows(header.alg),
+            })
+            .peekable();
+        candidates.peek()?;
+        let mut first_error = None;
+        for key in candidates {
+            match jws.verify(header, key) {
+                Ok(()) => {
+                    return Some(
+                        self.claims(jws.payload, now)
+                            .map_or_else(Checked::Invalid, Checked::ValidClaims),
+                    );
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Some(Checked::Invalid(
+            first_error.unwrap_or_else(|| invalid("invalid token")),
+        ))
     }
 
     /// The verified claims of a token whose signature checked out: the
@@ -244,33 +306,7 @@ impl TokenValidator for JwtValidator {
         {
             return Checked::FetchKeys(Box::new(fetch));
         }
-        // One fixed key verifies every token, whatever its `kid`.
-        let only = self.store.single_fixed_key(&set);
-        let mut candidates = set
-            .usable(now)
-            .filter(|k| match &header.kid {
-                _ if only => true,
-                Some(kid) => k.kid.as_deref() == Some(&**kid),
-                None => k.allows(header.alg),
-            })
-            .peekable();
-        if candidates.peek().is_none() {
-            return self.keys_needed(now, &set);
-        }
-        let mut first_error = None;
-        for key in candidates {
-            match jws.verify(&header, key) {
-                Ok(()) => {
-                    return self
-                        .claims(jws.payload, now)
-                        .map_or_else(Checked::Invalid, Checked::ValidClaims);
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        Checked::Invalid(first_error.unwrap_or_else(|| invalid("invalid token")))
+        self.check(&jws, &header, set, now)
     }
 
     fn key_generation(&self) -> u64 {
@@ -683,5 +719,62 @@ impl JwtValidatorBuilder {
             },
             max_token_len: self.max_token_len,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::TokenIssuer;
+
+    const SECRET: &[u8] = b"a 32-byte or longer shared secret!";
+
+    fn remote_validator() -> JwtValidator {
+        JwtValidator::builder([Algorithm::HS256])
+            .jwks_url("http://127.0.0.1:9/jwks.json")
+            .allow_http(true)
+            .allow_remote_symmetric_keys(true)
+            .build()
+            .unwrap()
+    }
+
+    fn jwks_answer() -> Result<http::Response<Vec<u8>>, crate::transport::TransportError> {
+        let jwks = serde_json::json!({"keys": [
+            {"kty": "oct", "alg": "HS256", "k": URL_SAFE_NO_PAD.encode(SECRET)}
+        ]});
+        Ok(http::Response::new(jwks.to_string().into_bytes()))
+    }
+
+    /// A request that read the key set just before another request's fetch
+    /// finished, then found it too soon to fetch: it looks in the new keys
+    /// rather than refusing a token they verify.
+    #[test]
+    fn a_fetch_finished_after_the_set_was_read_is_looked_in() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let validator = remote_validator();
+        let token = TokenIssuer::hs256(SECRET)
+            .unwrap()
+            .issue(serde_json::json!({"sub": "alice"}), now)
+            .unwrap();
+        let jws = Jws::split(&token).unwrap();
+        let header = header::read(jws.header).unwrap();
+        let read_before = validator.store.current();
+        let fetch = validator.store.start_refresh(now).unwrap();
+        fetch.apply(&jwks_answer(), now).unwrap();
+        match validator.check(&jws, &header, read_before, now) {
+            Checked::ValidClaims(claims) => assert_eq!(claims.sub, "alice"),
+            other => panic!("{other:?}"),
+        }
+        // A set that is the newest and lacks the key is still refused.
+        let other = TokenIssuer::hs256(b"another secret of 32 bytes or more")
+            .unwrap()
+            .issue(serde_json::json!({"sub": "mallory"}), now)
+            .unwrap();
+        let jws = Jws::split(&other).unwrap();
+        let header = header::read(jws.header).unwrap();
+        match validator.check(&jws, &header, validator.store.current(), now) {
+            Checked::Invalid(e) => assert_eq!(e.status().as_u16(), 401, "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 }
