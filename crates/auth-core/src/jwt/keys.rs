@@ -348,11 +348,15 @@ impl KeyStore {
     /// started first when one is due (never fetched, or past the max age)
     /// and the refresh interval allows it.
     pub(super) fn probe(self: &Arc<Self>, now: SystemTime) -> Probe {
+        self.probe_from(&self.current(), now)
+    }
+
+    /// [`probe`](Self::probe), having read `set` as the set in service.
+    pub(super) fn probe_from(self: &Arc<Self>, set: &KeySet, now: SystemTime) -> Probe {
         if self.remote.is_none() {
             return Probe::Done(Health::Ready);
         }
-        let set = self.current();
-        let refresh = if (!set.fetched || self.refresh_due(&set, now)) && !self.probe_held(now) {
+        let refresh = if (!set.fetched || self.refresh_due(set, now)) && !self.probe_held(now) {
             Some(self.start_refresh(now))
         } else {
             None
@@ -382,8 +386,9 @@ impl KeyStore {
                 }
             }));
         }
-        // Fetched recently, or being fetched by a request: as it stands.
-        Probe::Done(self.health(&set, now))
+        // Fetched recently, or being fetched by a request: as it stands
+        // (read again: a fetch may have finished since `set` was read).
+        Probe::Done(self.health(&self.current(), now))
     }
 
     /// Whether a probe's fetch was cut short less than the refresh

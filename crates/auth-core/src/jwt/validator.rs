@@ -761,8 +761,13 @@ mod tests {
         let read_before = validator.store.current();
         let fetch = validator.store.start_refresh(now).unwrap();
         fetch.apply(&jwks_answer(), now).unwrap();
-        match validator.check(&jws, &header, read_before, now) {
+        match validator.check(&jws, &header, Arc::clone(&read_before), now) {
             Checked::ValidClaims(claims) => assert_eq!(claims.sub, "alice"),
+            other => panic!("{other:?}"),
+        }
+        // A readiness probe that read the old set reports the new one.
+        match validator.store.probe_from(&read_before, now) {
+            Probe::Done(health) => assert_eq!(health, crate::health::Health::Ready),
             other => panic!("{other:?}"),
         }
         // A set that is the newest and lacks the key is still refused.
