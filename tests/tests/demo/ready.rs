@@ -97,6 +97,9 @@ fn config(provider: &OidcProvider, redis: &RedisServer) -> DemoConfig {
         oidc_issuer: Some(provider.issuer().to_owned()),
         oidc_audience: Some("urn:jwt".into()),
         redis_url: Some(redis.url()),
+        // A ping that outlasts its timeout is a degraded store: 50 ms, the
+        // default, is short for a first connect on a loaded machine.
+        redis_timeout: Some(std::time::Duration::from_secs(2)),
         throttle_secret: Some("a throttle secret, 32 bytes long".into()),
         ..DemoConfig::default()
     }
@@ -243,14 +246,15 @@ fn read_head(stream: &mut std::net::TcpStream) {
     }
 }
 
-/// Whether the client still holds `stream` open (nothing more to read, no
-/// end of stream).
+/// Whether the client still holds `stream` open: no end of stream, no
+/// reset (an unread request body, the introspection call's, is no sign
+/// either way).
 fn still_open(stream: &std::net::TcpStream) -> bool {
     stream.set_nonblocking(true).unwrap();
-    let open = matches!(
-        stream.peek(&mut [0]),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-    );
+    let open = match stream.peek(&mut [0]) {
+        Ok(n) => n > 0,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    };
     stream.set_nonblocking(false).unwrap();
     open
 }
