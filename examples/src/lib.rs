@@ -47,6 +47,10 @@ pub struct DemoConfig {
     /// instead (`DEMO_REDIS_CLUSTER`, some of its nodes' URLs separated by
     /// commas); not with `redis_url`.
     pub redis_cluster: Vec<String>,
+    /// How long a request waits for Redis before `/limited` counts in this
+    /// process instead (`DEMO_REDIS_TIMEOUT_MS`; default the store's,
+    /// 50 ms).
+    pub redis_timeout: Option<Duration>,
     /// The rate limits' key secret (`DEMO_THROTTLE_SECRET`, at least 16
     /// bytes, the same on every demo that shares a Redis): required with
     /// `redis_url` or `redis_cluster`, random otherwise.
@@ -72,6 +76,7 @@ impl Default for DemoConfig {
             introspection: None,
             redis_url: None,
             redis_cluster: Vec::new(),
+            redis_timeout: None,
             throttle_secret: None,
             failure_budget: default_failure_budget(),
             oidc_issuer: None,
@@ -140,6 +145,10 @@ fn store(config: &DemoConfig) -> Result<Store, DemoError> {
             return Err("set DEMO_REDIS_URL (one server) or DEMO_REDIS_CLUSTER, not both".into());
         }
     };
+    let redis = match config.redis_timeout {
+        Some(timeout) => redis.timeout(timeout),
+        None => redis,
+    };
     Ok(redis.build()?.into())
 }
 
@@ -192,7 +201,8 @@ impl DemoConfig {
     /// Reads the `DEMO_*` variables.
     ///
     /// # Errors
-    /// A `DEMO_FAILURE_BUDGET` that is not `<count>/<seconds>` or `off`.
+    /// A `DEMO_FAILURE_BUDGET` that is not `<count>/<seconds>` or `off`, or
+    /// a `DEMO_REDIS_TIMEOUT_MS` that is not a number.
     pub fn from_env() -> Result<Self, DemoError> {
         let trusted_proxies = env("DEMO_TRUSTED_PROXIES")
             .map(|v| {
@@ -235,6 +245,12 @@ impl DemoConfig {
                         .collect()
                 })
                 .unwrap_or_default(),
+            redis_timeout: match env("DEMO_REDIS_TIMEOUT_MS") {
+                Some(ms) => Some(Duration::from_millis(ms.parse().map_err(|_| {
+                    format!("DEMO_REDIS_TIMEOUT_MS: {ms:?} is not a number of milliseconds")
+                })?)),
+                None => None,
+            },
             throttle_secret: env("DEMO_THROTTLE_SECRET"),
             failure_budget: match env("DEMO_FAILURE_BUDGET") {
                 Some(value) => parse_budget(&value)?,

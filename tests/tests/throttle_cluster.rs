@@ -26,25 +26,29 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// `per_visitor` requests per 600 s per anonymous visitor, and
 /// `per_address` per client address (behind a proxy on loopback), counted
-/// in the cluster.
+/// in the cluster. A request waits up to a second for it: these tests are
+/// not about timeouts, and one that ran out would count in process.
 fn throttle(cluster: &RedisCluster, per_visitor: u64, per_address: u64) -> Throttle {
     backing_off(
         cluster,
         per_visitor,
         per_address,
         RedisStore::DEFAULT_BACKOFF,
+        Duration::from_secs(1),
     )
 }
 
-/// [`throttle`], Redis not asked for `backoff` after a failure.
+/// [`throttle`], a request waiting `timeout` for Redis, which is not
+/// asked for `backoff` after a failure.
 fn backing_off(
     cluster: &RedisCluster,
     per_visitor: u64,
     per_address: u64,
     backoff: Duration,
+    timeout: Duration,
 ) -> Throttle {
     let store = RedisStore::cluster(cluster.urls(), SECRET)
-        .timeout(Duration::from_millis(200))
+        .timeout(timeout)
         .backoff(backoff)
         .build()
         .unwrap();
@@ -114,6 +118,38 @@ fn allowed(statuses: &[u16]) -> usize {
     statuses.iter().filter(|&&s| s == 200).count()
 }
 
+/// Waits until each server counts in the cluster: a first connect needs
+/// every primary, and one that outlasts a request's timeout sends the
+/// server to its fallback for a while. The counters the warm-up stored
+/// are returned (visitors `warm-*`, address 10.7.7.7).
+fn warm(cluster: &RedisCluster, bases: &[&str]) -> Vec<String> {
+    for (n, base) in bases.iter().enumerate() {
+        let started = std::time::Instant::now();
+        let mut i = 0;
+        loop {
+            let before = counters(cluster).len();
+            assert_eq!(status(base, &format!("warm-{n}-{i}"), "10.7.7.7"), 200);
+            if counters(cluster).len() > before {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{base} never counted in Redis"
+            );
+            thread::sleep(Duration::from_millis(200));
+            i += 1;
+        }
+    }
+    counters(cluster)
+}
+
+/// The counters stored since `warm`'s.
+fn counters_since(cluster: &RedisCluster, warm: &[String]) -> Vec<String> {
+    let mut keys = counters(cluster);
+    keys.retain(|k| !warm.contains(k));
+    keys
+}
+
 /// Requests for 30 visitors, each from an address of its own: their
 /// limits are shared by both servers, and every primary holds keys.
 fn shared_by_both(bases: &[&str], round: &str) {
@@ -131,6 +167,7 @@ fn servers_share_limits_across_slots_and_primaries() {
         server(throttle(&cluster, 3, 100)),
         server(throttle(&cluster, 3, 100)),
     );
+    let warmed = warm(&cluster, &[&a, &b]);
     shared_by_both(&[&a, &b], "shared");
     // Identity and address keys of 30 visitors: on all three primaries.
     let primaries = cluster.primaries();
@@ -139,7 +176,7 @@ fn servers_share_limits_across_slots_and_primaries() {
         let keys: u64 = cluster.cli(port, &["DBSIZE"]).parse().unwrap();
         assert!(keys > 0, "no key on primary {port}");
     }
-    assert_eq!(counters(&cluster).len(), 60);
+    assert_eq!(counters_since(&cluster, &warmed).len(), 60);
 }
 
 #[test]
@@ -150,11 +187,12 @@ fn a_request_denied_in_one_slot_spends_nothing_in_another() {
         server(throttle(&cluster, 2, 4)),
         server(throttle(&cluster, 2, 4)),
     );
+    let warmed = warm(&cluster, &[&a, &b]);
     // The first visitor: 2 allowed by its own rule, then 2 denied by it
     // while the address rule, in another slot, would allow them.
     let first = statuses(&[&a, &b], "first", "10.1.1.1", 4);
     assert_eq!(first, [200, 200, 429, 429]);
-    let keys = counters(&cluster);
+    let keys = counters_since(&cluster, &warmed);
     assert_eq!(keys.len(), 2, "{keys:?}");
     let slots: Vec<u16> = keys.iter().map(|k| cluster.slot(k)).collect();
     assert_ne!(
@@ -179,8 +217,13 @@ fn script_flush_on_a_node_still_counts_in_redis() {
         server(throttle(&cluster, 4, 100)),
         server(throttle(&cluster, 4, 100)),
     );
+    warm(&cluster, &[&a, &b]);
+    let warmed = counters(&cluster);
     assert_eq!(statuses(&[&a], "flushed", "10.2.2.2", 1), [200]);
-    let key = cluster.keys(&format!("{PREFIX}:*:visitor")).pop().unwrap();
+    let key = counters_since(&cluster, &warmed)
+        .into_iter()
+        .find(|k| k.ends_with(":visitor"))
+        .unwrap();
     let port = cluster.primary_of(cluster.slot(&key)).unwrap();
     assert_eq!(cluster.cli(port, &["SCRIPT", "FLUSH"]), "OK");
     cluster.cli(port, &["CONFIG", "RESETSTAT"]);
@@ -202,6 +245,7 @@ fn a_killed_primary_falls_back_then_limits_are_shared_again() {
         server(throttle(&cluster, 3, 1000)),
         server(throttle(&cluster, 3, 1000)),
     );
+    warm(&cluster, &[&a, &b]);
     shared_by_both(&[&a, &b], "before");
     // A readiness probe pings every primary.
     let probed = throttle(&cluster, 3, 1000);
@@ -321,31 +365,13 @@ fn a_stuck_primary_sends_only_its_own_callers_to_the_fallback() {
     let cluster = RedisCluster::start();
     let backoff = Duration::from_secs(3);
     let throttles = [
-        backing_off(&cluster, 3, 1000, backoff),
-        backing_off(&cluster, 3, 1000, backoff),
+        backing_off(&cluster, 3, 1000, backoff, Duration::from_millis(200)),
+        backing_off(&cluster, 3, 1000, backoff, Duration::from_millis(200)),
     ];
     let (a, b) = (server(throttles[0].clone()), server(throttles[1].clone()));
-    // Both servers connected (a first connect needs every primary; one
-    // that outlasts a request's timeout backs the whole store off), and
-    // the slot map known to both (a readiness probe asks for it, besides
-    // the connect).
-    for (n, base) in [&a, &b].into_iter().enumerate() {
-        let started = std::time::Instant::now();
-        let mut i = 0;
-        loop {
-            let before = counters(&cluster).len();
-            assert_eq!(status(base, &format!("warm-{n}-{i}"), "10.7.7.7"), 200);
-            if counters(&cluster).len() > before {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "never counted in Redis"
-            );
-            thread::sleep(Duration::from_millis(200));
-            i += 1;
-        }
-    }
+    // Both servers connected, and the slot map known to both (a
+    // readiness probe asks for it, besides the connect).
+    warm(&cluster, &[&a, &b]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -439,8 +465,12 @@ fn a_slot_moved_mid_traffic_stays_shared() {
         server(throttle(&cluster, 40, 1000)),
         server(throttle(&cluster, 40, 1000)),
     );
+    let warmed = warm(&cluster, &[&a, &b]);
     assert_eq!(statuses(&[&a], "mover", "10.4.4.4", 1), [200]);
-    let key = cluster.keys(&format!("{PREFIX}:*:visitor")).pop().unwrap();
+    let key = counters_since(&cluster, &warmed)
+        .into_iter()
+        .find(|k| k.ends_with(":visitor"))
+        .unwrap();
     let slot = cluster.slot(&key);
     let from = cluster.primary_of(slot).unwrap();
     let to = cluster
@@ -496,7 +526,12 @@ fn a_slot_moved_mid_traffic_stays_shared() {
     migrate.extend(keys.iter().copied());
     assert_eq!(cluster.cli(from, &migrate), "OK");
     thread::sleep(Duration::from_millis(200));
-    for port in cluster.primaries() {
+    // The new owner first, then the old one, then the rest (as Redis's
+    // documentation orders it): `from` never redirects to a node that is
+    // still importing.
+    let mut primaries = cluster.primaries();
+    primaries.sort_by_key(|&p| (p != to, p != from));
+    for port in primaries {
         assert_eq!(
             cluster.cli(port, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]),
             "OK"
@@ -524,6 +559,9 @@ fn the_demo_counts_limited_in_a_cluster() {
     let config = auth_examples::DemoConfig {
         redis_cluster: cluster.urls(),
         throttle_secret: Some("a throttle secret, 16+ bytes".into()),
+        // Not about timeouts: a request that outlasted the default 50 ms
+        // would count in process.
+        redis_timeout: Some(Duration::from_secs(2)),
         ..auth_examples::DemoConfig::default()
     };
     let demo = auth_examples::Demo::new(&config).unwrap();
@@ -537,13 +575,20 @@ fn the_demo_counts_limited_in_a_cluster() {
             .http_status_as_error(false)
             .build(),
     );
+    // Both up and connected to every primary: their readiness pings them.
     let started = std::time::Instant::now();
-    while agent.get(format!("{b}/ip")).call().is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "actix did not start"
-        );
-        thread::sleep(Duration::from_millis(20));
+    for base in [&a, &b] {
+        while agent
+            .get(format!("{base}/health/ready"))
+            .call()
+            .map_or(true, |r| r.status() != 200)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{base} not ready"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
     }
     let visitor = "anon=0123456789abcdef0123456789abcdef";
     let answers: Vec<u16> = [&a, &b, &a, &b]

@@ -13,7 +13,8 @@
 //! server) or `DEMO_REDIS_CLUSTER` (some of a Redis Cluster's nodes' URLs,
 //! comma-separated) with `DEMO_THROTTLE_SECRET` (at least 16 bytes, the
 //! same on every server) to count `/limited`'s requests and the failure
-//! budget in Redis,
+//! budget in Redis (`DEMO_REDIS_TIMEOUT_MS`: how long a request waits for
+//! it, default 50),
 //! `DEMO_FAILURE_BUDGET` (refused credentials per client address on every
 //! route, `<count>/<seconds>`, default `10/10`; `off`), `DEMO_OIDC_ISSUER`
 //! (+ `DEMO_OIDC_AUDIENCE`) for `/oidc`: RS256 or ES256 tokens of that
