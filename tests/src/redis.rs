@@ -2,12 +2,12 @@
 //! on 127.0.0.1 with a free port, no persistence; stopped when dropped, and
 //! stoppable and restartable on the same port to test an outage.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::StartError;
+use crate::{StartError, free_port};
 
 /// `redis-server` on 127.0.0.1 with these settings, no persistence, its
 /// output discarded.
@@ -162,42 +162,6 @@ struct ClusterNode {
 
 /// The cluster's password (`requirepass` and `masterauth`).
 pub const CLUSTER_PASSWORD: &str = "cluster-secret";
-
-/// A port nothing listens on, for a server to bind.
-///
-/// Taken below the kernel's ephemeral range, so that no outgoing connection
-/// (the cluster's own bus links, other tests' clients) can take it between
-/// this check and the server's bind, or while a server is stopped for an
-/// outage; and never the same one twice in this process.
-fn free_port() -> Result<u16, StartError> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 20_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768);
-    let span = ephemeral_low.saturating_sub(LOW);
-    if span < 1_000 {
-        // No room below the ephemeral range: let the kernel choose.
-        return TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|e| StartError(format!("no free port: {e}")));
-    }
-    // Test binaries run one after another, each from its own offset.
-    let offset = std::process::id().wrapping_mul(7_919) % span;
-    for _ in 0..span {
-        let port = LOW + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
-        let port = u16::try_from(port).map_err(|_| StartError("no free port".into()))?;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err(StartError(format!(
-        "no free port in {LOW}..{ephemeral_low}"
-    )))
-}
 
 /// Waits (up to 10 s) until `child` serves on `port`: it accepts a
 /// connection and, when `ping`, answers a `PING`. A bare connect is not

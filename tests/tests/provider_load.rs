@@ -16,7 +16,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use auth_core::{Gate, IntrospectionBackend, IpBackend};
+use auth_core::step::UreqTransport;
+use auth_core::{Gate, IntrospectionBackend, IpBackend, Policy};
 use serde_json::json;
 
 const CAP: usize = IntrospectionBackend::DEFAULT_MAX_CONCURRENT_CALLS;
@@ -75,14 +76,20 @@ fn slow_provider() -> (String, Arc<Calls>) {
 }
 
 /// Introspection at `url`; clients are told apart by `X-Forwarded-For`
-/// (the tests' requests come through a proxy on loopback).
+/// (the tests' requests come through a proxy on loopback). A provider call
+/// waits up to two minutes: the storm holds the admitted ones until every
+/// client is accounted for, which on a loaded machine may outlast the
+/// default 5 s.
 fn gate(url: &str) -> Gate {
     let backend = IntrospectionBackend::builder(url, "api", "secret")
         .allow_http(true)
         .client_ip(IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap())
         .build()
         .unwrap();
-    Gate::new(backend)
+    let transport = UreqTransport::builder()
+        .timeout(Duration::from_secs(120))
+        .build();
+    Gate::new(Policy::new(backend).transport(transport))
 }
 
 /// A client address of its own for client `i`.

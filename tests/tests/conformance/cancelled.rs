@@ -46,11 +46,13 @@ impl Signer {
     }
 }
 
-/// A JWKS endpoint that answers after `DELAY`, counting fetches.
+/// A JWKS endpoint that answers after `DELAY`, counting fetches and
+/// answers.
 struct Keys {
     url: String,
     set: Arc<Mutex<String>>,
     fetches: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
 }
 
 impl Keys {
@@ -59,19 +61,30 @@ impl Keys {
         let url = format!("http://{}/jwks.json", server.server_addr().to_ip().unwrap());
         let set = Arc::new(Mutex::new(json!({"keys": keys}).to_string()));
         let fetches = Arc::new(AtomicUsize::new(0));
+        let answered = Arc::new(AtomicUsize::new(0));
         for _ in 0..2 {
-            let (server, set, fetches) =
-                (Arc::clone(&server), Arc::clone(&set), Arc::clone(&fetches));
+            let (server, set, fetches, answered) = (
+                Arc::clone(&server),
+                Arc::clone(&set),
+                Arc::clone(&fetches),
+                Arc::clone(&answered),
+            );
             thread::spawn(move || {
                 for request in server.incoming_requests() {
                     fetches.fetch_add(1, Ordering::SeqCst);
                     thread::sleep(DELAY);
                     let body = set.lock().unwrap().clone();
                     let _ = request.respond(tiny_http::Response::from_string(body));
+                    answered.fetch_add(1, Ordering::SeqCst);
                 }
             });
         }
-        Keys { url, set, fetches }
+        Keys {
+            url,
+            set,
+            fetches,
+            answered,
+        }
     }
 
     fn rotate(&self, keys: &[&Jwk]) {
@@ -80,6 +93,15 @@ impl Keys {
 
     fn fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `count` of `counter` (`fetches` or `answered`).
+    fn wait_for(counter: &AtomicUsize, count: usize) {
+        let started = Instant::now();
+        while counter.load(Ordering::SeqCst) < count {
+            assert!(started.elapsed() < Duration::from_secs(10), "never came");
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
@@ -140,16 +162,18 @@ fn status(base: &str, token: &str) -> u16 {
         .as_u16()
 }
 
-/// Sends a request with `token` and hangs up before the answer.
-fn hang_up(base: &str, token: &str) {
+/// Sends a request with `token` and hangs up before the answer, once its
+/// key fetch reached `keys` (the fetch it is still waiting for).
+fn hang_up(base: &str, token: &str, keys: &Keys) {
     let address = base.trim_start_matches("http://");
+    let before = keys.fetches();
     let mut stream = TcpStream::connect(address).unwrap();
     write!(
         stream,
         "GET /p HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\r\n"
     )
     .unwrap();
-    thread::sleep(DELAY / 6);
+    Keys::wait_for(&keys.fetches, before + 1);
     drop(stream);
 }
 
@@ -161,7 +185,7 @@ fn a_hang_up_on_a_cold_start_does_not_cost_the_first_fetch() {
         let k1 = signer("rsa.key", "k1");
         let keys = Keys::start(&[&k1.jwk]);
         let base = serve(policy(&keys));
-        hang_up(&base, &k1.token());
+        hang_up(&base, &k1.token(), &keys);
         // The next client, while (or after) that fetch runs: served by it.
         assert_eq!(status(&base, &k1.token()), 200, "{name}");
         assert_eq!(keys.fetches(), 1, "{name}: the hung-up fetch was the one");
@@ -178,10 +202,10 @@ fn a_hang_up_after_a_rotation_does_not_block_the_new_key() {
         // Past the refresh interval, the provider rotates to k2.
         thread::sleep(Duration::from_millis(2100));
         keys.rotate(&[&k1.jwk, &k2.jwk]);
-        hang_up(&base, &k2.token());
+        hang_up(&base, &k2.token(), &keys);
         // Once the provider has answered the hung-up fetch, a k2 token is
         // accepted at once, without waiting out the interval.
-        thread::sleep(DELAY);
+        Keys::wait_for(&keys.answered, 2);
         let started = Instant::now();
         assert_eq!(status(&base, &k2.token()), 200, "{name}");
         assert!(started.elapsed() < DELAY, "{name}: no new fetch was needed");

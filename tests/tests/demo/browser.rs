@@ -3,7 +3,6 @@
 //! opens `/whoami` of the running demo (axum) twice and gets the same
 //! anonymous identifier; a fresh profile gets a different one.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -25,31 +24,37 @@ struct Driver {
 
 impl Driver {
     fn start() -> Driver {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                auth_tests::missing(&auth_tests::StartError(format!(
-                    "cannot run chromedriver ({e}): Debian's chromium and chromium-driver are needed"
-                )))
-            });
-        let url = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while ureq::get(format!("{url}/status")).call().is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "chromedriver did not start"
-            );
-            thread::sleep(Duration::from_millis(100));
+        // A driver that exits at start (its port taken meanwhile) is
+        // started again on another.
+        for _ in 0..5 {
+            let port = auth_tests::free_port().unwrap_or_else(|e| auth_tests::missing(&e));
+            let mut child = Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    auth_tests::missing(&auth_tests::StartError(format!(
+                        "cannot run chromedriver ({e}): Debian's chromium and chromium-driver are needed"
+                    )))
+                });
+            let url = format!("http://127.0.0.1:{port}");
+            let started = Instant::now();
+            while ureq::get(format!("{url}/status")).call().is_err() {
+                if child.try_wait().is_ok_and(|exit| exit.is_some()) {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "chromedriver did not start"
+                );
+                thread::sleep(Duration::from_millis(100));
+            }
+            if child.try_wait().is_ok_and(|exit| exit.is_none()) {
+                return Driver { child, url };
+            }
         }
-        Driver { child, url }
+        panic!("chromedriver exited at start on five ports in a row")
     }
 
     fn post(&self, path: &str, body: &Value) -> Value {
