@@ -15,7 +15,19 @@
 # calibrate their clock at start-up for a varying number of instructions
 # (millions), which 40,000 requests dilute.
 #
-#   bash scripts/instructions.sh [framework ...]     # axum, actix, peer; default: axum actix
+# "metrics" measures the cost of the metrics: the verified-token cache hit
+# and an anonymous session with one rule, on axum and on actix-web, each
+# without a recorder and with a Prometheus recorder (<mode>+metrics), with
+# N=100 and N=20,100: installing the recorder calibrates its clock for a
+# varying few million instructions.
+#
+# The server is built with the examples' `metrics` feature (the core's and
+# the throttle's metrics compiled in; nothing recorded without a
+# recorder). BENCH_FEATURES= builds it without, the metrics compiled out
+# (the +metrics runs are then skipped).
+#
+#   bash scripts/instructions.sh [framework ...]     # axum, actix, peer, metrics; default: axum actix
+#   BENCH_FEATURES= bash scripts/instructions.sh metrics
 set -euo pipefail
 cd "$(dirname "$0")/.."
 frameworks=("${@:-axum}")
@@ -28,7 +40,9 @@ peer_modes=(axum-bare axum-limit-ip axum-limit-ip-quiet axum-governor-ip axum-go
 command -v valgrind >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind
 }
-cargo build --release --locked -q -p auth-examples --no-default-features --bin bench_server
+features=${BENCH_FEATURES-metrics}
+cargo build --release --locked -q -p auth-examples --no-default-features --features "$features" \
+    --bin bench_server
 bin=target/release/bench_server
 token=$($bin token)
 work=$(mktemp -d)
@@ -53,21 +67,38 @@ instructions() {
     awk '/^summary:/ {print $2}' "$out"
 }
 
-results="$work/results"
-for framework in "${frameworks[@]}"; do
-    if [[ $framework == peer ]]; then
-        runs=("${peer_modes[@]}") extra=40000
-    else
-        runs=("${modes[@]}") extra=500
-    fi
-    for mode in "${runs[@]}"; do
+# measure <framework> <label> <extra> <mode ...>: one row per mode.
+measure() {
+    local framework=$1 label=$2 extra=$3 mode
+    shift 3
+    for mode in "$@"; do
         low=$(instructions "$framework" "$mode" 100)
         high=$(instructions "$framework" "$mode" $((100 + extra)))
-        # Peer rows are named <framework>-<mode>: grouped by framework.
-        label=$framework
-        [[ $framework == peer ]] && label="peer-${mode%%-*}"
         echo "$label $mode $(( (high - low) / extra ))" | tee -a "$results"
     done
+}
+
+metrics_modes=(jwt-cached anon-throttle)
+if [[ $features == *metrics* ]]; then
+    metrics_modes+=(jwt-cached+metrics anon-throttle+metrics)
+fi
+
+results="$work/results"
+for framework in "${frameworks[@]}"; do
+    case $framework in
+    peer)
+        # Peer rows are named <framework>-<mode>: grouped by framework.
+        for mode in "${peer_modes[@]}"; do
+            measure peer "peer-${mode%%-*}" 40000 "$mode"
+        done
+        ;;
+    metrics)
+        for fw in axum actix; do
+            measure "$fw" "metrics-$fw" 20000 "${metrics_modes[@]}"
+        done
+        ;;
+    *) measure "$framework" "$framework" 500 "${modes[@]}" ;;
+    esac
 done
 
 python3 - "$results" <<'PY'
@@ -78,6 +109,9 @@ print("\n| framework | mode | instructions / request | added to bare | bare / mo
 print("|---|---|---|---|---|")
 for fw, mode, n in rows:
     n = int(n)
-    print(f"| {fw} | {mode} | {n:,} | {n - bare[fw]:+,} | {bare[fw] / n:.3f} |")
+    if fw in bare:
+        print(f"| {fw} | {mode} | {n:,} | {n - bare[fw]:+,} | {bare[fw] / n:.3f} |")
+    else:
+        print(f"| {fw} | {mode} | {n:,} | | |")
 PY
 rm -rf "$work"

@@ -18,8 +18,9 @@
 //! limits alone, by peer address: `limit-ip`, `limit-ip-quiet`; a failure
 //! budget by peer address in front of the cached JWT (the demo's setting,
 //! which good traffic only reads): `jwt-cached-budget`. Any mode with
-//! `+metrics` after it runs with a Prometheus recorder installed (the
-//! metrics feature is on in every mode).
+//! `+metrics` after it runs with a Prometheus recorder installed (built
+//! with the examples' `metrics` feature, which compiles the metrics into
+//! every mode; without a recorder nothing is recorded).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -205,9 +206,8 @@ fn main() -> ExitCode {
             };
         }
         (Some(framework @ ("axum" | "actix")), Some(mode), Some(addr)) => {
-            // `<mode>+metrics`: the same with a Prometheus recorder installed
-            // (the feature is on in every mode; without a recorder nothing
-            // is recorded).
+            // `<mode>+metrics`: the same with a Prometheus recorder
+            // installed.
             let mode = match mode.strip_suffix("+metrics") {
                 Some(mode) => match auth_examples::install_metrics() {
                     Ok(()) => mode,
