@@ -136,9 +136,10 @@ impl JwtValidator {
     }
 
     /// Checks `jws` with the keys of `set`, the set in service when the
-    /// request looked. Without a usable key of its `kid`, starts a key fetch
-    /// or says why the token cannot be checked now.
-    fn check(
+    /// request looked. A set past its maximum age starts a fetch; without a
+    /// usable key of its `kid`, starts a key fetch or says why the token
+    /// cannot be checked now.
+    fn check_in(
         &self,
         jws: &Jws<'_>,
         header: &HeaderFacts,
@@ -146,6 +147,15 @@ impl JwtValidator {
         now: SystemTime,
     ) -> Checked {
         let mut set = set;
+        // A remote key set past its maximum age: this request fetches a new
+        // one; while that runs (or if it fails) the keys in service serve,
+        // read again (a fetch may have finished since `set` was read).
+        if self.store.refresh_due(&set, now) {
+            match self.store.start_refresh(now) {
+                Ok(fetch) => return Checked::FetchKeys(Box::new(fetch)),
+                Err(_) => set = self.store.current(),
+            }
+        }
         let mut looked_again = false;
         loop {
             if let Some(checked) = self.verify_with(jws, header, &set, now) {
@@ -157,8 +167,8 @@ impl JwtValidator {
                 Err(NoRefresh::TooSoon { failed }) => {
                     // A fetch that finished after this request read the set
                     // is why it is too soon: its keys are the ones to look
-                    // in (once; no other fetch can finish before the
-                    // interval ends).
+                    // in (once: the work stays bounded; a set newer still
+                    // serves the next request).
                     let current = self.store.current();
                     if !looked_again && !Arc::ptr_eq(&current, &set) {
                         (set, looked_again) = (current, true);
@@ -298,15 +308,7 @@ impl TokenValidator for JwtValidator {
             Ok(header) => header,
             Err(e) => return Checked::Invalid(e),
         };
-        let set = self.store.current();
-        // A remote key set past its maximum age: this request fetches a new
-        // one; while that runs (or if it fails) the keys in service serve.
-        if self.store.refresh_due(&set, now)
-            && let Ok(fetch) = self.store.start_refresh(now)
-        {
-            return Checked::FetchKeys(Box::new(fetch));
-        }
-        self.check(&jws, &header, set, now)
+        self.check_in(&jws, &header, self.store.current(), now)
     }
 
     fn key_generation(&self) -> u64 {
@@ -734,34 +736,66 @@ mod tests {
             .jwks_url("http://127.0.0.1:9/jwks.json")
             .allow_http(true)
             .allow_remote_symmetric_keys(true)
+            .keys_max_age(Duration::from_secs(60))
             .build()
             .unwrap()
     }
 
-    fn jwks_answer() -> Result<http::Response<Vec<u8>>, crate::transport::TransportError> {
-        let jwks = serde_json::json!({"keys": [
-            {"kty": "oct", "alg": "HS256", "k": URL_SAFE_NO_PAD.encode(SECRET)}
-        ]});
+    /// A JWKS answer holding HS256 keys `(kid, secret)`.
+    fn jwks_answer(
+        keys: &[(&str, &[u8])],
+    ) -> Result<http::Response<Vec<u8>>, crate::transport::TransportError> {
+        let keys: Vec<_> = keys
+            .iter()
+            .map(|(kid, secret)| {
+                serde_json::json!({
+                    "kty": "oct", "alg": "HS256", "kid": kid, "k": URL_SAFE_NO_PAD.encode(secret)
+                })
+            })
+            .collect();
+        let jwks = serde_json::json!({ "keys": keys });
         Ok(http::Response::new(jwks.to_string().into_bytes()))
     }
+
+    /// Installs `keys` as a finished fetch at `now`.
+    fn fetched(validator: &JwtValidator, keys: &[(&str, &[u8])], now: SystemTime) {
+        let fetch = validator.store.start_refresh(now).unwrap();
+        fetch.apply(&jwks_answer(keys), now).unwrap();
+    }
+
+    fn token(secret: &[u8], kid: &str, sub: &str, now: SystemTime) -> String {
+        TokenIssuer::hs256(secret)
+            .unwrap()
+            .key_id(kid)
+            .issue(serde_json::json!({ "sub": sub }), now)
+            .unwrap()
+    }
+
+    fn checked(
+        validator: &JwtValidator,
+        token: &str,
+        set: Arc<KeySet>,
+        now: SystemTime,
+    ) -> Checked {
+        let jws = Jws::split(token).unwrap();
+        let header = header::read(jws.header).unwrap();
+        validator.check_in(&jws, &header, set, now)
+    }
+
+    const OTHER: &[u8] = b"another secret of 32 bytes or more";
+    const NOW: Duration = Duration::from_secs(1_700_000_000);
 
     /// A request that read the key set just before another request's fetch
     /// finished, then found it too soon to fetch: it looks in the new keys
     /// rather than refusing a token they verify.
     #[test]
     fn a_fetch_finished_after_the_set_was_read_is_looked_in() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let now = SystemTime::UNIX_EPOCH + NOW;
         let validator = remote_validator();
-        let token = TokenIssuer::hs256(SECRET)
-            .unwrap()
-            .issue(serde_json::json!({"sub": "alice"}), now)
-            .unwrap();
-        let jws = Jws::split(&token).unwrap();
-        let header = header::read(jws.header).unwrap();
         let read_before = validator.store.current();
-        let fetch = validator.store.start_refresh(now).unwrap();
-        fetch.apply(&jwks_answer(), now).unwrap();
-        match validator.check(&jws, &header, Arc::clone(&read_before), now) {
+        fetched(&validator, &[("k1", SECRET)], now);
+        let alice = token(SECRET, "k1", "alice", now);
+        match checked(&validator, &alice, Arc::clone(&read_before), now) {
             Checked::ValidClaims(claims) => assert_eq!(claims.sub, "alice"),
             other => panic!("{other:?}"),
         }
@@ -770,16 +804,40 @@ mod tests {
             Probe::Done(health) => assert_eq!(health, crate::health::Health::Ready),
             other => panic!("{other:?}"),
         }
-        // A set that is the newest and lacks the key is still refused.
-        let other = TokenIssuer::hs256(b"another secret of 32 bytes or more")
-            .unwrap()
-            .issue(serde_json::json!({"sub": "mallory"}), now)
-            .unwrap();
-        let jws = Jws::split(&other).unwrap();
-        let header = header::read(jws.header).unwrap();
-        match validator.check(&jws, &header, validator.store.current(), now) {
-            Checked::Invalid(e) => assert_eq!(e.status().as_u16(), 401, "{e}"),
-            other => panic!("{other:?}"),
+        // The set is the newest and lacks the token's key: refused as
+        // before, whichever set the request read.
+        let mallory = token(OTHER, "other", "mallory", now);
+        for set in [validator.store.current(), read_before] {
+            match checked(&validator, &mallory, set, now) {
+                Checked::Invalid(e) => {
+                    assert_eq!(
+                        (e.status().as_u16(), e.to_string().as_str()),
+                        (401, "invalid credentials: unknown signing key")
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// A request that read a set past its maximum age, when another
+    /// request's fetch has just replaced it (withdrawing a key): the keys
+    /// now in service decide, not the old set's.
+    #[test]
+    fn a_due_refresh_found_too_soon_checks_the_keys_now_in_service() {
+        let now = SystemTime::UNIX_EPOCH + NOW;
+        let validator = remote_validator();
+        fetched(&validator, &[("k1", SECRET)], now);
+        let later = now + Duration::from_secs(61);
+        let read_before = validator.store.current();
+        assert!(validator.store.refresh_due(&read_before, later));
+        fetched(&validator, &[("k2", OTHER)], later);
+        let withdrawn = token(SECRET, "k1", "alice", later);
+        match checked(&validator, &withdrawn, read_before, later) {
+            Checked::Invalid(e) => {
+                assert_eq!(e.to_string(), "invalid credentials: unknown signing key")
+            }
+            other => panic!("a withdrawn key verified: {other:?}"),
         }
     }
 }
