@@ -121,14 +121,16 @@ fn allowed(statuses: &[u16]) -> usize {
 /// Waits until each server counts in the cluster: a first connect needs
 /// every primary, and one that outlasts a request's timeout sends the
 /// server to its fallback for a while. The counters the warm-up stored
-/// are returned (visitors `warm-*`, address 10.7.7.7).
+/// are returned (visitors `warm-*` from addresses `10.7.*`, each request
+/// a visitor and an address of its own, so that none is denied).
 fn warm(cluster: &RedisCluster, bases: &[&str]) -> Vec<String> {
     for (n, base) in bases.iter().enumerate() {
         let started = std::time::Instant::now();
         let mut i = 0;
         loop {
             let before = counters(cluster).len();
-            assert_eq!(status(base, &format!("warm-{n}-{i}"), "10.7.7.7"), 200);
+            let (visitor, address) = (format!("warm-{n}-{i}"), format!("10.7.{n}.{i}"));
+            assert_eq!(status(base, &visitor, &address), 200);
             if counters(cluster).len() > before {
                 break;
             }
@@ -217,8 +219,7 @@ fn script_flush_on_a_node_still_counts_in_redis() {
         server(throttle(&cluster, 4, 100)),
         server(throttle(&cluster, 4, 100)),
     );
-    warm(&cluster, &[&a, &b]);
-    let warmed = counters(&cluster);
+    let warmed = warm(&cluster, &[&a, &b]);
     assert_eq!(statuses(&[&a], "flushed", "10.2.2.2", 1), [200]);
     let key = counters_since(&cluster, &warmed)
         .into_iter()

@@ -335,7 +335,7 @@ fn counted_in_redis(redis: &RedisServer, base: &str, visitor: &str) {
         }
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "{base}: Redis is not used"
+            "{base}: no request was counted in Redis and answered in time"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
