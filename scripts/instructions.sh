@@ -26,6 +26,10 @@
 # recorder). BENCH_FEATURES= builds it without, the metrics compiled out
 # (the +metrics runs are then skipped).
 #
+# BENCH_KEEP=<dir> keeps the callgrind outputs there
+# (<framework>-<mode>-<n>), for callgrind_annotate or, between two builds,
+# scripts/callgrind_diff.py.
+#
 #   bash scripts/instructions.sh [framework ...]     # axum, actix, peer, metrics; default: axum actix
 #   BENCH_FEATURES= bash scripts/instructions.sh metrics
 set -euo pipefail
@@ -69,7 +73,7 @@ instructions() {
 
 # measure <framework> <label> <extra> <mode ...>: one row per mode.
 measure() {
-    local framework=$1 label=$2 extra=$3 mode
+    local framework=$1 label=$2 extra=$3 mode low high
     shift 3
     for mode in "$@"; do
         low=$(instructions "$framework" "$mode" 100)
@@ -114,4 +118,8 @@ for fw, mode, n in rows:
     else:
         print(f"| {fw} | {mode} | {n:,} | | |")
 PY
+if [[ -n ${BENCH_KEEP:-} ]]; then
+    mkdir -p "$BENCH_KEEP"
+    find "$work" -type f ! -name '*.log' ! -name results -exec cp {} "$BENCH_KEEP" \;
+fi
 rm -rf "$work"

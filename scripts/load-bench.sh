@@ -19,7 +19,7 @@ modes=(bare jwt jwt-cached ip anon ip-throttle anon-throttle limit-ip limit-ip-q
 if ! command -v wrk >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 fi
-cargo build --release --locked -q -p auth-examples --no-default-features --bin bench_server
+cargo build --release --locked -q -p auth-examples --no-default-features --features metrics --bin bench_server
 bin=target/release/bench_server
 token=$($bin token)
 port=38117

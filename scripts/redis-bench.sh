@@ -18,7 +18,7 @@ for tool in redis-server wrk; do
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server wrk
     fi
 done
-cargo build --release --locked -q -p auth-examples --no-default-features --bin bench_server
+cargo build --release --locked -q -p auth-examples --no-default-features --features metrics --bin bench_server
 bin=target/release/bench_server
 redis_port=38379
 port=38119

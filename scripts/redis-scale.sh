@@ -27,7 +27,7 @@ for tool in redis-server redis-cli redis-benchmark wrk; do
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools wrk
     fi
 done
-cargo build --release --locked -q -p auth-examples --no-default-features --bin bench_server
+cargo build --release --locked -q -p auth-examples --no-default-features --features metrics --bin bench_server
 bin=target/release/bench_server
 dir=$(mktemp -d)
 pids=()

@@ -85,6 +85,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Built without the `metrics` feature, `GET /metrics` is 404.
+    #[cfg(feature = "metrics")]
     if let Err(e) = auth_examples::install_metrics() {
         eprintln!("demo: metrics: {e}");
         return ExitCode::FAILURE;
@@ -112,6 +114,7 @@ fn main() -> ExitCode {
     println!(
         "  for i in 1 2 3 4; do curl -s -o /dev/null -w '%{{http_code}}\\n' -b anon=0123456789abcdef0123456789abcdef http://{addr}/limited; done   # 200 200 200 429"
     );
+    #[cfg(feature = "metrics")]
     println!(
         "  curl -s http://{addr}/metrics | grep ^auth_   # Prometheus text; serve it apart from public traffic in production"
     );
