@@ -179,7 +179,6 @@ pub(crate) fn warn_over_limit(rule: &Rule, caller: Option<Callers>, route: Route
 /// outage must not flood the log); a refusal that waiting will not mend
 /// is an error of its own, as often.
 pub(crate) fn warn_store_failed(error: &StoreError, fallback: Fallback) {
-    static LOG: EverySecond = EverySecond::new();
     static REFUSED: EverySecond = EverySecond::new();
     if let StoreError::Refused(_) = error {
         REFUSED.log(|held| {
@@ -192,12 +191,29 @@ pub(crate) fn warn_store_failed(error: &StoreError, fallback: Fallback) {
         });
         return;
     }
-    LOG.log(|held| {
+    STORE_FAILED.log(|held| {
         tracing::warn!(
             %error,
             ?fallback,
             also = held,
             "rate limit store failed; the fallback applies"
+        );
+    });
+}
+
+/// The store's failures that waiting may mend, whole or in part: one
+/// warning a second for both.
+static STORE_FAILED: EverySecond = EverySecond::new();
+
+/// A warning that a part of the shared store failed while another part's
+/// answer decided (a denial in one hash slot), at most once a second with
+/// the store's other failures.
+pub(crate) fn warn_store_partly_failed(error: &StoreError) {
+    STORE_FAILED.log(|held| {
+        tracing::warn!(
+            %error,
+            also = held,
+            "rate limit store failed in part; the answer of the rest stands"
         );
     });
 }

@@ -318,6 +318,11 @@ impl Inner {
         match answer::checked(reply, budget.numbers.len(), rates) {
             // Each counter's timestamp in the store is `reset` ahead of its
             // clock, allowed or not.
+            // (One caller: one call, never partly failed.)
+            Ok(Reply {
+                failed: Some(error),
+                ..
+            }) => self.store_failed(&error),
             Ok(reply) => {
                 self.store_answered();
                 for ((number, rule), cell) in budget.numbered().zip(&reply.cells) {

@@ -114,7 +114,11 @@ pub(crate) async fn timed(
     let timer = Timer::start();
     let reply = store.apply(batch).await;
     if !matches!(reply, Err(crate::StoreError::Backoff)) {
-        timer.stop(store.kind(), reply.is_ok());
+        // An answer that stands though a part failed is a failure here.
+        timer.stop(
+            store.kind(),
+            reply.as_ref().is_ok_and(|r| r.failed.is_none()),
+        );
     }
     reply
 }

@@ -98,12 +98,28 @@ pub type PingFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send
 pub struct Reply {
     pub(crate) now: u64,
     pub(crate) cells: Vec<Cell>,
+    /// A part of the batch that failed, though the answer stands.
+    pub(crate) failed: Option<StoreError>,
 }
 
 impl Reply {
     /// The answer at `now` (µs since the epoch, the store's clock).
     pub fn new(now: u64, cells: Vec<Cell>) -> Self {
-        Reply { now, cells }
+        Reply {
+            now,
+            cells,
+            failed: None,
+        }
+    }
+
+    /// The same answer, though a part of the batch failed with `error` (a
+    /// cluster's call to one primary, while another's denial decides): the
+    /// throttle enforces the answer, and logs and times the round trip as
+    /// a failure; the next answer without one logs the recovery.
+    #[must_use]
+    pub fn with_failure(mut self, error: StoreError) -> Self {
+        self.failed = Some(error);
+        self
     }
 }
 

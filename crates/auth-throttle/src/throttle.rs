@@ -110,8 +110,8 @@ pub(crate) struct Inner {
     local_requests: AtomicU64,
     /// Whether a client-chosen identity that met no rule was logged.
     warned_unclaimed: AtomicBool,
-    /// Requests the shared store failed since it last answered (its
-    /// recovery is logged with their number).
+    /// Requests the shared store failed, whole or in part, since it last
+    /// answered whole (its recovery is logged with their number).
     store_failures: AtomicU64,
     /// The readiness probe's ping, one at a time.
     pub(crate) probing: Probing,
@@ -221,8 +221,11 @@ impl StoreStep {
         let inner = &self.throttle.inner;
         let counters = self.batch.counters();
         match answer::checked(reply, counters.len(), counters.iter().map(|c| c.rate)) {
-            Ok(Reply { now, cells }) => {
-                inner.store_answered();
+            Ok(Reply { now, cells, failed }) => {
+                match &failed {
+                    Some(error) => inner.store_partly_failed(error),
+                    None => inner.store_answered(),
+                }
                 let rules = counters.iter().map(|c| c.rule);
                 let route = Route::Kept(self.route.as_deref());
                 inner.settle(rules.zip(cells.iter()), now, self.caller, route)
@@ -456,6 +459,14 @@ impl Inner {
     pub(crate) fn store_failed(&self, error: &StoreError) {
         self.store_failures.fetch_add(1, Ordering::Relaxed);
         answer::warn_store_failed(error, self.fallback);
+    }
+
+    /// The shared store answered, though a part of the batch failed: a
+    /// failure for the recovery's log line, and warned of (the answer
+    /// stands: no fallback).
+    pub(crate) fn store_partly_failed(&self, error: &StoreError) {
+        self.store_failures.fetch_add(1, Ordering::Relaxed);
+        answer::warn_store_partly_failed(error);
     }
 
     /// The shared store answered: after failures, that is logged once

@@ -706,10 +706,12 @@ fn a_claimed_identity_no_rule_counts_is_logged_once() {
 }
 
 /// A shared store that fails its first `failing` calls, then answers
-/// "allowed" (one cell per counter).
+/// "allowed" (one cell per counter). `in_part`: those calls fail only in
+/// part, and the rest's answer, a denial, stands.
 #[derive(Debug)]
 struct Recovering {
     failing: std::sync::atomic::AtomicUsize,
+    in_part: bool,
 }
 
 impl auth_throttle::SharedStore for Recovering {
@@ -719,10 +721,17 @@ impl auth_throttle::SharedStore for Recovering {
             .failing
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok();
-        let answer = if failing {
-            Err(auth_throttle::StoreError::Unavailable(
-                "I/O error: connection refused".to_owned(),
-            ))
+        let refused =
+            auth_throttle::StoreError::Unavailable("I/O error: connection refused".to_owned());
+        let answer = if failing && self.in_part {
+            let cells = batch
+                .counters()
+                .iter()
+                .map(|_| auth_throttle::Cell::new(false, 0, 1_000_000, 1_000_000))
+                .collect();
+            Ok(auth_throttle::Reply::new(1_800_000_000_000_000, cells).with_failure(refused))
+        } else if failing {
+            Err(refused)
         } else {
             let cells = batch
                 .counters()
@@ -746,6 +755,7 @@ fn a_store_failure_and_its_recovery_are_logged() {
     let store = auth_throttle::Store::shared(
         Recovering {
             failing: std::sync::atomic::AtomicUsize::new(3),
+            in_part: false,
         },
         SECRET,
     )
@@ -782,6 +792,56 @@ fn a_store_failure_and_its_recovery_are_logged() {
     assert_eq!(recovered.len(), 1, "{log}");
     assert!(recovered[0].contains("failed_requests=3"), "{log}");
     assert!(recovered[0].contains("recovering"), "{log}");
+}
+
+/// A store that failed in part while the rest denied: the denial is
+/// enforced (no fallback lets it through), the failure is logged as one
+/// and no recovery is claimed until an answer comes whole.
+#[test]
+fn a_store_failed_in_part_denies_and_recovers_later() {
+    let store = auth_throttle::Store::shared(
+        Recovering {
+            failing: std::sync::atomic::AtomicUsize::new(2),
+            in_part: true,
+        },
+        SECRET,
+    )
+    .unwrap();
+    let throttle = Throttle::builder(store)
+        .rule(Rule::new("r", Quota::new(100, seconds(60)).unwrap()).unwrap())
+        .fallback(auth_throttle::Fallback::Allow)
+        .build()
+        .unwrap();
+    let req = request(&[("cookie", "anon=v")], "192.0.2.1:1");
+    let run = || {
+        let Checked::Store(step) = throttle.decide(Some(&verdict(&req)), &req, SystemTime::now())
+        else {
+            panic!("a shared store is asked");
+        };
+        poll_once(step.run())
+    };
+    let log = logs_of(|| {
+        for _ in 0..2 {
+            assert!(matches!(run(), Throttled::Deny(_)), "the denial stands");
+        }
+    });
+    assert!(!log.contains("answering again"), "{log}");
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("failed in part"))
+        .collect();
+    assert!(failed.len() <= 1, "{log}");
+    assert!(
+        failed.iter().all(|l| l.contains("connection refused")),
+        "{log}"
+    );
+    let log = logs_of(|| assert!(matches!(run(), Throttled::Allow(_))));
+    let recovered: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("answering again"))
+        .collect();
+    assert_eq!(recovered.len(), 1, "{log}");
+    assert!(recovered[0].contains("failed_requests=2"), "{log}");
 }
 
 /// A request that knows the route pattern it matched, as the adapters'

@@ -253,7 +253,14 @@ pub(super) fn combine(calls: &[Call], answers: Vec<Result<Answer, StoreError>>) 
             }
         }
     }
-    (Ok(Reply::new(now, cells)), refunds)
+    let reply = Reply::new(now, cells);
+    // A denial stands though another call failed: told, for the logs and
+    // the timing.
+    let reply = match failure {
+        Some(error) => reply.with_failure(error),
+        None => reply,
+    };
+    (Ok(reply), refunds)
 }
 
 /// A counter's answer at `now` when nothing is stored for it: allowed,
@@ -405,6 +412,7 @@ mod tests {
         let reply = reply.unwrap();
         assert!(!reply.cells[1].allowed());
         assert!(reply.cells[0].allowed() && reply.cells[2].allowed());
+        assert_eq!(reply.failed, Some(StoreError::Timeout), "told as a failure");
         assert!(refund.is_empty());
         // A failure that may pass is told before a refusal.
         let refused = || Err(StoreError::Refused("WRONGTYPE".into()));
