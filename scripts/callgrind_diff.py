@@ -9,6 +9,9 @@ script computes the totals; prints the functions whose figure moved most
 between the builds, and the total.
 
     python3 scripts/callgrind_diff.py <dir-a> <dir-b> <framework> <mode> [top]
+
+It reads callgrind_annotate's listing as valgrind 3.19 (Debian 12) prints
+it: "<count>  <file>:<function> [<object>]".
 """
 import collections
 import glob
@@ -21,7 +24,7 @@ import sys
 def own_costs(path):
     """Instructions per function (self cost), from callgrind_annotate."""
     out = subprocess.run(
-        ["callgrind_annotate", "--threshold=100", "--show-percs=no", path],
+        ["callgrind_annotate", "--auto=no", "--threshold=100", "--show-percs=no", path],
         capture_output=True, text=True, check=True,
     ).stdout
     costs = collections.Counter()
@@ -38,10 +41,12 @@ def own_costs(path):
 
 
 def per_request(directory, framework, mode):
+    # Exactly this mode's runs: `jwt-*` must not take `jwt-cached-*`.
+    name = re.compile(re.escape(f"{framework}-{mode}-") + r"(\d+)")
     runs = sorted(
-        (int(path.rsplit("-", 1)[1]), path)
-        for path in glob.glob(os.path.join(directory, f"{framework}-{mode}-*"))
-        if re.fullmatch(r"\d+", path.rsplit("-", 1)[1])
+        (int(match.group(1)), path)
+        for path in glob.glob(os.path.join(directory, "*"))
+        if (match := name.fullmatch(os.path.basename(path)))
     )
     if len(runs) < 2:
         sys.exit(f"{directory}: no {framework}-{mode}-<n> pair")

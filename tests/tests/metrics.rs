@@ -223,6 +223,82 @@ fn the_shared_store_is_timed_and_its_fallbacks_counted() {
     assert_eq!(waited(&away, "error") - waited(&counted, "error"), 1.0);
 }
 
+/// A shared store whose every answer denies while a part of the batch
+/// failed (a cluster's call to a dead primary beside a live one's
+/// denial): no Redis Cluster can be made to do that on cue.
+#[derive(Debug)]
+struct FailedInPart;
+
+impl auth_throttle::SharedStore for FailedInPart {
+    fn apply(&self, batch: &auth_throttle::Batch) -> auth_throttle::StoreFuture {
+        let cells = batch
+            .counters()
+            .iter()
+            .map(|_| auth_throttle::Cell::new(false, 0, 1_000_000, 1_000_000))
+            .collect();
+        let reply = auth_throttle::Reply::new(1_800_000_000_000_000, cells)
+            .with_failure(auth_throttle::StoreError::Timeout);
+        Box::pin(std::future::ready(Ok(reply)))
+    }
+
+    fn kind(&self) -> &'static str {
+        "failed-in-part"
+    }
+}
+
+#[test]
+fn a_round_trip_failed_in_part_is_timed_as_an_error() {
+    use auth_throttle::{Checked, Quota, Rule, Store, Throttle, Throttled};
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    install_metrics().unwrap();
+    let throttle =
+        Throttle::builder(Store::shared(FailedInPart, b"a store secret, 16+ b").unwrap())
+            .rule(
+                Rule::new(
+                    "r",
+                    Quota::new(5, std::time::Duration::from_secs(60)).unwrap(),
+                )
+                .unwrap()
+                .by_client_ip(),
+            )
+            .build()
+            .unwrap();
+    let mut req = http::Request::new(());
+    req.extensions_mut()
+        .insert(auth_core::PeerAddr("192.0.2.7:1".parse().unwrap()));
+    let scrape = || auth_examples::metrics_response().into_body();
+    let waited = |text: &str, result| {
+        sample(
+            text,
+            "auth_throttle_store_duration_seconds_count",
+            &[("store", "failed-in-part"), ("result", result)],
+        )
+    };
+    let before = scrape();
+    let Checked::Store(step) = throttle.decide(None, &req, std::time::SystemTime::now()) else {
+        panic!("a shared store is asked");
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert!(matches!(runtime.block_on(step.run()), Throttled::Deny(_)));
+    let after = scrape();
+    assert_eq!(waited(&after, "error") - waited(&before, "error"), 1.0);
+    assert_eq!(waited(&after, "ok") - waited(&before, "ok"), 0.0);
+    let fallbacks = |text: &str| {
+        sample(
+            text,
+            "auth_throttle_store_fallbacks_total",
+            &[("store", "failed-in-part"), ("fallback", "memory")],
+        )
+    };
+    assert_eq!(
+        fallbacks(&after) - fallbacks(&before),
+        0.0,
+        "the denial stands"
+    );
+}
+
 #[test]
 fn provider_calls_caches_and_key_sets_are_counted() {
     use auth_core::{Algorithm, JwtBackend, JwtValidator};

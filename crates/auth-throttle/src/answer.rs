@@ -179,7 +179,7 @@ pub(crate) fn warn_over_limit(rule: &Rule, caller: Option<Callers>, route: Route
 /// outage must not flood the log); a refusal that waiting will not mend
 /// is an error of its own, as often.
 pub(crate) fn warn_store_failed(error: &StoreError, fallback: Fallback) {
-    static REFUSED: EverySecond = EverySecond::new();
+    static LOG: EverySecond = EverySecond::new();
     if let StoreError::Refused(_) = error {
         REFUSED.log(|held| {
             tracing::error!(
@@ -191,7 +191,7 @@ pub(crate) fn warn_store_failed(error: &StoreError, fallback: Fallback) {
         });
         return;
     }
-    STORE_FAILED.log(|held| {
+    LOG.log(|held| {
         tracing::warn!(
             %error,
             ?fallback,
@@ -201,15 +201,25 @@ pub(crate) fn warn_store_failed(error: &StoreError, fallback: Fallback) {
     });
 }
 
-/// The store's failures that waiting may mend, whole or in part: one
-/// warning a second for both.
-static STORE_FAILED: EverySecond = EverySecond::new();
+/// The store's refusals, whole or in part: one error line a second.
+static REFUSED: EverySecond = EverySecond::new();
 
 /// A warning that a part of the shared store failed while another part's
-/// answer decided (a denial in one hash slot), at most once a second with
-/// the store's other failures.
+/// answer decided (a denial in one hash slot), at most once a second; a
+/// refusal there is an error, with the store's other refusals.
 pub(crate) fn warn_store_partly_failed(error: &StoreError) {
-    STORE_FAILED.log(|held| {
+    static LOG: EverySecond = EverySecond::new();
+    if let StoreError::Refused(_) = error {
+        REFUSED.log(|held| {
+            tracing::error!(
+                %error,
+                also = held,
+                "rate limit store misconfigured in part; the answer of the rest stands"
+            );
+        });
+        return;
+    }
+    LOG.log(|held| {
         tracing::warn!(
             %error,
             also = held,

@@ -316,13 +316,15 @@ impl Inner {
         let Some(budget) = &self.budget else { return };
         let rates = budget.rules().map(|rule| rule.rate);
         match answer::checked(reply, budget.numbers.len(), rates) {
-            // Each counter's timestamp in the store is `reset` ahead of its
-            // clock, allowed or not.
-            // (One caller: one call, never partly failed.)
+            // One caller is one call, which a store does not fail in part;
+            // a custom store that does is taken as failed (the count in
+            // process stands).
             Ok(Reply {
                 failed: Some(error),
                 ..
             }) => self.store_failed(&error),
+            // Each counter's timestamp in the store is `reset` ahead of its
+            // clock, allowed or not.
             Ok(reply) => {
                 self.store_answered();
                 for ((number, rule), cell) in budget.numbered().zip(&reply.cells) {

@@ -26,7 +26,9 @@ use crate::memory::MemoryStore;
 /// in the batch's order. Counters of one caller are together
 /// ([`Batch::by_caller`]; `RedisStore` puts the caller in a hash tag): a
 /// store that shards by key can send each group where its keys live, and
-/// then defines what all or nothing means across groups.
+/// then defines what all or nothing means across groups. An answer that
+/// stands though a group failed (a denial elsewhere decides) says so with
+/// [`Reply::with_failure`].
 ///
 /// The future must end within the store's own timeout with an answer or a
 /// [`StoreError`]: the throttle's [fallback](crate::Fallback) then applies,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use auth_core::step::{Charge, Limited, Limiter, RequestView};
+use auth_core::step::{Charge, EverySecond, Limited, Limiter, RequestView};
 use auth_core::{Additions, AuthData, AuthError, IpBackend, Refusal, Verdict};
 use smallvec::SmallVec;
 
@@ -113,6 +113,8 @@ pub(crate) struct Inner {
     /// Requests the shared store failed, whole or in part, since it last
     /// answered whole (its recovery is logged with their number).
     store_failures: AtomicU64,
+    /// The recovery's log line, at most once a second.
+    recovery_log: EverySecond,
     /// The readiness probe's ping, one at a time.
     pub(crate) probing: Probing,
 }
@@ -475,15 +477,20 @@ impl Inner {
         if self.store_failures.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let failed = self.store_failures.swap(0, Ordering::Relaxed);
-        if failed > 0 {
-            let store = self.store.shared_store().map_or("shared", |s| s.kind());
-            tracing::info!(
-                store,
-                failed_requests = failed,
-                "rate limit store answering again; limits are shared again"
-            );
-        }
+        // At most once a second: on a cluster, the answers of live
+        // primaries come between a dead one's failures. The failures held
+        // back count toward the next line.
+        self.recovery_log.log(|_| {
+            let failed = self.store_failures.swap(0, Ordering::Relaxed);
+            if failed > 0 {
+                let store = self.store.shared_store().map_or("shared", |s| s.kind());
+                tracing::info!(
+                    store,
+                    failed_requests = failed,
+                    "rate limit store answering again; limits are shared again"
+                );
+            }
+        });
     }
 
     /// Warns, once, that a request with a forwarding header came from a
@@ -750,6 +757,7 @@ impl ThrottleBuilder {
                 local_requests: AtomicU64::new(0),
                 warned_unclaimed: AtomicBool::new(false),
                 store_failures: AtomicU64::new(0),
+                recovery_log: EverySecond::new(),
                 probing: Probing::default(),
             }),
         })
