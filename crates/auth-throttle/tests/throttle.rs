@@ -748,30 +748,40 @@ impl auth_throttle::SharedStore for Recovering {
     }
 }
 
-/// The shared store's failure is logged with the error's kind, and its
-/// recovery too, once, with the number of requests that fell back.
-#[test]
-fn a_store_failure_and_its_recovery_are_logged() {
+/// A throttle of one rule (100 a minute, falling back to letting
+/// through) over a [`Recovering`] store.
+fn recovering(failing: usize, in_part: bool) -> Throttle {
     let store = auth_throttle::Store::shared(
         Recovering {
-            failing: std::sync::atomic::AtomicUsize::new(3),
-            in_part: false,
+            failing: std::sync::atomic::AtomicUsize::new(failing),
+            in_part,
         },
         SECRET,
     )
     .unwrap();
-    let throttle = Throttle::builder(store)
+    Throttle::builder(store)
         .rule(Rule::new("r", Quota::new(100, seconds(60)).unwrap()).unwrap())
+        .fallback(auth_throttle::Fallback::Allow)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// One visitor's request through `throttle`'s shared store.
+fn run_shared(throttle: &Throttle) -> Throttled {
     let req = request(&[("cookie", "anon=v")], "192.0.2.1:1");
-    let run = || {
-        let Checked::Store(step) = throttle.decide(Some(&verdict(&req)), &req, SystemTime::now())
-        else {
-            panic!("a shared store is asked");
-        };
-        assert!(matches!(poll_once(step.run()), Throttled::Allow(_)));
+    let Checked::Store(step) = throttle.decide(Some(&verdict(&req)), &req, SystemTime::now())
+    else {
+        panic!("a shared store is asked");
     };
+    poll_once(step.run())
+}
+
+/// The shared store's failure is logged with the error's kind, and its
+/// recovery too, once, with the number of requests that fell back.
+#[test]
+fn a_store_failure_and_its_recovery_are_logged() {
+    let throttle = recovering(3, false);
+    let run = || assert!(matches!(run_shared(&throttle), Throttled::Allow(_)));
     let log = logs_of(|| {
         for _ in 0..5 {
             run();
@@ -799,27 +809,8 @@ fn a_store_failure_and_its_recovery_are_logged() {
 /// and no recovery is claimed until an answer comes whole.
 #[test]
 fn a_store_failed_in_part_denies_and_recovers_later() {
-    let store = auth_throttle::Store::shared(
-        Recovering {
-            failing: std::sync::atomic::AtomicUsize::new(2),
-            in_part: true,
-        },
-        SECRET,
-    )
-    .unwrap();
-    let throttle = Throttle::builder(store)
-        .rule(Rule::new("r", Quota::new(100, seconds(60)).unwrap()).unwrap())
-        .fallback(auth_throttle::Fallback::Allow)
-        .build()
-        .unwrap();
-    let req = request(&[("cookie", "anon=v")], "192.0.2.1:1");
-    let run = || {
-        let Checked::Store(step) = throttle.decide(Some(&verdict(&req)), &req, SystemTime::now())
-        else {
-            panic!("a shared store is asked");
-        };
-        poll_once(step.run())
-    };
+    let throttle = recovering(2, true);
+    let run = || run_shared(&throttle);
     let log = logs_of(|| {
         for _ in 0..2 {
             assert!(matches!(run(), Throttled::Deny(_)), "the denial stands");
