@@ -277,8 +277,9 @@ impl RedisStore {
     /// for again.
     async fn run(&self, calls: Vec<Call>) -> Result<Reply, StoreError> {
         let (reply, outages) = self.round_trip(&calls).await;
+        let now = self.inner.backoff.now();
         for &outage in &outages {
-            self.inner.backoff.failed(outage);
+            self.inner.backoff.failed(outage, now);
         }
         if !outages.is_empty() {
             self.refresh_map();
@@ -433,7 +434,8 @@ impl SharedStore for RedisStore {
         // Not asked during the whole store's backoff: the fallback at
         // once, without even making the request's keys.
         let backoff = &self.inner.backoff;
-        if backoff.whole_asleep() {
+        let now = backoff.now();
+        if backoff.whole_asleep(now) {
             return Box::pin(ready(Err(StoreError::Backoff)));
         }
         // The client and its timer live on tokio: outside a runtime (a
@@ -449,7 +451,7 @@ impl SharedStore for RedisStore {
             Target::Cluster(_) => Call::per_slot(&self.inner.prefix, batch),
         };
         // Nor during its slots' (a cluster's primary that failed).
-        if backoff.slots_asleep(calls.iter().filter_map(Call::slot)) {
+        if backoff.slots_asleep(now, calls.iter().filter_map(Call::slot)) {
             return Box::pin(ready(Err(StoreError::Backoff)));
         }
         let store = self.clone();

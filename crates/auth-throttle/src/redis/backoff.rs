@@ -51,22 +51,23 @@ impl Backoff {
         }
     }
 
-    fn now(&self) -> u64 {
+    /// The backoff's clock: milliseconds since it was made (read once per
+    /// request, for the checks below).
+    pub(super) fn now(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether the whole store is in its backoff.
-    pub(super) fn whole_asleep(&self) -> bool {
-        self.now() < self.whole.load(Ordering::Relaxed)
+    /// Whether the whole store is in its backoff at `now`.
+    pub(super) fn whole_asleep(&self, now: u64) -> bool {
+        now < self.whole.load(Ordering::Relaxed)
     }
 
-    /// Whether any of `slots` of a cluster is in its backoff (the whole
-    /// store's aside).
-    pub(super) fn slots_asleep(&self, slots: impl IntoIterator<Item = u16>) -> bool {
+    /// Whether any of `slots` of a cluster is in its backoff at `now` (the
+    /// whole store's aside).
+    pub(super) fn slots_asleep(&self, now: u64, slots: impl IntoIterator<Item = u16>) -> bool {
         let Some(asleep) = &self.slots else {
             return false;
         };
-        let now = self.now();
         slots.into_iter().any(|slot| {
             asleep
                 .get(usize::from(slot))
@@ -74,14 +75,13 @@ impl Backoff {
         })
     }
 
-    /// A call failed: the whole store goes to sleep, or the slots of the
-    /// primary that serves the failed call's slot (the whole store when
-    /// the slot map does not say).
-    pub(super) fn failed(&self, outage: Outage) {
+    /// A call failed at `now`: the whole store goes to sleep, or the slots
+    /// of the primary that serves the failed call's slot (the whole store
+    /// when the slot map does not say).
+    pub(super) fn failed(&self, outage: Outage, now: u64) {
         if self.length == 0 {
             return;
         }
-        let now = self.now();
         let until = now.saturating_add(self.length);
         let (Outage::Slot(slot), Some(asleep)) = (outage, &self.slots) else {
             self.whole.fetch_max(until, Ordering::Relaxed);
@@ -149,7 +149,8 @@ mod tests {
 
     /// Whether a request on `slots` is not to ask Redis.
     fn asleep<const N: usize>(backoff: &Backoff, slots: [u16; N]) -> bool {
-        backoff.whole_asleep() || backoff.slots_asleep(slots)
+        let now = backoff.now();
+        backoff.whole_asleep(now) || backoff.slots_asleep(now, slots)
     }
 
     fn cluster() -> Backoff {
@@ -167,7 +168,7 @@ mod tests {
     fn a_failed_slot_puts_its_primary_to_sleep_and_no_other() {
         let backoff = cluster();
         assert!(!asleep(&backoff, [0, 6_000, 16_383]));
-        backoff.failed(Outage::Slot(3));
+        backoff.failed(Outage::Slot(3), backoff.now());
         // 7000's two ranges; 7002's slots are still asked.
         for slot in [0, 3, 5_460, 10_923, 16_383] {
             assert!(asleep(&backoff, [slot]), "{slot}");
@@ -177,38 +178,48 @@ mod tests {
         }
         // A request with a slot of each: asleep.
         assert!(asleep(&backoff, [6_000, 1]));
-        assert!(!backoff.whole_asleep());
+        assert!(!backoff.whole_asleep(backoff.now()));
     }
 
     #[test]
     fn without_a_map_or_a_slot_the_whole_store_sleeps() {
         let unmapped = Backoff::new(Duration::from_secs(60), Some(Duration::from_secs(60)));
-        unmapped.failed(Outage::Slot(3));
-        assert!(unmapped.whole_asleep() && asleep(&unmapped, [8_000]));
+        unmapped.failed(Outage::Slot(3), unmapped.now());
+        assert!(unmapped.whole_asleep(unmapped.now()) && asleep(&unmapped, [8_000]));
 
         let partial = Backoff::new(Duration::from_secs(60), Some(Duration::from_secs(60)));
         partial.set_map(parse(&Value::Array(vec![range(0, 100, 7000)])).unwrap());
-        partial.failed(Outage::Slot(200));
-        assert!(partial.whole_asleep());
+        partial.failed(Outage::Slot(200), partial.now());
+        assert!(partial.whole_asleep(partial.now()));
 
         let cluster = cluster();
-        cluster.failed(Outage::Store);
-        assert!(cluster.whole_asleep() && asleep(&cluster, [8_000]));
+        cluster.failed(Outage::Store, cluster.now());
+        assert!(cluster.whole_asleep(cluster.now()) && asleep(&cluster, [8_000]));
 
         let one = Backoff::new(Duration::from_secs(60), None);
         assert!(!asleep(&one, [0]));
-        one.failed(Outage::Slot(3));
-        assert!(one.whole_asleep());
+        one.failed(Outage::Slot(3), one.now());
+        assert!(one.whole_asleep(one.now()));
         assert!(!one.map_due(), "one server has no slot map");
     }
 
     #[test]
     fn the_backoff_ends() {
-        let backoff = Backoff::new(Duration::ZERO, Some(Duration::from_secs(1)));
-        backoff.set_map(parse(&Value::Array(vec![range(0, 16_383, 7000)])).unwrap());
-        backoff.failed(Outage::Slot(3));
-        backoff.failed(Outage::Store);
-        assert!(!asleep(&backoff, [3]) && !backoff.whole_asleep());
+        // 60 s from the failure, to the millisecond.
+        let backoff = cluster();
+        let at = backoff.now();
+        backoff.failed(Outage::Slot(3), at);
+        backoff.failed(Outage::Store, at);
+        let end = at + 60_000;
+        assert!(backoff.whole_asleep(end - 1) && backoff.slots_asleep(end - 1, [3]));
+        assert!(!backoff.whole_asleep(end) && !backoff.slots_asleep(end, [3]));
+        // None at all.
+        let none = Backoff::new(Duration::ZERO, Some(Duration::from_secs(1)));
+        none.set_map(parse(&Value::Array(vec![range(0, 16_383, 7000)])).unwrap());
+        let at = none.now();
+        none.failed(Outage::Slot(3), at);
+        none.failed(Outage::Store, at);
+        assert!(!none.whole_asleep(at) && !none.slots_asleep(at, [3]));
     }
 
     #[test]
