@@ -149,43 +149,44 @@ impl JwtValidator {
         let mut set = set;
         // A remote key set past its maximum age: this request fetches a new
         // one; while that runs (or if it fails) the keys in service serve,
-        // read again (a fetch may have finished since `set` was read).
+        // read again if a fetch finished since `set` was read.
         if self.store.refresh_due(&set, now) {
             match self.store.start_refresh(now) {
                 Ok(fetch) => return Checked::FetchKeys(Box::new(fetch)),
-                Err(_) => set = self.store.current(),
+                Err(NoRefresh::TooSoon { .. }) => set = self.store.current(),
+                Err(_) => {}
             }
         }
-        let mut looked_again = false;
-        loop {
-            if let Some(checked) = self.verify_with(jws, header, &set, now) {
-                return checked;
-            }
-            match self.store.start_refresh(now) {
-                Ok(fetch) => return Checked::FetchKeys(Box::new(fetch)),
-                Err(NoRefresh::InFlight(waiter)) => return Checked::WaitForKeys(waiter),
-                Err(NoRefresh::TooSoon { failed }) => {
-                    // A fetch that finished after this request read the set
-                    // is why it is too soon: its keys are the ones to look
-                    // in (once: the work stays bounded; a set newer still
-                    // serves the next request).
+        if let Some(checked) = self.verify_with(jws, header, &set, now) {
+            return checked;
+        }
+        match self.store.start_refresh(now) {
+            Ok(fetch) => Checked::FetchKeys(Box::new(fetch)),
+            Err(NoRefresh::InFlight(waiter)) => Checked::WaitForKeys(waiter),
+            Err(NoRefresh::TooSoon { failed }) => {
+                // A fetch that succeeded after this request read the set is
+                // why it is too soon: its keys are the ones to look in (a
+                // failed one replaced nothing).
+                if !failed {
                     let current = self.store.current();
-                    if !looked_again && !Arc::ptr_eq(&current, &set) {
-                        (set, looked_again) = (current, true);
-                        continue;
+                    if !Arc::ptr_eq(&current, &set) {
+                        if let Some(checked) = self.verify_with(jws, header, &current, now) {
+                            return checked;
+                        }
+                        set = current;
                     }
-                    // We cannot tell whether the key exists: the provider
-                    // failed, or no remote key can serve.
-                    return if failed || self.store.remote_unavailable(&set, now) {
-                        Checked::Invalid(AuthError::provider_unavailable(
-                            "signing keys are unavailable",
-                        ))
-                    } else {
-                        Checked::Invalid(invalid("unknown signing key"))
-                    };
                 }
-                Err(NoRefresh::Fixed) => return Checked::Invalid(invalid("unknown signing key")),
+                // We cannot tell whether the key exists: the provider
+                // failed, or no remote key can serve.
+                if failed || self.store.remote_unavailable(&set, now) {
+                    Checked::Invalid(AuthError::provider_unavailable(
+                        "signing keys are unavailable",
+                    ))
+                } else {
+                    Checked::Invalid(invalid("unknown signing key"))
+                }
             }
+            Err(NoRefresh::Fixed) => Checked::Invalid(invalid("unknown signing key")),
         }
     }
 
