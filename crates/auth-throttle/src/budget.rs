@@ -316,17 +316,15 @@ impl Inner {
         let Some(budget) = &self.budget else { return };
         let rates = budget.rules().map(|rule| rule.rate);
         match answer::checked(reply, budget.numbers.len(), rates) {
-            // One caller is one call, which a store does not fail in part;
-            // a custom store that does is taken as failed (the count in
-            // process stands).
-            Ok(Reply {
-                failed: Some(error),
-                ..
-            }) => self.store_failed(&error),
             // Each counter's timestamp in the store is `reset` ahead of its
-            // clock, allowed or not.
+            // clock, allowed or not. (One caller is one call: a store that
+            // failed it in part is not mirrored; the count in process
+            // stands.)
             Ok(reply) => {
-                self.store_answered();
+                self.store_replied(reply.failed.as_ref());
+                if reply.failed.is_some() {
+                    return;
+                }
                 for ((number, rule), cell) in budget.numbered().zip(&reply.cells) {
                     let ahead = cell.reset.min(rule.rate.tolerance());
                     self.memory.set(number, key, now.saturating_add(ahead), now);

@@ -224,10 +224,7 @@ impl StoreStep {
         let counters = self.batch.counters();
         match answer::checked(reply, counters.len(), counters.iter().map(|c| c.rate)) {
             Ok(Reply { now, cells, failed }) => {
-                match &failed {
-                    Some(error) => inner.store_partly_failed(error),
-                    None => inner.store_answered(),
-                }
+                inner.store_replied(failed.as_ref());
                 let rules = counters.iter().map(|c| c.rule);
                 let route = Route::Kept(self.route.as_deref());
                 inner.settle(rules.zip(cells.iter()), now, self.caller, route)
@@ -463,17 +460,22 @@ impl Inner {
         answer::warn_store_failed(error, self.fallback);
     }
 
-    /// The shared store answered, though a part of the batch failed: a
-    /// failure for the recovery's log line, and warned of (the answer
+    /// The shared store answered; if a part of the batch `failed`, that
+    /// is a failure for the recovery's log line, and warned of (the answer
     /// stands: no fallback).
-    pub(crate) fn store_partly_failed(&self, error: &StoreError) {
-        self.store_failures.fetch_add(1, Ordering::Relaxed);
-        answer::warn_store_partly_failed(error);
+    pub(crate) fn store_replied(&self, failed: Option<&StoreError>) {
+        match failed {
+            Some(error) => {
+                self.store_failures.fetch_add(1, Ordering::Relaxed);
+                answer::warn_store_partly_failed(error);
+            }
+            None => self.store_answered(),
+        }
     }
 
     /// The shared store answered: after failures, that is logged once
     /// (limits are shared again).
-    pub(crate) fn store_answered(&self) {
+    fn store_answered(&self) {
         if self.store_failures.load(Ordering::Relaxed) == 0 {
             return;
         }
