@@ -737,13 +737,18 @@ fn the_probe_asks_about_a_token_nobody_issued_unless_a_call_just_told() {
         probe_at(&backend, NOW + 31, &inactive),
         (Health::Ready, true)
     );
-    // A 400 or a 502 to a request's call may be the client's token's
-    // doing: it does not make the provider look down; the probe's own
-    // call finds a 502.
+    // A 400, a 502 or a timeout to a request's call may be the client's
+    // token's doing: it does not make the provider look down; the probe's
+    // own call finds a 502.
     let bad_request =
         |_: &http::Request<Vec<u8>>| json_reply(400, &json!({"error": "invalid_request"}));
     let down = |_: &http::Request<Vec<u8>>| json_reply(502, &json!({}));
-    for (at, answer) in [(45, &bad_request as &dyn Fn(&_) -> _), (60, &down)] {
+    let slow = |_: &http::Request<Vec<u8>>| Err(TransportError::Timeout);
+    for (at, answer) in [
+        (45, &bad_request as &dyn Fn(&_) -> _),
+        (60, &down),
+        (75, &slow),
+    ] {
         let err = drive(&backend, "a-client-chose-this", NOW + at, &calls, answer).unwrap_err();
         assert_eq!(err.status(), 503);
         assert_eq!(
@@ -753,7 +758,7 @@ fn the_probe_asks_about_a_token_nobody_issued_unless_a_call_just_told() {
         );
     }
     assert_eq!(
-        probe_at(&backend, NOW + 72, &down),
+        probe_at(&backend, NOW + 87, &down),
         (
             Health::Down("the introspection endpoint: answered 502".into()),
             true

@@ -1083,3 +1083,24 @@ fn a_probe_while_a_requests_first_fetch_runs_is_degraded() {
     ));
     assert_eq!(provider.hits("/jwks.json"), 1);
 }
+
+#[test]
+fn local_keys_beside_unusable_remote_ones_are_degraded_not_down() {
+    // The provider answers something that is no key set.
+    let provider = Provider::start("not a key set".into());
+    let remote_only = jwks_backend(&provider);
+    let with_local = JwtBackend::new(
+        JwtValidator::builder([Algorithm::RS256, Algorithm::HS256])
+            .hmac_secret(b"a 32-byte or longer shared secret!")
+            .jwks_url(&format!("{}/jwks.json", provider.base))
+            .allow_http(true)
+            .build()
+            .unwrap(),
+    );
+    assert!(matches!(probe_at(&remote_only, NOW), Health::Down(_)));
+    let health = probe_at(&with_local, NOW);
+    assert!(
+        matches!(&health, Health::Degraded(reason) if reason.contains("no remote signing keys yet")),
+        "{health:?}"
+    );
+}
