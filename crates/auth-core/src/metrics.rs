@@ -116,16 +116,23 @@ const SOURCES: [Source; 5] = [
 ];
 /// Refusal statuses likewise.
 #[cfg(feature = "metrics")]
-const STATUSES: [&str; 6] = ["400", "401", "403", "429", "500", "503"];
+const STATUSES: [http::StatusCode; 6] = [
+    http::StatusCode::BAD_REQUEST,
+    http::StatusCode::UNAUTHORIZED,
+    http::StatusCode::FORBIDDEN,
+    http::StatusCode::TOO_MANY_REQUESTS,
+    http::StatusCode::INTERNAL_SERVER_ERROR,
+    http::StatusCode::SERVICE_UNAVAILABLE,
+];
 
 /// Counters registered once, after [`enable`].
 #[cfg(feature = "metrics")]
 struct Handles {
     /// `admitted` by each of [`SOURCES`].
-    admitted: [metrics::Counter; 5],
+    admitted: [metrics::Counter; SOURCES.len()],
     passed_through: metrics::Counter,
     /// `refused` with each of [`STATUSES`].
-    refused: [metrics::Counter; 6],
+    refused: [metrics::Counter; STATUSES.len()],
     /// (cache, hit): verified token miss, hit; introspection miss, hit.
     caches: [metrics::Counter; 4],
 }
@@ -147,7 +154,7 @@ fn handles() -> Option<&'static Handles> {
             "status" => "none"
         ),
         refused: STATUSES.map(|status| {
-            metrics::counter!(REQUESTS, "outcome" => "refused", "source" => "none", "status" => status)
+            metrics::counter!(REQUESTS, "outcome" => "refused", "source" => "none", "status" => status.as_str().to_owned())
         }),
         caches: [
             ("verified_token", "miss"),
@@ -284,7 +291,7 @@ pub(crate) fn decided(decision: &crate::Decision) {
             }
             Decision::Refuse(refusal) => {
                 let status = refusal.status();
-                match STATUSES.iter().position(|s| *s == status.as_str()) {
+                match STATUSES.iter().position(|s| *s == status) {
                     Some(i) => handles.refused[i].increment(1),
                     None => metrics::counter!(
                         REQUESTS,
