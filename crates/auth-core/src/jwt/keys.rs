@@ -248,6 +248,13 @@ struct Remote {
     fetches: Arc<Flights<(), ()>>,
 }
 
+impl Remote {
+    /// Whether `now` is less than the refresh interval after `at`.
+    fn within_interval(&self, at: SystemTime, now: SystemTime) -> bool {
+        later(at, self.config.refresh_interval).is_none_or(|next| now < next)
+    }
+}
+
 /// Why no refresh was started.
 #[derive(Debug)]
 pub(super) enum NoRefresh {
@@ -396,9 +403,9 @@ impl KeyStore {
     fn probe_held(&self, now: SystemTime) -> bool {
         self.remote.as_ref().is_some_and(|remote| {
             let state = remote.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.probe_cut_short.is_some_and(|at| {
-                later(at, remote.config.refresh_interval).is_none_or(|next| now < next)
-            })
+            state
+                .probe_cut_short
+                .is_some_and(|at| remote.within_interval(at, now))
         })
     }
 
@@ -457,7 +464,7 @@ impl KeyStore {
         };
         let state = remote.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(last) = state.last_finished
-            && later(last, remote.config.refresh_interval).is_none_or(|next| now < next)
+            && remote.within_interval(last, now)
         {
             return Err(NoRefresh::TooSoon {
                 failed: state.last_failed,
