@@ -293,18 +293,15 @@ impl RedisStore {
     /// it was if the node does not answer within the timeout.
     fn refresh_map(&self) {
         // Not connected yet: the connecting task asks once connected.
-        if self.inner.connection.get().is_none() || !self.inner.backoff.map_due() {
+        let Some(Connection::Cluster(cluster)) = self.inner.connection.get() else {
+            return;
+        };
+        if !self.inner.backoff.map_due() {
             return;
         }
-        let store = self.clone();
+        let (mut cluster, inner) = (cluster.clone(), Arc::clone(&self.inner));
         tokio::spawn(async move {
-            let inner = &store.inner;
-            let fetch = async {
-                let Connection::Cluster(mut cluster) = store.connection().await? else {
-                    return Err(StoreError::Unexpected);
-                };
-                slots::fetch(&mut cluster, &inner.target).await
-            };
+            let fetch = slots::fetch(&mut cluster, &inner.target);
             if let Ok(Ok(map)) = tokio::time::timeout(inner.timeout, fetch).await {
                 inner.backoff.set_map(map);
             }
