@@ -386,6 +386,76 @@ fn provider_calls_caches_and_key_sets_are_counted() {
     );
 }
 
+/// With several remote key sets, the key age is the oldest set's, and a
+/// set leaves it with its validator: a stale set is not hidden by a fresh
+/// one beside it.
+#[test]
+fn the_key_age_is_the_oldest_set_in_service() {
+    use auth_core::health::{Health, Probe};
+    use auth_core::step::{Transport, UreqTransport};
+    use auth_core::{Algorithm, JwtBackend, JwtValidator};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    install_metrics().unwrap();
+    let provider = auth_tests::OidcProvider::start();
+    let base = serve_axum(axum_router(&Demo::new(&DemoConfig::default()).unwrap()));
+    let transport = UreqTransport::builder()
+        .timeout(Duration::from_secs(5))
+        .build();
+    let backend = || {
+        JwtBackend::new(
+            JwtValidator::builder([Algorithm::RS256])
+                .oidc_issuer(provider.issuer())
+                .allow_http(true)
+                .build()
+                .unwrap(),
+        )
+    };
+    // A probe fetches the keys of a backend that has none, at `secs`.
+    let fetch_at = |backend: &JwtBackend, secs: u64| {
+        let now = UNIX_EPOCH + Duration::from_secs(secs);
+        let mut probe = backend.probe(now);
+        for _ in 0..4 {
+            match probe {
+                Probe::Done(health) => {
+                    assert_eq!(health, Health::Ready);
+                    return;
+                }
+                Probe::Send(step) => {
+                    let response = transport.send(step.request().clone());
+                    probe = step.apply(&response, now);
+                }
+                _ => panic!("unknown probe"),
+            }
+        }
+        panic!("the probe took too many steps");
+    };
+    let key_age = || {
+        found(
+            &scrape(&base),
+            "auth_jwt_keys_updated_timestamp_seconds",
+            &[],
+        )
+    };
+    // Both older than any other set this process holds (each fetched
+    // since it started).
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (older, newer) = (backend(), backend());
+    fetch_at(&older, now - 7200);
+    fetch_at(&newer, now - 3600);
+    assert_eq!(
+        key_age(),
+        Some((now - 7200) as f64),
+        "the oldest, fetched first"
+    );
+    drop(older);
+    assert_eq!(key_age(), Some((now - 3600) as f64), "the older left");
+    drop(newer);
+}
+
 /// Every metric the core and the throttle export.
 fn exported() -> Vec<&'static str> {
     use auth_core::metrics as core;

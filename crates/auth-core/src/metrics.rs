@@ -16,7 +16,7 @@
 //! | [`PROVIDER_DURATION`] `auth_provider_request_duration_seconds` | histogram | `kind`, `result` |
 //! | [`PROVIDER_IN_FLIGHT`] `auth_provider_in_flight` | gauge | `kind` |
 //! | [`CACHE_REQUESTS`] `auth_cache_requests_total` | counter | `cache` (`verified_token`, `introspection`), `result` (`hit`: answered from the cache; `miss`: a token the cache did not have, or had too old to use, that the validator or the provider then answered) |
-//! | [`KEYS_UPDATED`] `auth_jwt_keys_updated_timestamp_seconds` | gauge | none: when a JWT backend last installed a fetched key set (Unix seconds; its age is `time() - ` this) |
+//! | [`KEYS_UPDATED`] `auth_jwt_keys_updated_timestamp_seconds` | gauge | none: when the JWT key set in service was fetched and installed (Unix seconds; its age is `time() - ` this); with several remote key sets, the oldest |
 //!
 //! Provider calls are timed from the step's creation to its answer being
 //! applied, by the drivers of this crate and the adapters, or yours.
@@ -41,8 +41,8 @@ pub const PROVIDER_IN_FLIGHT: &str = "auth_provider_in_flight";
 /// Look-ups in a backend's cache: `auth_cache_requests_total{cache,
 /// result}`.
 pub const CACHE_REQUESTS: &str = "auth_cache_requests_total";
-/// When a JWT backend last installed a fetched key set, in Unix seconds:
-/// `auth_jwt_keys_updated_timestamp_seconds`.
+/// When the oldest remote JWT key set in service was fetched and
+/// installed, in Unix seconds: `auth_jwt_keys_updated_timestamp_seconds`.
 pub const KEYS_UPDATED: &str = "auth_jwt_keys_updated_timestamp_seconds";
 
 /// Turns recording on, once the application has installed a recorder, and
@@ -82,7 +82,7 @@ pub fn enable() {
         metrics::describe_gauge!(
             KEYS_UPDATED,
             Unit::Seconds,
-            "When a JWT backend last installed a fetched key set (Unix time)"
+            "When the oldest JWT key set in service was fetched and installed (Unix time)"
         );
         ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -254,15 +254,91 @@ pub(crate) fn looked_up(cache: Cache, hit: bool) {
     }
 }
 
-/// A JWT backend installed a fetched key set at `now`.
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn keys_updated(now: std::time::SystemTime) {
+/// A remote key set's place in `auth_jwt_keys_updated_timestamp_seconds`,
+/// which reports the oldest of the sets in service, so that a stale set is
+/// not hidden by a fresh one beside it. Leaves with its key store.
+#[derive(Debug)]
+pub(crate) struct KeySetAge {
     #[cfg(feature = "metrics")]
-    if on() {
-        metrics::gauge!(KEYS_UPDATED).set(
-            now.duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-        );
+    id: u64,
+}
+
+impl KeySetAge {
+    pub(crate) fn new() -> Self {
+        #[cfg(feature = "metrics")]
+        {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            KeySetAge {
+                id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        KeySetAge {}
+    }
+
+    /// The store installed a fetched key set at `now`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn updated(&self, now: std::time::SystemTime) {
+        #[cfg(feature = "metrics")]
+        {
+            let at = now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let oldest = key_sets().updated(self.id, at);
+            if on() {
+                metrics::gauge!(KEYS_UPDATED).set(oldest);
+            }
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for KeySetAge {
+    fn drop(&mut self) {
+        if let Some(oldest) = key_sets().remove(self.id)
+            && on()
+        {
+            metrics::gauge!(KEYS_UPDATED).set(oldest);
+        }
+    }
+}
+
+/// The process's remote key sets in service: when each was installed.
+#[cfg(feature = "metrics")]
+fn key_sets() -> std::sync::MutexGuard<'static, KeySets> {
+    static KEY_SETS: std::sync::Mutex<KeySets> = std::sync::Mutex::new(KeySets(Vec::new()));
+    KEY_SETS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Key stores by id, with when (Unix seconds) each installed the set it
+/// serves; a store that never installed one is not here.
+#[cfg(feature = "metrics")]
+#[derive(Debug, Default)]
+struct KeySets(Vec<(u64, f64)>);
+
+#[cfg(feature = "metrics")]
+impl KeySets {
+    /// Store `id` installed a set at `at`: the oldest now in service.
+    fn updated(&mut self, id: u64, at: f64) -> f64 {
+        match self.0.iter_mut().find(|(store, _)| *store == id) {
+            Some(entry) => entry.1 = at,
+            None => self.0.push((id, at)),
+        }
+        self.oldest().unwrap_or(at)
+    }
+
+    /// Store `id` is gone: the oldest set left in service, if any (when
+    /// none is, the gauge keeps its last value).
+    fn remove(&mut self, id: u64) -> Option<f64> {
+        let i = self.0.iter().position(|(store, _)| *store == id)?;
+        self.0.swap_remove(i);
+        self.oldest()
+    }
+
+    fn oldest(&self) -> Option<f64> {
+        self.0.iter().map(|(_, at)| *at).reduce(f64::min)
     }
 }
 
@@ -303,5 +379,24 @@ pub(crate) fn decided(decision: &crate::Decision) {
                 }
             }
         }
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::KeySets;
+
+    #[test]
+    fn the_key_age_is_the_oldest_set_in_service() {
+        let mut sets = KeySets::default();
+        assert_eq!(sets.updated(1, 200.0), 200.0, "the only set");
+        assert_eq!(sets.updated(2, 100.0), 100.0, "an older set beside it");
+        assert_eq!(sets.updated(3, 300.0), 100.0, "a newer one hides nothing");
+        assert_eq!(sets.updated(2, 400.0), 200.0, "the oldest refreshed");
+        assert_eq!(sets.0.len(), 3, "a refresh replaces its store's entry");
+        assert_eq!(sets.remove(1), Some(300.0), "the oldest gone");
+        assert_eq!(sets.remove(1), None, "a store that left is not here");
+        assert_eq!(sets.remove(3), Some(400.0));
+        assert_eq!(sets.remove(2), None, "none left");
     }
 }

@@ -246,6 +246,8 @@ struct Remote {
     state: Mutex<RefreshState>,
     /// The one fetch in flight, if any (single flight, like introspection).
     fetches: Arc<Flights<(), ()>>,
+    /// When the set in service was installed, for the metrics.
+    age: crate::metrics::KeySetAge,
 }
 
 impl Remote {
@@ -318,6 +320,7 @@ impl KeyStore {
                 config,
                 state: Mutex::new(RefreshState::default()),
                 fetches: Flights::new(),
+                age: crate::metrics::KeySetAge::new(),
             }),
         }
     }
@@ -557,7 +560,7 @@ impl KeyStore {
         response: &Result<http::Response<Vec<u8>>, TransportError>,
         now: SystemTime,
     ) -> Result<(), AuthError> {
-        let Some(Remote { config, .. }) = &self.remote else {
+        let Some(Remote { config, age, .. }) = &self.remote else {
             return Ok(());
         };
         let document = json_document(response, "JWKS")?;
@@ -587,7 +590,7 @@ impl KeyStore {
         let fresh_until = later(now, max_age);
         let usable_until = fresh_until.and_then(|fresh| later(fresh, config.stale_if_error));
         self.replace(keys, fresh_until, usable_until);
-        crate::metrics::keys_updated(now);
+        age.updated(now);
         Ok(())
     }
 
