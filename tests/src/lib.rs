@@ -291,6 +291,16 @@ pub fn bearer(token: &str) -> http::Request<()> {
         .expect("a valid request")
 }
 
+/// A client that reads every status as an answer, not as an error: the
+/// tests look at 401s and 429s.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    )
+}
+
 /// A ureq transport with short timeouts, so that "provider down" tests
 /// answer quickly.
 pub fn quick_transport() -> auth_core::step::UreqTransport {

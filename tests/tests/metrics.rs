@@ -8,20 +8,12 @@
 use std::sync::Mutex;
 
 use auth_examples::{Demo, DemoConfig, actix_routes, axum_router, install_metrics};
-use auth_tests::{serve_actix, serve_axum};
+use auth_tests::{agent, serve_actix, serve_axum};
 
 /// The recorder is the process's: one test at a time reads its deltas.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const JWT_SECRET: &str = "a JWT secret of thirty-two bytes!!";
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    )
-}
 
 fn get(base: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
     let mut request = agent().get(format!("{base}{path}"));

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use auth_core::step::UreqTransport;
 use auth_core::{Gate, IntrospectionBackend, IpBackend, Policy};
+use auth_tests::agent;
 use serde_json::json;
 
 const CAP: usize = IntrospectionBackend::DEFAULT_MAX_CONCURRENT_CALLS;
@@ -175,14 +176,6 @@ fn server_threads() -> usize {
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
         .filter(|name| name.trim_end().starts_with(SERVER_THREADS))
         .count()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    )
 }
 
 fn wait_until_up(base: &str) {

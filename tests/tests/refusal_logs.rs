@@ -87,11 +87,7 @@ fn actix_server() -> String {
 }
 
 fn get(base: &str, address: &str, token: &str) -> u16 {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = auth_tests::agent();
     agent
         .get(format!("{base}{PATH}"))
         .header("x-forwarded-for", address)

@@ -84,11 +84,7 @@ fn server(throttle: Throttle) -> String {
 }
 
 fn status(base: &str, visitor: &str, address: &str) -> u16 {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = auth_tests::agent();
     agent
         .get(format!("{base}/limited"))
         .header("cookie", format!("anon={visitor}"))
@@ -571,11 +567,7 @@ fn the_demo_counts_limited_in_a_cluster() {
     let b = serve_actix(auth_examples::actix_routes(
         &auth_examples::Demo::new(&config).unwrap(),
     ));
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = auth_tests::agent();
     // Both up and connected to every primary: their readiness pings them.
     let started = std::time::Instant::now();
     for base in [&a, &b] {

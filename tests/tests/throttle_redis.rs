@@ -73,11 +73,7 @@ fn server(throttle: Throttle) -> String {
 }
 
 fn status(base: &str, visitor: &str) -> (u16, Option<String>) {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = auth_tests::agent();
     let response = agent
         .get(format!("{base}/limited"))
         .header("cookie", format!("anon={visitor}"))
@@ -185,11 +181,7 @@ fn budget_server(store: RedisStore) -> String {
 }
 
 fn bearer(base: &str, client: &str, token: &str) -> u16 {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = auth_tests::agent();
     agent
         .get(format!("{base}/api"))
         .header("x-forwarded-for", client)

@@ -148,11 +148,7 @@ fn serve_axum_app(policy: Policy) -> String {
 }
 
 fn status(base: &str, token: &str) -> u16 {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = auth_tests::agent();
     agent
         .get(format!("{base}/p"))
         .header("authorization", format!("Bearer {token}"))

@@ -26,7 +26,7 @@ use auth_core::{
     IpBackend, JwtBackend, JwtValidator, PeerAddr, Policy, Refusal, RequireScopes, Scope,
     SessionBackend, TokenIssuer, Verdict,
 };
-use auth_tests::{serve_axum, serve_axum_with};
+use auth_tests::{agent, serve_axum, serve_axum_with};
 use auth_throttle::{Callers, FailureBudget, MemoryStore, Quota, Rule, Throttle};
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::Jwk;
@@ -984,14 +984,6 @@ fn serve_actix() -> String {
     base
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    )
-}
-
 fn over_tcp(base: &str, s: &Scenario) -> Answer {
     let mut req = http::Request::builder()
         .method(s.method)
@@ -1148,11 +1140,7 @@ fn a_rule_for_get_counts_head() {
                 Gate::without_auth().throttle(limits),
             )),
     );
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = auth_tests::agent();
     let url = format!("{base}/read");
     let head = |agent: &ureq::Agent| agent.head(&url).call().unwrap().status().as_u16();
     assert_eq!(head(&agent), 200);

@@ -25,11 +25,7 @@ fn start(config: DemoConfig) -> Running {
         thread::spawn(move || serve(&demo, &server));
     }
     let demo = Arc::clone(&demo);
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = auth_tests::agent();
     Running { base, agent, demo }
 }
 

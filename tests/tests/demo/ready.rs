@@ -7,7 +7,7 @@ use std::thread;
 
 use auth_examples::{Demo, DemoConfig, actix_routes, axum_router, local_addr, serve};
 use auth_tests::redis::RedisServer;
-use auth_tests::{CLIENT_SECRET, OidcProvider, serve_actix, serve_axum};
+use auth_tests::{CLIENT_SECRET, OidcProvider, agent, serve_actix, serve_axum};
 use serde_json::Value;
 
 fn servers(demo: &Arc<Demo>) -> Vec<(&'static str, String)> {
@@ -20,14 +20,6 @@ fn servers(demo: &Arc<Demo>) -> Vec<(&'static str, String)> {
         ("actix", serve_actix(actix_routes(demo))),
         ("direct", direct),
     ]
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    )
 }
 
 /// The status and JSON of `GET /health/ready`.

@@ -17,11 +17,7 @@ async fn who(Auth(who): Auth) -> String {
 }
 
 fn fetch(url: &str, token: Option<&str>) -> (u16, String) {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = auth_tests::agent();
     let mut request = agent.get(url);
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
