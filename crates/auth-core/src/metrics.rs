@@ -85,6 +85,10 @@ pub fn enable() {
             "When the oldest JWT key set in service was fetched and installed (Unix time)"
         );
         ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Key sets fetched before the recorder was there.
+        if let Some(oldest) = key_sets().oldest() {
+            metrics::gauge!(KEYS_UPDATED).set(oldest);
+        }
     }
 }
 
@@ -383,8 +387,70 @@ pub(crate) fn decided(decision: &crate::Decision) {
 }
 
 #[cfg(all(test, feature = "metrics"))]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::KeySets;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use metrics::{Counter, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder};
+
+    use super::{KEYS_UPDATED, KeySetAge, KeySets};
+
+    /// Records the last value set on the key-age gauge; nothing else.
+    #[derive(Default)]
+    struct KeyAge(Arc<Last>);
+
+    #[derive(Default)]
+    struct Last(Mutex<Option<f64>>);
+
+    impl GaugeFn for Last {
+        fn increment(&self, _: f64) {}
+        fn decrement(&self, _: f64) {}
+        fn set(&self, value: f64) {
+            *self.0.lock().unwrap() = Some(value);
+        }
+    }
+
+    impl Recorder for KeyAge {
+        fn describe_counter(&self, _: KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {
+        }
+        fn describe_gauge(&self, _: KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_histogram(
+            &self,
+            _: KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::noop()
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            if key.name() == KEYS_UPDATED {
+                Gauge::from_arc(Arc::clone(&self.0))
+            } else {
+                Gauge::noop()
+            }
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn enabling_publishes_key_sets_fetched_before() {
+        let age = KeySetAge::new();
+        age.updated(UNIX_EPOCH + Duration::from_secs(100));
+        let recorder = KeyAge::default();
+        metrics::with_local_recorder(&recorder, super::enable);
+        // Other tests' sets may be older still; none is newer than this one
+        // and older than the process.
+        let published = *recorder.0.0.lock().unwrap();
+        assert!(
+            published.is_some_and(|at| at <= 100.0),
+            "published {published:?}"
+        );
+    }
 
     #[test]
     fn the_key_age_is_the_oldest_set_in_service() {
