@@ -86,7 +86,8 @@ pub fn enable() {
         );
         ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
         // Key sets fetched before the recorder was there.
-        if let Some(oldest) = key_sets().oldest() {
+        let sets = key_sets();
+        if let Some(oldest) = sets.oldest() {
             metrics::gauge!(KEYS_UPDATED).set(oldest);
         }
     }
@@ -288,7 +289,11 @@ impl KeySetAge {
             let at = now
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64());
-            let oldest = key_sets().updated(self.id, at);
+            // The gauge is set under the lock (here, on drop and on
+            // enabling), so that it ends at the oldest whatever the order
+            // of two stores' updates.
+            let mut sets = key_sets();
+            let oldest = sets.updated(self.id, at);
             if on() {
                 metrics::gauge!(KEYS_UPDATED).set(oldest);
             }
@@ -299,7 +304,8 @@ impl KeySetAge {
 #[cfg(feature = "metrics")]
 impl Drop for KeySetAge {
     fn drop(&mut self) {
-        if let Some(oldest) = key_sets().remove(self.id)
+        let mut sets = key_sets();
+        if let Some(oldest) = sets.remove(self.id)
             && on()
         {
             metrics::gauge!(KEYS_UPDATED).set(oldest);
