@@ -157,7 +157,14 @@ fn two_servers_share_one_limit_in_redis_but_not_in_process() {
 /// A server: HS256 tokens, a failure budget of 3 per 600 s per client
 /// address (X-Forwarded-For from loopback), escalating to 5 per 6,000 s,
 /// counted in `store`.
-fn budget_server(store: RedisStore) -> String {
+/// 3 refused credentials per 600 s, then 5 per 6,000 s.
+fn budget() -> FailureBudget {
+    FailureBudget::new(Quota::new(3, Duration::from_secs(600)).unwrap())
+        .escalate(Quota::new(5, Duration::from_secs(6_000)).unwrap())
+        .unwrap()
+}
+
+fn budget_server(store: RedisStore, budget: FailureBudget) -> String {
     let jwt = JwtBackend::new(
         JwtValidator::builder([Algorithm::HS256])
             .hmac_secret(SECRET)
@@ -165,11 +172,7 @@ fn budget_server(store: RedisStore) -> String {
             .unwrap(),
     );
     let throttle = Throttle::builder(store)
-        .failure_budget(
-            FailureBudget::new(Quota::new(3, Duration::from_secs(600)).unwrap())
-                .escalate(Quota::new(5, Duration::from_secs(6_000)).unwrap())
-                .unwrap(),
-        )
+        .failure_budget(budget)
         .client_ip(IpBackend::new().trust_proxies(["127.0.0.0/8"]).unwrap())
         .build()
         .unwrap();
@@ -181,22 +184,32 @@ fn budget_server(store: RedisStore) -> String {
 }
 
 fn bearer(base: &str, client: &str, token: &str) -> u16 {
-    let agent = auth_tests::agent();
-    agent
+    bearer_waits(base, client, token).0
+}
+
+/// The status, and the `Retry-After` seconds if any.
+fn bearer_waits(base: &str, client: &str, token: &str) -> (u16, Option<u64>) {
+    let response = auth_tests::agent()
         .get(format!("{base}/api"))
         .header("x-forwarded-for", client)
         .header("authorization", format!("Bearer {token}"))
         .call()
-        .unwrap()
-        .status()
-        .as_u16()
+        .unwrap();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    (response.status().as_u16(), retry)
 }
 
 #[test]
 fn servers_share_a_failure_budget_in_redis() {
     let redis = RedisServer::start();
     let store = || redis_store(&redis.url(), Duration::from_millis(500));
-    let (a, b) = (budget_server(store()), budget_server(store()));
+    let (a, b) = (
+        budget_server(store(), budget()),
+        budget_server(store(), budget()),
+    );
     let forged = "eyJhbGciOiJIUzI1NiJ9.e30.AAAA";
     let valid = TokenIssuer::hs256(SECRET)
         .unwrap()
@@ -223,6 +236,48 @@ fn servers_share_a_failure_budget_in_redis() {
         "one caller"
     );
     assert!(!keys.concat().contains(attacker));
+}
+
+/// A server whose copy of the budget lags behind Redis's lets one more
+/// refused credential through; Redis then denies the first step and
+/// stores nothing. That server's copy of the next step must stay what
+/// Redis holds, not the unit Redis did not store: its `Retry-After` is
+/// the other server's.
+#[test]
+fn a_charge_redis_denied_leaves_the_next_step_as_stored() {
+    let redis = RedisServer::start();
+    // 2 per 600 s (one every 300 s), then 3 per 6,000 s (one every
+    // 2,000 s).
+    let budget = || {
+        FailureBudget::new(Quota::new(2, Duration::from_secs(600)).unwrap())
+            .escalate(Quota::new(3, Duration::from_secs(6_000)).unwrap())
+            .unwrap()
+    };
+    let store = || redis_store(&redis.url(), Duration::from_millis(500));
+    let (a, b) = (
+        budget_server(store(), budget()),
+        budget_server(store(), budget()),
+    );
+    let forged = "eyJhbGciOiJIUzI1NiJ9.e30.AAAA";
+    let attacker = "198.51.100.70";
+    // Redis: the first step spent by a and b; a, one refusal behind, lets
+    // a third through, which Redis denies on the first step and allows on
+    // the second (2 of 3 spent: not stored).
+    let statuses: Vec<u16> = [&a, &b, &a]
+        .iter()
+        .map(|base| bearer(base, attacker, forged))
+        .collect();
+    assert_eq!(statuses, [401, 401, 401]);
+    let (status_a, wait_a) = bearer_waits(&a, attacker, forged);
+    let (status_b, wait_b) = bearer_waits(&b, attacker, forged);
+    assert_eq!((status_a, status_b), (429, 429));
+    let (wait_a, wait_b) = (wait_a.unwrap(), wait_b.unwrap());
+    // The first step's wait (300 s): the second still has one left.
+    assert!(wait_a <= 300, "a waits {wait_a} s, b {wait_b} s");
+    assert!(
+        wait_a.abs_diff(wait_b) <= 1,
+        "a waits {wait_a} s, b {wait_b} s"
+    );
 }
 
 #[test]

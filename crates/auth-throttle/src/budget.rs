@@ -316,17 +316,26 @@ impl Inner {
         let Some(budget) = &self.budget else { return };
         let rates = budget.rules().map(|rule| rule.rate);
         match answer::checked(reply, budget.numbers.len(), rates) {
-            // Each counter's timestamp in the store is `reset` ahead of its
-            // clock, allowed or not. (One caller is one call: a store that
-            // failed it in part is not mirrored; the count in process
-            // stands.)
+            // What the store holds for each step, ahead of its clock: a
+            // denied step's `reset`; an allowed step's `reset` when every
+            // step allowed (the call stored them all), one interval less
+            // when another step denied (the call stored nothing, and
+            // `reset` counts the unit it would have spent). (One caller is
+            // one call: a store that failed it in part is not mirrored;
+            // the count in process stands.)
             Ok(reply) => {
                 self.store_replied(reply.failed.as_ref());
                 if reply.failed.is_some() {
                     return;
                 }
+                let stored = reply.cells.iter().all(|cell| cell.allowed);
                 for ((number, rule), cell) in budget.numbered().zip(&reply.cells) {
-                    let ahead = cell.reset.min(rule.rate.tolerance());
+                    let held = if cell.allowed && !stored {
+                        cell.reset.saturating_sub(rule.rate.interval)
+                    } else {
+                        cell.reset
+                    };
+                    let ahead = held.min(rule.rate.tolerance());
                     self.memory.set(number, key, now.saturating_add(ahead), now);
                 }
             }
