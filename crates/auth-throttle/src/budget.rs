@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use auth_core::step::{Charge, Limited, RequestView};
-use auth_core::{Additions, AuthError, Refusal};
+use auth_core::{Additions, AuthError};
 
 use crate::answer;
 use crate::error::{StoreError, ThrottleError};
@@ -232,7 +232,12 @@ impl Throttle {
         };
         let ip = match inner.client_ip.client_group(req) {
             Ok(ip) => ip,
-            Err(error) => return Limited::Deny(Refusal::for_error(error, None)),
+            Err(error) => {
+                return match inner.unknown_address(error) {
+                    Some(refusal) => Limited::Deny(refusal),
+                    None => Limited::Allow(Additions::new()),
+                };
+            }
         };
         inner.notice_forwarding(req, ip);
         let key = inner.keys.address(ip);
@@ -280,7 +285,8 @@ impl Throttle {
         if !(budget.budget.counts)(error) {
             return None;
         }
-        // An address that cannot be found was refused for it already.
+        // An address that cannot be found was refused for it already (in
+        // log-only mode, let through uncounted).
         let ip: IpAddr = inner.client_ip.client_group(req).ok()?;
         let key = inner.keys.address(ip);
         let now = micros(now);

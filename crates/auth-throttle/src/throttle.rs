@@ -359,9 +359,10 @@ impl Throttle {
                             inner.notice_forwarding(req, ip);
                             *address.insert(inner.keys.address(ip))
                         }
-                        Err(error) => {
-                            return Checked::Done(Throttled::Deny(Refusal::for_error(error, None)));
-                        }
+                        Err(error) => match inner.unknown_address(error) {
+                            Some(refusal) => return Checked::Done(Throttled::Deny(refusal)),
+                            None => continue,
+                        },
                     },
                 },
             };
@@ -493,6 +494,27 @@ impl Inner {
                 );
             }
         });
+    }
+
+    /// A request whose client address cannot be found (the server gives
+    /// no peer address): refused for it when enforcing; in log-only mode, nothing is refused: it is
+    /// not counted by address, and a warning says so (at most once a
+    /// second).
+    pub(crate) fn unknown_address(&self, error: AuthError) -> Option<Refusal> {
+        match self.mode {
+            Mode::Enforce => Some(Refusal::for_error(error, None)),
+            Mode::LogOnly => {
+                static LOG: EverySecond = EverySecond::new();
+                LOG.log(|also| {
+                    tracing::warn!(
+                        %error,
+                        also,
+                        "client address unknown (log-only: let through, not counted by address)"
+                    );
+                });
+                None
+            }
+        }
     }
 
     /// Warns, once, that a request with a forwarding header came from a
@@ -667,7 +689,9 @@ impl ThrottleBuilder {
     /// Counts and logs (`warn`, at most once a second with a count)
     /// requests over a limit, but lets them through (default `false`): to
     /// try rules on live traffic. Nothing is refused, not even by
-    /// [`Fallback::Deny`] or a spent failure budget.
+    /// [`Fallback::Deny`], a spent failure budget or a client address that
+    /// cannot be found (that request is not counted by address; a warning
+    /// says so).
     pub fn log_only(mut self, yes: bool) -> Self {
         self.mode = if yes { Mode::LogOnly } else { Mode::Enforce };
         self

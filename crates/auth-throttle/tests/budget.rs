@@ -349,3 +349,45 @@ fn a_preflight_passes_a_spent_budget() {
     assert_eq!(status(&gate, &preflight, now), 200);
     assert_eq!(status(&gate, &request(Some("Bearer good"), peer), now), 429);
 }
+
+/// A request whose client address cannot be found (the server gives no
+/// peer address) is refused for it (500) when enforcing; in log-only mode
+/// nothing is refused, the budget and the rules by address included.
+#[test]
+fn log_only_refuses_nothing_when_the_address_is_unknown() {
+    let gate = |log_only: bool| {
+        let limits = Throttle::builder(MemoryStore::default())
+            .rule(
+                Rule::new(
+                    "by-address",
+                    Quota::new(5, Duration::from_secs(60)).unwrap(),
+                )
+                .unwrap()
+                .by_client_ip(),
+            )
+            .failure_budget(FailureBudget::new(
+                Quota::new(3, Duration::from_secs(60)).unwrap(),
+            ))
+            .log_only(log_only)
+            .build()
+            .unwrap();
+        Gate::new(Tokens::default()).throttle(limits)
+    };
+    let no_peer = http::Request::builder()
+        .header("authorization", "Bearer good")
+        .body(())
+        .unwrap();
+    let now = SystemTime::now();
+    assert_eq!(status(&gate(false), &no_peer, now), 500);
+    let log_only = gate(true);
+    assert_eq!(status(&log_only, &no_peer, now), 200);
+    let forged = http::Request::builder()
+        .header("authorization", "Bearer forged")
+        .body(())
+        .unwrap();
+    assert_eq!(
+        status(&log_only, &forged, now),
+        401,
+        "not counted, not refused"
+    );
+}
