@@ -570,8 +570,9 @@ impl RedisStoreBuilder {
     }
 
     /// How long a request waits for Redis, connecting, a cluster's retries
-    /// and redirections included (default 50 ms); then the throttle's
-    /// fallback applies. A refund on a cluster has as long again.
+    /// and redirections included (default 50 ms; not zero); then the
+    /// throttle's fallback applies. A refund on a cluster has as long
+    /// again.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -599,6 +600,12 @@ impl RedisStoreBuilder {
     /// TLS roots for URLs without TLS.
     pub fn build(self) -> Result<RedisStore, ThrottleError> {
         let keys = self.keys?;
+        if self.timeout.is_zero() {
+            return Err(ThrottleError::Invalid {
+                name: "timeout",
+                reason: "zero: every request would fall back without an answer from Redis",
+            });
+        }
         let urls = self.nodes.urls();
         if urls.is_empty() {
             return Err(ThrottleError::Invalid {
@@ -705,6 +712,21 @@ mod tests {
 
     fn cluster() -> Target {
         Target::Cluster(ClusterClient::new(["redis://127.0.0.1:1"]).unwrap())
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused_at_build() {
+        let built = |timeout| {
+            RedisStore::builder("redis://127.0.0.1:1", b"a secret of 16 bytes")
+                .timeout(timeout)
+                .build()
+                .map(drop)
+        };
+        assert_eq!(
+            built(Duration::ZERO).unwrap_err().to_string(),
+            "invalid timeout: zero: every request would fall back without an answer from Redis"
+        );
+        assert!(built(Duration::from_millis(1)).is_ok());
     }
 
     #[test]

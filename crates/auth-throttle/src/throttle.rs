@@ -497,9 +497,9 @@ impl Inner {
     }
 
     /// A request whose client address cannot be found (the server gives
-    /// no peer address): refused for it when enforcing; in log-only mode, nothing is refused: it is
-    /// not counted by address, and a warning says so (at most once a
-    /// second).
+    /// no peer address): refused for it when enforcing; in log-only mode,
+    /// nothing is refused: it is not counted by address, and a warning
+    /// says so (at most once a second).
     pub(crate) fn unknown_address(&self, error: AuthError) -> Option<Refusal> {
         match self.mode {
             Mode::Enforce => Some(Refusal::for_error(error, None)),
