@@ -154,16 +154,17 @@ fn two_servers_share_one_limit_in_redis_but_not_in_process() {
     assert_eq!(statuses(&[&c, &d, &c, &d, &c], "shared"), [200; 5]);
 }
 
-/// A server: HS256 tokens, a failure budget of 3 per 600 s per client
-/// address (X-Forwarded-For from loopback), escalating to 5 per 6,000 s,
-/// counted in `store`.
-/// 3 refused credentials per 600 s, then 5 per 6,000 s.
-fn budget() -> FailureBudget {
-    FailureBudget::new(Quota::new(3, Duration::from_secs(600)).unwrap())
-        .escalate(Quota::new(5, Duration::from_secs(6_000)).unwrap())
+/// A failure budget of `first` refused credentials per client address,
+/// escalating to `then`.
+fn budget(first: (u64, u64), then: (u64, u64)) -> FailureBudget {
+    let quota = |(count, secs)| Quota::new(count, Duration::from_secs(secs)).unwrap();
+    FailureBudget::new(quota(first))
+        .escalate(quota(then))
         .unwrap()
 }
 
+/// A server: HS256 tokens, `budget` per client address (X-Forwarded-For
+/// from loopback), counted in `store`.
 fn budget_server(store: RedisStore, budget: FailureBudget) -> String {
     let jwt = JwtBackend::new(
         JwtValidator::builder([Algorithm::HS256])
@@ -205,7 +206,8 @@ fn bearer_waits(base: &str, client: &str, token: &str) -> (u16, Option<u64>) {
 #[test]
 fn servers_share_a_failure_budget_in_redis() {
     let redis = RedisServer::start();
-    let store = || redis_store(&redis.url(), Duration::from_millis(500));
+    let store = || redis_store(&redis.url(), Duration::from_secs(2));
+    let budget = || budget((3, 600), (5, 6_000));
     let (a, b) = (
         budget_server(store(), budget()),
         budget_server(store(), budget()),
@@ -248,12 +250,8 @@ fn a_charge_redis_denied_leaves_the_next_step_as_stored() {
     let redis = RedisServer::start();
     // 2 per 600 s (one every 300 s), then 3 per 6,000 s (one every
     // 2,000 s).
-    let budget = || {
-        FailureBudget::new(Quota::new(2, Duration::from_secs(600)).unwrap())
-            .escalate(Quota::new(3, Duration::from_secs(6_000)).unwrap())
-            .unwrap()
-    };
-    let store = || redis_store(&redis.url(), Duration::from_millis(500));
+    let budget = || budget((2, 600), (3, 6_000));
+    let store = || redis_store(&redis.url(), Duration::from_secs(2));
     let (a, b) = (
         budget_server(store(), budget()),
         budget_server(store(), budget()),

@@ -1100,7 +1100,9 @@ fn local_keys_beside_unusable_remote_ones_are_degraded_not_down() {
     assert!(matches!(probe_at(&remote_only, NOW), Health::Down(_)));
     let health = probe_at(&with_local, NOW);
     assert!(
-        matches!(&health, Health::Degraded(reason) if reason.contains("no remote signing keys yet")),
+        matches!(&health, Health::Degraded(reason)
+            if reason.contains("no remote signing keys yet; the last fetch failed")),
         "{health:?}"
     );
+    assert_eq!(provider.hits("/jwks.json"), 2, "each probe fetched");
 }
